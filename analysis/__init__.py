@@ -1,0 +1,1 @@
+"""analysis: quality metrics, mixing diagnostics and summaries built on the dilution engine."""

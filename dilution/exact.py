@@ -1,0 +1,389 @@
+"""Exact partition function, likelihood and likelihood gradient by enumeration.
+
+The sum over the joint states factorises over the larger layer, so only the smaller layer
+(``n_e = min(n_visible, n_hidden)`` units) is enumerated:
+
+    Z = sum_{s in {0,1}^n_e} exp( e.s + sum_k softplus(o_k + (s W_e)_k) )
+
+where ``e`` is the bias of the enumerated layer, ``o`` that of the other layer and ``W_e`` the
+weights seen from the enumerated layer. States are visited in Gray-code order inside blocks of
+``2**BLOCK_BITS``: one flipped unit updates the fields in O(n_other); each block starts from an
+exactly computed field, which bounds round-off drift and fixes the summation order whatever
+the number of threads. Everything is computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .gibbs import _sigmoid, _softplus, check_binary, free_energy
+from .model import RBM
+
+__all__ = [
+    "MAX_UNITS",
+    "log_partition",
+    "log_likelihood",
+    "log_prob_visible",
+    "gradient",
+    "Gradient",
+    "model_moments",
+    "all_states",
+]
+
+MAX_UNITS = 30
+BLOCK_BITS = 12
+
+
+def _enumeration_view(rbm: RBM, max_units: int):
+    """(W_e, e_bias, o_bias, enumerating_hidden) in float64, with the size check."""
+    n_e = min(rbm.n_visible, rbm.n_hidden)
+    if n_e > max_units:
+        raise ValueError(
+            f"exact enumeration needs 2**{n_e} states (smaller layer of {rbm.n_visible} x {rbm.n_hidden} RBM), "
+            f"above the limit of {max_units} units; estimate log Z with dilution.ais.log_partition instead "
+            f"(or raise max_units if you can wait for 2**{n_e} terms)"
+        )
+    w = rbm.weights.astype(np.float64)
+    a = rbm.visible_bias.astype(np.float64)
+    b = rbm.hidden_bias.astype(np.float64)
+    if rbm.n_hidden <= rbm.n_visible:
+        return np.ascontiguousarray(w.T), b, a, True
+    return np.ascontiguousarray(w), a, b, False
+
+
+@njit(inline="always", cache=True)
+def _block_start(block, low_bits, w_e, e_bias, o_bias, field):
+    """Exact field and linear term of the first state of ``block`` (its high bits set)."""
+    n_e, n_o = w_e.shape
+    field[:] = o_bias
+    lin = 0.0
+    for u in range(low_bits, n_e):
+        if (block >> (u - low_bits)) & 1:
+            lin += e_bias[u]
+            for k in range(n_o):
+                field[k] += w_e[u, k]
+    return lin
+
+
+@njit(inline="always", cache=True)
+def _state_value(lin, field):
+    acc = lin
+    for k in range(field.shape[0]):
+        acc += _softplus(field[k])
+    return acc
+
+
+@njit(parallel=True, cache=True)
+def _log_partition_kernel(w_e, e_bias, o_bias, block_bits):
+    n_e, n_o = w_e.shape
+    low_bits = min(n_e, block_bits)
+    n_blocks = 1 << (n_e - low_bits)
+    n_steps = 1 << low_bits
+    block_max = np.empty(n_blocks)
+    block_sum = np.empty(n_blocks)
+    for blk in prange(n_blocks):
+        field = np.empty(n_o)
+        state = np.zeros(low_bits, dtype=np.bool_)
+        lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
+        m = _state_value(lin, field)
+        s = 1.0
+        for g in range(1, n_steps):
+            u = 0
+            while not (g >> u) & 1:
+                u += 1
+            sign = -1.0 if state[u] else 1.0
+            state[u] = not state[u]
+            lin += sign * e_bias[u]
+            for k in range(n_o):
+                field[k] += sign * w_e[u, k]
+            x = _state_value(lin, field)
+            if x > m:
+                s = s * math.exp(m - x) + 1.0
+                m = x
+            else:
+                s += math.exp(x - m)
+        block_max[blk] = m
+        block_sum[blk] = s
+    top = block_max.max()
+    total = 0.0
+    for blk in range(n_blocks):
+        total += block_sum[blk] * math.exp(block_max[blk] - top)
+    return top + math.log(total)
+
+
+_LN2 = math.log(2.0)
+_RESCALE_BITS = 512
+_SAFE_CHUNK_LOG = 354.0  # log(2**511): a chunk product times a rescaled running product stays finite
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def _log_partition_product_kernel(w_e, e_bias, o_bias, block_bits, chunk):
+    """log Z with ``sum_k softplus(x_k) = log prod_k (1 + exp(x_k))``: one ``log`` per state.
+
+    ``exp(x_k)`` is carried multiplicatively (a flip multiplies by ``exp(+-W_uk)``) and reset
+    exactly at every block start; the running product is rescaled by ``2**-512`` (exact in
+    binary floating point) between chunks of ``chunk`` factors. The caller guarantees that no
+    chunk product exceeds ``2**511``.
+    """
+    n_e, n_o = w_e.shape
+    low_bits = min(n_e, block_bits)
+    n_blocks = 1 << (n_e - low_bits)
+    n_steps = 1 << low_bits
+    up = np.exp(w_e)
+    down = np.exp(-w_e)
+    big = 2.0**_RESCALE_BITS
+    small = 2.0**-_RESCALE_BITS
+    step_log = _RESCALE_BITS * _LN2
+    block_max = np.empty(n_blocks)
+    block_sum = np.empty(n_blocks)
+    for blk in prange(n_blocks):
+        field = np.empty(n_o)
+        ex = np.empty(n_o)
+        state = np.zeros(low_bits, dtype=np.bool_)
+        lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
+        for k in range(n_o):
+            ex[k] = math.exp(field[k])
+        m = -np.inf
+        s = 0.0
+        for g in range(n_steps):
+            if g > 0:
+                u = 0
+                while not (g >> u) & 1:
+                    u += 1
+                if state[u]:
+                    lin -= e_bias[u]
+                    fac = down[u]
+                else:
+                    lin += e_bias[u]
+                    fac = up[u]
+                state[u] = not state[u]
+                for k in range(n_o):
+                    ex[k] *= fac[k]
+            p = 1.0
+            n_rescale = 0
+            for c0 in range(0, n_o, chunk):
+                q = 1.0
+                for k in range(c0, min(c0 + chunk, n_o)):
+                    q *= 1.0 + ex[k]
+                p *= q
+                if p > big:
+                    p *= small
+                    n_rescale += 1
+            x = lin + math.log(p) + n_rescale * step_log
+            if x > m:
+                s = s * math.exp(m - x) + 1.0
+                m = x
+            else:
+                s += math.exp(x - m)
+        block_max[blk] = m
+        block_sum[blk] = s
+    top = block_max.max()
+    total = 0.0
+    for blk in range(n_blocks):
+        total += block_sum[blk] * math.exp(block_max[blk] - top)
+    return top + math.log(total)
+
+
+def _product_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
+    """Largest chunk (<= 16 factors) whose products provably stay below ``2**511``, or 0."""
+    bound = np.abs(o_bias) + np.abs(w_e).sum(axis=0)  # |x_k| over every state
+    log_factor = np.logaddexp(0.0, bound)  # log(1 + exp(bound_k))
+    for chunk in (16, 8, 4, 2, 1):
+        n_pad = -len(log_factor) % chunk
+        sums = np.pad(log_factor, (0, n_pad)).reshape(-1, chunk).sum(axis=1)
+        if sums.max() < _SAFE_CHUNK_LOG:
+            return chunk
+    return 0
+
+
+def log_partition(rbm: RBM, *, max_units: int = MAX_UNITS) -> float:
+    """Exact log Z of an RBM whose smaller layer has at most ``max_units`` units.
+
+    Cost: ``2**n_e * n_other`` multiply-adds and ``2**n_e`` logarithms, run in parallel.
+
+    Raises
+    ------
+    ValueError
+        If the smaller layer is larger than ``max_units`` (the message points to AIS).
+    """
+    _check_rbm(rbm)
+    w_e, e_bias, o_bias, _ = _enumeration_view(rbm, max_units)
+    chunk = _product_chunk(w_e, o_bias)
+    if chunk:
+        return float(_log_partition_product_kernel(w_e, e_bias, o_bias, BLOCK_BITS, chunk))
+    # Fields too large for the product form (|x| of order 350 or more): softplus per term.
+    return float(_log_partition_kernel(w_e, e_bias, o_bias, BLOCK_BITS))
+
+
+def log_likelihood(rbm: RBM, data, *, log_z: float | None = None, max_units: int = MAX_UNITS) -> np.ndarray:
+    """Exact log p(v) of each row of ``data``: ``-F(v) - log Z``.
+
+    Parameters
+    ----------
+    rbm : RBM
+    data : array_like, shape (n, n_visible)
+        Binary visible states.
+    log_z : float, optional
+        A precomputed ``log_partition(rbm)``, to avoid enumerating again.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    _check_rbm(rbm)
+    v = check_binary("data", data, rbm.n_visible, np.float64)
+    if log_z is None:
+        log_z = log_partition(rbm, max_units=max_units)
+    w = rbm.weights.astype(np.float64)
+    a = rbm.visible_bias.astype(np.float64)
+    f = free_energy(v, w, a, rbm.hidden_bias.astype(np.float64), 1.0, np.zeros_like(a))
+    return -f - log_z
+
+
+def all_states(n_units: int) -> np.ndarray:
+    """All binary states of ``n_units`` units; row ``k`` has bit ``u`` of ``k`` in column ``u``.
+
+    Returns
+    -------
+    ndarray of float64, shape (2**n_units, n_units)
+    """
+    if n_units > 24:
+        raise ValueError(f"all_states materialises 2**n_units rows; n_units={n_units} is too many (max 24)")
+    codes = np.arange(2**n_units, dtype=np.int64)
+    return ((codes[:, None] >> np.arange(n_units)) & 1).astype(np.float64)
+
+
+def log_prob_visible(rbm: RBM) -> np.ndarray:
+    """Exact log p(v) of every visible state, indexed as in :func:`all_states`.
+
+    Returns
+    -------
+    ndarray of float64, shape (2**n_visible,)
+    """
+    _check_rbm(rbm)
+    if rbm.n_visible > 24:
+        raise ValueError(f"log_prob_visible lists 2**n_visible states; n_visible={rbm.n_visible} is too many (max 24)")
+    return log_likelihood(rbm, all_states(rbm.n_visible))
+
+
+@njit(parallel=True, cache=True)
+def _moments_kernel(w_e, e_bias, o_bias, log_z, block_bits):
+    """Model moments <s_u>, <sigma_k>, <s_u sigma_k> with s the enumerated layer and sigma_k the
+    conditional mean of the other layer's unit k given s."""
+    n_e, n_o = w_e.shape
+    low_bits = min(n_e, block_bits)
+    n_blocks = 1 << (n_e - low_bits)
+    n_steps = 1 << low_bits
+    m_s = np.zeros((n_blocks, n_e))
+    m_o = np.zeros((n_blocks, n_o))
+    m_so = np.zeros((n_blocks, n_e, n_o))
+    for blk in prange(n_blocks):
+        field = np.empty(n_o)
+        sig = np.empty(n_o)
+        state = np.zeros(n_e, dtype=np.bool_)
+        for u in range(low_bits, n_e):
+            state[u] = (blk >> (u - low_bits)) & 1
+        lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
+        for g in range(n_steps):
+            if g > 0:
+                u = 0
+                while not (g >> u) & 1:
+                    u += 1
+                sign = -1.0 if state[u] else 1.0
+                state[u] = not state[u]
+                lin += sign * e_bias[u]
+                for k in range(n_o):
+                    field[k] += sign * w_e[u, k]
+            p = math.exp(_state_value(lin, field) - log_z)
+            for k in range(n_o):
+                sig[k] = p * _sigmoid(field[k])
+                m_o[blk, k] += sig[k]
+            for u in range(n_e):
+                if state[u]:
+                    m_s[blk, u] += p
+                    for k in range(n_o):
+                        m_so[blk, u, k] += sig[k]
+    # Summing blocks in a fixed order keeps the result independent of the thread count.
+    s_tot = np.zeros(n_e)
+    o_tot = np.zeros(n_o)
+    so_tot = np.zeros((n_e, n_o))
+    for blk in range(n_blocks):
+        s_tot += m_s[blk]
+        o_tot += m_o[blk]
+        so_tot += m_so[blk]
+    return s_tot, o_tot, so_tot
+
+
+class Gradient:
+    """Gradient of the mean log-likelihood with respect to every parameter.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n_visible, n_hidden)
+        ``<v_i h_j>_data - <v_i h_j>_model`` for *every* pair, masked pairs included.
+    visible_bias : ndarray, shape (n_visible,)
+    hidden_bias : ndarray, shape (n_hidden,)
+    """
+
+    __slots__ = ("weights", "visible_bias", "hidden_bias")
+
+    def __init__(self, weights: np.ndarray, visible_bias: np.ndarray, hidden_bias: np.ndarray):
+        self.weights = weights
+        self.visible_bias = visible_bias
+        self.hidden_bias = hidden_bias
+
+    def __repr__(self) -> str:
+        return f"Gradient(weights={self.weights.shape}, visible_bias={self.visible_bias.shape})"
+
+
+def model_moments(rbm: RBM, *, max_units: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ``<v>``, ``<h>`` and ``<v h^T>`` under the model, by enumeration.
+
+    Returns
+    -------
+    mean_v : ndarray, shape (n_visible,)
+    mean_h : ndarray, shape (n_hidden,)
+    mean_vh : ndarray, shape (n_visible, n_hidden)
+    """
+    _check_rbm(rbm)
+    w_e, e_bias, o_bias, enum_hidden = _enumeration_view(rbm, max_units)
+    log_z = _log_partition_kernel(w_e, e_bias, o_bias, BLOCK_BITS)
+    s, o, so = _moments_kernel(w_e, e_bias, o_bias, log_z, BLOCK_BITS)
+    if enum_hidden:
+        return o, s, np.ascontiguousarray(so.T)
+    return s, o, so
+
+
+def gradient(rbm: RBM, data, *, max_units: int = 20) -> Gradient:
+    """Exact gradient of the mean log-likelihood of ``data`` (enumerating the smaller layer).
+
+    The reference against which CD/PCD estimates and connectivity rules are tested.
+    Cost: ``2**n_e * n_e * n_other``; meant for tiny models.
+
+    Parameters
+    ----------
+    rbm : RBM
+    data : array_like, shape (n, n_visible)
+
+    Returns
+    -------
+    Gradient
+    """
+    _check_rbm(rbm)
+    v = check_binary("data", data, rbm.n_visible, np.float64)
+    mean_v, mean_h, mean_vh = model_moments(rbm, max_units=max_units)
+    ph = 1.0 / (1.0 + np.exp(-(v @ rbm.weights.astype(np.float64) + rbm.hidden_bias)))
+    n = v.shape[0]
+    return Gradient(
+        weights=v.T @ ph / n - mean_vh,
+        visible_bias=v.mean(axis=0) - mean_v,
+        hidden_bias=ph.mean(axis=0) - mean_h,
+    )
+
+
+def _check_rbm(rbm) -> None:
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"expected a dilution.RBM, got {type(rbm).__name__}")

@@ -1,0 +1,1 @@
+"""studies: sweep specifications and runners for phase-diagram studies (built on dilution and analysis)."""
