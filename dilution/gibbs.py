@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from .model import RBM
 from .progress import progress_bar
-from .rng import chain_keys, derive_seed, uniform32, uniform64
+from .rng import chain_keys, derive_seed, uniform64
 
 __all__ = [
     "sample",
@@ -112,10 +112,7 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
                         fh[j] += row[j]
             for j in range(n_hidden):
                 p = _sigmoid(b * fh[j])
-                if dt == np.float32:
-                    u = uniform32(key, start + np.uint64(j))
-                else:
-                    u = uniform64(key, start + np.uint64(j))
+                u = uniform64(key, start + np.uint64(j))
                 hc[j] = one if u < p else zero
             fv[:] = vbias
             for j in range(n_hidden):
@@ -126,10 +123,7 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
             start = start + np.uint64(n_hidden)
             for i in range(n_visible):
                 p = _sigmoid(fv[i])
-                if dt == np.float32:
-                    u = uniform32(key, start + np.uint64(i))
-                else:
-                    u = uniform64(key, start + np.uint64(i))
+                u = uniform64(key, start + np.uint64(i))
                 vc[i] = one if u < p else zero
         v_out[c] = vc
         h_out[c] = hc
