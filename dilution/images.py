@@ -1,0 +1,133 @@
+"""Sample grids: many visible states as one PNG, one image pixel per unit.
+
+The grid is rendered with matplotlib's Agg canvas (no display needed) with ``figimage``, so
+each unit maps to exactly ``scale x scale`` screen pixels: 0 is black, 1 white, and tiles are
+separated by ``padding`` grey pixels. The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write
+
+__all__ = ["tile_samples", "save_sample_grid", "PAD_VALUE"]
+
+PAD_VALUE = 0.5
+
+
+def _check_shape(image_shape) -> tuple[int, int]:
+    try:
+        rows, cols = (int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_shape must be a pair (rows, cols), got {image_shape!r}") from None
+    if rows < 1 or cols < 1:
+        raise ValueError(f"image_shape must be positive, got {image_shape!r}")
+    return rows, cols
+
+
+def _positive(name: str, value, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def tile_samples(samples, image_shape=(28, 28), n_cols: int | None = None, *, padding: int = 1) -> np.ndarray:
+    """Arrange samples as tiles of one array (row-major order, left to right then down).
+
+    Parameters
+    ----------
+    samples : array_like, shape (n, rows * cols)
+        Values in [0, 1]: binary states or probabilities.
+    image_shape : (int, int)
+        (rows, cols) of one image; each sample is reshaped row-major.
+    n_cols : int, optional
+        Tiles per grid row; default ``ceil(sqrt(n))``.
+    padding : int
+        Grey (``PAD_VALUE``) pixels between tiles and around the grid.
+
+    Returns
+    -------
+    ndarray of float64, shape (grid_rows * (rows + padding) + padding, n_cols * (cols + padding) + padding)
+        Empty slots of an incomplete last row are grey.
+    """
+    rows, cols = _check_shape(image_shape)
+    x = np.asarray(samples)
+    if x.dtype == bool:
+        x = x.astype(np.uint8)
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError(f"samples must be real numbers in [0, 1], got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != rows * cols or x.shape[0] == 0:
+        raise ValueError(
+            f"samples must have shape (n >= 1, {rows * cols}) for image_shape {(rows, cols)}, got {np.shape(samples)}"
+        )
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("samples contain NaN or infinite values; expected values in [0, 1]")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"samples must lie in [0, 1], found range [{x.min()}, {x.max()}]")
+    n = x.shape[0]
+    n_cols = math.ceil(math.sqrt(n)) if n_cols is None else _positive("n_cols", n_cols, 1)
+    n_cols = min(n_cols, n)
+    n_rows = math.ceil(n / n_cols)
+    padding = _positive("padding", padding, 0)
+    grid = np.full((n_rows * (rows + padding) + padding, n_cols * (cols + padding) + padding), PAD_VALUE)
+    for k in range(n):
+        r0 = padding + (k // n_cols) * (rows + padding)
+        c0 = padding + (k % n_cols) * (cols + padding)
+        grid[r0:r0 + rows, c0:c0 + cols] = x[k].reshape(rows, cols)
+    return grid
+
+
+def save_sample_grid(
+    samples,
+    path: str | os.PathLike,
+    image_shape=(28, 28),
+    n_cols: int | None = None,
+    *,
+    padding: int = 1,
+    scale: int = 2,
+) -> Path:
+    """Write samples as a grid of grey-level images to a PNG file (atomically).
+
+    Parameters
+    ----------
+    samples : array_like, shape (n, rows * cols)
+        Values in [0, 1].
+    path : path-like
+        Target ``.png`` file; replaced if it exists.
+    image_shape : (int, int)
+    n_cols : int, optional
+        Tiles per grid row; default ``ceil(sqrt(n))``.
+    padding : int
+        Grey pixels between tiles.
+    scale : int
+        Screen pixels per unit along each axis (nearest-neighbour upscaling).
+
+    Returns
+    -------
+    Path
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    target = Path(path)
+    if target.suffix.lower() != ".png":
+        raise ValueError(f"save_sample_grid writes PNG; path must end in .png, got {target}")
+    grid = tile_samples(samples, image_shape, n_cols, padding=padding)
+    scale = _positive("scale", scale, 1)
+    grid = np.kron(grid, np.ones((scale, scale)))
+    height, width = grid.shape
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    fig.figimage(grid, cmap="gray", vmin=0.0, vmax=1.0, origin="upper", resize=False)
+    canvas = FigureCanvasAgg(fig)
+    with atomic_write(target) as tmp:
+        canvas.print_png(str(tmp))
+    return target

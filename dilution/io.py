@@ -1,0 +1,276 @@
+"""Saving and loading models and results: netCDF4 files written atomically.
+
+An RBM is stored as an ``xarray.Dataset`` with variables ``weights`` (visible, hidden),
+``visible_bias`` (visible), ``hidden_bias`` (hidden) and ``mask`` (visible, hidden, bool), and
+attrs ``kind="dilution.RBM"``, ``dtype`` and provenance (:mod:`dilution.provenance`). Files
+use the netCDF4/HDF5 format through ``h5netcdf``, which keeps float32, float64 (bit for bit),
+int64 and bool exactly. A save writes a temporary file in the target's folder, fsyncs it and
+renames it over the target, so an interrupted save never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .model import RBM
+from .provenance import decode_attrs, encode_attrs, provenance
+
+__all__ = [
+    "RBM_KIND",
+    "ENGINE",
+    "to_dataset",
+    "from_dataset",
+    "save",
+    "load",
+    "load_dataset",
+    "load_matlab_rbm",
+    "atomic_write",
+]
+
+RBM_KIND = "dilution.RBM"
+ENGINE = "h5netcdf"
+_RBM_VARIABLES = {
+    "weights": ("visible", "hidden"),
+    "visible_bias": ("visible",),
+    "hidden_bias": ("hidden",),
+    "mask": ("visible", "hidden"),
+}
+
+
+def to_dataset(rbm: RBM, **attrs: Any) -> xr.Dataset:
+    """The RBM as a labelled Dataset with provenance attrs.
+
+    Parameters
+    ----------
+    rbm : RBM
+    **attrs
+        Extra attributes (e.g. ``seed=1``, ``config=TrainConfig(...)``); any JSON-able value
+        is allowed, nested ones are encoded when saved.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``weights`` (visible, hidden), ``visible_bias`` (visible), ``hidden_bias``
+        (hidden), ``mask`` (visible, hidden) of bool; attrs ``kind``, ``dtype``, provenance.
+    """
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"to_dataset expects a dilution.RBM, got {type(rbm).__name__}")
+    reserved = {"kind", "dtype"} & set(attrs)
+    if reserved:
+        raise ValueError(f"attribute name(s) {sorted(reserved)} are reserved for the RBM file format")
+    ds = xr.Dataset(
+        {
+            "weights": (("visible", "hidden"), np.array(rbm.weights),
+                        {"description": "coupling W[i, j] of visible unit i and hidden unit j (0 where masked)"}),
+            "visible_bias": ("visible", np.array(rbm.visible_bias), {"description": "visible bias a"}),
+            "hidden_bias": ("hidden", np.array(rbm.hidden_bias), {"description": "hidden bias b"}),
+            "mask": (("visible", "hidden"), np.array(rbm.mask), {"description": "True where a connection exists"}),
+        },
+        attrs=provenance(**attrs),
+    )
+    ds.attrs.update(kind=RBM_KIND, dtype=rbm.dtype.name)
+    return ds
+
+
+def from_dataset(ds: xr.Dataset) -> RBM:
+    """The RBM stored in a Dataset made by :func:`to_dataset` (or loaded from its file).
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` is not an RBM dataset or misses variables or has wrong dims or dtype.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"from_dataset expects an xarray.Dataset, got {type(ds).__name__}")
+    kind = ds.attrs.get("kind")
+    if kind != RBM_KIND:
+        raise ValueError(f"dataset is not a dilution RBM: attr kind is {kind!r}, expected {RBM_KIND!r}")
+    missing = sorted(set(_RBM_VARIABLES) - set(ds.data_vars))
+    if missing:
+        raise ValueError(f"RBM dataset lacks variable(s) {missing}; expected {sorted(_RBM_VARIABLES)}")
+    for name, dims in _RBM_VARIABLES.items():
+        if ds[name].dims != dims:
+            raise ValueError(f"RBM variable {name!r} has dims {ds[name].dims}, expected {dims}")
+    dtype = ds.attrs.get("dtype")
+    if dtype not in ("float32", "float64") or ds["weights"].dtype != np.dtype(dtype):
+        raise ValueError(
+            f"RBM dataset attr dtype={dtype!r} with weights of dtype {ds['weights'].dtype}; "
+            "expected float32 or float64, matching"
+        )
+    if ds["mask"].dtype != bool:
+        raise ValueError(f"RBM variable 'mask' must be bool, got {ds['mask'].dtype}")
+    weights = ds["weights"].values
+    mask = ds["mask"].values
+    if np.any(weights[~mask] != 0):
+        raise ValueError("RBM dataset has non-zero weights where mask is False; the file is inconsistent")
+    return RBM(weights, ds["visible_bias"].values, ds["hidden_bias"].values, mask)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and rename it to ``path``.
+
+    On any exception the temporary file is removed and an existing ``path`` is untouched.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {target}: folder {folder} does not exist")
+    tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    # O_EXCL + mode 0o666 under the umask gives the permissions a plain open() would.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, hence best effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _encode_dataset(ds: xr.Dataset) -> xr.Dataset:
+    out = ds.copy(deep=False)
+    out.attrs = encode_attrs(ds.attrs)
+    for name, var in out.variables.items():
+        var.attrs = encode_attrs(ds.variables[name].attrs)
+    return out
+
+
+def save(obj: RBM | xr.Dataset, path: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write an RBM or a Dataset to a netCDF4 file, atomically.
+
+    Parameters
+    ----------
+    obj : RBM or xarray.Dataset
+        An RBM is converted by :func:`to_dataset` (with provenance); a Dataset is written as is.
+    path : path-like
+        Target file (conventionally ``.nc``); replaced if it exists.
+    attrs : mapping, optional
+        Extra attributes (seed, config, ...) added to the file's global attributes. Values that
+        netCDF cannot hold (dicts, None, bools, lists, dataclasses) are JSON-encoded reversibly.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    extra = dict(attrs or {})
+    if isinstance(obj, RBM):
+        ds = to_dataset(obj, **extra)
+    elif isinstance(obj, xr.Dataset):
+        ds = obj.copy(deep=False)
+        ds.attrs = {**obj.attrs, **extra}
+    else:
+        raise TypeError(f"save expects a dilution.RBM or an xarray.Dataset, got {type(obj).__name__}")
+    encoded = _encode_dataset(ds)
+    target = Path(path)
+    with atomic_write(target) as tmp:
+        encoded.to_netcdf(tmp, engine=ENGINE)
+    return target
+
+
+def load_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Read any file written by :func:`save` as a Dataset in memory, attrs decoded.
+
+    For an RBM file this gives the stored variables together with its provenance attrs.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a netCDF4/HDF5 file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    try:
+        with xr.open_dataset(p, engine=ENGINE) as opened:
+            ds = opened.load()
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{p} is not a dilution file (expected netCDF4/HDF5 written by dilution.io.save): {err}") from None
+    ds.attrs = decode_attrs(ds.attrs)
+    for var in ds.variables.values():
+        var.attrs = decode_attrs(var.attrs)
+    return ds
+
+
+def load(path: str | os.PathLike) -> RBM | xr.Dataset:
+    """Read a file written by :func:`save`: an RBM for an RBM file, else the Dataset (in memory).
+
+    Use :func:`load_dataset` to get an RBM file's attrs (seed, config, provenance) as well.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a netCDF4/HDF5 file, or claims to be an RBM but is malformed.
+    """
+    ds = load_dataset(path)
+    if ds.attrs.get("kind") == RBM_KIND:
+        try:
+            return from_dataset(ds)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {err}") from None
+    return ds
+
+
+def load_matlab_rbm(path: str | os.PathLike) -> RBM:
+    """Read an RBM from a MATLAB file in the layout of Salakhutdinov & Murray's AIS code.
+
+    Variables: ``vishid`` (n_visible, n_hidden), ``visbiases`` (1, n_visible), ``hidbiases``
+    (1, n_hidden); ``vishid[i, j]`` couples visible unit i to hidden unit j, as in ``RBM.weights``.
+
+    Returns
+    -------
+    RBM
+        Fully connected, float64.
+    """
+    from scipy.io import loadmat
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    try:
+        mat = loadmat(p)
+    except Exception as err:  # scipy raises several unrelated types for non-MATLAB input
+        raise ValueError(f"{p} is not a readable MATLAB (.mat) file: {err}") from None
+    needed = ("vishid", "visbiases", "hidbiases")
+    missing = [k for k in needed if k not in mat]
+    if missing:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{p} lacks RBM variable(s) {missing}; expected {list(needed)}, found {found}")
+    w = np.asarray(mat["vishid"], dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"{p}: vishid must be 2-D (n_visible, n_hidden), got shape {w.shape}")
+    a, b = np.asarray(mat["visbiases"], dtype=np.float64), np.asarray(mat["hidbiases"], dtype=np.float64)
+    for name, arr, n in (("visbiases", a, w.shape[0]), ("hidbiases", b, w.shape[1])):
+        if arr.size != n or (arr.ndim == 2 and 1 not in arr.shape) or arr.ndim > 2:
+            raise ValueError(f"{p}: {name} must have shape (1, {n}) to match vishid {w.shape}, got {arr.shape}")
+    return RBM(w, a.ravel(), b.ravel())

@@ -1,0 +1,167 @@
+"""Provenance attributes for saved results, and their reversible netCDF encoding.
+
+netCDF attributes hold only strings, numbers and 1-D numeric arrays. Everything else a user
+may want to record (``None``, booleans, dicts such as a config, lists, dataclasses) is stored
+as a string ``"json:" + json.dumps(value)`` and decoded on load; a plain string that happens
+to start with ``"json:"`` is itself JSON-encoded, so decoding is unambiguous.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import platform
+import subprocess
+from collections.abc import Mapping
+from numbers import Number
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["JSON_PREFIX", "provenance", "git_commit", "encode_attrs", "decode_attrs"]
+
+JSON_PREFIX = "json:"
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("dilution")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def git_commit(directory: str | Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` of the tree holding ``directory`` (default: this package), or None.
+
+    Any failure (no git, not a repository, timeout) gives None: provenance must never stop a save.
+    """
+    cwd = Path(directory) if directory is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit or None
+
+
+def _git_dirty(directory: Path) -> bool | None:
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory, capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
+def provenance(**user_attrs: Any) -> dict[str, Any]:
+    """Attributes describing how and when a result was made, plus ``user_attrs``.
+
+    Keys: ``dilution_version``, ``git_commit`` and ``git_dirty`` (only when the package sits
+    in a git work tree), ``python_version``, ``numpy_version``, ``numba_version``,
+    ``xarray_version``, ``created`` (UTC, ISO 8601). ``user_attrs`` (e.g. ``seed=3``,
+    ``config=cfg``) are added as given and override the automatic keys; pass them through
+    :func:`encode_attrs` before writing to netCDF (``dilution.io.save`` does).
+
+    Returns
+    -------
+    dict
+    """
+    import numba
+    import xarray
+
+    attrs: dict[str, Any] = {"dilution_version": _package_version()}
+    here = Path(__file__).resolve().parent
+    commit = git_commit(here)
+    if commit is not None:
+        attrs["git_commit"] = commit
+        dirty = _git_dirty(here)
+        if dirty is not None:
+            attrs["git_dirty"] = dirty
+    attrs.update(
+        python_version=platform.python_version(),
+        numpy_version=np.__version__,
+        numba_version=numba.__version__,
+        xarray_version=xarray.__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+    attrs.update(user_attrs)
+    return attrs
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value), where)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"attribute {where}: dict keys must be strings to be stored, got {k!r}")
+            out[k] = _jsonable(v, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist(), where)
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"attribute {where}: cannot store a {type(value).__name__}; "
+        "expected str, number, bool, None, numeric array, or a list/dict/dataclass of those"
+    )
+
+
+def _encode_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return JSON_PREFIX + json.dumps(value) if value.startswith(JSON_PREFIX) else value
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return JSON_PREFIX + json.dumps(_jsonable(value, key))
+    if isinstance(value, (Number, np.number)):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.size > 0 and (
+        np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
+    ):
+        return value
+    return JSON_PREFIX + json.dumps(_jsonable(value, key), allow_nan=True)
+
+
+def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """netCDF-safe attributes: strings, numbers and 1-D numeric arrays pass unchanged, the rest
+    becomes a ``"json:..."`` string (reversed by :func:`decode_attrs`).
+
+    Dataclasses are stored as their ``asdict`` and come back as dicts; tuples come back as lists.
+
+    Raises
+    ------
+    TypeError
+        If a key is not a string or a value (or a nested value) has no JSON form.
+    """
+    out = {}
+    for key, value in attrs.items():
+        if not isinstance(key, str):
+            raise TypeError(f"attribute names must be strings, got {key!r}")
+        out[key] = _encode_value(key, value)
+    return out
+
+
+def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_attrs`."""
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, str) and value.startswith(JSON_PREFIX):
+            try:
+                value = json.loads(value[len(JSON_PREFIX):])
+            except json.JSONDecodeError as err:
+                raise ValueError(f"attribute {key!r} starts with {JSON_PREFIX!r} but is not valid JSON: {err}") from None
+        out[key] = value
+    return out
