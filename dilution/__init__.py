@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from . import exact
+from . import connectivity, data, exact, io
 from .gibbs import sample
+from .io import load, save
 from .model import RBM
+from .training import TrainConfig, train
 
 __version__ = "0.1.0"
 
-__all__ = ["RBM", "exact", "sample", "__version__"]
+__all__ = ["RBM", "TrainConfig", "connectivity", "data", "exact", "io", "load", "sample", "save", "train", "__version__"]

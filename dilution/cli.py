@@ -1,0 +1,339 @@
+"""The ``dilution`` command line: train, sample, evaluate and benchmark diluted RBMs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+DESCRIPTION = """\
+Train and sample diluted (masked) binary Restricted Boltzmann Machines.
+
+Start here:
+  dilution train                         # planted-teacher demo: exact log-likelihoods, sample grid
+  dilution train --dataset mnist --data ../shared/data/mnist/mnist.npz --n-hidden 100 --epochs 5
+  dilution sample runs/teacher-seed0/model.nc --n-samples 64
+
+Every command writes netCDF files (open them with xarray.open_dataset) and prints a summary.
+Run `dilution COMMAND --help` for the options of each command."""
+
+TRAIN_EPILOG = """\
+Datasets:
+  teacher       (default, built in) i.i.d. samples drawn exactly from a random diluted teacher RBM
+                whose hidden layer is small enough to enumerate, so the true log-likelihood of the
+                test data is known; the student is trained on them and compared with it.
+  bars-stripes  the n x n bars-and-stripes patterns (exact data distribution known).
+  mnist         MNIST from --data (mnist.npz in the Keras layout, or a folder of IDX files),
+                binarised by --binarize; nothing is downloaded.
+
+Outputs in --output: model.nc (the trained RBM), history.nc (metrics at checkpoints and per
+epoch), samples.png (a grid of samples after --sample-sweeps Gibbs sweeps), data.png (test
+data, for comparison) and summary.json.
+
+A TOML file given with --config may set any option by its long name (dashes or underscores),
+e.g.  n_hidden = 100  or  method = "cd"; options given on the command line win."""
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "teacher",
+    "data": None,
+    "binarize": "threshold",
+    "n_hidden": None,
+    "connectivity": None,
+    "method": "pcd",
+    "k": 10,
+    "epochs": None,
+    "batch_size": 100,
+    "n_chains": None,
+    "learning_rate": None,
+    "momentum": 0.5,
+    "l2": 0.0,
+    "l1": 0.0,
+    "dtype": "float64",
+    "seed": 0,
+    "output": None,
+    "checkpoints": 10,
+    "n_train": 20000,
+    "n_test": 5000,
+    "teacher_visible": 64,
+    "teacher_hidden": 10,
+    "teacher_connectivity": 0.25,
+    "teacher_weight_scale": 3.0,
+    "bars_size": 4,
+    "sample_sweeps": 1000,
+    "grid_samples": 100,
+}
+
+# Per-dataset defaults for options whose sensible value depends on the data.
+DATASET_DEFAULTS = {
+    "teacher": {"n_hidden": 16, "connectivity": 0.5, "epochs": 30, "learning_rate": 0.05},
+    "bars-stripes": {"n_hidden": 16, "connectivity": 1.0, "epochs": 400, "learning_rate": 0.05, "batch_size": 10},
+    "mnist": {"n_hidden": 100, "connectivity": 1.0, "epochs": 10, "learning_rate": 0.01},
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dilution", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    tr = sub.add_parser(
+        "train",
+        help="train a diluted RBM (CD-k or PCD-k) and write model, history and a sample grid",
+        description="Train a diluted RBM by CD-k or PCD-k with a fixed random connection mask.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    tr.add_argument("--config", type=Path, help="TOML file with option values (command-line flags override it)")
+    g = tr.add_argument_group("data")
+    g.add_argument("--dataset", choices=["teacher", "bars-stripes", "mnist"], help="training data (default: teacher)")
+    g.add_argument("--data", type=Path, help="MNIST file (.npz) or folder of IDX files (--dataset mnist)")
+    g.add_argument("--binarize", choices=["threshold", "stochastic"],
+                   help="MNIST binarisation: pixel/255 > 0.5, or Bernoulli(pixel/255) seeded by --seed (default: threshold)")
+    g.add_argument("--n-train", type=int, help="teacher: training samples (default 20000)")
+    g.add_argument("--n-test", type=int, help="teacher: test samples (default 5000)")
+    g.add_argument("--teacher-visible", type=int, help="teacher: visible units (default 64, an 8x8 image)")
+    g.add_argument("--teacher-hidden", type=int, help="teacher: hidden units, <= 20 (default 10)")
+    g.add_argument("--teacher-connectivity", type=float, help="teacher: fraction of connections (default 0.25)")
+    g.add_argument("--teacher-weight-scale", type=float, help="teacher: std of its weights (default 3.0)")
+    g.add_argument("--bars-size", type=int, help="bars-and-stripes: image side n (default 4)")
+    g = tr.add_argument_group("model")
+    g.add_argument("--n-hidden", type=int, help="hidden units of the trained RBM (default: 16 teacher, 100 mnist)")
+    g.add_argument("--connectivity", type=float,
+                   help="fraction of visible-hidden connections kept, mask drawn at random (default: 0.5 teacher, 1.0 otherwise)")
+    g.add_argument("--dtype", choices=["float32", "float64"], help="precision (default float64)")
+    g = tr.add_argument_group("training")
+    g.add_argument("--method", choices=["pcd", "cd"], help="persistent (default) or plain contrastive divergence")
+    g.add_argument("-k", "--k", type=int, help="Gibbs sweeps per update (default 10)")
+    g.add_argument("--epochs", type=int, help="passes over the training data")
+    g.add_argument("--batch-size", type=int, help="samples per update (default 100)")
+    g.add_argument("--n-chains", type=int, help="PCD persistent chains (default: batch size)")
+    g.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, help="SGD learning rate")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.5)")
+    g.add_argument("--l2", type=float, help="L2 weight decay (default 0)")
+    g.add_argument("--l1", type=float, help="L1 weight decay (default 0)")
+    g.add_argument("--checkpoints", type=int, help="log-spaced checkpoints in the history (default 10)")
+    g.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    g = tr.add_argument_group("output")
+    g.add_argument("--output", "-o", type=Path, help="output folder (default runs/<dataset>-seed<seed>)")
+    g.add_argument("--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid (default 1000)")
+    g.add_argument("--grid-samples", type=int, help="samples in the grid (default 100)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_train)
+
+    sa = sub.add_parser(
+        "sample",
+        help="draw samples from a saved model: a netCDF file and a PNG grid",
+        description="Draw samples from a saved RBM by block Gibbs sampling of independent chains, "
+        "each started uniformly at random.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n  dilution sample runs/mnist-seed0/model.nc --n-samples 100 --n-sweeps 2000 --seed 1",
+    )
+    sa.add_argument("model", type=Path, help="model file written by `dilution train` or dilution.save")
+    sa.add_argument("--n-samples", type=int, default=100, help="independent chains, one sample each (default 100)")
+    sa.add_argument("--n-sweeps", type=int, default=1000, help="Gibbs sweeps per chain (default 1000)")
+    sa.add_argument("--beta", type=float, default=1.0, help="inverse temperature (default 1)")
+    sa.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    sa.add_argument("--output", "-o", type=Path, help="samples file (default: <model>-samples.nc)")
+    sa.add_argument("--png", type=Path, help="sample grid image (default: <output>.png)")
+    sa.add_argument("--image-shape", type=_shape, help="HxW of one sample, e.g. 28x28 (default: square if possible)")
+    sa.add_argument("--quiet", action="store_true", help="no progress bar")
+    sa.set_defaults(func=_sample)
+    return parser
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from None
+    return h, w
+
+
+def _image_shape(n_visible: int) -> tuple[int, int]:
+    side = math.isqrt(n_visible)
+    return (side, side) if side * side == n_visible else (1, n_visible)
+
+
+def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults < dataset defaults < TOML config < command line."""
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "quiet")}
+    from_file: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        try:
+            with open(args.config, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as e:
+            raise ValueError(f"cannot read config file {args.config}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {args.config} is not valid TOML: {e}") from None
+        for key, value in raw.items():
+            name = key.replace("-", "_")
+            if name not in DEFAULTS:
+                raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
+            from_file[name] = value
+    dataset = given.get("dataset", from_file.get("dataset", DEFAULTS["dataset"]))
+    opts = {**DEFAULTS, **DATASET_DEFAULTS[dataset], **from_file, **given}
+    if opts["output"] is None:
+        opts["output"] = Path("runs") / f"{dataset}-seed{opts['seed']}"
+    return opts
+
+
+def _load_training_data(opts: dict[str, Any]):
+    """(train, test, reference) arrays; reference describes the true distribution when known."""
+    from .data import bars_stripes, teacher
+    from .data.split import as_matrix
+
+    seed = opts["seed"]
+    if opts["dataset"] == "teacher":
+        t = teacher.planted_teacher(
+            opts["teacher_visible"], opts["teacher_hidden"], connectivity=opts["teacher_connectivity"],
+            weight_scale=opts["teacher_weight_scale"], visible_bias_mean=-1.0, visible_bias_scale=0.5, seed=seed,
+        )
+        train_ds, test_ds = teacher.teacher_datasets(t, opts["n_train"], opts["n_test"], seed=seed)
+        test = as_matrix(test_ds)
+        return as_matrix(train_ds), test, {"teacher": t, "teacher_test_log_likelihood": float(t.log_likelihood(test).mean())}
+    if opts["dataset"] == "bars-stripes":
+        n = opts["bars_size"]
+        pats = bars_stripes.patterns(n)
+        return bars_stripes.sample(n, opts["n_train"], seed=seed), pats, {"bars_entropy": bars_stripes.entropy(n)}
+    from .data import binarize, mnist
+
+    if opts["data"] is None:
+        raise ValueError("--dataset mnist needs --data PATH (mnist.npz or a folder of IDX files); nothing is downloaded")
+    kw = {"method": opts["binarize"]} | ({"seed": seed} if opts["binarize"] == "stochastic" else {})
+    train = as_matrix(binarize.binarize(mnist.load_mnist(opts["data"], "train"), **kw))
+    test = as_matrix(binarize.binarize(mnist.load_mnist(opts["data"], "test"), **kw))
+    return train, test, {}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import exact, io
+    from .gibbs import sample
+    from .images import save_sample_grid
+    from .training import TrainConfig, train
+
+    opts = _resolve_train_options(args)
+    progress = False if getattr(args, "quiet", False) else None
+    out = Path(opts["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    train_x, test_x, reference = _load_training_data(opts)
+    config = TrainConfig(
+        method=opts["method"], k=opts["k"], epochs=opts["epochs"], batch_size=opts["batch_size"],
+        n_chains=opts["n_chains"], learning_rate=opts["learning_rate"], momentum=opts["momentum"],
+        l2=opts["l2"], l1=opts["l1"], connectivity=opts["connectivity"], checkpoints=opts["checkpoints"],
+        dtype=opts["dtype"],
+    )
+    n_visible = train_x.shape[1]
+    print(f"training {n_visible} x {opts['n_hidden']} RBM (connectivity {opts['connectivity']}) on "
+          f"{train_x.shape[0]} {opts['dataset']} samples: {opts['method'].upper()}-{opts['k']}, "
+          f"{opts['epochs']} epochs, seed {opts['seed']}", flush=True)
+    result = train((n_visible, opts["n_hidden"]), train_x, config, seed=opts["seed"], progress=progress)
+    train_seconds = time.perf_counter() - t0
+    model = result.model
+    run_attrs = {"seed": opts["seed"], "config": config.to_json(), "cli_options": json.dumps(opts, default=str)}
+    io.save(model, out / "model.nc", attrs=run_attrs)
+    io.save(result.history, out / "history.nc")
+
+    summary: dict[str, Any] = {
+        "dataset": opts["dataset"], "n_visible": n_visible, "n_hidden": model.n_hidden,
+        "connectivity": model.connectivity, "epochs": opts["epochs"], "seconds": round(train_seconds, 2),
+        "seconds_per_epoch": round(float(result.history["epoch_wall_time"].mean()), 3),
+        "final_reconstruction_error": float(result.history["reconstruction_error"][-1]),
+    }
+    if min(model.n_visible, model.n_hidden) <= exact.MAX_UNITS - 5:
+        log_z = exact.log_partition(model)
+        summary["log_partition"] = log_z
+        summary["test_log_likelihood"] = float(exact.log_likelihood(model, test_x, log_z=log_z).mean())
+        summary["train_log_likelihood"] = float(exact.log_likelihood(model, train_x[:20000], log_z=log_z).mean())
+    if "teacher_test_log_likelihood" in reference:
+        summary["teacher_test_log_likelihood"] = reference["teacher_test_log_likelihood"]
+        summary["test_log_likelihood_gap"] = summary["teacher_test_log_likelihood"] - summary["test_log_likelihood"]
+    if "bars_entropy" in reference:
+        from .data import bars_stripes
+
+        logp = exact.log_prob_visible(model)
+        summary["kl_data_to_model"] = bars_stripes.kl_divergence(opts["bars_size"], logp)
+
+    samples = sample(model, opts["grid_samples"], opts["sample_sweeps"], seed=opts["seed"], progress=progress)
+    save_sample_grid(samples, out / "samples.png", image_shape=_image_shape(n_visible))
+    # the data beside the model's samples, for a by-eye comparison
+    save_sample_grid(test_x[: opts["grid_samples"]], out / "data.png", image_shape=_image_shape(n_visible))
+    _write_json(out / "summary.json", summary)
+    _print_summary(summary, out)
+    return 0
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from .io import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    labels = {
+        "test_log_likelihood": "exact test log-likelihood (nats/sample)",
+        "teacher_test_log_likelihood": "teacher's test log-likelihood (the optimum)",
+        "test_log_likelihood_gap": "gap to the teacher (nats/sample)",
+        "train_log_likelihood": "exact train log-likelihood",
+        "kl_data_to_model": "KL(data || model) (nats)",
+        "final_reconstruction_error": "reconstruction error (proxy)",
+        "connectivity": "connectivity",
+        "seconds_per_epoch": "seconds per epoch",
+    }
+    for key, label in labels.items():
+        if key in summary:
+            print(f"  {label:<45} {summary[key]:.4f}")
+    print(f"wrote model.nc, history.nc, samples.png (model), data.png (test data), summary.json in {out}")
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    from . import io
+    from .gibbs import sample
+    from .images import save_sample_grid
+    from .model import RBM
+
+    model = io.load(args.model)
+    if not isinstance(model, RBM):
+        raise ValueError(f"{args.model} holds a dataset, not an RBM model (expected a file written by `dilution train`)")
+    output = args.output or args.model.with_name(args.model.stem + "-samples.nc")
+    png = args.png or output.with_suffix(".png")
+    v = sample(model, args.n_samples, args.n_sweeps, seed=args.seed, beta=args.beta,
+               progress=False if args.quiet else None)
+    ds = xr.Dataset(
+        {"samples": (("sample", "visible"), v.astype(np.uint8), {"description": "final visible state of each chain"})},
+        attrs={"model": str(args.model), "seed": args.seed, "n_sweeps": args.n_sweeps, "beta": args.beta,
+               "init": "uniform random"},
+    )
+    io.save(ds, output)
+    save_sample_grid(v, png, image_shape=args.image_shape or _image_shape(model.n_visible))
+    print(f"wrote {args.n_samples} samples to {output} and {png}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"dilution {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

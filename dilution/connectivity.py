@@ -1,0 +1,235 @@
+"""Connectivity rules: strategies that change the connection mask during training.
+
+A rule is a frozen dataclass of hyper-parameters with two methods (the :class:`ConnectivityRule`
+protocol), in the style of blackjax kernels: its mutable state is a separate value that the
+trainer threads through the calls.
+
+``init(params, context) -> (params, state, info)``
+    Called once before the first update (``context.step == 0``). Creates the rule's state
+    (e.g. the fixed signs of DEEP R, the connection strengths and stored weights of NCG) and
+    may already change the mask (pruning at initialisation).
+``update(params, state, gradient, context) -> (params, state, info)``
+    Called after every optimiser step.
+
+Contract
+--------
+* ``params`` is a :class:`~dilution.optim.Parameters` of **read-only** arrays (weights, biases,
+  mask) after the optimiser step. A rule never writes into them: it returns
+  ``params._replace(...)`` with new arrays for what it changes (or ``params`` itself).
+* ``gradient`` is the :class:`~dilution.statistics.GradientEstimate` the optimiser step just
+  used, computed at the pre-step parameters, for **every** visible-hidden pair (masked pairs
+  included): NCG's network gradient ``W * G`` on absent connections needs it.
+* ``context`` is a :class:`StepContext`: update index, epoch, whether the epoch ends here, the
+  learning rate and momentum of the step (DEEP R's noise is ``sqrt(2 eta T)``), the run length,
+  and a per-step ``SeedSequence`` for every random choice (``np.random.default_rng(context.seed)``
+  or ``dilution.rng.chain_keys(context.seed, n)`` for numba kernels), so a rule's draws at a
+  step do not depend on what it drew before.
+* Weights of absent connections are 0 in ``params``; a rule that needs stored values for them
+  (NCG keeps the frozen weight of a removed connection; DEEP R keeps signs and, for soft-DEEP R,
+  dormant parameters) keeps them in its own state.
+* After the call the trainer re-applies ``weights[~mask] = 0`` and zeroes the optimiser's
+  velocity off the mask, so removed connections lose their momentum and new ones start from
+  zero velocity with the weight the rule gave them.
+* ``info`` is a :class:`RuleInfo` (or a NamedTuple whose first two fields are ``n_added``
+  and ``n_removed``; further numeric fields are logged too). The trainer records every step
+  where a rule changed something in the training history.
+
+How the planned rules map onto this (see the NCG / DEEP R digest in shared/papers)
+----------------------------------------------------------------------------------
+* One-shot / iterative magnitude pruning: act when ``context.epoch_end`` at chosen epochs
+  (:class:`OneShotPruning`); ``at_epoch = 0`` acts in ``init``.
+* NCG (de Oliveira & Figueiredo): the optimiser step has already applied ``W += eta G * A``
+  with the *old* mask, as in the authors' code; the rule adds ``eta_A W_stored * G`` to the
+  connection strengths kept in its state (``G`` for all pairs, ``W_stored`` its frozen copy of
+  removed weights), thresholds them into the new mask and returns the stored weight of a
+  reconnected pair. ``momentum=0`` and ``l1 = l2 = 0`` match the paper.
+* DEEP R (Bellec et al. 2018): the fixed signs ``s`` live in the rule state and
+  ``theta = s * W`` on active pairs. With ``momentum=0`` and the optimiser's ``l1 = alpha``,
+  the optimiser step is exactly ``theta += eta s g - eta alpha`` on active pairs; the rule adds
+  ``sqrt(2 eta T) nu`` with ``eta = context.learning_rate``, deactivates ``theta < 0`` and
+  reactivates random dormant pairs at ``theta = 0`` (soft-DEEP R keeps dormant ``theta`` in
+  its state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from .optim import Parameters
+from .statistics import GradientEstimate
+
+__all__ = ["ConnectivityRule", "StepContext", "RuleInfo", "StaticMask", "OneShotPruning", "prune_mask"]
+
+
+class StepContext(NamedTuple):
+    """Where training is when a rule is called.
+
+    Attributes
+    ----------
+    step : int
+        Number of updates done, this one included (0 in ``init``).
+    epoch : int
+        0-based epoch the update belongs to (0 in ``init``).
+    epoch_end : bool
+        True on the last update of an epoch.
+    learning_rate : float
+        Learning rate of this update (0 in ``init``).
+    momentum : float
+        Momentum of this update (0 in ``init``).
+    total_steps : int
+        Updates in the whole run.
+    updates_per_epoch : int
+    epochs : int
+        Epochs in the whole run.
+    seed : numpy.random.SeedSequence
+        Seed of this call's random choices, derived from the training seed and ``step``.
+    """
+
+    step: int
+    epoch: int
+    epoch_end: bool
+    learning_rate: float
+    momentum: float
+    total_steps: int
+    updates_per_epoch: int
+    epochs: int
+    seed: np.random.SeedSequence
+
+
+class RuleInfo(NamedTuple):
+    """What a rule did at one call."""
+
+    n_added: int = 0
+    n_removed: int = 0
+
+
+@runtime_checkable
+class ConnectivityRule(Protocol):
+    """Protocol of connectivity rules; see the module docstring for the contract."""
+
+    def init(self, params: Parameters, context: StepContext) -> tuple[Parameters, Any, NamedTuple]:
+        ...
+
+    def update(
+        self, params: Parameters, state: Any, gradient: GradientEstimate, context: StepContext
+    ) -> tuple[Parameters, Any, NamedTuple]:
+        ...
+
+
+@dataclass(frozen=True)
+class StaticMask:
+    """The mask never changes (training of a fixed diluted architecture)."""
+
+    def init(self, params: Parameters, context: StepContext) -> tuple[Parameters, None, RuleInfo]:
+        return params, None, RuleInfo()
+
+    def update(
+        self, params: Parameters, state: None, gradient: GradientEstimate, context: StepContext
+    ) -> tuple[Parameters, None, RuleInfo]:
+        return params, state, RuleInfo()
+
+
+def prune_mask(
+    mask: np.ndarray,
+    weights: np.ndarray,
+    fraction: float,
+    criterion: Literal["magnitude", "random"],
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Remove ``round(fraction * n_connected)`` of the connected pairs.
+
+    ``"magnitude"`` removes the smallest ``|weights|`` (ties broken by row-major position);
+    ``"random"`` removes a uniformly random subset, drawn with ``rng``.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (n_visible, n_hidden)
+    weights : ndarray, shape (n_visible, n_hidden)
+    fraction : float in [0, 1]
+    criterion : "magnitude" or "random"
+    rng : numpy.random.Generator, required for "random"
+
+    Returns
+    -------
+    ndarray of bool, shape (n_visible, n_hidden)
+        A new mask, a subset of ``mask``.
+    """
+    _check_fraction(fraction)
+    active = np.flatnonzero(mask)
+    n_remove = int(round(fraction * active.size))
+    if criterion == "magnitude":
+        order = np.argsort(np.abs(weights.ravel()[active]), kind="stable")
+        removed = active[order[:n_remove]]
+    elif criterion == "random":
+        if rng is None:
+            raise ValueError("criterion='random' needs an rng")
+        removed = rng.choice(active, size=n_remove, replace=False)
+    else:
+        raise ValueError(f"criterion must be 'magnitude' or 'random', got {criterion!r}")
+    out = mask.copy()
+    out.ravel()[removed] = False
+    return out
+
+
+def _check_fraction(fraction) -> float:
+    if isinstance(fraction, (bool, np.bool_)):
+        raise TypeError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    f = float(fraction)
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"pruning fraction must be in [0, 1], got {fraction!r}")
+    return f
+
+
+@dataclass(frozen=True)
+class OneShotPruning:
+    """Remove a fraction of the connections once, after ``at_epoch`` epochs of training.
+
+    Parameters
+    ----------
+    fraction : float in [0, 1]
+        Fraction of the connections present at pruning time that are removed.
+    at_epoch : int >= 0
+        Number of completed epochs at which to prune; 0 prunes the initial model before the
+        first update (with "magnitude", the magnitudes of the initial weights).
+    criterion : "magnitude" or "random"
+        Smallest ``|W|`` first, or uniformly random.
+    """
+
+    fraction: float
+    at_epoch: int
+    criterion: Literal["magnitude", "random"] = "magnitude"
+
+    def __post_init__(self):
+        object.__setattr__(self, "fraction", _check_fraction(self.fraction))
+        if isinstance(self.at_epoch, (bool, np.bool_)) or not isinstance(self.at_epoch, (int, np.integer)) or (
+            self.at_epoch < 0
+        ):
+            raise ValueError(f"at_epoch must be an integer >= 0, got {self.at_epoch!r}")
+        if self.criterion not in ("magnitude", "random"):
+            raise ValueError(f"criterion must be 'magnitude' or 'random', got {self.criterion!r}")
+
+    def init(self, params: Parameters, context: StepContext) -> tuple[Parameters, None, RuleInfo]:
+        if self.at_epoch > context.epochs:
+            raise ValueError(
+                f"OneShotPruning(at_epoch={self.at_epoch}) would never fire in a run of {context.epochs} epochs"
+            )
+        if self.at_epoch == 0:
+            return self._prune(params, context)
+        return params, None, RuleInfo()
+
+    def update(
+        self, params: Parameters, state: None, gradient: GradientEstimate, context: StepContext
+    ) -> tuple[Parameters, None, RuleInfo]:
+        if context.epoch_end and context.epoch + 1 == self.at_epoch:
+            return self._prune(params, context)
+        return params, state, RuleInfo()
+
+    def _prune(self, params: Parameters, context: StepContext) -> tuple[Parameters, None, RuleInfo]:
+        rng = np.random.default_rng(context.seed) if self.criterion == "random" else None
+        mask = prune_mask(params.mask, params.weights, self.fraction, self.criterion, rng)
+        n_removed = int(np.count_nonzero(params.mask)) - int(np.count_nonzero(mask))
+        weights = np.where(mask, params.weights, params.weights.dtype.type(0))
+        return params._replace(weights=weights, mask=mask), None, RuleInfo(n_added=0, n_removed=n_removed)

@@ -1,0 +1,314 @@
+"""Masked stochastic gradient ascent with momentum, weight decay and learning-rate schedules.
+
+One step of :class:`SGD` (Hinton 2010, "A practical guide to training RBMs", secs. 9-10), for
+the weights, with ``g`` the log-likelihood gradient estimate, ``M`` the connection mask,
+``eta_t`` and ``mu_t`` the scheduled learning rate and momentum at step ``t``:
+
+    u_W <- mu_t u_W + eta_t M * (g_W - l2 W - l1 sign(W))
+    W   <- W + u_W
+
+and the same for the biases without the decay terms (biases are not decayed, as in the
+guide, sec. 10). The learning rate multiplies the gradient *before* it enters the velocity,
+so a decaying learning rate also shrinks the momentum already accumulated. Gradient, velocity
+and weights are all masked, so weights off the mask stay exactly 0 and a connection that
+reappears starts with zero velocity.
+
+Schedules are frozen dataclasses called as ``schedule(step, total_steps)`` with ``step`` the
+0-based index of the update, so a run's hyper-parameters are plain values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "ExponentialDecay",
+    "LinearDecay",
+    "CosineDecay",
+    "Piecewise",
+    "as_schedule",
+    "Parameters",
+    "SGD",
+    "SGDState",
+]
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """A hyper-parameter as a function of the update step."""
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        """Value at 0-based update ``step`` of a run of ``total_steps`` updates."""
+        ...
+
+
+def _finite(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return x
+
+
+def _optional_steps(name: str, value) -> None:
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None (= the whole run), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Constant:
+    """``value`` at every step."""
+
+    value: float
+
+    def __post_init__(self):
+        _finite("Constant.value", self.value)
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        return float(self.value)
+
+
+@dataclass(frozen=True)
+class ExponentialDecay:
+    """``initial * rate ** (step / decay_steps)``; with ``staircase`` the exponent is floored.
+
+    ``rate=0.8, decay_steps=updates_per_epoch, staircase=True`` is a x0.8 decay per epoch.
+    """
+
+    initial: float
+    rate: float
+    decay_steps: int = 1
+    staircase: bool = False
+
+    def __post_init__(self):
+        _finite("ExponentialDecay.initial", self.initial)
+        if not 0.0 < _finite("ExponentialDecay.rate", self.rate) <= 1.0:
+            raise ValueError(f"ExponentialDecay.rate must be in (0, 1], got {self.rate!r}")
+        _optional_steps("ExponentialDecay.decay_steps", self.decay_steps)
+        if self.decay_steps is None:
+            raise ValueError("ExponentialDecay.decay_steps must be a positive integer, got None")
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        e = step / self.decay_steps
+        if self.staircase:
+            e = math.floor(e)
+        return float(self.initial * self.rate**e)
+
+
+@dataclass(frozen=True)
+class LinearDecay:
+    """Linear from ``initial`` at step 0 to ``final`` at step ``n_steps``, then ``final``.
+
+    ``n_steps=None`` means the whole run (``total_steps``).
+    """
+
+    initial: float
+    final: float = 0.0
+    n_steps: int | None = None
+
+    def __post_init__(self):
+        _finite("LinearDecay.initial", self.initial)
+        _finite("LinearDecay.final", self.final)
+        _optional_steps("LinearDecay.n_steps", self.n_steps)
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        n = self.n_steps if self.n_steps is not None else total_steps
+        f = min(step / n, 1.0) if n > 0 else 1.0
+        return float(self.initial + (self.final - self.initial) * f)
+
+
+@dataclass(frozen=True)
+class CosineDecay:
+    """``final + (initial - final) (1 + cos(pi min(step / n_steps, 1))) / 2`` (Loshchilov & Hutter 2017).
+
+    ``n_steps=None`` means the whole run (``total_steps``).
+    """
+
+    initial: float
+    final: float = 0.0
+    n_steps: int | None = None
+
+    def __post_init__(self):
+        _finite("CosineDecay.initial", self.initial)
+        _finite("CosineDecay.final", self.final)
+        _optional_steps("CosineDecay.n_steps", self.n_steps)
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        n = self.n_steps if self.n_steps is not None else total_steps
+        f = min(step / n, 1.0) if n > 0 else 1.0
+        return float(self.final + (self.initial - self.final) * 0.5 * (1.0 + math.cos(math.pi * f)))
+
+
+@dataclass(frozen=True)
+class Piecewise:
+    """``values[k]`` for ``boundaries[k-1] <= step < boundaries[k]``.
+
+    E.g. Hinton's momentum ``Piecewise(boundaries=(5 * updates_per_epoch,), values=(0.5, 0.9))``.
+    """
+
+    boundaries: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
+        object.__setattr__(self, "values", tuple(_finite("Piecewise.values", v) for v in self.values))
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(
+                f"Piecewise needs one more value than boundaries, got {len(self.values)} values "
+                f"and {len(self.boundaries)} boundaries"
+            )
+        if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])) or any(b < 0 for b in self.boundaries):
+            raise ValueError(f"Piecewise.boundaries must be non-negative and increasing, got {self.boundaries}")
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        k = 0
+        while k < len(self.boundaries) and step >= self.boundaries[k]:
+            k += 1
+        return self.values[k]
+
+
+def as_schedule(name: str, value) -> Schedule:
+    """A number becomes :class:`Constant`; a schedule is returned as is."""
+    if isinstance(value, Schedule) and not isinstance(value, (int, float, np.number)):
+        return value
+    return Constant(_finite(name, value))
+
+
+class Parameters(NamedTuple):
+    """The trainable arrays of a masked RBM, as the trainer, optimiser and connectivity rules see them.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n_visible, n_hidden)
+        Zero wherever ``mask`` is False.
+    visible_bias : ndarray, shape (n_visible,)
+    hidden_bias : ndarray, shape (n_hidden,)
+    mask : ndarray of bool, shape (n_visible, n_hidden)
+    """
+
+    weights: np.ndarray
+    visible_bias: np.ndarray
+    hidden_bias: np.ndarray
+    mask: np.ndarray
+
+
+class SGDState(NamedTuple):
+    """Velocities of :class:`SGD`; the weight velocity is zero off the mask."""
+
+    weights: np.ndarray
+    visible_bias: np.ndarray
+    hidden_bias: np.ndarray
+
+
+@njit(parallel=True, cache=True)
+def _masked_momentum_kernel(weights, velocity, grad, mask, lr, momentum, l2, l1):
+    n_visible, n_hidden = weights.shape
+    dt = weights.dtype
+    lr_, mu, c2, c1 = dt.type(lr), dt.type(momentum), dt.type(l2), dt.type(l1)
+    zero = dt.type(0.0)
+    w_out = np.empty_like(weights)
+    u_out = np.empty_like(velocity)
+    for i in prange(n_visible):
+        for j in range(n_hidden):
+            if mask[i, j]:
+                w = weights[i, j]
+                g = grad[i, j] - c2 * w - c1 * np.sign(w)
+                u = mu * velocity[i, j] + lr_ * g
+                u_out[i, j] = u
+                w_out[i, j] = w + u
+            else:
+                u_out[i, j] = zero
+                w_out[i, j] = zero
+    return w_out, u_out
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Masked stochastic gradient *ascent* on the log-likelihood with momentum (see module docstring).
+
+    Parameters
+    ----------
+    learning_rate : float or Schedule
+    momentum : float or Schedule
+        Values in [0, 1).
+    l2 : float
+        Coefficient of the L2 weight decay (weights only), ``>= 0``.
+    l1 : float
+        Coefficient of the L1 weight decay (weights only), ``>= 0``.
+    """
+
+    learning_rate: float | Schedule = 0.01
+    momentum: float | Schedule = 0.0
+    l2: float = 0.0
+    l1: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "learning_rate", as_schedule("learning_rate", self.learning_rate))
+        object.__setattr__(self, "momentum", as_schedule("momentum", self.momentum))
+        for name in ("l2", "l1"):
+            if _finite(name, getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if isinstance(self.learning_rate, Constant) and not self.learning_rate.value > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate.value!r}")
+        if isinstance(self.momentum, Constant) and not 0 <= self.momentum.value < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum.value!r}")
+
+    def hyperparameters(self, step: int, total_steps: int) -> tuple[float, float]:
+        """(learning rate, momentum) at 0-based ``step``, checked for range."""
+        lr = self.learning_rate(step, total_steps)
+        mu = self.momentum(step, total_steps)
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"learning-rate schedule gave {lr!r} at step {step}; expected a finite value >= 0")
+        if not 0 <= mu < 1:
+            raise ValueError(f"momentum schedule gave {mu!r} at step {step}; expected a value in [0, 1)")
+        return lr, mu
+
+    def init(self, params: Parameters) -> SGDState:
+        """Zero velocities."""
+        return SGDState(
+            np.zeros_like(params.weights), np.zeros_like(params.visible_bias), np.zeros_like(params.hidden_bias)
+        )
+
+    def update(
+        self, params: Parameters, state: SGDState, gradient, step: int, total_steps: int
+    ) -> tuple[Parameters, SGDState]:
+        """One ascent step; returns new arrays, the inputs are not modified.
+
+        Parameters
+        ----------
+        params : Parameters
+        state : SGDState
+        gradient : GradientEstimate or any object with ``weights``, ``visible_bias``, ``hidden_bias``
+            Ascent direction (log-likelihood gradient) for every pair; it is masked here.
+        step : int
+            0-based index of this update (sets the scheduled values).
+        total_steps : int
+            Length of the run (for schedules defined over the whole run).
+        """
+        lr, mu = self.hyperparameters(step, total_steps)
+        dt = params.weights.dtype
+        w, u_w = _masked_momentum_kernel(
+            params.weights, state.weights, gradient.weights, params.mask, lr, mu, self.l2, self.l1
+        )
+        lr_, mu_ = dt.type(lr), dt.type(mu)
+        u_a = mu_ * state.visible_bias + lr_ * gradient.visible_bias
+        u_b = mu_ * state.hidden_bias + lr_ * gradient.hidden_bias
+        new = Parameters(w, params.visible_bias + u_a, params.hidden_bias + u_b, params.mask)
+        return new, SGDState(u_w, u_a, u_b)
+
+    def mask_state(self, state: SGDState, mask: np.ndarray) -> SGDState:
+        """Velocities with the weight velocity zeroed off ``mask`` (after a connectivity change)."""
+        return state._replace(weights=np.where(mask, state.weights, state.weights.dtype.type(0)))

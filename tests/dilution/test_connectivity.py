@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+from dilution.connectivity import ConnectivityRule, OneShotPruning, RuleInfo, StaticMask, StepContext, prune_mask
+from dilution.optim import Parameters
+from dilution.rng import derive_seed
+from dilution.statistics import GradientEstimate
+from dilution.training import TrainConfig, train
+
+
+def _params(seed=0, shape=(6, 5), p=0.7):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(shape) < p
+    w = np.where(mask, rng.standard_normal(shape), 0.0)
+    return Parameters(w, np.zeros(shape[0]), np.zeros(shape[1]), mask)
+
+
+def _context(step=1, epoch=0, epoch_end=False, epochs=4):
+    return StepContext(step, epoch, epoch_end, 0.1, 0.0, 40, 10, epochs, derive_seed(0, "test", step))
+
+
+def _data(n=40, n_visible=6, seed=0):
+    return (np.random.default_rng(seed).random((n, n_visible)) < 0.4).astype(np.float64)
+
+
+def test_static_mask_changes_nothing():
+    p = _params()
+    rule = StaticMask()
+    assert isinstance(rule, ConnectivityRule)
+    p1, state, info = rule.init(p, _context(step=0))
+    p2, state, info = rule.update(p1, state, GradientEstimate(p.weights, p.visible_bias, p.hidden_bias), _context())
+    assert p2 is p and info == RuleInfo(0, 0)
+
+
+def test_prune_mask_magnitude_removes_smallest():
+    p = _params(1)
+    new = prune_mask(p.mask, p.weights, 0.4, "magnitude")
+    n_on = int(p.mask.sum())
+    removed = p.mask & ~new
+    assert not np.any(new & ~p.mask)  # subset
+    assert removed.sum() == round(0.4 * n_on)
+    assert np.abs(p.weights[removed]).max() <= np.abs(p.weights[new]).min()
+
+
+def test_prune_mask_random_is_seeded_subset():
+    p = _params(2)
+    a = prune_mask(p.mask, p.weights, 0.5, "random", np.random.default_rng(3))
+    b = prune_mask(p.mask, p.weights, 0.5, "random", np.random.default_rng(3))
+    c = prune_mask(p.mask, p.weights, 0.5, "random", np.random.default_rng(4))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.any(a & ~p.mask) and (p.mask & ~a).sum() == round(0.5 * p.mask.sum())
+
+
+def test_one_shot_fires_only_at_end_of_its_epoch():
+    p = _params(3)
+    rule = OneShotPruning(0.5, at_epoch=2)
+    grad = GradientEstimate(p.weights, p.visible_bias, p.hidden_bias)
+    assert rule.update(p, None, grad, _context(epoch=1, epoch_end=False))[0] is p
+    assert rule.update(p, None, grad, _context(epoch=0, epoch_end=True))[0] is p
+    new, _, info = rule.update(p, None, grad, _context(epoch=1, epoch_end=True))
+    assert info.n_removed == round(0.5 * p.mask.sum()) and info.n_added == 0
+    assert np.all(new.weights[~new.mask] == 0)
+    assert np.array_equal(new.mask, prune_mask(p.mask, p.weights, 0.5, "magnitude"))
+
+
+def test_one_shot_pruning_in_training():
+    data = _data()
+    cfg = TrainConfig(method="pcd", k=2, epochs=4, batch_size=10, learning_rate=0.05, checkpoints=(8, 9, 16),
+                      rule=OneShotPruning(0.5, at_epoch=2, criterion="random"))
+    seen = []
+    result = train((6, 5), data, cfg, seed=1, callbacks=[lambda r: seen.append(r)])
+    h = result.history
+    # 4 updates per epoch: pruning after update 8 (end of epoch 2), half of 30 connections.
+    assert list(h.event_step.values) == [8] and list(h.rule_n_removed.values) == [15]
+    assert list(h.n_connections.values) == [30, 15, 15, 15]
+    assert list(h.connections_removed.values) == [0, 15, 0, 0]
+    assert result.model.n_connections == 15
+    for r in seen:
+        assert np.all(r.model.weights[~r.model.mask] == 0)
+    # The pruned connections stay absent.
+    assert np.array_equal(seen[1].model.mask, result.model.mask)
+
+
+def test_one_shot_pruning_at_initialisation():
+    cfg = TrainConfig(epochs=1, batch_size=10, rule=OneShotPruning(0.8, at_epoch=0), checkpoints=1)
+    h = train((6, 5), _data(), cfg, seed=0).history
+    assert h.n_connections.values[0] == 6 and list(h.event_step.values) == [0]
+
+
+def test_one_shot_pruning_bad_arguments():
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+        OneShotPruning(1.5, at_epoch=1)
+    with pytest.raises(ValueError, match="at_epoch must be an integer >= 0"):
+        OneShotPruning(0.5, at_epoch=-1)
+    with pytest.raises(ValueError, match="criterion must be"):
+        OneShotPruning(0.5, at_epoch=1, criterion="gradient")
+    with pytest.raises(ValueError, match="would never fire in a run of 2 epochs"):
+        train((6, 5), _data(), TrainConfig(epochs=2, batch_size=10, rule=OneShotPruning(0.5, at_epoch=3)), seed=0)
+
+
+class _FlipInfo(NamedTuple):
+    n_added: int
+    n_removed: int
+    mean_abs_gradient_absent: float
+
+
+@dataclass(frozen=True)
+class _RegrowRule:
+    """Test rule: at every step removes one random connection and adds one absent pair with a
+    nonzero weight, and also writes garbage weights off the new mask (the trainer must zero them)."""
+
+    def init(self, params, context):
+        return params, 0, _FlipInfo(0, 0, 0.0)
+
+    def update(self, params, state, gradient, context):
+        rng = np.random.default_rng(context.seed)
+        mask = params.mask.copy()
+        on, off = np.flatnonzero(mask), np.flatnonzero(~mask)
+        mask.ravel()[rng.choice(on)] = False
+        mask.ravel()[rng.choice(off)] = True
+        weights = params.weights + 0.5  # nonzero everywhere, including off the new mask
+        info = _FlipInfo(1, 1, float(np.abs(gradient.weights[~params.mask]).mean()))
+        return params._replace(weights=weights, mask=mask), state + 1, info
+
+
+def test_custom_rule_invariant_and_logged_info():
+    data = _data()
+    seen = []
+    cfg = TrainConfig(epochs=2, batch_size=10, momentum=0.9, connectivity=0.5, rule=_RegrowRule(), checkpoints=3)
+    result = train((6, 5), data, cfg, seed=0, callbacks=[seen.append])
+    for r in seen:
+        assert np.all(r.model.weights[~r.model.mask] == 0)
+    assert np.all(result.model.weights[~result.model.mask] == 0)
+    assert result.model.n_connections == 15
+    h = result.history
+    assert h.sizes["rule_event"] == 8 and np.all(h.rule_mean_abs_gradient_absent.values > 0)
+    assert seen[-1].rule_state == 8
+
+
+def test_rule_cannot_write_into_parameters():
+    @dataclass(frozen=True)
+    class _Writer:
+        def init(self, params, context):
+            params.weights[0, 0] = 1.0
+            return params, None, RuleInfo()
+
+        def update(self, params, state, gradient, context):
+            return params, state, RuleInfo()
+
+    with pytest.raises(ValueError, match="read-only"):
+        train((6, 5), _data(), TrainConfig(epochs=1, batch_size=10, rule=_Writer()), seed=0)
+
+
+def test_rule_returning_wrong_shape_is_reported():
+    @dataclass(frozen=True)
+    class _Bad:
+        def init(self, params, context):
+            return params._replace(mask=np.ones((2, 2), dtype=bool)), None, RuleInfo()
+
+        def update(self, params, state, gradient, context):
+            return params, state, RuleInfo()
+
+    with pytest.raises(ValueError, match=r"_Bad returned mask as bool \(2, 2\); expected bool \(6, 5\)"):
+        train((6, 5), _data(), TrainConfig(epochs=1, batch_size=10, rule=_Bad()), seed=0)
