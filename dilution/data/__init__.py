@@ -8,4 +8,6 @@ submodules: ``mnist``, ``binarize``, ``split``, ``teacher``, ``bars_stripes``.
 
 from __future__ import annotations
 
+from . import bars_stripes, binarize, mnist, split, teacher
+
 __all__ = ["mnist", "binarize", "split", "teacher", "bars_stripes"]
