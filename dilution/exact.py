@@ -187,6 +187,98 @@ def _log_partition_product_kernel(w_e, e_bias, o_bias, block_bits, chunk):
     return top + math.log(total)
 
 
+
+_RENORM_LOG2 = 1000.0  # a chunk product times a mantissa in [0.5, 1) stays below 2**1000
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def _log_partition_fused_kernel(w_e, e_bias, o_bias, block_bits, chunk):
+    """log Z in product form with long vectorised product chunks.
+
+    ``exp(x_k)`` is carried multiplicatively (a flip multiplies by ``exp(+-W_uk)``), and
+    ``prod_k (1 + exp(x_k))`` runs over chunks as long as the bound allows (a reduction the
+    compiler vectorises with per-lane partial products: reassoc); after each chunk the running product
+    is split into mantissa and binary exponent by ``frexp`` (exact), so one ``log`` per state
+    remains. The caller guarantees that no chunk product exceeds ``2**_RENORM_LOG2``. Fields are
+    reset exactly at every block start.
+    """
+    n_e, n_o = w_e.shape
+    low_bits = min(n_e, block_bits)
+    n_blocks = 1 << (n_e - low_bits)
+    n_steps = 1 << low_bits
+    n_chunks = (n_o + chunk - 1) // chunk
+    # row n_e: factors of 1 for the first state of a block, which flips nothing
+    table = np.ones((2 * n_e + 1, n_o))
+    for u in range(n_e):
+        for k in range(n_o):
+            table[2 * u, k] = math.exp(w_e[u, k])
+            table[2 * u + 1, k] = math.exp(-w_e[u, k])
+    block_max = np.empty(n_blocks)
+    block_sum = np.empty(n_blocks)
+    for blk in prange(n_blocks):
+        field = np.empty(n_o)
+        ex = np.empty(n_o)
+        state = np.zeros(low_bits, dtype=np.bool_)
+        lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
+        for k in range(n_o):
+            ex[k] = math.exp(field[k])
+        m = -np.inf
+        s = 0.0
+        for g in range(n_steps):
+            row = 2 * n_e
+            if g > 0:
+                u = 0
+                while not (g >> u) & 1:
+                    u += 1
+                if state[u]:
+                    lin -= e_bias[u]
+                    row = 2 * u + 1
+                else:
+                    lin += e_bias[u]
+                    row = 2 * u
+                state[u] = not state[u]
+            fac = table[row]
+            for k in range(n_o):
+                ex[k] *= fac[k]
+            mant = 1.0
+            n2 = 0
+            for c in range(n_chunks):
+                # a slice with a loop over its own length is what LLVM vectorises as a reduction
+                seg = ex[c * chunk : min(c * chunk + chunk, n_o)]
+                q = 1.0
+                for k in range(seg.shape[0]):
+                    q *= 1.0 + seg[k]
+                mant, e2 = math.frexp(mant * q)
+                n2 += e2
+            x = lin + math.log(mant) + n2 * _LN2
+            if x > m:
+                s = s * math.exp(m - x) + 1.0
+                m = x
+            else:
+                s += math.exp(x - m)
+        block_max[blk] = m
+        block_sum[blk] = s
+    top = block_max.max()
+    total = 0.0
+    for blk in range(n_blocks):
+        total += block_sum[blk] * math.exp(block_max[blk] - top)
+    return top + math.log(total)
+
+
+def _fused_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
+    """Longest chunk whose factor products provably stay below ``2**_RENORM_LOG2``, or 0 when a
+    single factor ``1 + exp(x_k)`` may overflow."""
+    n_o = w_e.shape[1]
+    bound = np.abs(o_bias) + np.abs(w_e).sum(axis=0)  # |x_k| over every state
+    if bound.max() >= 700.0:
+        return 0
+    log2_factor = np.logaddexp(0.0, bound) / _LN2
+    for chunk in (n_o, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1):
+        n_pad = -n_o % chunk
+        if np.pad(log2_factor, (0, n_pad)).reshape(-1, chunk).sum(axis=1).max() < _RENORM_LOG2:
+            return chunk
+    return 0
+
 def _product_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
     """Largest chunk (<= 16 factors) whose products provably stay below ``2**511``, or 0."""
     bound = np.abs(o_bias) + np.abs(w_e).sum(axis=0)  # |x_k| over every state
@@ -211,6 +303,9 @@ def log_partition(rbm: RBM, *, max_units: int = MAX_UNITS) -> float:
     """
     _check_rbm(rbm)
     w_e, e_bias, o_bias, _ = _enumeration_view(rbm, max_units)
+    chunk = _fused_chunk(w_e, o_bias)
+    if chunk:
+        return float(_log_partition_fused_kernel(w_e, e_bias, o_bias, BLOCK_BITS, chunk))
     chunk = _product_chunk(w_e, o_bias)
     if chunk:
         return float(_log_partition_product_kernel(w_e, e_bias, o_bias, BLOCK_BITS, chunk))

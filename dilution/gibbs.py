@@ -17,17 +17,21 @@ equals running them in pieces with the counter advanced in between.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .model import RBM
 from .progress import progress_bar
 from .rng import chain_keys, derive_seed, uniform64
+from .threads import single_threaded_blas
 
 __all__ = [
     "sample",
     "gibbs_kernel",
+    "gibbs_path",
     "hidden_probabilities",
     "visible_probabilities",
     "free_energy",
@@ -56,17 +60,340 @@ def draws_per_sweep(n_visible: int, n_hidden: int) -> int:
     return n_visible + n_hidden
 
 
-@njit(parallel=True, cache=True)
+# ---------------------------------------------------------------------------------------------
+# Fast paths. ``gibbs_kernel`` picks one of them (see ``_plan``); every path draws the same
+# float64 uniform for (chain, sweep, unit) and sets a unit to 1 iff that uniform is below the
+# sigmoid of its field, so the paths differ only by the rounding of the fields (summation order)
+# and by the vectorised exponential (relative error < 1.5e-7 in float32, < 1e-14 in float64): a
+# unit differs from the reference only when its uniform falls within that error of p.
+
+_FAST = {"fastmath": {"contract"}, "error_model": "numpy"}
+
+# exp(-x) = 2**k * e**r with k = round(-x / ln 2) and r = -x - k ln 2 in [-ln2/2, ln2/2]
+# (Cody & Waite 1980): ln 2 split so that k * _LN2_HI is exact, 2**k assembled from its bits.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693359375
+_LN2_LO = -2.1219444005469057e-4
+# Adding 1.5 * 2**(mantissa bits) rounds to an integer held in the low mantissa bits.
+_MAGIC32 = np.float32(12582912.0)
+_MAGIC32_BITS = np.int32(0x4B400000)
+_MAGIC64 = np.float64(6755399441055744.0)
+_MAGIC64_BITS = np.int64(0x4338000000000000)
+_CLAMP32 = (np.float32(-87.0), np.float32(88.0))  # 2**k stays a normal float32
+_CLAMP64 = (np.float64(-708.0), np.float64(709.0))
+_C32 = tuple(np.float32(1.0 / math.factorial(n)) for n in range(7, -1, -1))
+_C64 = tuple(np.float64(1.0 / math.factorial(n)) for n in range(12, -1, -1))
+_L32 = (np.float32(_LOG2E), np.float32(_LN2_HI), np.float32(_LN2_LO))
+_L64 = (np.float64(_LOG2E), np.float64(_LN2_HI), np.float64(_LN2_LO))
+
+
+def _exp_neg(x, ef, eb):
+    """``exp(-x[j]) == ef[j] * eb[j]`` with ``eb[j]`` a power of two (vectorisable; numba only)."""
+    raise NotImplementedError("_exp_neg is only callable from numba kernels")
+
+
+def _exp_neg32(x, ef, eb):
+    n = x.shape[0]
+    ei = eb.view(np.int32)
+    for j in range(n):
+        y = -x[j]
+        y = _CLAMP32[0] if y < _CLAMP32[0] else y
+        y = _CLAMP32[1] if y > _CLAMP32[1] else y
+        t = y * _L32[0] + _MAGIC32
+        eb[j] = t
+        k = t - _MAGIC32
+        r = (y - k * _L32[1]) - k * _L32[2]
+        # Taylor polynomial of degree 7 on |r| <= 0.347: truncation < 1e-9, float32 rounding 1e-7.
+        p = _C32[0]
+        p = p * r + _C32[1]
+        p = p * r + _C32[2]
+        p = p * r + _C32[3]
+        p = p * r + _C32[4]
+        p = p * r + _C32[5]
+        p = p * r + _C32[6]
+        ef[j] = p * r + _C32[7]
+    for j in range(n):
+        ei[j] = (ei[j] - _MAGIC32_BITS + np.int32(127)) << np.int32(23)
+
+
+def _exp_neg64(x, ef, eb):
+    n = x.shape[0]
+    ei = eb.view(np.int64)
+    for j in range(n):
+        y = -x[j]
+        y = _CLAMP64[0] if y < _CLAMP64[0] else y
+        y = _CLAMP64[1] if y > _CLAMP64[1] else y
+        t = y * _L64[0] + _MAGIC64
+        eb[j] = t
+        k = t - _MAGIC64
+        r = (y - k * _L64[1]) - k * _L64[2]
+        # Taylor polynomial of degree 12 on |r| <= 0.347: truncation < 1e-15.
+        p = _C64[0]
+        p = p * r + _C64[1]
+        p = p * r + _C64[2]
+        p = p * r + _C64[3]
+        p = p * r + _C64[4]
+        p = p * r + _C64[5]
+        p = p * r + _C64[6]
+        p = p * r + _C64[7]
+        p = p * r + _C64[8]
+        p = p * r + _C64[9]
+        p = p * r + _C64[10]
+        p = p * r + _C64[11]
+        ef[j] = p * r + _C64[12]
+    for j in range(n):
+        ei[j] = (ei[j] - _MAGIC64_BITS + np.int64(1023)) << np.int64(52)
+
+
+@overload(_exp_neg, jit_options=_FAST)
+def _ol_exp_neg(x, ef, eb):
+    return _exp_neg32 if x.dtype == types.float32 else _exp_neg64
+
+
+@njit(inline="always", cache=True, **_FAST)
+def _sample_row(x, out, key, start, ef, eb):
+    """``out[j] = 1`` iff draw ``start + j`` of stream ``key`` is below ``sigmoid(x[j])``."""
+    _exp_neg(x, ef, eb)
+    one = x.dtype.type(1.0)
+    zero = x.dtype.type(0.0)
+    for j in range(x.shape[0]):
+        p = one / (one + ef[j] * eb[j])
+        out[j] = one if uniform64(key, start + np.uint64(j)) < p else zero
+
+
+@njit(inline="always", cache=True, **_FAST)
+def _sample_block(x, out, keys, start, ef, eb):
+    """``out[u, c] = 1`` iff draw ``start + u`` of stream ``keys[c]`` is below ``sigmoid(x[u, c])``;
+    units in rows, chains in columns (one vectorised exp pass over the whole block)."""
+    n_units, m = x.shape
+    n = n_units * m
+    _exp_neg(x.reshape(n), ef[:n], eb[:n])
+    one = x.dtype.type(1.0)
+    zero = x.dtype.type(0.0)
+    for u in range(n_units):
+        index = start + np.uint64(u)
+        for c in range(m):
+            p = one / (one + ef[u * m + c] * eb[u * m + c])
+            out[u, c] = one if uniform64(keys[c], index) < p else zero
+
+
+@njit(inline="always", cache=True, **_FAST)
+def _binary_product(s, w, out, gather_below):
+    """``out = s @ w`` for binary ``s`` (m, n_in): rows of ``w`` of the active units summed when
+    fewer than ``gather_below * s.size`` units are active, else one (single-threaded) GEMM."""
+    m, n_in = s.shape
+    n_out = w.shape[1]
+    zero = s.dtype.type(0.0)
+    n_active = 0
+    for r in range(m):
+        for i in range(n_in):
+            if s[r, i] != zero:
+                n_active += 1
+    if n_active >= gather_below * m * n_in:
+        np.dot(s, w, out)
+        return
+    for r in range(m):
+        o = out[r]
+        o[:] = zero
+        sr = s[r]
+        for i in range(n_in):
+            if sr[i] != zero:
+                wi = w[i]
+                for j in range(n_out):
+                    o[j] += wi[j]
+
+
+@njit(parallel=True, cache=True, **_FAST)
+def _gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps,
+                   block, gather_below):
+    """Dense path: chains in blocks of ``block`` (one per task of a single parallel region); each
+    half-sweep is a binary product (gather or single-threaded GEMM), then a fused pass of
+    scale + bias, vectorised sigmoid, counter-based draws and compare."""
+    n_chains, n_visible = v.shape
+    n_hidden = weights.shape[1]
+    dt = weights.dtype
+    v_out = np.empty_like(v)
+    h_out = np.zeros((n_chains, n_hidden), dtype=dt)
+    stride = np.uint64(n_visible + n_hidden)
+    n_blocks = (n_chains + block - 1) // block
+    one = dt.type(1.0)
+    n_max = max(n_visible, n_hidden)
+    for blk in prange(n_blocks):
+        c0 = blk * block
+        c1 = min(c0 + block, n_chains)
+        m = c1 - c0
+        vb = np.empty((m, n_visible), dtype=dt)
+        vb[:] = v[c0:c1]
+        hb = np.zeros((m, n_hidden), dtype=dt)
+        fh = np.empty((m, n_hidden), dtype=dt)
+        fv = np.empty((m, n_visible), dtype=dt)
+        vbias = np.empty((m, n_visible), dtype=dt)
+        for r in range(m):
+            bt = beta[c0 + r]
+            for i in range(n_visible):
+                vbias[r, i] = bt * visible_bias[i] + (one - bt) * base_bias[i]
+        ef = np.empty(n_max, dtype=dt)
+        eb = np.empty(n_max, dtype=dt)
+        for s in range(n_sweeps):
+            start = counter + np.uint64(s) * stride
+            _binary_product(vb, weights, fh, gather_below)
+            for r in range(m):
+                bt = beta[c0 + r]
+                f = fh[r]
+                for j in range(n_hidden):
+                    f[j] = bt * (f[j] + hidden_bias[j])
+                _sample_row(f, hb[r], keys[c0 + r], start, ef[:n_hidden], eb[:n_hidden])
+            _binary_product(hb, weights_t, fv, gather_below)
+            start = start + np.uint64(n_hidden)
+            for r in range(m):
+                bt = beta[c0 + r]
+                f = fv[r]
+                vr = vbias[r]
+                for i in range(n_visible):
+                    f[i] = vr[i] + bt * f[i]
+                _sample_row(f, vb[r], keys[c0 + r], start, ef[:n_visible], eb[:n_visible])
+        v_out[c0:c1] = vb
+        h_out[c0:c1] = hb
+    return v_out, h_out
+
+
+@njit(parallel=True, cache=True, **_FAST)
+def _gibbs_sparse(v, indptr, indices, data, indptr_t, indices_t, data_t, visible_bias, hidden_bias, beta,
+                  base_bias, keys, counter, n_sweeps, block):
+    """Diluted path: CSR of the mask (rows = visible) and of its transpose, chains of a block in the
+    inner (SIMD) dimension; a visible (hidden) unit inactive in every chain of the block is skipped,
+    so the cost follows the number of active connections."""
+    n_chains, n_visible = v.shape
+    n_hidden = indptr_t.shape[0] - 1
+    dt = v.dtype
+    v_out = np.empty_like(v)
+    h_out = np.zeros((n_chains, n_hidden), dtype=dt)
+    stride = np.uint64(n_visible + n_hidden)
+    n_blocks = (n_chains + block - 1) // block
+    one = dt.type(1.0)
+    zero = dt.type(0.0)
+    for blk in prange(n_blocks):
+        c0 = blk * block
+        c1 = min(c0 + block, n_chains)
+        m = c1 - c0
+        vt = np.empty((n_visible, m), dtype=dt)
+        for r in range(m):
+            for i in range(n_visible):
+                vt[i, r] = v[c0 + r, i]
+        ht = np.zeros((n_hidden, m), dtype=dt)
+        fh = np.empty((n_hidden, m), dtype=dt)
+        fv = np.empty((n_visible, m), dtype=dt)
+        bt = np.empty(m, dtype=dt)
+        kb = keys[c0:c1].copy()
+        vbias = np.empty((n_visible, m), dtype=dt)
+        for r in range(m):
+            bt[r] = beta[c0 + r]
+        for i in range(n_visible):
+            for r in range(m):
+                vbias[i, r] = bt[r] * visible_bias[i] + (one - bt[r]) * base_bias[i]
+        ef = np.empty(max(n_visible, n_hidden) * m, dtype=dt)
+        eb = np.empty(max(n_visible, n_hidden) * m, dtype=dt)
+        for s in range(n_sweeps):
+            start = counter + np.uint64(s) * stride
+            for j in range(n_hidden):
+                for r in range(m):
+                    fh[j, r] = hidden_bias[j]
+            for i in range(n_visible):
+                si = vt[i]
+                active = False
+                for r in range(m):
+                    active |= si[r] != zero
+                if active:
+                    for k in range(indptr[i], indptr[i + 1]):
+                        w = data[k]
+                        fj = fh[indices[k]]
+                        for r in range(m):
+                            fj[r] += w * si[r]
+            for j in range(n_hidden):
+                fj = fh[j]
+                for r in range(m):
+                    fj[r] = bt[r] * fj[r]
+            _sample_block(fh, ht, kb, start, ef, eb)
+            start = start + np.uint64(n_hidden)
+            fv[:] = zero
+            for j in range(n_hidden):
+                sj = ht[j]
+                active = False
+                for r in range(m):
+                    active |= sj[r] != zero
+                if active:
+                    for k in range(indptr_t[j], indptr_t[j + 1]):
+                        w = data_t[k]
+                        fi = fv[indices_t[k]]
+                        for r in range(m):
+                            fi[r] += w * sj[r]
+            for i in range(n_visible):
+                fi = fv[i]
+                vi = vbias[i]
+                for r in range(m):
+                    fi[r] = vi[r] + bt[r] * fi[r]
+            _sample_block(fv, vt, kb, start, ef, eb)
+        for r in range(m):
+            for i in range(n_visible):
+                v_out[c0 + r, i] = vt[i, r]
+            for j in range(n_hidden):
+                h_out[c0 + r, j] = ht[j, r]
+    return v_out, h_out
+
+
+# Path choice: constants measured on a 2-core Sapphire Rapids guest (benchmarks, README); none
+# depends on the thread count, so neither do the results.
+DENSE_BLOCK = 64  # chains per GEMM block: block states, fields and W stay in L2
+SPARSE_BLOCK = 16  # chains per sparse block: one 512-bit vector of float32 states
+GATHER_BELOW = 0.3  # fraction of active units under which summing rows beats GEMM
+SPARSE_BELOW = 0.1  # connectivity under which the CSR path beats the dense one
+
+_csr_cache: dict[int, tuple] = {}
+
+
+def _csr(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols = np.nonzero(w)
+    indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=w.shape[0]), out=indptr[1:])
+    return indptr, cols.astype(np.int64), np.ascontiguousarray(w[rows, cols])
+
+
+def _structure(weights: np.ndarray, weights_t: np.ndarray) -> tuple[float, tuple | None]:
+    """(density of nonzero weights, CSR of W and W^T when sparse), cached for read-only arrays."""
+    cacheable = not weights.flags.writeable and not weights_t.flags.writeable
+    key = id(weights)
+    if cacheable and key in _csr_cache and _csr_cache[key][0] is weights_t:
+        return _csr_cache[key][1:]
+    density = np.count_nonzero(weights) / max(weights.size, 1)
+    csr = _csr(weights) + _csr(weights_t) if density < SPARSE_BELOW else None
+    if cacheable:
+        _csr_cache[key] = (weights_t, density, csr)
+        weakref.finalize(weights, _csr_cache.pop, key, None)
+    return density, csr
+
+
+def gibbs_path(weights: np.ndarray, n_chains: int) -> str:
+    """Name of the path :func:`gibbs_kernel` runs: ``"sparse"`` (CSR, connectivity below
+    ``SPARSE_BELOW``) or ``"blocked"`` (dense blocks; per block and half-sweep, rows of active units
+    are summed when fewer than ``GATHER_BELOW`` of them are active, else a single-threaded GEMM)."""
+    density = np.count_nonzero(weights) / max(weights.size, 1)
+    return "sparse" if density < SPARSE_BELOW else "blocked"
+
+
 def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps):
     """Run ``n_sweeps`` block-Gibbs sweeps on every chain.
+
+    Dispatches to the fastest path for the model (module docstring of the paths: README,
+    "which path runs when"); results depend only on the arguments, never on the thread count.
 
     Parameters
     ----------
     v : ndarray, shape (n_chains, n_visible)
         Binary visible states (in the model dtype); not modified.
     weights : ndarray, shape (n_visible, n_hidden)
+        Masked weights (zero where there is no connection).
     weights_t : ndarray, shape (n_hidden, n_visible)
-        C-contiguous transpose of ``weights`` (rows of active hidden units are summed).
+        C-contiguous transpose of ``weights``.
     visible_bias : ndarray, shape (n_visible,)
     hidden_bias : ndarray, shape (n_hidden,)
     beta : ndarray, shape (n_chains,)
@@ -83,6 +410,27 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     v_out : ndarray, shape (n_chains, n_visible)
     h_out : ndarray, shape (n_chains, n_hidden)
         Hidden states sampled in the last sweep (all zero when ``n_sweeps == 0``).
+    """
+    dt = weights.dtype
+    v = np.ascontiguousarray(v, dtype=dt)
+    beta = np.ascontiguousarray(beta, dtype=dt)
+    counter = np.uint64(counter)
+    _, csr = _structure(weights, weights_t)
+    if csr is not None:
+        return _gibbs_sparse(v, *csr, visible_bias, hidden_bias, beta, base_bias, keys, counter, int(n_sweeps),
+                             SPARSE_BLOCK)
+    n_blocks = -(-v.shape[0] // DENSE_BLOCK)
+    block = -(-v.shape[0] // max(n_blocks, 1))  # equal blocks; a function of n_chains only
+    with single_threaded_blas():
+        return _gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter,
+                              int(n_sweeps), max(block, 1), GATHER_BELOW)
+
+@njit(parallel=True, cache=True)
+def _gibbs_reference(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps):
+    """Reference kernel: one chain at a time, exact ``math.exp`` sigmoid, rows of active units summed.
+
+    Slow and obvious; the fast paths are tested against it (``tests/dilution/test_gibbs_paths.py``).
+    Same arguments and results as :func:`gibbs_kernel`.
     """
     n_chains, n_visible = v.shape
     n_hidden = weights.shape[1]

@@ -1,0 +1,181 @@
+"""Run the benchmark: ``python -m benchmarks [--quick] [--rounds N] [--out results.json]``.
+
+Threads are pinned to 2 for every contender (numba, OpenBLAS, torch) before anything is
+imported. Contenders are interleaved inside each round; a warm-up call precedes the timed ones;
+each row reports the median over rounds and, for ratios, the median of the same-round ratios.
+"""
+
+from __future__ import annotations
+
+import os
+
+THREADS = os.environ.get("DILUTION_BENCH_THREADS", "2")
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = THREADS
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks import contenders  # noqa: E402
+
+
+def _median(xs):
+    return float(np.median(xs)) if len(xs) else float("nan")
+
+
+def gibbs_grid(args, model_of, results):
+    dtypes = ["float32"] if args.quick else ["float32", "float64"]
+    batches = [1, 100, 1000] if args.quick else [1, 100, 1000, 5000]
+    conns = [1.0, 0.05] if args.quick else [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
+    for dt in dtypes:
+        for conn in conns:
+            rbm = model_of(dt, conn)
+            for b in batches:
+                cs = contenders.gibbs_contenders(rbm, b, with_dense=(conn == 1.0))
+                n_sweeps = max(2, int(args.work // (b * 784 * 500)))
+                rates = {name: [] for name in cs}
+                for _ in range(args.rounds + 1):  # first round is the warm-up
+                    for name, run in cs.items():
+                        t = time.perf_counter()
+                        run(n_sweeps)
+                        rates[name].append(b * n_sweeps / (time.perf_counter() - t))
+                rates = {k: v[1:] for k, v in rates.items()}
+                row = {"dtype": dt, "connectivity": conn, "n_chains": b, "n_sweeps": n_sweeps,
+                       "chain_sweeps_per_s": {k: _median(v) for k, v in rates.items()},
+                       "min": {k: float(min(v)) for k, v in rates.items()},
+                       "max": {k: float(max(v)) for k, v in rates.items()},
+                       "ratio_engine_over": {k: _median(np.array(rates["engine"]) / np.array(v))
+                                             for k, v in rates.items() if k != "engine"}}
+                results["gibbs"].append(row)
+                print(f"{dt} c={conn:<5} B={b:<5} "
+                      + "  ".join(f"{k}={v:,.0f}" for k, v in row["chain_sweeps_per_s"].items())
+                      + " | engine/x: " + " ".join(f"{k}={v:.2f}" for k, v in row["ratio_engine_over"].items()),
+                      flush=True)
+
+
+def exact_rows(args, results):
+    from dilution import RBM, exact
+
+    for n_h in (20, 25):
+        rbm = RBM.random(784, n_h, weight_scale=0.05, bias_scale=0.5, dtype=np.float64, seed=n_h)
+        exact.log_partition(RBM.random(784, 12, seed=0))  # compile
+        t = time.perf_counter()
+        log_z = exact.log_partition(rbm)
+        dt = time.perf_counter() - t
+        results["exact"].append({"n_hidden": n_h, "seconds": dt, "log_z": log_z})
+        print(f"exact log Z 784 x {n_h}: {dt:.2f} s", flush=True)
+
+
+def training_rows(args, cd25, results):
+    data = contenders.mnist_binary(args.data)
+    n_updates = 20 if args.quick else 600
+    batch = data[: n_updates * 100]
+    scale = 600 / n_updates
+    rows = {}
+    try:
+        from dilution.training import TrainConfig, train
+    except ImportError as e:  # written by another helper
+        print(f"PCD epoch (engine): skipped ({e})")
+    else:
+        cfg = TrainConfig(method="pcd", k=10, epochs=1, batch_size=100, n_chains=1000, learning_rate=0.01,
+                          checkpoints=(), exact_log_likelihood=False, dtype="float32")
+        train((784, 500), batch[:200], cfg, seed=0, progress=False)  # compile
+        t = time.perf_counter()
+        train((784, 500), batch, cfg, seed=0, progress=False)
+        rows["engine"] = (time.perf_counter() - t) * scale
+    if contenders.torch is not None:
+        t = time.perf_counter()
+        contenders.torch_pcd_epoch(batch, n_chains=1000, k=10)
+        rows["torch"] = (time.perf_counter() - t) * scale
+    results["pcd_epoch_seconds"] = rows
+    print("PCD-10 epoch (s, extrapolated from", n_updates, "updates):", rows, flush=True)
+
+
+def ais_row(args, cd25, results):
+    try:
+        from dilution.ais import log_partition
+    except ImportError as e:
+        print(f"AIS: skipped ({e})")
+        return
+    n_betas = 1450 if args.quick else 14500
+    betas = np.linspace(0, 1, n_betas + 1)
+    log_partition(cd25, n_chains=20, betas=betas[::100], seed=0, reverse=False, progress=False)  # compile
+    t = time.perf_counter()
+    log_partition(cd25, n_chains=500, betas=betas, seed=0, reverse=False, progress=False)
+    sec = (time.perf_counter() - t) * 14500 / n_betas
+    results["ais_seconds_500x14500"] = sec
+    print(f"AIS 500 chains x 14,500 betas (forward; extrapolated from {n_betas}): {sec:.0f} s", flush=True)
+
+
+def memory_row(results):
+    code = (
+        "import numpy as np, resource, scipy.io;"
+        "from benchmarks.contenders import cd25;"
+        "from dilution import gibbs;from dilution.rng import chain_keys;"
+        "r=cd25('float32',1.0);B=5000;v=(np.random.default_rng(0).random((B,784))<.5).astype(np.float32);"
+        "a=(v,r.weights,np.ascontiguousarray(r.weights.T),r.visible_bias,r.hidden_bias,np.ones(B,np.float32),"
+        "np.zeros(784,np.float32),chain_keys(0,B));gibbs.gibbs_kernel(*a,np.uint64(0),1);"
+        "m0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "import gc;gc.collect();"
+        "[gibbs.gibbs_kernel(*a,np.uint64(0),2) for _ in range(3)];"
+        "m1=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "print(m0*1024, m1*1024, v.nbytes*2 + B*500*4)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    try:
+        before, after, needed = (int(x) for x in out.stdout.split())
+        results["memory"] = {"rss_growth_bytes": after - before, "arrays_bytes": needed}
+        print(f"peak RSS growth over warm call: {after - before} B; arrays held {needed} B", flush=True)
+    except ValueError:
+        print("memory row failed:", out.stderr[-500:])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks")
+    p.add_argument("--quick", action="store_true", help="headline configurations only")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--work", type=float, default=2e9, help="multiply-adds per timed call")
+    p.add_argument("--data", default="../shared/data/mnist/mnist.npz")
+    p.add_argument("--out", default="benchmark_results.json")
+    p.add_argument("--only", default="gibbs,exact,train,ais,memory")
+    args = p.parse_args(argv)
+    import numba
+
+    from dilution.threads import openblas_libraries
+
+    results = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "python": sys.version.split()[0], "numpy": np.__version__, "numba": numba.__version__},
+        "threads": {"numba": numba.config.NUMBA_NUM_THREADS, "openblas": openblas_libraries(),
+                    "torch": contenders.torch.get_num_threads() if contenders.torch else None},
+        "command": " ".join(["python -m benchmarks"] + (argv if argv is not None else sys.argv[1:])),
+        "gibbs": [], "exact": [],
+    }
+    print(json.dumps({k: results[k] for k in ("date", "machine", "threads")}, indent=1), flush=True)
+    only = set(args.only.split(","))
+    if "gibbs" in only:
+        gibbs_grid(args, contenders.cd25, results)
+    if "exact" in only:
+        exact_rows(args, results)
+    if "train" in only:
+        training_rows(args, contenders.cd25("float32", 1.0), results)
+    if "ais" in only:
+        ais_row(args, contenders.cd25("float64", 1.0), results)
+    if "memory" in only:
+        memory_row(results)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
