@@ -1,1 +1,33 @@
-"""analysis: quality metrics, mixing diagnostics and summaries built on the dilution engine."""
+"""analysis: quality metrics, mixing diagnostics and summaries built on the dilution engine.
+
+Submodules are imported here so ``analysis.moments.moment_errors`` works after ``import analysis``;
+each is light (numpy/scipy/numba) and exports its names through ``__all__``.
+"""
+
+from __future__ import annotations
+
+from . import (
+    aats,
+    autocorr,
+    classifier,
+    convergence,
+    ising,
+    likelihood,
+    moments,
+    pca,
+    pseudolikelihood,
+    reconstruction,
+)
+
+__all__ = [
+    "aats",
+    "autocorr",
+    "classifier",
+    "convergence",
+    "ising",
+    "likelihood",
+    "moments",
+    "pca",
+    "pseudolikelihood",
+    "reconstruction",
+]
