@@ -8,6 +8,7 @@ import math
 import sys
 import time
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ Start here:
   dilution train                         # planted-teacher demo: exact log-likelihoods, sample grid
   dilution train --dataset mnist --data ../shared/data/mnist/mnist.npz --n-hidden 100 --epochs 5
   dilution sample runs/teacher-seed0/model.nc --n-samples 64
+  dilution evaluate runs/teacher-seed0/model.nc --data runs/teacher-seed0/test.nc
 
 Every command writes netCDF files (open them with xarray.open_dataset) and prints a summary.
 Run `dilution COMMAND --help` for the options of each command."""
@@ -37,7 +39,7 @@ Datasets:
 
 Outputs in --output: model.nc (the trained RBM), history.nc (metrics at checkpoints and per
 epoch), samples.png (a grid of samples after --sample-sweeps Gibbs sweeps), data.png (test
-data, for comparison) and summary.json.
+data, for comparison), summary.json, and for generated data test.nc (the held-out set).
 
 A TOML file given with --config may set any option by its long name (dashes or underscores),
 e.g.  n_hidden = 100  or  method = "cd"; options given on the command line win."""
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--image-shape", type=_shape, help="HxW of one sample, e.g. 28x28 (default: square if possible)")
     sa.add_argument("--quiet", action="store_true", help="no progress bar")
     sa.set_defaults(func=_sample)
+    for entry in entry_points(group="dilution.commands"):
+        entry.load()(sub)
     return parser
 
 
@@ -218,6 +222,8 @@ def _load_training_data(opts: dict[str, Any]):
 
 
 def _train(args: argparse.Namespace) -> int:
+    import xarray as xr
+
     from . import exact, io
     from .gibbs import sample
     from .images import save_sample_grid
@@ -245,6 +251,10 @@ def _train(args: argparse.Namespace) -> int:
     run_attrs = {"seed": opts["seed"], "config": config.to_json(), "cli_options": json.dumps(opts, default=str)}
     io.save(model, out / "model.nc", attrs=run_attrs)
     io.save(result.history, out / "history.nc")
+    if opts["dataset"] != "mnist":
+        # generated held-out data, so that `dilution evaluate --data test.nc` sees the same set
+        io.save(xr.Dataset({"states": (("sample", "visible"), test_x.astype(np.uint8))},
+                           attrs={"dataset": opts["dataset"], "seed": opts["seed"]}), out / "test.nc")
 
     summary: dict[str, Any] = {
         "dataset": opts["dataset"], "n_visible": n_visible, "n_hidden": model.n_hidden,

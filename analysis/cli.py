@@ -1,0 +1,205 @@
+"""``dilution evaluate``: every quality measure of a saved model against held-out data.
+
+Registered with the ``dilution`` command through the ``dilution.commands`` entry-point group,
+so the engine's command line does not import this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["register", "evaluate"]
+
+EPILOG = """\
+Data (--data): an MNIST .npz file or IDX folder (its test split is used, binarised at 0.5), or a
+netCDF file written by dilution (a Dataset with `states` or `images`).
+
+Log-likelihood: exact when the smaller layer has at most 25 units, otherwise AIS with --ais
+(forward estimate with its standard error and the reverse-AIS bound, so a bracket).
+Samples for the sample-based metrics come from --n-samples independent Gibbs chains of
+--n-sweeps sweeps each, started uniformly at random.
+
+Example:
+  dilution evaluate runs/mnist-seed0/model.nc --data ../shared/data/mnist/mnist.npz --ais \\
+      --classifier classifier_seed0.nc --output runs/mnist-seed0/evaluation.nc"""
+
+EXACT_LIMIT = 25
+
+
+def register(subparsers) -> None:
+    """Add the ``evaluate`` subcommand to the ``dilution`` parser."""
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="quality metrics of a saved model against held-out data (log-likelihood, moments, PCA, AATS, classifier)",
+        description="Evaluate a saved RBM against held-out data: exact or AIS log-likelihood, "
+        "pseudo-likelihood and reconstruction error (proxies), moment errors, PCA distance, "
+        "nearest-neighbour adversarial accuracy and, for MNIST, the auxiliary-classifier scores.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("model", type=Path, help="model file written by `dilution train` or dilution.save")
+    ev.add_argument("--data", type=Path, required=True, help="held-out data (see below)")
+    ev.add_argument("--max-data", type=int, default=10000, help="use at most this many data rows (default 10000)")
+    ev.add_argument("--n-samples", type=int, default=1000, help="Gibbs chains for the sample-based metrics (default 1000)")
+    ev.add_argument("--n-sweeps", type=int, default=1000, help="sweeps per chain (default 1000)")
+    ev.add_argument("--ais", action="store_true", help="estimate log Z by AIS when exact enumeration is impossible")
+    ev.add_argument("--ais-chains", type=int, default=100, help="AIS chains (default 100)")
+    ev.add_argument("--ais-betas", type=int, default=None,
+                    help="number of linearly spaced AIS betas (default: the classic 14,500-beta schedule)")
+    ev.add_argument("--classifier", type=Path,
+                    help="digit-classifier cache (netCDF); trained on the MNIST training split of --data if missing")
+    ev.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    ev.add_argument("--output", "-o", type=Path, help="results file (default: <model>-evaluation.nc)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_run)
+
+
+def _load_data(path: Path, n_visible: int, max_rows: int) -> tuple[np.ndarray, str]:
+    from dilution import io
+    from dilution.data import binarize, mnist
+    from dilution.data.split import as_matrix
+
+    if path.suffix == ".nc":
+        ds = io.load(path)
+        if not isinstance(ds, xr.Dataset):
+            raise ValueError(f"{path} holds a model, not data")
+        x = as_matrix(ds)
+        what = f"dataset {path}"
+    else:
+        x = as_matrix(binarize.binarize(mnist.load_mnist(path, "test")))
+        what = f"MNIST test split of {path}, threshold 0.5"
+    if x.shape[1] != n_visible:
+        raise ValueError(f"data from {path} has {x.shape[1]} visible units, the model has {n_visible}")
+    return np.ascontiguousarray(x[:max_rows], dtype=np.float64), what
+
+
+def _prefixed(ds: xr.Dataset, prefix: str) -> xr.Dataset:
+    """Variables and dimensions renamed ``prefix_name`` so that metrics merge without clashes."""
+    names = {name: f"{prefix}_{name}" for name in list(ds.variables) + list(ds.dims)}
+    out = ds.rename(names)
+    # the metric's own description (e.g. is_proxy) travels with each of its variables
+    inherited = {k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float, np.number))}
+    for name in out.data_vars:
+        out[name].attrs = {**inherited, **out[name].attrs}
+        out[name].attrs.setdefault("metric", prefix)
+    out.attrs = {}
+    return out
+
+
+def evaluate(
+    rbm,
+    data: np.ndarray,
+    *,
+    n_samples: int,
+    n_sweeps: int,
+    seed: int,
+    ais: bool = False,
+    ais_chains: int = 100,
+    ais_betas: int | None = None,
+    classifier=None,
+    progress: bool | None = None,
+) -> xr.Dataset:
+    """All quality measures of ``rbm`` against ``data`` as one Dataset (variables prefixed by metric).
+
+    Parameters
+    ----------
+    rbm : dilution.RBM
+    data : ndarray, shape (n, n_visible)
+        Held-out binary data.
+    n_samples, n_sweeps : int
+        Independent Gibbs chains and their length, for the sample-based metrics.
+    seed : int
+    ais : bool
+        Run AIS when the model is too large for exact enumeration.
+    classifier : analysis.classifier.DigitClassifier, optional
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    from dilution.gibbs import sample
+
+    from . import aats, classifier as clf, likelihood, moments, pca, pseudolikelihood, reconstruction
+
+    parts: list[xr.Dataset] = []
+    if min(rbm.n_visible, rbm.n_hidden) <= EXACT_LIMIT:
+        parts.append(_prefixed(likelihood.exact_log_likelihood(rbm, data), "exact"))
+    elif ais:
+        from dilution import schedules
+
+        betas = None if ais_betas is None else schedules.linear(ais_betas)
+        parts.append(_prefixed(likelihood.ais_log_likelihood(rbm, data, n_chains=ais_chains, seed=seed, betas=betas,
+                                                             base_data=data), "ais"))
+    parts.append(_prefixed(pseudolikelihood.pseudo_log_likelihood(rbm, data, method="stochastic", seed=seed), "pll"))
+    parts.append(_prefixed(reconstruction.reconstruction_error(rbm, data), "reconstruction"))
+    samples = sample(rbm, n_samples, n_sweeps, seed=seed, progress=progress).astype(np.float64)
+    parts.append(_prefixed(moments.moment_errors(samples, data), "moments"))
+    parts.append(_prefixed(pca.pca_comparison(samples, data), "pca"))
+    parts.append(_prefixed(aats.adversarial_accuracy(data[: len(samples)], samples[: len(data)]), "aats"))
+    if classifier is not None:
+        parts.append(_prefixed(clf.classifier_score(classifier, samples), "classifier"))
+    out = xr.merge(parts, combine_attrs="drop_conflicts")
+    out.attrs.update(n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, n_data=len(data))
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dilution import io
+    from dilution.model import RBM
+    from dilution.provenance import provenance
+
+    model = io.load(args.model)
+    if not isinstance(model, RBM):
+        raise ValueError(f"{args.model} holds a dataset, not an RBM model")
+    data, described = _load_data(args.data, model.n_visible, args.max_data)
+    classifier = None
+    if args.classifier is not None:
+        classifier = _classifier(args.classifier, args.data, args.seed, progress=False if args.quiet else None)
+    result = evaluate(
+        model, data, n_samples=args.n_samples, n_sweeps=args.n_sweeps, seed=args.seed, ais=args.ais,
+        ais_chains=args.ais_chains, ais_betas=args.ais_betas, classifier=classifier,
+        progress=False if args.quiet else None,
+    )
+    result.attrs.update(provenance(model=str(args.model), data=described, seed=args.seed))
+    output = args.output or args.model.with_name(args.model.stem + "-evaluation.nc")
+    io.save(result, output)
+    _print(result)
+    print(f"wrote {output}")
+    return 0
+
+
+def _classifier(path: Path, data: Path, seed: int, progress: bool | None):
+    from dilution.data import mnist
+
+    from .classifier import load_or_train_classifier
+
+    train = mnist.load_mnist(data, "train")
+    test = mnist.load_mnist(data, "test")
+    return load_or_train_classifier(
+        path, train["images"].values, train["labels"].values, seed=seed,
+        test_images=test["images"].values, test_labels=test["labels"].values, progress=progress,
+    )
+
+
+def _print(result: xr.Dataset) -> None:
+    """Scalars, and short labelled vectors (e.g. one value per statistic), one line each."""
+    for name in sorted(result.data_vars):
+        var = result[name]
+        if not np.issubdtype(var.dtype, np.number) or var.ndim > 1 or var.size > 4:
+            continue
+        proxy = " (proxy)" if var.attrs.get("is_proxy") else ""
+        if var.ndim == 0:
+            rows: list[tuple[str, Any]] = [(name, float(var))]
+        else:
+            dim = var.dims[0]
+            labels = result[dim].values if dim in result.coords else range(var.size)
+            rows = [(f"{name}[{label}]", float(v)) for label, v in zip(labels, var.values)]
+        for label, value in rows:
+            if math.isfinite(value):
+                print(f"  {label:<45} {value: .5g}{proxy}")
