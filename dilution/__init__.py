@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import connectivity, data, exact, io
+from . import ais, connectivity, data, exact, io, schedules, tempering
 from .gibbs import sample
 from .io import load, save
 from .model import RBM
@@ -10,4 +10,19 @@ from .training import TrainConfig, train
 
 __version__ = "0.1.0"
 
-__all__ = ["RBM", "TrainConfig", "connectivity", "data", "exact", "io", "load", "sample", "save", "train", "__version__"]
+__all__ = [
+    "RBM",
+    "TrainConfig",
+    "ais",
+    "connectivity",
+    "data",
+    "exact",
+    "io",
+    "load",
+    "sample",
+    "save",
+    "schedules",
+    "tempering",
+    "train",
+    "__version__",
+]

@@ -1,0 +1,312 @@
+"""AIS estimates of log Z against exact enumeration; schedules; weight statistics; reproducibility."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numba
+import numpy as np
+import pytest
+import scipy.io
+from scipy.special import logsumexp
+
+from dilution import exact, schedules
+from dilution.ais import (
+    DegenerateWeightsWarning,
+    ais_kernel,
+    base_rate_bias,
+    log_likelihood,
+    log_partition,
+    padded_weights,
+    weight_summary,
+)
+from dilution.model import RBM
+from dilution.rng import chain_keys
+
+
+def exact_samples(rbm: RBM, n: int, seed: int) -> np.ndarray:
+    """Exact samples of p(v): h from its marginal by enumerating the hidden layer, then v | h."""
+    w = rbm.weights.astype(np.float64)
+    a = rbm.visible_bias.astype(np.float64)
+    b = rbm.hidden_bias.astype(np.float64)
+    h_all = exact.all_states(rbm.n_hidden)
+    log_p_h = h_all @ b + np.logaddexp(0.0, a + h_all @ w.T).sum(axis=1)
+    p_h = np.exp(log_p_h - logsumexp(log_p_h))
+    rng = np.random.default_rng(seed)
+    h = h_all[rng.choice(h_all.shape[0], size=n, p=p_h / p_h.sum())]
+    p_v = 1.0 / (1.0 + np.exp(-(a + h @ w.T)))
+    return (rng.random(p_v.shape) < p_v).astype(rbm.dtype)
+
+
+def make_models(n_models: int, seed: int) -> list[RBM]:
+    """Random masked RBMs: 20-40 visible, 16-18 hidden, weak and strong weights, connectivity 1 to 0.1."""
+    rng = np.random.default_rng(seed)
+    models = []
+    for k in range(n_models):
+        n_v = int(rng.integers(20, 41))
+        n_h = int(rng.integers(16, 19))
+        conn = [1.0, 0.5, 0.25, 0.1][k % 4]
+        scale = [0.3, 1.0, 2.0][k % 3] / math.sqrt(conn)  # sparse models keep comparable fields
+        dtype = np.float32 if k % 5 == 4 else np.float64
+        models.append(
+            RBM.random(
+                n_v, n_h, connectivity=conn, weight_scale=scale, bias_scale=0.5, dtype=dtype, seed=1000 * seed + k
+            )
+        )
+    return models
+
+
+def check_against_exact(models: list[RBM], n_chains: int, betas: np.ndarray) -> tuple[list, list]:
+    inside, bracket = [], []
+    for k, rbm in enumerate(models):
+        truth = exact.log_partition(rbm)
+        ds = log_partition(
+            rbm, n_chains=n_chains, betas=betas, seed=k, reverse_init=exact_samples(rbm, n_chains, seed=k),
+            n_bootstrap=0,
+        )
+        lz, se = float(ds.log_z), float(ds.log_z_std)
+        up, se_up = float(ds.log_z_upper), float(ds.log_z_upper_std)
+        inside.append(abs(lz - truth) < 3 * se)
+        # Forward is a stochastic lower bound and reverse (from exact samples) an upper one: the
+        # bracket widened by 3 standard errors on each side must hold the truth.
+        bracket.append(lz - 3 * se <= truth <= up + 3 * se_up)
+    return inside, bracket
+
+
+def test_ais_matches_exact_on_random_masked_rbms():
+    # 8 models, 300 chains, 1000 linear betas. Each estimate lies within 3 SE with probability
+    # ~0.99 if the method is right, so at least 95 % of 8 means all of them.
+    models = make_models(8, seed=1)
+    inside, bracket = check_against_exact(models, 300, schedules.linear(1000))
+    assert all(inside), f"AIS outside 3 SE of exact for models {[k for k, ok in enumerate(inside) if not ok]}"
+    outside = [k for k, ok in enumerate(bracket) if not ok]
+    assert not outside, f"exact log Z outside the forward/reverse bracket for models {outside}"
+
+
+@pytest.mark.slow
+def test_ais_matches_exact_on_many_random_masked_rbms():
+    models = make_models(24, seed=2)
+    inside, bracket = check_against_exact(models, 500, schedules.geometric(3000, 1e-3))
+    assert np.mean(inside) >= 0.95, f"only {np.mean(inside):.0%} of AIS estimates within 3 SE of exact"
+    assert np.mean(bracket) >= 0.95
+
+
+def test_ais_detects_a_wrong_model():
+    # The comparison above can fail: AIS of a model with shifted hidden biases is many SE away
+    # from the exact log Z of the original.
+    rbm = make_models(1, seed=3)[0]
+    other = rbm.replace(hidden_bias=rbm.hidden_bias + 0.1)
+    ds = log_partition(other, n_chains=200, betas=schedules.linear(500), seed=0, reverse=False)
+    assert abs(float(ds.log_z) - exact.log_partition(rbm)) > 3 * float(ds.log_z_std)
+
+
+def test_ais_on_salakhutdinov_15_hidden_mnist_model(data_dir):
+    path = data_dir.parent / "models" / "mnistvh.mat"
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing in CI")
+        pytest.skip(f"{path} not found")
+    m = scipy.io.loadmat(path)
+    rbm = RBM(m["vishid"], m["visbiases"].ravel(), m["hidbiases"].ravel())
+    with np.load(data_dir / "mnist" / "mnist.npz") as f:
+        train = (f["x_train"][::10].reshape(-1, 784) > 127).astype(np.float64)
+    truth = exact.log_partition(rbm)
+    ds = log_partition(
+        rbm, n_chains=100, betas=schedules.linear(2000), data=train, seed=0,
+        reverse_init=exact_samples(rbm, 100, seed=0), n_bootstrap=200,
+    )
+    lz, se = float(ds.log_z), float(ds.log_z_std)
+    assert abs(lz - truth) < 3 * se
+    assert lz - 3 * se <= truth <= float(ds.log_z_upper) + 3 * float(ds.log_z_upper_std)
+
+
+def test_same_seed_same_log_weights_any_thread_count():
+    rbm = make_models(1, seed=4)[0]
+    kw = dict(n_chains=16, betas=schedules.linear(200), seed=7, reverse_burn_in=20, n_bootstrap=0)
+    first = log_partition(rbm, **kw)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = log_partition(rbm, **kw)
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(first.log_weights.values, single.log_weights.values)
+    np.testing.assert_array_equal(first.log_weights_reverse.values, single.log_weights_reverse.values)
+    other = log_partition(rbm, **{**kw, "seed": 8})
+    assert not np.array_equal(first.log_weights.values, other.log_weights.values)
+
+
+def test_splitting_the_schedule_into_kernel_calls_changes_nothing():
+    # The driver chunks the schedule to keep a progress bar alive; chunks must not change draws.
+    rbm = make_models(1, seed=5)[0]
+    betas = schedules.linear(50)
+    keys = chain_keys(0, 8)
+    v0 = (np.random.default_rng(0).random((8, rbm.n_visible)) < 0.5).astype(rbm.dtype)
+    a0 = np.zeros(rbm.n_visible, dtype=rbm.dtype)
+    w, w_t = padded_weights(rbm)
+    args = (w, w_t, rbm.visible_bias, rbm.hidden_bias, a0)
+    single = rbm.dtype == np.float32
+    whole_v, whole_w = ais_kernel(v0, np.zeros(8), *args, betas, keys, 1, False, single)
+    v, log_w = v0, np.zeros(8)
+    for s in range(0, 49, 10):
+        e = min(49, s + 10)
+        v, log_w = ais_kernel(v, log_w, *args, betas[s : e + 1], keys, s + 1, e < 49, single)
+    np.testing.assert_array_equal(log_w, whole_w)
+    np.testing.assert_array_equal(v, whole_v)
+
+
+def test_zero_weights_give_exact_answer_with_zero_variance():
+    # With W = 0 and base rates equal to the model's own biases, every intermediate distribution
+    # is the base model: all log-weights are exactly 0 and log Z is the closed form.
+    n_v, n_h = 12, 5
+    a = np.linspace(-2, 2, n_v)
+    rbm = RBM(np.zeros((n_v, n_h)), a, np.zeros(n_h))
+    p = 1 / (1 + np.exp(-a))
+    data = (np.random.default_rng(0).random((100_000, n_v)) < p).astype(float)
+    ds = log_partition(rbm, n_chains=8, betas=schedules.linear(20), data=data, seed=0, reverse_burn_in=5)
+    closed = np.logaddexp(0, a).sum() + n_h * math.log(2)
+    a0 = base_rate_bias(data, n_v)
+    # log Z_base differs from log Z by the bias mismatch; the weights carry exactly that.
+    assert np.isfinite(ds.log_weights).all()
+    assert float(ds.log_z) == pytest.approx(closed, abs=0.05)
+    rbm0 = RBM(np.zeros((n_v, n_h)), a0, np.zeros(n_h))
+    ds0 = log_partition(rbm0, n_chains=8, betas=schedules.linear(20), data=data, seed=0, reverse_burn_in=5)
+    assert np.abs(ds0.log_weights.values).max() < 1e-9
+    assert float(ds0.log_z) == pytest.approx(np.logaddexp(0, a0).sum() + n_h * math.log(2), abs=1e-9)
+
+
+def test_float32_model_matches_exact():
+    rbm = RBM.random(30, 16, connectivity=0.5, weight_scale=1.5, bias_scale=0.5, dtype=np.float32, seed=11)
+    ds = log_partition(rbm, n_chains=200, betas=schedules.linear(800), seed=3, reverse=False)
+    assert ds.log_weights.dtype == np.float64
+    assert abs(float(ds.log_z) - exact.log_partition(rbm)) < 3 * float(ds.log_z_std)
+
+
+def test_degenerate_weights_warn():
+    rbm = RBM.random(30, 16, weight_scale=3.0, bias_scale=0.5, seed=12)
+    with pytest.warns(DegenerateWeightsWarning, match="effective sample size"):
+        log_partition(rbm, n_chains=100, betas=schedules.linear(3), seed=0, reverse=False)
+
+
+def test_weight_summary_against_direct_formulas():
+    rng = np.random.default_rng(0)
+    log_w = rng.normal(3.0, 0.7, size=2000)
+    s = weight_summary(log_w, n_bootstrap=2000, seed=1)
+    w = np.exp(log_w)
+    assert s["log_mean"] == pytest.approx(np.log(w.mean()), rel=1e-12)
+    assert s["std"] == pytest.approx(w.std(ddof=1) / (np.sqrt(w.size) * w.mean()), rel=1e-10)
+    assert s["ess"] == pytest.approx(w.sum() ** 2 / (w**2).sum(), rel=1e-10)
+    # Bootstrap std estimates the same standard error; with 2000 resamples its own relative
+    # error is about 1/sqrt(2 * 2000) = 1.6 %, and the delta method is close for n = 2000.
+    assert s["bootstrap_std"] == pytest.approx(s["std"], rel=0.15)
+    assert s["ci_low"] < s["log_mean"] < s["ci_high"]
+    assert weight_summary(np.full(50, -3.0), n_bootstrap=0)["ess"] == pytest.approx(50)
+    with pytest.raises(ValueError, match="finite"):
+        weight_summary(np.array([0.0, np.nan]))
+
+
+def test_log_likelihood_with_exact_and_ais_log_z():
+    rbm = RBM.random(20, 16, connectivity=0.5, weight_scale=1.0, bias_scale=0.5, seed=13)
+    data = exact_samples(rbm, 500, seed=1)
+    truth = exact.log_likelihood(rbm, data)
+    ds = log_likelihood(rbm, data, log_z=exact.log_partition(rbm))
+    assert float(ds.log_likelihood) == pytest.approx(truth.mean(), abs=1e-9)
+    assert float(ds.log_likelihood_std) == pytest.approx(truth.std(ddof=1) / np.sqrt(500), rel=1e-9)
+    z = log_partition(rbm, n_chains=100, betas=schedules.linear(500), seed=2, reverse_init=exact_samples(rbm, 100, 2))
+    est = log_likelihood(rbm, data, log_z=z)
+    assert float(est.log_likelihood_std) == pytest.approx(math.hypot(float(ds.log_likelihood_std), float(z.log_z_std)))
+    assert abs(float(est.log_likelihood) - truth.mean()) < 3 * float(z.log_z_std)
+    assert float(est.log_likelihood_lower) == pytest.approx(float(est.mean_neg_free_energy) - float(z.log_z_upper))
+    with pytest.raises(ValueError, match="seed is required"):
+        log_likelihood(rbm, data)
+
+
+def test_dataset_layout():
+    rbm = RBM.random(10, 4, weight_scale=0.5, seed=14)
+    ds = log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, reverse_burn_in=2, n_bootstrap=10)
+    scalars = ("log_z", "log_z_std", "log_z_bootstrap_std", "log_z_ci_low", "log_z_ci_high", "ess")
+    for name in scalars + ("log_z_upper", "log_z_upper_std", "ess_reverse"):
+        assert ds[name].ndim == 0, name
+    assert ds.log_weights.dims == ("chain",) and ds.log_weights.size == 4
+    assert ds.attrs["n_betas"] == 10 and ds.attrs["reverse_init"].startswith("forward")
+    assert "log_z_upper" not in log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, reverse=False)
+
+
+def test_bad_input_is_rejected():
+    rbm = RBM.random(10, 4, seed=15)
+    with pytest.raises(ValueError, match="n_chains"):
+        log_partition(rbm, n_chains=1, betas=schedules.linear(10), seed=0)
+    with pytest.raises(ValueError, match="start at beta = 0"):
+        log_partition(rbm, n_chains=4, betas=[0.1, 1.0], seed=0)
+    with pytest.raises(ValueError, match="reverse_init must have 4 rows"):
+        log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, reverse_init=np.zeros((3, 10)))
+    with pytest.raises(ValueError, match="binary"):
+        log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, data=np.full((5, 10), 0.5))
+    with pytest.raises(TypeError, match="dilution.RBM"):
+        log_partition("rbm", n_chains=4, seed=0)
+
+
+# --- schedules -----------------------------------------------------------------------------
+
+
+def test_classic_schedule():
+    b = schedules.classic()
+    assert b.size == 14_500
+    assert b[0] == 0.0 and b[-1] == 1.0
+    assert np.all(np.diff(b) > 0)
+    assert np.sum(b < 0.5) == 500 and np.sum((b >= 0.5) & (b < 0.9)) == 4000 and np.sum(b >= 0.9) == 10_000
+    np.testing.assert_allclose(np.diff(b[:500]), 1e-3)
+    np.testing.assert_allclose(np.diff(b[500:4500]), 1e-4)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: schedules.linear(7),
+        lambda: schedules.geometric(7, 1e-3),
+        lambda: schedules.piecewise([0, 0.3, 1], [4, 3]),
+    ],
+)
+def test_schedules_run_from_zero_to_one(make):
+    b = make()
+    assert b.size == 7 and b[0] == 0.0 and b[-1] == 1.0 and np.all(np.diff(b) > 0)
+    np.testing.assert_array_equal(schedules.check_schedule(b), b)
+
+
+def test_geometric_schedule_and_ladder_are_geometric():
+    b = schedules.geometric(6, 1e-4)
+    np.testing.assert_allclose(b[1:], [1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    ladder = schedules.geometric_ladder(4, 0.125)
+    np.testing.assert_allclose(ladder, [0.125, 0.25, 0.5, 1.0])
+    assert schedules.geometric_ladder(1).tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: schedules.linear(1), "n_betas must be an integer >= 2"),
+        (lambda: schedules.linear(2.5), "n_betas must be an integer"),
+        (lambda: schedules.geometric(10, 0.0), "beta_min must be in"),
+        (lambda: schedules.piecewise([0, 0.5], [3]), "edges must increase strictly from 0 to 1"),
+        (lambda: schedules.piecewise([0, 0.5, 1], [3]), "one entry per interval"),
+        (lambda: schedules.check_schedule([0.0, 0.6, 0.5, 1.0]), "non-decreasing"),
+        (lambda: schedules.check_schedule([0.0, 0.5]), "end at beta = 1"),
+        (lambda: schedules.check_schedule([[0.0, 1.0]]), "1-D"),
+        (lambda: schedules.check_schedule([0.0, np.nan, 1.0]), "finite"),
+        (lambda: schedules.check_ladder([0.5, 0.9]), "must be 1"),
+        (lambda: schedules.check_ladder([0.5, 0.5, 1.0]), "increase strictly"),
+        (lambda: schedules.geometric_ladder(3, 1.0), "below 1"),
+    ],
+)
+def test_schedule_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_warnings_are_not_raised_for_a_good_run():
+    rbm = RBM.random(12, 4, weight_scale=0.5, seed=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateWeightsWarning)
+        log_partition(rbm, n_chains=50, betas=schedules.linear(100), seed=0, reverse_burn_in=10)
