@@ -76,28 +76,34 @@ def exact_rows(args, results):
 
 
 def training_rows(args, cd25, results):
+    """One PCD-10 epoch (60k samples, N_h = 500, batch 100, 1000 persistent chains), extrapolated
+    from ``n_updates`` updates; contenders interleaved, medians over rounds."""
     data = contenders.mnist_binary(args.data)
-    n_updates = 20 if args.quick else 600
+    n_updates = 20 if args.quick else 60
     batch = data[: n_updates * 100]
     scale = 600 / n_updates
-    rows = {}
-    try:
-        from dilution.training import TrainConfig, train
-    except ImportError as e:  # written by another helper
-        print(f"PCD epoch (engine): skipped ({e})")
-    else:
-        cfg = TrainConfig(method="pcd", k=10, epochs=1, batch_size=100, n_chains=1000, learning_rate=0.01,
-                          checkpoints=(), exact_log_likelihood=False, dtype="float32")
-        train((784, 500), batch[:200], cfg, seed=0, progress=False)  # compile
-        t = time.perf_counter()
-        train((784, 500), batch, cfg, seed=0, progress=False)
-        rows["engine"] = (time.perf_counter() - t) * scale
+    runs = {}
+    from dilution.training import TrainConfig, train
+
+    cfg = TrainConfig(method="pcd", k=10, epochs=1, batch_size=100, n_chains=1000, learning_rate=0.01,
+                      checkpoints=(), exact_log_likelihood=False, dtype="float32")
+    runs["engine"] = lambda: train((784, 500), batch, cfg, seed=0, progress=False)
     if contenders.torch is not None:
-        t = time.perf_counter()
-        contenders.torch_pcd_epoch(batch, n_chains=1000, k=10)
-        rows["torch"] = (time.perf_counter() - t) * scale
-    results["pcd_epoch_seconds"] = rows
-    print("PCD-10 epoch (s, extrapolated from", n_updates, "updates):", rows, flush=True)
+        runs["torch"] = lambda: contenders.torch_pcd_epoch(batch, n_chains=1000, k=10)
+    if contenders.BBRBM is not None:
+        runs["rbms"] = lambda: contenders.rbms_pcd_epoch(batch, n_chains=1000, k=10)
+    seconds = {name: [] for name in runs}
+    for _ in range(max(3, args.rounds) + 1):  # first round is the warm-up
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            seconds[name].append((time.perf_counter() - t) * scale)
+    seconds = {k: v[1:] for k, v in seconds.items()}
+    results["pcd_epoch_seconds"] = {k: _median(v) for k, v in seconds.items()}
+    results["pcd_epoch_speedup_engine_over"] = {
+        k: _median(np.array(v) / np.array(seconds["engine"])) for k, v in seconds.items() if k != "engine"}
+    print(f"PCD-10 epoch seconds (extrapolated from {n_updates} updates):", results["pcd_epoch_seconds"],
+          "engine speed-up:", results["pcd_epoch_speedup_engine_over"], flush=True)
 
 
 def ais_row(args, cd25, results):

@@ -137,3 +137,28 @@ def torch_pcd_epoch(data: np.ndarray, *, n_chains: int, k: int, lr: float = 0.01
         w += lr * (d.T @ ph / d.shape[0] - v.T @ pm / n_chains)
         a += lr * (d.mean(0) - v.mean(0))
         b += lr * (ph.mean(0) - pm.mean(0))
+
+
+def rbms_pcd_epoch(data: np.ndarray, *, n_chains: int, k: int, lr: float = 0.01, batch: int = 100):
+    """The body of ``rbms.training.pcd.train`` (0.6.0): chains initialised from the batch,
+    ``k`` sweeps of ``sample_hiddens``/``sample_visibles`` on the persistent chains, the
+    package's centred gradient, then a plain SGD step (tqdm and h5 checkpoints left out)."""
+    from rbms.bernoulli_bernoulli.functional import sample_hiddens, sample_visibles
+
+    x = torch.from_numpy(data)
+    g = torch.Generator().manual_seed(0)
+    params = BBRBM(0.01 * torch.randn(x.shape[1], 500, generator=g), torch.zeros(x.shape[1]), torch.zeros(500))
+    for p in params.parameters():
+        p.requires_grad_(False)
+        p.grad = torch.zeros_like(p)
+    chains = params.init_chains(n_chains, start_v=(torch.rand(n_chains, x.shape[1], generator=g) < 0.5).float())
+    for s in range(0, x.shape[0], batch):
+        d = params.init_chains(batch, start_v=x[s : s + batch])
+        for _ in range(k):
+            chains = sample_hiddens(chains, params)
+            chains = sample_visibles(chains, params)
+        chains = sample_hiddens(chains, params)
+        params.compute_gradient(d, chains, centered=True)
+        with torch.no_grad():
+            for p in params.parameters():
+                p += lr * p.grad

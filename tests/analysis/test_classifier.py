@@ -86,3 +86,27 @@ def test_scores_closed_form_with_hand_made_classifier():
     assert float(one.coverage_entropy) == 0.0
     with pytest.raises(ValueError, match="binary"):
         classifier_score(clf, np.full((2, 784), 0.5))
+
+
+def test_untrained_rbm_at_data_marginals_ranks_between_digits_and_noise(classifier, mnist):
+    # An untrained RBM as training starts it (visible biases from the data marginals, tiny weights)
+    # draws pixels independently with MNIST's marginals: blurred ink where digits have ink. Its
+    # samples must score above uniform noise and far below real digits on the Inception-style
+    # score. The margin over noise is small, so it is tested against a bootstrap standard error.
+    from dilution.training import initialize
+
+    n = 20000
+    train_binary = (mnist["x_train"].reshape(-1, 784) >= 128).astype(np.float64)
+    untrained = sample(initialize(784, 100, train_binary, seed=1), n, 50, seed=2)
+    rng = np.random.default_rng(3)
+    noise = (rng.random((n, 784)) < 0.5).astype(np.float64)
+    real = (mnist["x_test"].reshape(-1, 784) >= 128).astype(np.float64)
+
+    def score(x):
+        return float(classifier_score(classifier, x).inception_score)
+
+    diffs = [score(untrained[rng.integers(n, size=n)]) - score(noise[rng.integers(n, size=n)]) for _ in range(40)]
+    gap = score(untrained) - score(noise)
+    # one-sided: the gap is more than two bootstrap standard errors above zero
+    assert gap > 2 * np.std(diffs), (gap, np.std(diffs))
+    assert score(real) > 3 * score(untrained)
