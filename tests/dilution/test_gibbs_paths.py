@@ -112,3 +112,14 @@ def test_results_do_not_depend_on_thread_count(conn):
                              text=True, check=True)
         outs.append(res.stdout)
     assert outs[0] == outs[1] and len(outs[0]) > 0
+
+
+def test_few_chains_take_the_blocked_path_even_when_diluted():
+    rbm = RBM.random(120, 80, connectivity=0.05, dtype=np.float32, seed=3)
+    assert gibbs.gibbs_path(rbm.weights, gibbs.SPARSE_MIN_CHAINS) == "sparse"
+    assert gibbs.gibbs_path(rbm.weights, gibbs.SPARSE_MIN_CHAINS - 1) == "blocked"
+    args = kernel_args(rbm, 8, 0.3)
+    v_ref, h_ref = gibbs._gibbs_reference(*args, np.uint64(7), 1)
+    v_fast, h_fast = gibbs.gibbs_kernel(*args, np.uint64(7), 1)
+    # same tolerance argument as test_fast_path_matches_reference_sweep (1600 units here)
+    assert np.count_nonzero(v_ref != v_fast) + np.count_nonzero(h_ref != h_fast) <= 3
