@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
-from .gibbs import check_binary, free_energy
+from .gibbs import _sigmoid, check_binary, free_energy
 from .gibbs import sample as gibbs_sample
 from .model import RBM
 from .progress import progress_bar
@@ -57,14 +57,6 @@ _PRODUCT_CHUNK = 512
 
 class DegenerateWeightsWarning(RuntimeWarning):
     """The AIS importance weights are dominated by a few chains (low effective sample size)."""
-
-
-@njit(inline="always", cache=True)
-def _sigmoid(x):
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
 
 
 @njit(inline="always", cache=True)

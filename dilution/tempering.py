@@ -30,7 +30,7 @@ import xarray as xr
 from numba import njit, prange
 
 from .ais import padded_weights
-from .gibbs import check_binary
+from .gibbs import _sigmoid, _softplus, check_binary
 from .model import RBM
 from .progress import progress_bar
 from .rng import chain_keys, derive_seed, uniform32, uniform64
@@ -62,21 +62,6 @@ class TemperingResult(NamedTuple):
 def draws_per_sweep(n_visible: int, n_hidden: int, n_temps: int) -> int:
     """Random numbers one tempering system consumes per sweep (Gibbs updates, then swaps)."""
     return n_temps * (n_visible + n_hidden) + n_temps
-
-
-@njit(inline="always", cache=True)
-def _sigmoid(x):
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(inline="always", cache=True)
-def _softplus(x):
-    if x > 0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
 
 
 @njit(inline="always", cache=True)
