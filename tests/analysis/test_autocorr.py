@@ -7,17 +7,6 @@ import xarray as xr
 from analysis.autocorr import autocorrelation, integrated_time
 
 
-def ar1(phi: float, n_chains: int, n_steps: int, seed: int) -> np.ndarray:
-    """Stationary AR(1) chains with unit variance."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((n_chains, n_steps)) * np.sqrt(1 - phi**2)
-    x = np.empty((n_chains, n_steps))
-    x[:, 0] = rng.standard_normal(n_chains)
-    for t in range(1, n_steps):
-        x[:, t] = phi * x[:, t - 1] + noise[:, t]
-    return x
-
-
 def test_autocorrelation_matches_direct_sum():
     x = np.random.default_rng(0).standard_normal((2, 300)).cumsum(axis=1)
     rho = autocorrelation(x)
@@ -28,7 +17,7 @@ def test_autocorrelation_matches_direct_sum():
 
 
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
-def test_ar1_matches_closed_form(phi):
+def test_ar1_matches_closed_form(phi, ar1):
     tau_true = (1 + phi) / (1 - phi)
     x = ar1(phi, n_chains=8, n_steps=20_000, seed=1)
     ds = integrated_time(xr.DataArray(x, dims=("chain", "draw")))

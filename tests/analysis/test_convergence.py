@@ -7,17 +7,6 @@ from analysis.autocorr import integrated_time
 from analysis.convergence import effective_sample_size, rank_normalize, rhat, split_chains
 
 
-def ar1(phi: float, n_chains: int, n_steps: int, seed: int) -> np.ndarray:
-    """Stationary AR(1) chains with unit variance; tau = (1 + phi) / (1 - phi)."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((n_chains, n_steps)) * np.sqrt(1 - phi**2)
-    x = np.empty((n_chains, n_steps))
-    x[:, 0] = rng.standard_normal(n_chains)
-    for t in range(1, n_steps):
-        x[:, t] = phi * x[:, t - 1] + noise[:, t]
-    return x
-
-
 def test_split_and_rank_normalize():
     x = np.arange(10.0).reshape(2, 5)
     np.testing.assert_array_equal(split_chains(x), [[0, 1], [5, 6], [3, 4], [8, 9]])
@@ -48,7 +37,7 @@ def test_rhat_different_means_matches_closed_form():
     assert float(rhat(x, method="rank").rhat) > 1.05
 
 
-def test_ess_iid_and_ar1():
+def test_ess_iid_and_ar1(ar1):
     x = np.random.default_rng(4).standard_normal((4, 5000))
     ess = float(effective_sample_size(x).ess)
     # Geyer's estimator of tau for iid draws has sd ~ sqrt(2 (2K+1) / N) with small K; 10 % is > 5 sd.
