@@ -262,7 +262,7 @@ def _train(args: argparse.Namespace) -> int:
         "seconds_per_epoch": round(float(result.history["epoch_wall_time"].mean()), 3),
         "final_reconstruction_error": float(result.history["reconstruction_error"][-1]),
     }
-    if min(model.n_visible, model.n_hidden) <= exact.MAX_UNITS - 5:
+    if min(model.n_visible, model.n_hidden) <= exact.ROUTINE_UNITS:
         log_z = exact.log_partition(model)
         summary["log_partition"] = log_z
         summary["test_log_likelihood"] = float(exact.log_likelihood(model, test_x, log_z=log_z).mean())

@@ -24,6 +24,7 @@ from .model import RBM
 
 __all__ = [
     "MAX_UNITS",
+    "ROUTINE_UNITS",
     "log_partition",
     "log_likelihood",
     "log_prob_visible",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 MAX_UNITS = 30
+# Largest smaller layer that drivers enumerate without being asked: 2**25 states take ~6 s here.
+ROUTINE_UNITS = 25
 BLOCK_BITS = 12
 
 
@@ -76,6 +79,24 @@ def _state_value(lin, field):
     return acc
 
 
+@njit(inline="always", cache=True)
+def _lse_push(m, s, x):
+    """Add ``exp(x)`` to the running sum ``s * exp(m)`` without overflow; returns the new (m, s)."""
+    if x > m:
+        return x, s * math.exp(m - x) + 1.0
+    return m, s + math.exp(x - m)
+
+
+@njit(cache=True)
+def _combine_blocks(block_max, block_sum):
+    """log of ``sum_b block_sum[b] * exp(block_max[b])``, blocks added in index order."""
+    top = block_max.max()
+    total = 0.0
+    for blk in range(block_max.shape[0]):
+        total += block_sum[blk] * math.exp(block_max[blk] - top)
+    return top + math.log(total)
+
+
 @njit(parallel=True, cache=True)
 def _log_partition_kernel(w_e, e_bias, o_bias, block_bits):
     n_e, n_o = w_e.shape
@@ -100,94 +121,13 @@ def _log_partition_kernel(w_e, e_bias, o_bias, block_bits):
             for k in range(n_o):
                 field[k] += sign * w_e[u, k]
             x = _state_value(lin, field)
-            if x > m:
-                s = s * math.exp(m - x) + 1.0
-                m = x
-            else:
-                s += math.exp(x - m)
+            m, s = _lse_push(m, s, x)
         block_max[blk] = m
         block_sum[blk] = s
-    top = block_max.max()
-    total = 0.0
-    for blk in range(n_blocks):
-        total += block_sum[blk] * math.exp(block_max[blk] - top)
-    return top + math.log(total)
+    return _combine_blocks(block_max, block_sum)
 
 
 _LN2 = math.log(2.0)
-_RESCALE_BITS = 512
-_SAFE_CHUNK_LOG = 354.0  # log(2**511): a chunk product times a rescaled running product stays finite
-
-
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _log_partition_product_kernel(w_e, e_bias, o_bias, block_bits, chunk):
-    """log Z with ``sum_k softplus(x_k) = log prod_k (1 + exp(x_k))``: one ``log`` per state.
-
-    ``exp(x_k)`` is carried multiplicatively (a flip multiplies by ``exp(+-W_uk)``) and reset
-    exactly at every block start; the running product is rescaled by ``2**-512`` (exact in
-    binary floating point) between chunks of ``chunk`` factors. The caller guarantees that no
-    chunk product exceeds ``2**511``.
-    """
-    n_e, n_o = w_e.shape
-    low_bits = min(n_e, block_bits)
-    n_blocks = 1 << (n_e - low_bits)
-    n_steps = 1 << low_bits
-    up = np.exp(w_e)
-    down = np.exp(-w_e)
-    big = 2.0**_RESCALE_BITS
-    small = 2.0**-_RESCALE_BITS
-    step_log = _RESCALE_BITS * _LN2
-    block_max = np.empty(n_blocks)
-    block_sum = np.empty(n_blocks)
-    for blk in prange(n_blocks):
-        field = np.empty(n_o)
-        ex = np.empty(n_o)
-        state = np.zeros(low_bits, dtype=np.bool_)
-        lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
-        for k in range(n_o):
-            ex[k] = math.exp(field[k])
-        m = -np.inf
-        s = 0.0
-        for g in range(n_steps):
-            if g > 0:
-                u = 0
-                while not (g >> u) & 1:
-                    u += 1
-                if state[u]:
-                    lin -= e_bias[u]
-                    fac = down[u]
-                else:
-                    lin += e_bias[u]
-                    fac = up[u]
-                state[u] = not state[u]
-                for k in range(n_o):
-                    ex[k] *= fac[k]
-            p = 1.0
-            n_rescale = 0
-            for c0 in range(0, n_o, chunk):
-                q = 1.0
-                for k in range(c0, min(c0 + chunk, n_o)):
-                    q *= 1.0 + ex[k]
-                p *= q
-                if p > big:
-                    p *= small
-                    n_rescale += 1
-            x = lin + math.log(p) + n_rescale * step_log
-            if x > m:
-                s = s * math.exp(m - x) + 1.0
-                m = x
-            else:
-                s += math.exp(x - m)
-        block_max[blk] = m
-        block_sum[blk] = s
-    top = block_max.max()
-    total = 0.0
-    for blk in range(n_blocks):
-        total += block_sum[blk] * math.exp(block_max[blk] - top)
-    return top + math.log(total)
-
-
-
 _RENORM_LOG2 = 1000.0  # a chunk product times a mantissa in [0.5, 1) stays below 2**1000
 
 
@@ -251,18 +191,10 @@ def _log_partition_fused_kernel(w_e, e_bias, o_bias, block_bits, chunk):
                 mant, e2 = math.frexp(mant * q)
                 n2 += e2
             x = lin + math.log(mant) + n2 * _LN2
-            if x > m:
-                s = s * math.exp(m - x) + 1.0
-                m = x
-            else:
-                s += math.exp(x - m)
+            m, s = _lse_push(m, s, x)
         block_max[blk] = m
         block_sum[blk] = s
-    top = block_max.max()
-    total = 0.0
-    for blk in range(n_blocks):
-        total += block_sum[blk] * math.exp(block_max[blk] - top)
-    return top + math.log(total)
+    return _combine_blocks(block_max, block_sum)
 
 
 def _fused_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
@@ -279,18 +211,6 @@ def _fused_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
             return chunk
     return 0
 
-def _product_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
-    """Largest chunk (<= 16 factors) whose products provably stay below ``2**511``, or 0."""
-    bound = np.abs(o_bias) + np.abs(w_e).sum(axis=0)  # |x_k| over every state
-    log_factor = np.logaddexp(0.0, bound)  # log(1 + exp(bound_k))
-    for chunk in (16, 8, 4, 2, 1):
-        n_pad = -len(log_factor) % chunk
-        sums = np.pad(log_factor, (0, n_pad)).reshape(-1, chunk).sum(axis=1)
-        if sums.max() < _SAFE_CHUNK_LOG:
-            return chunk
-    return 0
-
-
 def log_partition(rbm: RBM, *, max_units: int = MAX_UNITS) -> float:
     """Exact log Z of an RBM whose smaller layer has at most ``max_units`` units.
 
@@ -302,14 +222,15 @@ def log_partition(rbm: RBM, *, max_units: int = MAX_UNITS) -> float:
         If the smaller layer is larger than ``max_units`` (the message points to AIS).
     """
     _check_rbm(rbm)
-    w_e, e_bias, o_bias, _ = _enumeration_view(rbm, max_units)
+    return _log_z(*_enumeration_view(rbm, max_units)[:3])
+
+
+def _log_z(w_e: np.ndarray, e_bias: np.ndarray, o_bias: np.ndarray) -> float:
+    """log Z from the enumeration view: product form when its bound allows, softplus otherwise."""
     chunk = _fused_chunk(w_e, o_bias)
     if chunk:
         return float(_log_partition_fused_kernel(w_e, e_bias, o_bias, BLOCK_BITS, chunk))
-    chunk = _product_chunk(w_e, o_bias)
-    if chunk:
-        return float(_log_partition_product_kernel(w_e, e_bias, o_bias, BLOCK_BITS, chunk))
-    # Fields too large for the product form (|x| of order 350 or more): softplus per term.
+    # Fields too large for the product form (|x| near 700, where exp overflows): softplus per term.
     return float(_log_partition_kernel(w_e, e_bias, o_bias, BLOCK_BITS))
 
 
@@ -445,7 +366,7 @@ def model_moments(rbm: RBM, *, max_units: int = 20) -> tuple[np.ndarray, np.ndar
     """
     _check_rbm(rbm)
     w_e, e_bias, o_bias, enum_hidden = _enumeration_view(rbm, max_units)
-    log_z = _log_partition_kernel(w_e, e_bias, o_bias, BLOCK_BITS)
+    log_z = _log_z(w_e, e_bias, o_bias)
     s, o, so = _moments_kernel(w_e, e_bias, o_bias, log_z, BLOCK_BITS)
     if enum_hidden:
         return o, s, np.ascontiguousarray(so.T)
