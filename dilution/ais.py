@@ -71,6 +71,28 @@ def _field(vc, weights, hidden_bias, fh):
 
 
 @njit(inline="always", cache=True)
+def _sample_visible(out, hc, weights_t, visible_bias, base_bias, bt, key, start, fv, single):
+    """Visible half-sweep at inverse temperature ``bt``: field ``bt (a + W h) + (1 - bt) a0`` from the
+    rows of active hidden units, then ``out[i] = u_i < sigmoid(field_i)`` with draw ``start + i``."""
+    one = fv.dtype.type(1.0)
+    zero = fv.dtype.type(0.0)
+    for i in range(fv.shape[0]):
+        fv[i] = bt * visible_bias[i] + (one - bt) * base_bias[i]
+    for j in range(hc.shape[0]):
+        if hc[j] != zero:
+            row = weights_t[j]
+            for i in range(fv.shape[0]):
+                fv[i] += bt * row[i]
+    for i in range(fv.shape[0]):
+        p = _sigmoid(fv[i])
+        if single:
+            u = uniform32(key, start + np.uint64(i))
+        else:
+            u = uniform64(key, start + np.uint64(i))
+        out[i] = one if u < p else zero
+
+
+@njit(inline="always", cache=True)
 def _dot(x, vc):
     acc = 0.0
     for i in range(vc.shape[0]):
@@ -168,22 +190,8 @@ def ais_kernel(
             lw += inc + math.log(prod)
             if not sample_now:
                 break
-            bt = dt.type(b_new)
-            for i in range(n_visible):
-                fv[i] = bt * visible_bias[i] + (one - bt) * base_bias[i]
-            for j in range(n_hidden):
-                if hc[j] != zero:
-                    row = weights_t[j]
-                    for i in range(n_visible):
-                        fv[i] += bt * row[i]
-            start = start + np.uint64(n_hidden)
-            for i in range(n_visible):
-                p = _sigmoid(fv[i])
-                if single:
-                    u = uniform32(key, start + np.uint64(i))
-                else:
-                    u = uniform64(key, start + np.uint64(i))
-                vc[i] = one if u < p else zero
+            _sample_visible(vc, hc, weights_t, visible_bias, base_bias, dt.type(b_new), key,
+                            start + np.uint64(n_hidden), fv, single)
             _field(vc, weights, hidden_bias, fh)
             lin = _dot(visible_bias, vc) - _dot(base_bias, vc)
         v_out[c] = vc

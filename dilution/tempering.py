@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
-from .ais import padded_weights
+from .ais import _field, _sample_visible, padded_weights
 from .gibbs import _sigmoid, _softplus, check_binary
 from .model import RBM
 from .progress import progress_bar
@@ -62,16 +62,6 @@ class TemperingResult(NamedTuple):
 def draws_per_sweep(n_visible: int, n_hidden: int, n_temps: int) -> int:
     """Random numbers one tempering system consumes per sweep (Gibbs updates, then swaps)."""
     return n_temps * (n_visible + n_hidden) + n_temps
-
-
-@njit(inline="always", cache=True)
-def _field(vc, weights, hidden_bias, fh):
-    fh[:] = hidden_bias
-    for i in range(vc.shape[0]):
-        if vc[i] != 0:
-            row = weights[i]
-            for j in range(fh.shape[0]):
-                fh[j] += row[j]
 
 
 @njit(inline="always", cache=True)
@@ -187,21 +177,8 @@ def tempering_kernel(
                     else:
                         u = uniform64(key, start + np.uint64(j))
                     hc[j] = one if u < p else zero
-                for i in range(n_visible):
-                    fv[i] = bt * visible_bias[i] + (one - bt) * base_bias[i]
-                for j in range(n_hidden):
-                    if hc[j] != zero:
-                        row = weights_t[j]
-                        for i in range(n_visible):
-                            fv[i] += bt * row[i]
-                start = start + np.uint64(n_hidden)
-                for i in range(n_visible):
-                    p = _sigmoid(fv[i])
-                    if single:
-                        u = uniform32(key, start + np.uint64(i))
-                    else:
-                        u = uniform64(key, start + np.uint64(i))
-                    vs[k, i] = one if u < p else zero
+                _sample_visible(vs[k], hc, weights_t, visible_bias, base_bias, bt, key,
+                                start + np.uint64(n_hidden), fv, single)
                 _field(vs[k], weights, hidden_bias, fh[k])
                 lin_a[k], lin_0[k] = _linear_terms(vs[k], visible_bias, base_bias)
             swap_base = base + np.uint64(n_temps * unit_stride)
