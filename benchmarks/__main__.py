@@ -3,6 +3,8 @@
 Threads are pinned to 2 for every contender (numba, OpenBLAS, torch) before anything is
 imported. Contenders are interleaved inside each round; a warm-up call precedes the timed ones;
 each row reports the median over rounds and, for ratios, the median of the same-round ratios.
+Before every timed call the harness sleeps ``PAUSE`` seconds, so that the thread pools the
+previous contender left spinning (OpenBLAS, OpenMP) are idle and do not slow the next one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ import numpy as np  # noqa: E402
 from benchmarks import contenders  # noqa: E402
 
 
+PAUSE = 0.3
+
+
+def _timed(run, *args) -> float:
+    """Seconds of one call, started after ``PAUSE`` seconds of idling."""
+    time.sleep(PAUSE)
+    t = time.perf_counter()
+    run(*args)
+    return time.perf_counter() - t
+
+
 def _median(xs):
     return float(np.median(xs)) if len(xs) else float("nan")
 
@@ -45,9 +58,7 @@ def gibbs_grid(args, model_of, results):
                 rates = {name: [] for name in cs}
                 for _ in range(args.rounds + 1):  # first round is the warm-up
                     for name, run in cs.items():
-                        t = time.perf_counter()
-                        run(n_sweeps)
-                        rates[name].append(b * n_sweeps / (time.perf_counter() - t))
+                        rates[name].append(b * n_sweeps / _timed(run, n_sweeps))
                 rates = {k: v[1:] for k, v in rates.items()}
                 row = {"dtype": dt, "connectivity": conn, "n_chains": b, "n_sweeps": n_sweeps,
                        "chain_sweeps_per_s": {k: _median(v) for k, v in rates.items()},
@@ -95,9 +106,7 @@ def training_rows(args, cd25, results):
     seconds = {name: [] for name in runs}
     for _ in range(max(3, args.rounds) + 1):  # first round is the warm-up
         for name, run in runs.items():
-            t = time.perf_counter()
-            run()
-            seconds[name].append((time.perf_counter() - t) * scale)
+            seconds[name].append(_timed(run) * scale)
     seconds = {k: v[1:] for k, v in seconds.items()}
     results["pcd_epoch_seconds"] = {k: _median(v) for k, v in seconds.items()}
     results["pcd_epoch_speedup_engine_over"] = {

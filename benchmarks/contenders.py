@@ -58,6 +58,12 @@ def gibbs_contenders(rbm: RBM, n_chains: int, *, with_dense: bool):
         gibbs.gibbs_kernel(v0, *args, np.uint64(0), n)
 
     out["engine"] = engine
+    if not with_dense and gibbs.gibbs_path(w, n_chains) != "blocked":
+
+        def engine_dense(n):  # the engine's dense path on the same diluted model
+            gibbs.gibbs_kernel(v0, *args, np.uint64(0), n, path="blocked")
+
+        out["engine_dense"] = engine_dense
 
     def numpy_ref(n):
         v = v0

@@ -8,8 +8,9 @@ import sys
 
 def gibbs_table(results: dict) -> str:
     lines = [
-        "| dtype | connectivity | chains B | engine (chain-sweeps/s) | × torch | × torch CSR | × rbms | × numpy | engine / GEMM-only |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dtype | connectivity | chains B | engine (chain-sweeps/s) | × torch | × torch CSR | × rbms | × numpy "
+        "| engine / GEMM-only | × own dense path |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["gibbs"]:
         r = row["ratio_engine_over"]
@@ -19,7 +20,8 @@ def gibbs_table(results: dict) -> str:
 
         lines.append(
             f"| {row['dtype']} | {row['connectivity']} | {row['n_chains']} | {row['chain_sweeps_per_s']['engine']:,.0f} "
-            f"| {fmt('torch')} | {fmt('torch_csr')} | {fmt('rbms')} | {fmt('numpy')} | {fmt('gemm_only')} |"
+            f"| {fmt('torch')} | {fmt('torch_csr')} | {fmt('rbms')} | {fmt('numpy')} | {fmt('gemm_only')} "
+            f"| {fmt('engine_dense')} |"
         )
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .model import RBM
+from .blas import gemm, gemm_address
 from .progress import progress_bar
 from .rng import chain_keys, derive_seed, uniform64
 from .threads import single_threaded_blas
@@ -178,37 +179,81 @@ def _sample_block(x, out, keys, start, ef, eb):
 
 
 @njit(inline="always", cache=True, **_FAST)
-def _binary_product(s, w, out, gather_below):
-    """``out = s @ w`` for binary ``s`` (m, n_in): rows of ``w`` of the active units summed when
-    fewer than ``gather_below * s.size`` units are active, else one (single-threaded) GEMM."""
-    m, n_in = s.shape
+def _active_units(sr, idx):
+    """Indices of the nonzero entries of ``sr`` written to ``idx[:k]``; returns ``k`` (branch-free)."""
+    k = 0
+    zero = sr.dtype.type(0.0)
+    for i in range(sr.shape[0]):
+        idx[k] = i
+        k += sr[i] != zero
+    return k
+
+
+@njit(inline="always", cache=True, **_FAST)
+def _sum_rows(w, idx, k, o):
+    """``o = sum(w[idx[:k]])``, eight rows per pass over ``o`` (one load and store of the
+    accumulator per eight rows; the fixed pairing makes the rounding a function of ``idx`` only)."""
     n_out = w.shape[1]
-    zero = s.dtype.type(0.0)
+    o[:] = o.dtype.type(0.0)
+    q = 0
+    while q + 8 <= k:
+        w0, w1, w2, w3 = w[idx[q]], w[idx[q + 1]], w[idx[q + 2]], w[idx[q + 3]]
+        w4, w5, w6, w7 = w[idx[q + 4]], w[idx[q + 5]], w[idx[q + 6]], w[idx[q + 7]]
+        for j in range(n_out):
+            o[j] += ((w0[j] + w1[j]) + (w2[j] + w3[j])) + ((w4[j] + w5[j]) + (w6[j] + w7[j]))
+        q += 8
+    while q < k:
+        w0 = w[idx[q]]
+        for j in range(n_out):
+            o[j] += w0[j]
+        q += 1
+
+
+@njit(inline="always", cache=True, **_FAST)
+def _half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, gemm_at, f, g, idx, ef, eb):
+    """Sample ``s_out`` (m, n_out) given ``s_in`` (m, n_in) for the chains of one block.
+
+    Field of row ``r``: ``beta[r] * (s_in[r] @ w + bias[0])`` when ``hidden``, else
+    ``bias[r] + beta[r] * (s_in[r] @ w)`` (``bias[0]`` for every row when ``bias`` has one row). The product is one single-threaded GEMM through the BLAS
+    at ``gemm_at`` (into ``f``, m x n_out) when at least ``gather_below`` of the block's input units
+    are active; otherwise, chain by chain, the weight rows of the active units are summed into the
+    one-row scratch ``g`` and sampled at once, so the field never leaves L1. ``idx``, ``ef`` and
+    ``eb`` are scratch of at least ``n_in``, ``n_out`` and ``n_out`` entries.
+    """
+    m, n_in = s_in.shape
+    n_out = w.shape[1]
+    zero = s_in.dtype.type(0.0)
     n_active = 0
     for r in range(m):
         for i in range(n_in):
-            if s[r, i] != zero:
-                n_active += 1
-    if n_active >= gather_below * m * n_in:
-        np.dot(s, w, out)
-        return
+            n_active += s_in[r, i] != zero
+    dense = n_active >= gather_below * m * n_in
+    if dense:
+        gemm(gemm_at, s_in, w, f)
     for r in range(m):
-        o = out[r]
-        o[:] = zero
-        sr = s[r]
-        for i in range(n_in):
-            if sr[i] != zero:
-                wi = w[i]
-                for j in range(n_out):
-                    o[j] += wi[j]
+        if dense:
+            fr = f[r]
+        else:
+            fr = g[:n_out]
+            _sum_rows(w, idx, _active_units(s_in[r], idx), fr)
+        bt = beta[r]
+        if hidden:
+            b0 = bias[0]
+            for j in range(n_out):
+                fr[j] = bt * (fr[j] + b0[j])
+        else:
+            br = bias[min(r, bias.shape[0] - 1)]
+            for j in range(n_out):
+                fr[j] = br[j] + bt * fr[j]
+        _sample_row(fr, s_out[r], keys[r], start, ef[:n_out], eb[:n_out])
 
 
 @njit(parallel=True, cache=True, **_FAST)
 def _gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps,
-                   block, gather_below):
+                   block, gather_below, gemm_at):
     """Dense path: chains in blocks of ``block`` (one per task of a single parallel region); each
-    half-sweep is a binary product (gather or single-threaded GEMM), then a fused pass of
-    scale + bias, vectorised sigmoid, counter-based draws and compare."""
+    half-sweep is :func:`_half_sweep` (gathered rows or a single-threaded GEMM, then a fused pass of
+    scale + bias, vectorised sigmoid, counter-based draws and compare)."""
     n_chains, n_visible = v.shape
     n_hidden = weights.shape[1]
     dt = weights.dtype
@@ -218,6 +263,7 @@ def _gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_
     n_blocks = (n_chains + block - 1) // block
     one = dt.type(1.0)
     n_max = max(n_visible, n_hidden)
+    hbias = hidden_bias.reshape((1, n_hidden))
     for blk in prange(n_blocks):
         c0 = blk * block
         c1 = min(c0 + block, n_chains)
@@ -227,31 +273,25 @@ def _gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_
         hb = np.zeros((m, n_hidden), dtype=dt)
         fh = np.empty((m, n_hidden), dtype=dt)
         fv = np.empty((m, n_visible), dtype=dt)
-        vbias = np.empty((m, n_visible), dtype=dt)
+        bt = beta[c0:c1]
+        kb = keys[c0:c1]
+        n_rows = 1  # one bias row when the block shares one beta (keeps the gather's working set small)
         for r in range(m):
-            bt = beta[c0 + r]
+            if bt[r] != bt[0]:
+                n_rows = m
+        vbias = np.empty((n_rows, n_visible), dtype=dt)
+        for r in range(n_rows):
             for i in range(n_visible):
-                vbias[r, i] = bt * visible_bias[i] + (one - bt) * base_bias[i]
+                vbias[r, i] = bt[r] * visible_bias[i] + (one - bt[r]) * base_bias[i]
+        g = np.empty(n_max, dtype=dt)
         ef = np.empty(n_max, dtype=dt)
         eb = np.empty(n_max, dtype=dt)
+        idx = np.empty(n_max, dtype=np.int64)
         for s in range(n_sweeps):
             start = counter + np.uint64(s) * stride
-            _binary_product(vb, weights, fh, gather_below)
-            for r in range(m):
-                bt = beta[c0 + r]
-                f = fh[r]
-                for j in range(n_hidden):
-                    f[j] = bt * (f[j] + hidden_bias[j])
-                _sample_row(f, hb[r], keys[c0 + r], start, ef[:n_hidden], eb[:n_hidden])
-            _binary_product(hb, weights_t, fv, gather_below)
-            start = start + np.uint64(n_hidden)
-            for r in range(m):
-                bt = beta[c0 + r]
-                f = fv[r]
-                vr = vbias[r]
-                for i in range(n_visible):
-                    f[i] = vr[i] + bt * f[i]
-                _sample_row(f, vb[r], keys[c0 + r], start, ef[:n_visible], eb[:n_visible])
+            _half_sweep(vb, weights, hb, hbias, bt, True, kb, start, gather_below, gemm_at, fh, g, idx, ef, eb)
+            _half_sweep(hb, weights_t, vb, vbias, bt, False, kb, start + np.uint64(n_hidden), gather_below, gemm_at,
+                        fv, g, idx, ef, eb)
         v_out[c0:c1] = vb
         h_out[c0:c1] = hb
     return v_out, h_out
@@ -343,13 +383,29 @@ def _gibbs_sparse(v, indptr, indices, data, indptr_t, indices_t, data_t, visible
 
 # Path choice: constants measured on a 2-core Sapphire Rapids guest (benchmarks, README); none
 # depends on the thread count, so neither do the results.
-DENSE_BLOCK = 64  # chains per GEMM block: block states, fields and W stay in L2
+DENSE_BLOCK = 128  # most chains per dense block. GEMM wants many rows (numpy's single-threaded SGEMM
+#   at 784 x 500: 64 rows 0.65x, 256 rows 0.8-0.95x the 2-thread full-batch GEMM); the gather wants
+#   few, to keep the block's states beside W and W^T in L2 (64 rows 1.29x, 256 rows 1.03x the GEMM
+#   bound at B = 1000 on CD25's chains). 128 was the best compromise on trained MNIST models.
+DENSE_MIN_BLOCKS = 4  # batches of >= 4 * DENSE_MIN_BLOCK chains are split in at least 4 blocks, so up
+DENSE_MIN_BLOCK = 16  # to 4 threads share them (B = 100: 4 blocks of 25, B = 1000: 4 of 250)
 SPARSE_BLOCK = 64  # chains per sparse block: 4 (float32) or 8 (float64) 512-bit vectors per row update; measured 2x faster than 16
-GATHER_BELOW = 0.3  # fraction of active units under which summing rows beats GEMM
+# Fraction of active units under which summing their weight rows beats a GEMM, by itemsize:
+# measured at 784 x 500 per 64-chain block (float32: crossover 0.28-0.34; float64: 0.2-0.21,
+# where W no longer fits in L2).
+GATHER_BELOW = {4: 0.3, 8: 0.2}
 SPARSE_BELOW = 0.2  # connectivity under which the CSR path beats the dense one (B >= 100: 1.0-2.7x at 0.05-0.2)
 SPARSE_MIN_CHAINS = 32  # fewer chains leave the sparse block's SIMD lanes empty: 10k vs ~25k sweeps/s at B = 1
 
 _csr_cache: dict[int, tuple] = {}
+
+
+def dense_block(n_chains: int) -> int:
+    """Chains per block of the dense path: equal blocks of at most ``DENSE_BLOCK`` chains, and at
+    least ``DENSE_MIN_BLOCKS`` of them when that leaves ``DENSE_MIN_BLOCK`` chains or more each. A
+    function of ``n_chains`` alone, so results do not depend on the thread count."""
+    n_blocks = max(-(-n_chains // DENSE_BLOCK), min(DENSE_MIN_BLOCKS, n_chains // DENSE_MIN_BLOCK), 1)
+    return max(-(-n_chains // n_blocks), 1)
 
 
 def _csr(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -382,7 +438,8 @@ def gibbs_path(weights: np.ndarray, n_chains: int) -> str:
     return "sparse" if density < SPARSE_BELOW and n_chains >= SPARSE_MIN_CHAINS else "blocked"
 
 
-def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps):
+def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps,
+                 path="auto"):
     """Run ``n_sweeps`` block-Gibbs sweeps on every chain.
 
     Dispatches to the fastest path for the model (module docstring of the paths: README,
@@ -406,6 +463,8 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     counter : uint64
         Index of the first draw of each stream used by this call.
     n_sweeps : int
+    path : {"auto", "blocked", "sparse"}
+        ``"auto"`` runs :func:`gibbs_path`'s choice; the others force a path (benchmarks, tests).
 
     Returns
     -------
@@ -413,19 +472,23 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     h_out : ndarray, shape (n_chains, n_hidden)
         Hidden states sampled in the last sweep (all zero when ``n_sweeps == 0``).
     """
+    if path not in ("auto", "blocked", "sparse"):
+        raise ValueError(f"path must be 'auto', 'blocked' or 'sparse', got {path!r}")
     dt = weights.dtype
     v = np.ascontiguousarray(v, dtype=dt)
     beta = np.ascontiguousarray(beta, dtype=dt)
     counter = np.uint64(counter)
-    _, csr = _structure(weights, weights_t)
-    if csr is not None and v.shape[0] >= SPARSE_MIN_CHAINS:
+    if path == "sparse":
+        csr = _csr(weights) + _csr(weights_t)
+    else:
+        _, csr = _structure(weights, weights_t)
+    if csr is not None and (path == "sparse" or (path == "auto" and v.shape[0] >= SPARSE_MIN_CHAINS)):
         return _gibbs_sparse(v, *csr, visible_bias, hidden_bias, beta, base_bias, keys, counter, int(n_sweeps),
                              SPARSE_BLOCK)
-    n_blocks = -(-v.shape[0] // DENSE_BLOCK)
-    block = -(-v.shape[0] // max(n_blocks, 1))  # equal blocks; a function of n_chains only
     with single_threaded_blas():
         return _gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter,
-                              int(n_sweeps), max(block, 1), GATHER_BELOW)
+                              int(n_sweeps), dense_block(v.shape[0]), GATHER_BELOW[dt.itemsize], gemm_address(dt))
+
 
 @njit(parallel=True, cache=True)
 def _gibbs_reference(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps):

@@ -12,6 +12,7 @@ import pytest
 from numba import njit
 
 from dilution import RBM, gibbs
+from dilution.blas import gemm_address
 from dilution.rng import chain_keys
 
 
@@ -123,3 +124,52 @@ def test_few_chains_take_the_blocked_path_even_when_diluted():
     v_fast, h_fast = gibbs.gibbs_kernel(*args, np.uint64(7), 1)
     # same tolerance argument as test_fast_path_matches_reference_sweep (1600 units here)
     assert np.count_nonzero(v_ref != v_fast) + np.count_nonzero(h_ref != h_fast) <= 3
+
+
+@njit
+def _sum_rows_of(w, s):
+    idx = np.empty(s.shape[0], dtype=np.int64)
+    out = np.full(w.shape[1], np.nan, dtype=w.dtype)
+    gibbs._sum_rows(w, idx, gibbs._active_units(s, idx), out)
+    return out
+
+
+@pytest.mark.parametrize("n_active", [0, 1, 7, 8, 9, 16, 23, 40])
+def test_gathered_rows_sum_to_the_product(n_active):
+    # 8 rows per pass plus a remainder: every count modulo 8 must give s @ w
+    rng = np.random.default_rng(n_active)
+    w = rng.normal(size=(40, 13))
+    s = np.zeros(40)
+    s[rng.choice(40, n_active, replace=False)] = 1.0
+    assert np.allclose(_sum_rows_of(w, s), s @ w, rtol=1e-13, atol=1e-13)
+
+
+def test_forced_paths_match_the_reference_and_bad_path_is_refused():
+    rbm = RBM.random(120, 80, connectivity=0.05, weight_scale=0.5, bias_scale=0.5, dtype=np.float32, seed=4)
+    args = kernel_args(rbm, 150, 0.3)
+    v_ref, h_ref = gibbs._gibbs_reference(*args, np.uint64(5), 1)
+    for path in ("blocked", "sparse"):
+        v_fast, h_fast = gibbs.gibbs_kernel(*args, np.uint64(5), 1, path=path)
+        # same tolerance argument as test_fast_path_matches_reference_sweep
+        assert np.count_nonzero(v_ref != v_fast) + np.count_nonzero(h_ref != h_fast) <= 3, path
+    with pytest.raises(ValueError, match="path must be"):
+        gibbs.gibbs_kernel(*args, np.uint64(5), 1, path="gemm")
+
+
+@pytest.mark.parametrize("activity", [0.05, 0.6])  # gathered rows / GEMM
+def test_numpy_blas_and_numba_dot_give_the_same_chains(activity):
+    rbm = RBM.random(120, 80, weight_scale=0.5, bias_scale=0.5, dtype=np.float32, seed=6)
+    v, w, wt, a, b, beta, base, keys = kernel_args(rbm, 150, activity)
+    outs = [gibbs._gibbs_blocked(v, w, wt, a, b, beta, base, keys, np.uint64(3), 2, gibbs.dense_block(150),
+                                 gibbs.GATHER_BELOW[4], address) for address in (gemm_address(np.float32), 0)]
+    # the two BLAS may round the fields differently; see test_fast_path_matches_reference_sweep
+    assert sum(np.count_nonzero(x != y) for x, y in zip(*outs)) <= 3
+
+
+@pytest.mark.parametrize("n_chains", [1, 15, 16, 63, 64, 100, 1000, 1025, 5000])
+def test_dense_blocks_cover_the_batch_within_the_limits(n_chains):
+    block = gibbs.dense_block(n_chains)
+    n_blocks = -(-n_chains // block)
+    assert 1 <= block <= gibbs.DENSE_BLOCK and (n_blocks - 1) * block < n_chains <= n_blocks * block
+    if n_chains >= gibbs.DENSE_MIN_BLOCKS * gibbs.DENSE_MIN_BLOCK:
+        assert n_blocks >= gibbs.DENSE_MIN_BLOCKS
