@@ -394,7 +394,8 @@ SPARSE_BLOCK = 64  # chains per sparse block: 4 (float32) or 8 (float64) 512-bit
 # measured at 784 x 500 per 64-chain block (float32: crossover 0.28-0.34; float64: 0.2-0.21,
 # where W no longer fits in L2).
 GATHER_BELOW = {4: 0.3, 8: 0.2}
-SPARSE_BELOW = 0.2  # connectivity under which the CSR path beats the dense one (B >= 100: 1.0-2.7x at 0.05-0.2)
+SPARSE_BELOW = 0.15  # connectivity under which the CSR path beats the dense one: at B = 1000 on CD25, sparse/dense =
+#   2.25 (c = 0.05), 1.33 (0.1), 0.69 (0.2) in float32 and 2.33, 1.54, 0.75 in float64
 SPARSE_MIN_CHAINS = 32  # fewer chains leave the sparse block's SIMD lanes empty: 10k vs ~25k sweeps/s at B = 1
 
 _csr_cache: dict[int, tuple] = {}
