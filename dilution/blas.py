@@ -91,8 +91,9 @@ def _c_contiguous(x):
 @njit(inline="always", cache=True)
 def gemm(address, a, b, c):
     """``c[:] = a @ b`` for 2-d arrays of one float dtype, ``c`` C-contiguous; numpy's BLAS at
-    ``address`` when it is nonzero and ``a`` and ``b`` are C-contiguous too, else ``np.dot``. Threads: whatever the BLAS is set to
-    (kernels call it inside :func:`dilution.threads.single_threaded_blas`)."""
+    ``address`` when it is nonzero and ``a`` and ``b`` are C-contiguous too, else ``np.dot``.
+    Threads: whatever the BLAS is set to (kernels call it inside
+    :func:`dilution.threads.single_threaded_blas`)."""
     m, k = a.shape
     n = b.shape[1]
     if address == 0 or not (_c_contiguous(a) and _c_contiguous(b)):

@@ -62,7 +62,7 @@ def draws_per_sweep(n_visible: int, n_hidden: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast paths. ``gibbs_kernel`` picks one of them (see ``_plan``); every path draws the same
+# Fast paths. ``gibbs_kernel`` picks one of them (see ``gibbs_path``); every path draws the same
 # float64 uniform for (chain, sweep, unit) and sets a unit to 1 iff that uniform is below the
 # sigmoid of its field, so the paths differ only by the rounding of the fields (summation order)
 # and by the vectorised exponential (relative error < 1.5e-7 in float32, < 1e-14 in float64): a
@@ -214,10 +214,12 @@ def _half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, g
     """Sample ``s_out`` (m, n_out) given ``s_in`` (m, n_in) for the chains of one block.
 
     Field of row ``r``: ``beta[r] * (s_in[r] @ w + bias[0])`` when ``hidden``, else
-    ``bias[r] + beta[r] * (s_in[r] @ w)`` (``bias[0]`` for every row when ``bias`` has one row). The product is one single-threaded GEMM through the BLAS
-    at ``gemm_at`` (into ``f``, m x n_out) when at least ``gather_below`` of the block's input units
-    are active; otherwise, chain by chain, the weight rows of the active units are summed into the
-    one-row scratch ``g`` and sampled at once, so the field never leaves L1. ``idx``, ``ef`` and
+    ``bias[r] + beta[r] * (s_in[r] @ w)`` (``bias[0]`` for every row when ``bias`` has one row).
+    The product is one single-threaded GEMM through the BLAS at ``gemm_at`` (into ``f``,
+    m x n_out) when the block has at least ``GEMM_MIN_ROWS`` chains and at least ``gather_below``
+    of its input units are active; otherwise,
+    chain by chain, the weight rows of the active units are summed into the one-row scratch ``g``
+    and sampled at once, so the field never leaves L1. ``idx``, ``ef`` and
     ``eb`` are scratch of at least ``n_in``, ``n_out`` and ``n_out`` entries.
     """
     m, n_in = s_in.shape
@@ -227,7 +229,7 @@ def _half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, g
     for r in range(m):
         for i in range(n_in):
             n_active += s_in[r, i] != zero
-    dense = n_active >= gather_below * m * n_in
+    dense = m >= GEMM_MIN_ROWS and n_active >= gather_below * m * n_in
     if dense:
         gemm(gemm_at, s_in, w, f)
     for r in range(m):
@@ -388,12 +390,16 @@ DENSE_BLOCK = 128  # most chains per dense block. GEMM wants many rows (numpy's 
 #   few, to keep the block's states beside W and W^T in L2 (64 rows 1.29x, 256 rows 1.03x the GEMM
 #   bound at B = 1000 on CD25's chains). 128 was the best compromise on trained MNIST models.
 DENSE_MIN_BLOCKS = 4  # batches of >= 4 * DENSE_MIN_BLOCK chains are split in at least 4 blocks, so up
-DENSE_MIN_BLOCK = 16  # to 4 threads share them (B = 100: 4 blocks of 25, B = 1000: 4 of 250)
+DENSE_MIN_BLOCK = 4  # to 4 threads share them (B = 16: 4 blocks of 4, B = 100: 4 of 25, B = 1000: 8 of 125)
 SPARSE_BLOCK = 64  # chains per sparse block: 4 (float32) or 8 (float64) 512-bit vectors per row update; measured 2x faster than 16
 # Fraction of active units under which summing their weight rows beats a GEMM, by itemsize:
 # measured at 784 x 500 per 64-chain block (float32: crossover 0.28-0.34; float64: 0.2-0.21,
 # where W no longer fits in L2).
 GATHER_BELOW = {4: 0.3, 8: 0.2}
+# Blocks of fewer chains always gather: OpenBLAS packs all of W for every GEMM call, which a few
+# rows cannot amortise (B = 1, float64, 784 x 500: 4.7k chain-sweeps/s with a one-row DGEMM for
+# the 30 %-active hidden layer against 12.9k gathering its rows).
+GEMM_MIN_ROWS = 32
 SPARSE_BELOW = 0.15  # connectivity under which the CSR path beats the dense one: at B = 1000 on CD25, sparse/dense =
 #   2.25 (c = 0.05), 1.33 (0.1), 0.69 (0.2) in float32 and 2.33, 1.54, 0.75 in float64
 SPARSE_MIN_CHAINS = 32  # fewer chains leave the sparse block's SIMD lanes empty: 10k vs ~25k sweeps/s at B = 1
