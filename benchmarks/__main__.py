@@ -19,7 +19,6 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -132,19 +131,22 @@ def ais_row(args, cd25, results):
 
 
 def memory_row(results):
-    """Peak RSS growth of one B = 5000 sweep over a process that has compiled the kernels on a tiny
-    batch, against the arrays the sweep must hold (input states, output states, hidden states)."""
+    """Peak RSS growth of one B = 5000 sweep, in a fresh process that has compiled the kernels on a
+    tiny batch, against the arrays the sweep must hold (input states, output states, hidden
+    states). The peak is reset just before the sweep (``/proc/self/clear_refs``), so an earlier
+    peak (imports, compilation) cannot hide the sweep's own."""
     code = (
-        "import numpy as np, resource;"
+        "import numpy as np;"
         "from benchmarks.contenders import cd25;"
         "from dilution import gibbs;from dilution.rng import chain_keys;"
         "r=cd25('float32',1.0);wt=np.ascontiguousarray(r.weights.T);"
         "run=lambda B,v: gibbs.gibbs_kernel(v,r.weights,wt,r.visible_bias,r.hidden_bias,np.ones(B,np.float32),"
         "np.zeros(784,np.float32),chain_keys(0,B),np.uint64(0),2);"
         "run(8,np.zeros((8,784),np.float32));"
-        "m0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024;"
-        "B=5000;v=(np.random.default_rng(0).random((B,784))<.5).astype(np.float32);out=run(B,v);"
-        "m1=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024;"
+        "B=5000;v=(np.random.default_rng(0).random((B,784))<.5).astype(np.float32);keys=chain_keys(0,B);"
+        "st=lambda k: int(next(l for l in open('/proc/self/status') if l.startswith(k)).split()[1])*1024;"
+        "open('/proc/self/clear_refs','w').write('5');"
+        "m0=st('VmRSS:');out=run(B,v);m1=st('VmHWM:');"
         "print(m0, m1, v.nbytes + out[0].nbytes + out[1].nbytes)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
