@@ -21,23 +21,14 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .threads import openblas_paths
+
 __all__ = ["gemm", "gemm_address"]
 
 _SYMBOLS = {np.dtype(np.float32): "scipy_cblas_sgemm64_", np.dtype(np.float64): "scipy_cblas_dgemm64_"}
 _ROW_MAJOR = 101  # CBLAS_ORDER
 _NO_TRANS = 111  # CBLAS_TRANSPOSE
 _addresses: dict[np.dtype, int] | None = None
-
-
-def _numpy_blas_paths() -> list[str]:
-    import numpy  # noqa: F401  (loads numpy's BLAS)
-
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return []
-    return sorted(p for p in paths if os.path.exists(p))
 
 
 def gemm_address(dtype) -> int:
@@ -47,7 +38,7 @@ def gemm_address(dtype) -> int:
     if _addresses is None:
         found = {}
         if os.environ.get("DILUTION_NUMBA_DOT", "") != "1":
-            for path in _numpy_blas_paths():
+            for path in openblas_paths():
                 try:
                     lib = ctypes.CDLL(path)
                 except OSError:

@@ -225,11 +225,13 @@ def _half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, g
     m, n_in = s_in.shape
     n_out = w.shape[1]
     zero = s_in.dtype.type(0.0)
-    n_active = 0
-    for r in range(m):
-        for i in range(n_in):
-            n_active += s_in[r, i] != zero
-    dense = m >= GEMM_MIN_ROWS and n_active >= gather_below * m * n_in
+    dense = False
+    if m >= GEMM_MIN_ROWS:  # smaller blocks always gather: no need to count
+        n_active = 0
+        for r in range(m):
+            for i in range(n_in):
+                n_active += s_in[r, i] != zero
+        dense = n_active >= gather_below * m * n_in
     if dense:
         gemm(gemm_at, s_in, w, f)
     for r in range(m):
@@ -485,10 +487,9 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     v = np.ascontiguousarray(v, dtype=dt)
     beta = np.ascontiguousarray(beta, dtype=dt)
     counter = np.uint64(counter)
-    if path == "sparse":
+    _, csr = _structure(weights, weights_t)
+    if path == "sparse" and csr is None:  # forced below the automatic switch
         csr = _csr(weights) + _csr(weights_t)
-    else:
-        _, csr = _structure(weights, weights_t)
     if csr is not None and (path == "sparse" or (path == "auto" and v.shape[0] >= SPARSE_MIN_CHAINS)):
         return _gibbs_sparse(v, *csr, visible_bias, hidden_bias, beta, base_bias, keys, counter, int(n_sweeps),
                              SPARSE_BLOCK)

@@ -41,19 +41,23 @@ _lock = threading.Lock()
 _libs: list[tuple[str, object, object]] | None = None
 
 
-def _find_libraries() -> list[tuple[str, object, object]]:
+def openblas_paths() -> list[str]:
+    """Paths of the OpenBLAS libraries loaded in this process (numpy's and scipy's), from
+    ``/proc/self/maps``; empty where that file does not exist."""
     import numpy  # noqa: F401  (loads numpy's BLAS)
     import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
 
-    found = []
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
     except OSError:
-        return found
-    for path in sorted(paths):
-        if not os.path.exists(path):
-            continue
+        return []
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def _find_libraries() -> list[tuple[str, object, object]]:
+    found = []
+    for path in openblas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
