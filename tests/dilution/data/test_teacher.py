@@ -96,6 +96,15 @@ def test_monte_carlo_entropy_agrees_with_exact():
         t.entropy(max_visible=8)
 
 
+def test_entropy_estimate_does_not_reuse_the_training_samples():
+    # With the same user seed, the Monte-Carlo entropy must come from its own stream: under the
+    # old 8-byte purpose prefix, "teacher-entropy" and "teacher-sample" drew identical samples.
+    t = planted_teacher(12, 4, connectivity=0.5, weight_scale=1.0, visible_bias_scale=0.5, seed=2)
+    mc = t.entropy(n_samples=2_000, seed=3, max_visible=8)
+    reused = -float(t.log_likelihood(t.sample(2_000, seed=3)).mean())
+    assert mc.value != reused
+
+
 def test_datasets(tiny):
     train, test = teacher_datasets(tiny, 300, 200, seed=9)
     assert train.attrs["subset"] == "train" and test.attrs["subset"] == "test"
