@@ -317,10 +317,9 @@ def _run(rbm: RBM, v, betas, a0, keys, *, desc: str, progress) -> tuple[np.ndarr
     return v, log_w
 
 
-def _var(value, description: str, units: str | None = None, dim: str | None = None) -> tuple:
-    """A Dataset variable: scalar, or 1-D on ``dim``, with its description and units."""
-    attrs = {"description": description} if units is None else {"description": description, "units": units}
-    return ((dim,) if dim else (), value, attrs)
+def _var(value, long_name: str, units: str, dim: str | None = None) -> tuple:
+    """A Dataset variable: scalar, or 1-D on ``dim``, with its CF ``long_name`` and ``units``."""
+    return ((dim,) if dim else (), value, {"long_name": long_name, "units": units})
 
 
 def _warn_if_degenerate(ess: float, n: int, direction: str) -> None:
@@ -426,12 +425,12 @@ def log_partition(
             "log_z_bootstrap_std": _var(fwd["bootstrap_std"], "standard error of log_z (bootstrap over chains)", nats),
             "log_z_ci_low": _var(log_z_base + fwd["ci_low"], "2.5 % bootstrap percentile of log_z", nats),
             "log_z_ci_high": _var(log_z_base + fwd["ci_high"], "97.5 % bootstrap percentile of log_z", nats),
-            "ess": _var(fwd["ess"], "effective sample size of the forward weights, (sum w)^2 / sum w^2"),
+            "ess": _var(fwd["ess"], "effective sample size of the forward weights, (sum w)^2 / sum w^2", "1"),
             "log_z_base": _var(log_z_base, "log Z of the base-rate model", nats),
             "log_weights": _var(log_w, "forward log importance weights, log(Z / Z_base) per chain", nats, "chain"),
-            "base_bias": _var(a0, "visible biases a0 of the base-rate model", None, "visible"),
+            "base_bias": _var(a0, "visible biases a0 of the base-rate model", "1", "visible"),
         },
-        coords={"chain": np.arange(n_chains)},
+        coords={"chain": _var(np.arange(n_chains), "AIS chain index", "1", "chain")},
     )
     reverse_source = "none"
     if reverse:
@@ -455,7 +454,7 @@ def log_partition(
         )
         ds["log_z_upper_std"] = _var(rev["std"], "standard error of log_z_upper (delta method)", nats)
         ds["log_z_upper_bootstrap_std"] = _var(rev["bootstrap_std"], "standard error of log_z_upper (bootstrap)", nats)
-        ds["ess_reverse"] = _var(rev["ess"], "effective sample size of the reverse weights")
+        ds["ess_reverse"] = _var(rev["ess"], "effective sample size of the reverse weights", "1")
         ds["log_weights_reverse"] = _var(
             log_w_rev, "reverse log importance weights, log(Z_base / Z) per chain", nats, "chain"
         )

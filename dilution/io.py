@@ -69,10 +69,12 @@ def to_dataset(rbm: RBM, **attrs: Any) -> xr.Dataset:
     ds = xr.Dataset(
         {
             "weights": (("visible", "hidden"), np.array(rbm.weights),
-                        {"description": "coupling W[i, j] of visible unit i and hidden unit j (0 where masked)"}),
-            "visible_bias": ("visible", np.array(rbm.visible_bias), {"description": "visible bias a"}),
-            "hidden_bias": ("hidden", np.array(rbm.hidden_bias), {"description": "hidden bias b"}),
-            "mask": (("visible", "hidden"), np.array(rbm.mask), {"description": "True where a connection exists"}),
+                        {"long_name": "coupling W[i, j] of visible unit i and hidden unit j (0 where masked)",
+                         "units": "1"}),
+            "visible_bias": ("visible", np.array(rbm.visible_bias), {"long_name": "visible bias a", "units": "1"}),
+            "hidden_bias": ("hidden", np.array(rbm.hidden_bias), {"long_name": "hidden bias b", "units": "1"}),
+            "mask": (("visible", "hidden"), np.array(rbm.mask),
+                     {"long_name": "True where a connection exists", "units": "1"}),
         },
         attrs=provenance(**attrs),
     )

@@ -388,22 +388,34 @@ def sample(
     n_trips = int(trips.sum())
     diagnostics = xr.Dataset(
         {
-            "betas": (("temp",), ladder, {"description": "ladder used while recording (hottest first)"}),
-            "initial_betas": (("temp",), initial_ladder, {"description": "ladder before adaptation"}),
+            "betas": (("temp",), ladder,
+                      {"long_name": "inverse temperature used while recording (hottest first)", "units": "1"}),
+            "initial_betas": (("temp",), initial_ladder,
+                              {"long_name": "inverse temperature before adaptation", "units": "1"}),
             "swap_acceptance": (
                 ("pair",),
                 accepts.sum(axis=0) / np.maximum(attempts * n_chains, 1),
-                {"description": "fraction of accepted exchanges between temperatures pair and pair + 1"},
+                {"long_name": "fraction of accepted exchanges between temperatures pair and pair + 1", "units": "1"},
             ),
-            "swap_acceptance_per_chain": (("chain", "pair"), per_chain, {"description": "per tempering system"}),
-            "round_trips": (("chain",), trips, {"description": "completed hot -> cold -> hot trips of walkers"}),
+            "swap_acceptance_per_chain": (
+                ("chain", "pair"),
+                per_chain,
+                {"long_name": "fraction of accepted exchanges per tempering system", "units": "1"},
+            ),
+            "round_trips": (("chain",), trips,
+                            {"long_name": "completed hot -> cold -> hot trips of walkers", "units": "1"}),
             "round_trip_time": (
                 (),
                 trip_sweeps.sum() / n_trips if n_trips else math.nan,
-                {"description": "mean length of a completed round trip", "units": "sweeps"},
+                {"long_name": "mean length of a completed round trip", "units": "sweeps"},
             ),
         },
-        coords={"temp": np.arange(n_temps), "pair": np.arange(max(n_temps - 1, 0)), "chain": np.arange(n_chains)},
+        coords={
+            "temp": ("temp", np.arange(n_temps), {"long_name": "temperature index, hottest first", "units": "1"}),
+            "pair": ("pair", np.arange(max(n_temps - 1, 0)),
+                     {"long_name": "index k of the temperature pair (k, k + 1)", "units": "1"}),
+            "chain": ("chain", np.arange(n_chains), {"long_name": "tempering system index", "units": "1"}),
+        },
         attrs={
             "method": "parallel tempering, deterministic even-odd swaps",
             "n_sweeps": n_sweeps,

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 MAX_SIZE = 7  # 49 pixels: codes fit in int64
+_PATTERN_ATTRS = {"long_name": "bars-and-stripes pattern (1 = pixel on)", "units": "1"}
 
 
 def _check_size(n) -> int:
@@ -91,10 +92,12 @@ def distribution(n: int) -> xr.Dataset:
     k = pats.shape[0]
     return xr.Dataset(
         {
-            "images": (("sample", "row", "col"), pats.reshape(k, n, n), {"description": "bars-and-stripes pattern"}),
-            "probability": ("sample", np.full(k, 1.0 / k), {"description": "probability under the data distribution"}),
+            "images": (("sample", "row", "col"), pats.reshape(k, n, n), _PATTERN_ATTRS),
+            "probability": ("sample", np.full(k, 1.0 / k),
+                            {"long_name": "probability under the data distribution", "units": "1"}),
         },
-        coords={"code": ("sample", _codes_of(pats), {"description": "state index sum_u v_u 2**u, u = row * n + col"})},
+        coords={"code": ("sample", _codes_of(pats),
+                         {"long_name": "state index sum_u v_u 2**u, u = row * n + col", "units": "1"})},
         attrs={"source": "bars-and-stripes", "n": int(n), "entropy": entropy(n), "entropy_units": "nats",
                "convention": "distinct patterns, uniform; empty and full grids counted once"},
     )
@@ -156,8 +159,9 @@ def dataset(n: int, n_samples: int, *, seed: int) -> xr.Dataset:
     """:func:`sample` as a Dataset: ``images`` (sample, row, col) uint8, attrs ``n``, ``seed``, ``entropy``."""
     v = sample(n, n_samples, seed=seed)
     return xr.Dataset(
-        {"images": (("sample", "row", "col"), v.reshape(-1, n, n), {"description": "bars-and-stripes pattern"})},
-        coords={"sample": np.arange(v.shape[0], dtype=np.int64)},
+        {"images": (("sample", "row", "col"), v.reshape(-1, n, n), _PATTERN_ATTRS)},
+        coords={"sample": ("sample", np.arange(v.shape[0], dtype=np.int64),
+                           {"long_name": "index of the draw", "units": "1"})},
         attrs={"source": "bars-and-stripes", "n": int(n), "sample_seed": int(seed), "entropy": entropy(n),
                "entropy_units": "nats", "convention": "distinct patterns, uniform; empty and full grids counted once"},
     )

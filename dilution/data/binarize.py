@@ -125,7 +125,8 @@ def binarize(
         raise ValueError(f"dataset is already binarised (binarize_method={ds.attrs['binarize_method']!r})")
     values = binarize_array(ds[variable].values, method, threshold=threshold, seed=seed, max_value=max_value)
     out = ds.copy()
-    out[variable] = (ds[variable].dims, values, {"description": f"binary unit from grey level ({method} binarisation)"})
+    out[variable] = (ds[variable].dims, values,
+                     {"long_name": f"binary unit from grey level ({method} binarisation)", "units": "1"})
     out.attrs["binarize_method"] = method
     out.attrs["binarize_max_value"] = float(max_value)
     if method == "threshold":

@@ -103,10 +103,11 @@ def _image_dataset(images: np.ndarray, labels: np.ndarray, attrs: dict) -> xr.Da
     return xr.Dataset(
         {
             "images": (("sample", "row", "col"), images,
-                       {"description": "grey level, 0 (background) to 255 (ink)", "units": "1"}),
-            "labels": ("sample", labels, {"description": "digit class 0-9"}),
+                       {"long_name": "grey level, 0 (background) to 255 (ink)", "units": "1"}),
+            "labels": ("sample", labels, {"long_name": "digit class 0-9", "units": "1"}),
         },
-        coords={"sample": ("sample", np.arange(n, dtype=np.int64), {"description": "index in the source file"})},
+        coords={"sample": ("sample", np.arange(n, dtype=np.int64),
+                           {"long_name": "index in the source file", "units": "1"})},
         attrs=attrs,
     )
 

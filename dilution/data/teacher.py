@@ -258,10 +258,12 @@ class Teacher:
         )
         return xr.Dataset(
             {
-                "states": (("sample", "visible"), v, {"description": "visible state drawn from the teacher"}),
-                "hidden_states": (("sample", "hidden"), h, {"description": "teacher hidden state v was drawn from"}),
+                "states": (("sample", "visible"), v, {"long_name": "visible state drawn from the teacher", "units": "1"}),
+                "hidden_states": (("sample", "hidden"), h,
+                                  {"long_name": "teacher hidden state v was drawn from", "units": "1"}),
             },
-            coords={"sample": np.arange(v.shape[0], dtype=np.int64)},
+            coords={"sample": ("sample", np.arange(v.shape[0], dtype=np.int64),
+                               {"long_name": "index of the draw", "units": "1"})},
             attrs=attrs,
         )
 
