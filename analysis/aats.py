@@ -33,6 +33,11 @@ from dilution.rng import derive_seed
 __all__ = ["nearest_hamming", "adversarial_accuracy", "privacy_loss"]
 
 _CHUNK = 1024
+_AA_ATTRS = {
+    "aa_truth": {"long_name": "fraction of data points whose nearest neighbour is another data point", "units": "1"},
+    "aa_syn": {"long_name": "fraction of samples whose nearest neighbour is another sample", "units": "1"},
+    "aa_ts": {"long_name": "nearest-neighbour adversarial accuracy (0.5 = indistinguishable)", "units": "1"},
+}
 
 
 def _binary(name: str, x, n_units: int | None = None) -> np.ndarray:
@@ -112,10 +117,17 @@ def adversarial_accuracy(data, samples, *, ties: Literal["half", "strict"] = "ha
     aa_truth, aa_syn = _score(d_ts, d_tt, ties), _score(d_st, d_ss, ties)
     ds = xr.Dataset(
         {
-            "aa_truth": ((), aa_truth, {"long_name": "fraction of data points whose nearest neighbour is another data point"}),
-            "aa_syn": ((), aa_syn, {"long_name": "fraction of samples whose nearest neighbour is another sample"}),
-            "aa_ts": ((), 0.5 * (aa_truth + aa_syn), {"long_name": "nearest-neighbour adversarial accuracy (0.5 = indistinguishable)"}),
-            "d_ts": ("datum", d_ts), "d_tt": ("datum", d_tt), "d_st": ("sample", d_st), "d_ss": ("sample", d_ss),
+            "aa_truth": ((), aa_truth, _AA_ATTRS["aa_truth"]),
+            "aa_syn": ((), aa_syn, _AA_ATTRS["aa_syn"]),
+            "aa_ts": ((), 0.5 * (aa_truth + aa_syn), _AA_ATTRS["aa_ts"]),
+            "d_ts": ("datum", d_ts, {"long_name": "Hamming distance from each data point to the nearest sample",
+                                     "units": "1"}),
+            "d_tt": ("datum", d_tt, {"long_name": "Hamming distance from each data point to the nearest other "
+                                     "data point", "units": "1"}),
+            "d_st": ("sample", d_st, {"long_name": "Hamming distance from each sample to the nearest data point",
+                                      "units": "1"}),
+            "d_ss": ("sample", d_ss, {"long_name": "Hamming distance from each sample to the nearest other sample",
+                                      "units": "1"}),
         }
     )
     ds.attrs.update(metric="nearest-neighbour adversarial accuracy (Yale et al. 2020), Hamming distance", is_proxy=0, ties=ties, n=int(t.shape[0]))
@@ -152,10 +164,12 @@ def privacy_loss(train, test, samples, *, seed: int, n: int | None = None, ties:
     sub = {k: v[np.sort(rng.choice(v.shape[0], n, replace=False))] for k, v in sets.items()}
     res = [adversarial_accuracy(sub[ref], sub["samples"], ties=ties) for ref in ("train", "test")]
     ds = xr.Dataset(
-        {name: ("reference", [float(r[name]) for r in res]) for name in ("aa_truth", "aa_syn", "aa_ts")},
-        coords={"reference": ["train", "test"]},
+        {name: ("reference", [float(r[name]) for r in res], _AA_ATTRS[name]) for name in ("aa_truth", "aa_syn", "aa_ts")},
+        coords={"reference": ("reference", ["train", "test"],
+                              {"long_name": "data set the samples are compared with", "units": "1"})},
     )
     ds["privacy_loss"] = ((), float(ds["aa_ts"].sel(reference="test") - ds["aa_ts"].sel(reference="train")),
-                          {"long_name": "AA_ts(test) - AA_ts(train): > 0 when samples are closer to the training set"})
+                          {"long_name": "AA_ts(test) - AA_ts(train): > 0 when samples are closer to the training set",
+                           "units": "1"})
     ds.attrs.update(metric="nearest-neighbour adversarial accuracy privacy loss (Yale et al. 2020)", is_proxy=0, ties=ties, n=n, seed=int(seed))
     return ds

@@ -112,10 +112,11 @@ def integrated_time(trace, *, c: float = 5.0, tol: float = 50.0) -> xr.Dataset:
             "tau_mean": ((), tau_mean, {"long_name": "integrated autocorrelation time from the chain-averaged "
                                                      "autocorrelation", "units": "steps"}),
             "window_mean": ((), np.int64(window_mean), {"long_name": "Sokal window of tau_mean", "units": "steps"}),
-            "relative_error": ((), rel_err, {"long_name": "Madras-Sokal relative standard error of tau_mean"}),
-            "reliable": ((), bool(n_steps >= tol * tau_mean), {"long_name": f"n_steps >= {tol} tau_mean"}),
+            "relative_error": ((), rel_err, {"long_name": "Madras-Sokal relative standard error of tau_mean",
+                                             "units": "1"}),
+            "reliable": ((), bool(n_steps >= tol * tau_mean), {"long_name": f"n_steps >= {tol} tau_mean", "units": "1"}),
         },
-        coords={"chain": np.arange(n_chains)},
+        coords={"chain": ("chain", np.arange(n_chains), {"long_name": "chain index", "units": "1"})},
     )
     ds.attrs.update(
         metric="integrated autocorrelation time (Sokal automatic windowing)",

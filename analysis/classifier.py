@@ -47,6 +47,7 @@ __all__ = ["ClassifierConfig", "DigitClassifier", "train_classifier", "load_or_t
 
 N_PIXELS = 784
 N_CLASSES = 10
+_DIGIT_ATTRS = {"long_name": "digit class", "units": "1"}
 
 
 @dataclass(frozen=True)
@@ -141,15 +142,15 @@ class DigitClassifier:
         """The weights as a labelled Dataset (config, seed and test accuracy in attrs)."""
         ds = xr.Dataset(
             {
-                "w1": (("pixel", "unit"), self.w1),
-                "b1": (("unit",), self.b1),
-                "w2": (("unit", "digit"), self.w2),
-                "b2": (("digit",), self.b2),
+                "w1": (("pixel", "unit"), self.w1, {"long_name": "input-to-hidden weights", "units": "1"}),
+                "b1": (("unit",), self.b1, {"long_name": "hidden-layer biases", "units": "1"}),
+                "w2": (("unit", "digit"), self.w2, {"long_name": "hidden-to-logit weights", "units": "1"}),
+                "b2": (("digit",), self.b2, {"long_name": "logit biases", "units": "1"}),
             },
-            coords={"digit": np.arange(N_CLASSES)},
+            coords={"digit": ("digit", np.arange(N_CLASSES), _DIGIT_ATTRS)},
         )
         ds.attrs.update(
-            description="auxiliary MNIST digit classifier (784 -> ReLU -> softmax) on binarised images",
+            title="auxiliary MNIST digit classifier (784 -> ReLU -> softmax) on binarised images",
             config=asdict(self.config),
             seed=int(self.seed),
             test_accuracy=float(self.test_accuracy),
@@ -357,13 +358,16 @@ def classifier_score(classifier: DigitClassifier, samples) -> xr.Dataset:
     kl = np.sum(p * (logp - np.log(np.maximum(p_y, np.finfo(float).tiny))), axis=1)
     ds = xr.Dataset(
         {
-            "mean_max_probability": ((), float(p.max(axis=1).mean()), {"long_name": "mean over samples of the largest class probability"}),
-            "coverage_entropy": ((), coverage, {"long_name": "entropy of the predicted-class histogram", "units": "nats", "maximum": math.log(N_CLASSES)}),
-            "inception_score": ((), float(np.exp(kl.mean())), {"long_name": "exp(E_x KL(p(y|x) || p(y)))", "range": "[1, 10]"}),
-            "class_fraction": ("digit", frac, {"long_name": "fraction of samples predicted as each digit"}),
-            "mean_probability": ("digit", p_y, {"long_name": "p(y) = mean over samples of p(y|x)"}),
+            "mean_max_probability": ((), float(p.max(axis=1).mean()),
+                                     {"long_name": "mean over samples of the largest class probability", "units": "1"}),
+            "coverage_entropy": ((), coverage, {"long_name": "entropy of the predicted-class histogram", "units": "nats",
+                                                "maximum": math.log(N_CLASSES)}),
+            "inception_score": ((), float(np.exp(kl.mean())),
+                                {"long_name": "exp(E_x KL(p(y|x) || p(y)))", "units": "1", "range": "[1, 10]"}),
+            "class_fraction": ("digit", frac, {"long_name": "fraction of samples predicted as each digit", "units": "1"}),
+            "mean_probability": ("digit", p_y, {"long_name": "p(y) = mean over samples of p(y|x)", "units": "1"}),
         },
-        coords={"digit": np.arange(N_CLASSES)},
+        coords={"digit": ("digit", np.arange(N_CLASSES), _DIGIT_ATTRS)},
     )
     ds.attrs.update(
         metric="auxiliary-classifier scores",

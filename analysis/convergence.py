@@ -80,14 +80,15 @@ def rhat(chains, *, method: Literal["rank", "split"] = "rank") -> xr.Dataset:
     """
     x = split_chains(chains)
     if method == "split":
-        data = {"rhat": ((), _rhat_basic(x), {"long_name": "split R-hat"})}
+        data = {"rhat": ((), _rhat_basic(x), {"long_name": "split R-hat", "units": "1"})}
     elif method == "rank":
         bulk = _rhat_basic(rank_normalize(x))
         tail = _rhat_basic(rank_normalize(np.abs(x - np.median(x))))
         data = {
-            "rhat": ((), max(bulk, tail), {"long_name": "rank-normalised split R-hat, max of bulk and tail"}),
-            "rhat_bulk": ((), bulk, {"long_name": "rank-normalised split R-hat"}),
-            "rhat_tail": ((), tail, {"long_name": "folded rank-normalised split R-hat"}),
+            "rhat": ((), max(bulk, tail), {"long_name": "rank-normalised split R-hat, max of bulk and tail",
+                                           "units": "1"}),
+            "rhat_bulk": ((), bulk, {"long_name": "rank-normalised split R-hat", "units": "1"}),
+            "rhat_tail": ((), tail, {"long_name": "folded rank-normalised split R-hat", "units": "1"}),
         }
     else:
         raise ValueError(f"method must be 'rank' or 'split', got {method!r}")

@@ -294,15 +294,22 @@ def ising_parameters(
     np.fill_diagonal(support, False)
     ds = xr.Dataset(
         {
-            "field": ("visible", fields, {"long_name": "effective field H_j of spin sigma_j = 2 v_j - 1"}),
-            "coupling": (("visible", "visible_2"), couplings, {"long_name": "effective pairwise coupling J_jk (symmetric, zero diagonal)"}),
-            "support": (("visible", "visible_2"), support, {"long_name": "j and k share at least one hidden unit"}),
-            "eta": ("visible", eta, {"long_name": "eta_j = (a_j + sum_i W_ji / 2) / 2"}),
-            "theta": ("hidden", theta, {"long_name": "theta_i = (b_i + sum_j W_ji / 2) / 2"}),
-            "degree": ("hidden", degrees, {"long_name": "connections of each hidden unit"}),
-            "exact_unit": ("hidden", exact_unit, {"long_name": "hidden unit's terms computed exactly (not by the Gaussian approximation)"}),
+            "field": ("visible", fields, {"long_name": "effective field H_j of spin sigma_j = 2 v_j - 1", "units": "1"}),
+            "coupling": (("visible", "visible_2"), couplings,
+                         {"long_name": "effective pairwise coupling J_jk (symmetric, zero diagonal)", "units": "1"}),
+            "support": (("visible", "visible_2"), support,
+                        {"long_name": "j and k share at least one hidden unit", "units": "1"}),
+            "eta": ("visible", eta, {"long_name": "eta_j = (a_j + sum_i W_ji / 2) / 2", "units": "1"}),
+            "theta": ("hidden", theta, {"long_name": "theta_i = (b_i + sum_j W_ji / 2) / 2", "units": "1"}),
+            "degree": ("hidden", degrees, {"long_name": "connections of each hidden unit", "units": "1"}),
+            "exact_unit": ("hidden", exact_unit, {"long_name": "hidden unit's terms computed exactly (not by the "
+                                                  "Gaussian approximation)", "units": "1"}),
         },
-        coords={"visible": np.arange(rbm.n_visible), "visible_2": np.arange(rbm.n_visible), "hidden": np.arange(rbm.n_hidden)},
+        coords={
+            "visible": ("visible", np.arange(rbm.n_visible), {"long_name": "visible unit index j", "units": "1"}),
+            "visible_2": ("visible_2", np.arange(rbm.n_visible), {"long_name": "visible unit index k", "units": "1"}),
+            "hidden": ("hidden", np.arange(rbm.n_hidden), {"long_name": "hidden unit index i", "units": "1"}),
+        },
     )
     ds.attrs.update(
         metric="generalised Ising model of the visible marginal (Decelle et al. 2023, arXiv:2309.02292)",
@@ -368,18 +375,27 @@ def coupling_summary(
     quantiles = np.asarray(quantiles, dtype=np.float64)
     ds = xr.Dataset(
         {
-            "coupling_quantile": ("quantile", np.quantile(vals, quantiles), {"long_name": "quantiles of J_jk over pairs j < k"}),
-            "field_quantile": ("quantile", np.quantile(ising["field"].values, quantiles), {"long_name": "quantiles of H_j"}),
-            "fraction_above": ("threshold", (np.abs(vals)[:, None] > thresholds).mean(axis=0), {"long_name": "fraction of pairs with |J| > threshold"}),
-            "support_fraction": ((), float(ising["support"].values[iu].mean()), {"long_name": "fraction of pairs sharing a hidden unit"}),
-            "rms_coupling": ((), float(np.sqrt(np.mean(vals**2))), {"long_name": "root mean square J over pairs j < k"}),
-            "histogram": ("bin", hist, {"long_name": "number of pairs j < k per bin of J"}),
-            "bin_edges": ("edge", bins),
-            "top_value": ("rank", vals[order], {"long_name": "largest couplings by |J|"}),
-            "top_j": ("rank", iu[0][order]),
-            "top_k_index": ("rank", iu[1][order]),
+            "coupling_quantile": ("quantile", np.quantile(vals, quantiles),
+                                  {"long_name": "quantiles of J_jk over pairs j < k", "units": "1"}),
+            "field_quantile": ("quantile", np.quantile(ising["field"].values, quantiles),
+                               {"long_name": "quantiles of H_j", "units": "1"}),
+            "fraction_above": ("threshold", (np.abs(vals)[:, None] > thresholds).mean(axis=0),
+                               {"long_name": "fraction of pairs with |J| > threshold", "units": "1"}),
+            "support_fraction": ((), float(ising["support"].values[iu].mean()),
+                                 {"long_name": "fraction of pairs sharing a hidden unit", "units": "1"}),
+            "rms_coupling": ((), float(np.sqrt(np.mean(vals**2))),
+                             {"long_name": "root mean square J over pairs j < k", "units": "1"}),
+            "histogram": ("bin", hist, {"long_name": "number of pairs j < k per bin of J", "units": "1"}),
+            "bin_edges": ("edge", bins, {"long_name": "edges of the histogram bins of J", "units": "1"}),
+            "top_value": ("rank", vals[order], {"long_name": "largest couplings by |J|", "units": "1"}),
+            "top_j": ("rank", iu[0][order], {"long_name": "first visible unit j of each strong pair", "units": "1"}),
+            "top_k_index": ("rank", iu[1][order], {"long_name": "second visible unit k of each strong pair", "units": "1"}),
         },
-        coords={"quantile": quantiles, "threshold": thresholds, "rank": np.arange(top_k)},
+        coords={
+            "quantile": ("quantile", quantiles, {"long_name": "quantile level", "units": "1"}),
+            "threshold": ("threshold", thresholds, {"long_name": "threshold on |J_jk|", "units": "1"}),
+            "rank": ("rank", np.arange(top_k), {"long_name": "rank by |J_jk|, strongest first", "units": "1"}),
+        },
     )
     ds.attrs.update(metric="summary of the effective coupling network", is_proxy=0, n_pairs=int(vals.size), method=ising.attrs.get("method", "unknown"))
     return ds
@@ -420,14 +436,15 @@ def compare_couplings(reference: xr.Dataset, other: xr.Dataset, *, top_k: int = 
     r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else np.nan
     ds = xr.Dataset(
         {
-            "pearson_r": ((), r, {"long_name": "Pearson r of J over pairs j < k"}),
-            "rmse": ((), float(np.sqrt(np.mean((a - b) ** 2))), {"long_name": "root mean square difference of J"}),
+            "pearson_r": ((), r, {"long_name": "Pearson r of J over pairs j < k", "units": "1"}),
+            "rmse": ((), float(np.sqrt(np.mean((a - b) ** 2))),
+                     {"long_name": "root mean square difference of J", "units": "1"}),
             "top_k_overlap": ((), len(top_a & top_b) / k if k else np.nan,
-                              {"long_name": f"shared fraction of the {k} strongest couplings"}),
+                              {"long_name": f"shared fraction of the {k} strongest couplings", "units": "1"}),
             "support_kept": ((), float((sa & sb).sum() / sa.sum()) if sa.any() else np.nan,
-                             {"long_name": "fraction of the reference's support pairs still supported"}),
+                             {"long_name": "fraction of the reference's support pairs still supported", "units": "1"}),
             "field_rmse": ((), float(np.sqrt(np.mean((reference["field"].values - other["field"].values) ** 2))),
-                           {"long_name": "root mean square difference of H"}),
+                           {"long_name": "root mean square difference of H", "units": "1"}),
         }
     )
     ds.attrs.update(metric="comparison of two effective coupling networks", is_proxy=0, top_k=k)

@@ -32,11 +32,12 @@ def _dataset(log_lik: np.ndarray, log_z: float, method: str, extra: dict, attrs:
             "log_likelihood": ("sample", log_lik, {"long_name": "log p(v) of each test sample", "units": "nats"}),
             "mean_log_likelihood": ((), float(log_lik.mean()), {"long_name": "mean test log-likelihood", "units": "nats per sample"}),
             "std_error": ((), float(log_lik.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
-                          {"long_name": "standard error of the mean over test samples (log Z held fixed)", "units": "nats"}),
+                          {"long_name": "standard error of the mean over test samples (log Z held fixed)",
+                           "units": "nats per sample"}),
             "log_z": ((), float(log_z), {"long_name": "log partition function used", "units": "nats"}),
             **extra,
         },
-        coords={"sample": np.arange(n)},
+        coords={"sample": ("sample", np.arange(n), {"long_name": "test sample index", "units": "1"})},
     )
     ds.attrs.update(metric=f"test log-likelihood ({method})", is_proxy=0, n_samples=int(n), **attrs)
     return ds

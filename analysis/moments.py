@@ -85,13 +85,20 @@ def moment_errors(samples, data) -> xr.Dataset:
     rows = [_compare(ms, md), _compare(cs[iu], cd[iu])]
     ds = xr.Dataset(
         {
-            "rmse": ("statistic", [r[0] for r in rows], {"long_name": "root-mean-square difference model - data"}),
-            "slope": ("statistic", [r[1] for r in rows], {"long_name": "least-squares slope of model statistic on data statistic"}),
-            "pearson_r": ("statistic", [r[2] for r in rows], {"long_name": "Pearson correlation of model and data statistics"}),
-            "mean_model": ("unit", ms),
-            "mean_data": ("unit", md),
+            "rmse": ("statistic", [r[0] for r in rows],
+                     {"long_name": "root-mean-square difference model - data", "units": "1"}),
+            "slope": ("statistic", [r[1] for r in rows],
+                      {"long_name": "least-squares slope of model statistic on data statistic", "units": "1"}),
+            "pearson_r": ("statistic", [r[2] for r in rows],
+                          {"long_name": "Pearson correlation of model and data statistics", "units": "1"}),
+            "mean_model": ("unit", ms, {"long_name": "mean of each unit over the model samples", "units": "1"}),
+            "mean_data": ("unit", md, {"long_name": "mean of each unit over the data", "units": "1"}),
         },
-        coords={"statistic": ["mean", "correlation"], "unit": np.arange(s.shape[1])},
+        coords={
+            "statistic": ("statistic", ["mean", "correlation"],
+                          {"long_name": "compared statistic: unit means or connected pair correlations", "units": "1"}),
+            "unit": ("unit", np.arange(s.shape[1]), {"long_name": "visible unit index", "units": "1"}),
+        },
     )
     ds.attrs.update(
         metric="moment errors: pixel means and connected correlations C_ij = <v_i v_j> - <v_i><v_j>, i < j",

@@ -116,17 +116,21 @@ def pca_comparison(samples, data, *, n_components: int = 2, energy_components: i
     total_var = float(d.var(axis=0).sum())
     ds = xr.Dataset(
         {
-            "samples_projection": (("sample", "component"), ps),
-            "data_projection": (("datum", "component"), pdat),
-            "axes": (("component", "unit"), axes, {"long_name": "principal axes of the data"}),
-            "explained_variance": ("component", var),
-            "explained_fraction": ("component", var / total_var if total_var > 0 else np.full_like(var, np.nan)),
+            "samples_projection": (("sample", "component"), ps,
+                                   {"long_name": "projection of each sample on the data's principal axes", "units": "1"}),
+            "data_projection": (("datum", "component"), pdat,
+                                {"long_name": "projection of each data point on the data's principal axes", "units": "1"}),
+            "axes": (("component", "unit"), axes, {"long_name": "principal axes of the data", "units": "1"}),
+            "explained_variance": ("component", var, {"long_name": "data variance along each axis", "units": "1"}),
+            "explained_fraction": ("component", var / total_var if total_var > 0 else np.full_like(var, np.nan),
+                                   {"long_name": "fraction of the data's total variance along each axis", "units": "1"}),
             "wasserstein": ("component", [stats.wasserstein_distance(ps[:, c], pdat[:, c]) for c in range(n_components)],
-                            {"long_name": "1-D Wasserstein-1 distance between projected samples and data"}),
+                            {"long_name": "1-D Wasserstein-1 distance between projected samples and data", "units": "1"}),
             "energy_distance": ((), energy_distance(ps[:, :k_e], pdat[:, :k_e]),
-                                {"long_name": f"energy distance in the plane of the top {k_e} components"}),
+                                {"long_name": f"energy distance in the plane of the top {k_e} components", "units": "1"}),
         },
-        coords={"component": np.arange(n_components)},
+        coords={"component": ("component", np.arange(n_components),
+                              {"long_name": "principal component index, largest variance first", "units": "1"})},
     )
     ds.attrs.update(metric="PCA projection comparison (axes of the data)", is_proxy=0, energy_components=k_e)
     return ds

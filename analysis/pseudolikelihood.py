@@ -106,17 +106,19 @@ def pseudo_log_likelihood(rbm: RBM, data, *, method: Literal["exact", "stochasti
             raise ValueError("method='stochastic' needs a seed (it chooses the unit scored in each sample)")
         unit = np.random.default_rng(derive_seed(seed, "pseudo-likelihood")).integers(rbm.n_visible, size=n)
         pll = rbm.n_visible * _conditionals_kernel(v, *params, unit[:, None].astype(np.int64))[:, 0]
-        extra["unit"] = ("sample", unit, {"long_name": "visible unit scored in each sample"})
+        extra["unit"] = ("sample", unit, {"long_name": "visible unit scored in each sample", "units": "1"})
     else:
         raise ValueError(f"method must be 'exact' or 'stochastic', got {method!r}")
     ds = xr.Dataset(
         {
             "pseudo_log_likelihood": ("sample", pll, {"long_name": "sum_i log p(v_i | v_-i)", "units": "nats"}),
-            "mean_pseudo_log_likelihood": ((), float(pll.mean()), {"units": "nats per sample"}),
-            "std_error": ((), float(pll.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan, {"long_name": "standard error of the mean over samples", "units": "nats"}),
+            "mean_pseudo_log_likelihood": ((), float(pll.mean()),
+                                           {"long_name": "mean pseudo-log-likelihood", "units": "nats per sample"}),
+            "std_error": ((), float(pll.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+                          {"long_name": "standard error of the mean over samples", "units": "nats per sample"}),
             **extra,
         },
-        coords={"sample": np.arange(n)},
+        coords={"sample": ("sample", np.arange(n), {"long_name": "data sample index", "units": "1"})},
     )
     ds.attrs.update(
         metric=f"pseudo-log-likelihood ({method})",

@@ -56,12 +56,14 @@ def reconstruction_error(rbm: RBM, data, *, mode: Literal["mean_field", "sampled
     ce = np.sum(np.logaddexp(0.0, np.where(v == 1, -field, field)), axis=1)
     ds = xr.Dataset(
         {
-            "squared_error": ("sample", sq, {"long_name": "mean over pixels of (v - p(v=1|h))^2"}),
+            "squared_error": ("sample", sq, {"long_name": "mean over pixels of (v - p(v=1|h))^2", "units": "1"}),
             "cross_entropy": ("sample", ce, {"long_name": "-log p(v|h) summed over pixels", "units": "nats"}),
-            "mean_squared_error": ((), float(sq.mean())),
-            "mean_cross_entropy": ((), float(ce.mean()), {"units": "nats per sample"}),
+            "mean_squared_error": ((), float(sq.mean()),
+                                   {"long_name": "mean over samples and pixels of (v - p(v=1|h))^2", "units": "1"}),
+            "mean_cross_entropy": ((), float(ce.mean()),
+                                   {"long_name": "mean over samples of -log p(v|h)", "units": "nats per sample"}),
         },
-        coords={"sample": np.arange(v.shape[0])},
+        coords={"sample": ("sample", np.arange(v.shape[0]), {"long_name": "data sample index", "units": "1"})},
     )
     ds.attrs.update(
         metric=f"reconstruction error ({mode})",
