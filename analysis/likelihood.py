@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from dilution import exact
+from dilution import ais, exact
 from dilution.gibbs import check_binary, free_energy
 from dilution.model import RBM
 
@@ -84,11 +84,9 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
     -------
     xarray.Dataset
         As :func:`exact_log_likelihood`, plus ``log_z_std`` (AIS standard error of ``log Z``, which
-        shifts every sample's value together) and ``log_likelihood_lower``, computed from the
+        shifts every sample's value together) and ``mean_log_likelihood_lower``, computed from the
         reverse-AIS upper bound on ``log Z`` when AIS ran in reverse too.
     """
-    from dilution import ais  # written alongside; imported here so analysis loads without it
-
     f = _free_energy(rbm, data)
     est = ais.log_partition(rbm, n_chains=n_chains, betas=betas, data=base_data, seed=seed, **ais_options)
     log_z = float(est["log_z"])
