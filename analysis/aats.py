@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from dilution.gibbs import check_binary
+from dilution.validation import check_binary
 from dilution.rng import derive_seed
 
 __all__ = ["nearest_hamming", "adversarial_accuracy", "privacy_loss"]

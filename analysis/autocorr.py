@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["autocorrelation", "integrated_time"]
+__all__ = ["autocorrelation", "integrated_time", "as_traces"]
 
 
-def _as_traces(trace) -> np.ndarray:
+def as_traces(trace) -> np.ndarray:
     """(n_chains, n_steps) float64 from a 1-D trace, a 2-D array or a (chain, draw) DataArray."""
     if isinstance(trace, xr.DataArray):
         if set(trace.dims) != {"chain", "draw"} and trace.ndim == 2:
@@ -54,7 +54,7 @@ def autocorrelation(trace) -> np.ndarray:
         ``C_c(t)`` of the mean-subtracted chain. A constant chain gives ``rho = 1`` at lag 0 and
         0 elsewhere.
     """
-    x = _as_traces(trace)
+    x = as_traces(trace)
     n = x.shape[1]
     # Zero padding to >= 2n makes the circular correlation equal the linear one.
     size = 1 << int(2 * n - 1).bit_length()
@@ -97,7 +97,7 @@ def integrated_time(trace, *, c: float = 5.0, tol: float = 50.0) -> xr.Dataset:
     """
     if not c > 0:
         raise ValueError(f"window constant c must be > 0, got {c!r}")
-    x = _as_traces(trace)
+    x = as_traces(trace)
     n_chains, n_steps = x.shape
     rho = autocorrelation(x)
     per_chain = [_windowed(r, c) for r in rho]

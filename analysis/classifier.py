@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 
 from dilution.data.binarize import binarize_array
-from dilution.gibbs import check_binary
+from dilution.validation import check_binary
 from dilution.io import load_dataset, save
 from dilution.progress import progress_bar
 from dilution.rng import derive_seed

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
-from .autocorr import _as_traces
+from .autocorr import as_traces
 
 __all__ = ["split_chains", "rank_normalize", "rhat", "effective_sample_size"]
 
@@ -32,7 +32,7 @@ def split_chains(chains) -> np.ndarray:
     -------
     ndarray, shape (2 n_chains, n_draws // 2)
     """
-    x = _as_traces(chains)
+    x = as_traces(chains)
     half = x.shape[1] // 2
     if half < 2:
         raise ValueError(f"split diagnostics need at least 4 draws per chain, got {x.shape[1]}")

@@ -13,8 +13,9 @@ import numpy as np
 import xarray as xr
 
 from dilution import ais, exact
-from dilution.gibbs import check_binary, free_energy
+from dilution.conditionals import free_energy
 from dilution.model import RBM
+from dilution.validation import check_binary
 
 __all__ = ["exact_log_likelihood", "ais_log_likelihood"]
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["connected_correlations", "moment_errors"]
+__all__ = ["connected_correlations", "moment_errors", "as_sample_matrix"]
 
 
-def _as_matrix(name: str, x) -> np.ndarray:
+def as_sample_matrix(name: str, x) -> np.ndarray:
+    """Samples as a float64 array of shape (n_samples, n_units): 2-D input as is, 3-D images
+    (n_samples, rows, cols) flattened; at least one row, finite values."""
     arr = np.asarray(x)
     if arr.ndim == 3:
         arr = arr.reshape(arr.shape[0], -1)
@@ -39,7 +41,7 @@ def connected_correlations(x) -> tuple[np.ndarray, np.ndarray]:
     c : ndarray, shape (n_units, n_units)
         ``<v_i v_j> - <v_i><v_j>`` (diagonal: variances).
     """
-    x = _as_matrix("x", x)
+    x = as_sample_matrix("x", x)
     m = x.mean(axis=0)
     xc = x - m
     return m, xc.T @ xc / x.shape[0]
@@ -73,8 +75,8 @@ def moment_errors(samples, data) -> xr.Dataset:
         model on data), ``pearson_r``; plus ``mean_model`` and ``mean_data`` (unit). Slope and r are
         NaN when the data (or model) statistic has no spread.
     """
-    s = _as_matrix("samples", samples)
-    d = _as_matrix("data", data)
+    s = as_sample_matrix("samples", samples)
+    d = as_sample_matrix("data", data)
     if s.shape[1] != d.shape[1]:
         raise ValueError(f"samples and data must have the same number of units, got {s.shape[1]} and {d.shape[1]}")
     if s.shape[1] < 2:

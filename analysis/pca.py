@@ -20,7 +20,7 @@ import xarray as xr
 from numba import njit, prange
 from scipy import stats
 
-from .moments import _as_matrix
+from .moments import as_sample_matrix
 
 __all__ = ["principal_axes", "pca_comparison", "energy_distance"]
 
@@ -35,7 +35,7 @@ def principal_axes(data, n_components: int) -> tuple[np.ndarray, np.ndarray, np.
         Orthonormal; each axis's sign makes its largest-magnitude loading positive.
     variance : ndarray, shape (n_components,)
     """
-    d = _as_matrix("data", data)
+    d = as_sample_matrix("data", data)
     if not 1 <= n_components <= d.shape[1]:
         raise ValueError(f"n_components must be in [1, {d.shape[1]}], got {n_components}")
     mean = d.mean(axis=0)
@@ -103,8 +103,8 @@ def pca_comparison(samples, data, *, n_components: int = 2, energy_components: i
         ``wasserstein`` (component): 1-D Wasserstein-1 distance, ``energy_distance``, ``axes``
         (component, unit).
     """
-    s = _as_matrix("samples", samples)
-    d = _as_matrix("data", data)
+    s = as_sample_matrix("samples", samples)
+    d = as_sample_matrix("data", data)
     if s.shape[1] != d.shape[1]:
         raise ValueError(f"samples and data must have the same number of units, got {s.shape[1]} and {d.shape[1]}")
     k_e = n_components if energy_components is None else int(energy_components)

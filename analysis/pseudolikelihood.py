@@ -16,9 +16,10 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
-from dilution.gibbs import _softplus, check_binary
+from dilution.conditionals import softplus
 from dilution.model import RBM
 from dilution.rng import derive_seed
+from dilution.validation import check_binary
 
 __all__ = ["pseudo_log_likelihood", "conditional_log_probabilities"]
 
@@ -37,15 +38,15 @@ def _conditionals_kernel(v, weights, visible_bias, hidden_bias, units):
                     x[j] += weights[i, j]
         base = 0.0
         for j in range(n_hidden):
-            base += _softplus(x[j])
+            base += softplus(x[j])
         for m in range(units.shape[1]):
             i = units[s, m]
             sign = 1.0 - 2.0 * v[s, i]
             flipped = 0.0
             for j in range(n_hidden):
-                flipped += _softplus(x[j] + sign * weights[i, j])
+                flipped += softplus(x[j] + sign * weights[i, j])
             delta = -sign * visible_bias[i] - (flipped - base)  # F(flipped) - F(v)
-            out[s, m] = -_softplus(-delta)
+            out[s, m] = -softplus(-delta)
     return out
 
 

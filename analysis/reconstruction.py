@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import expit
 
-from dilution.gibbs import check_binary
+from dilution.validation import check_binary
 from dilution.model import RBM
 from dilution.rng import derive_seed
 

@@ -7,8 +7,7 @@ from .gibbs import sample
 from .io import load, save
 from .model import RBM
 from .training import TrainConfig, train
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "RBM",

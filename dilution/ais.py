@@ -29,12 +29,14 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
-from .gibbs import _sigmoid, check_binary, free_energy
+from .conditionals import free_energy, hidden_field, visible_half_sweep
 from .gibbs import sample as gibbs_sample
 from .model import RBM
 from .progress import progress_bar
+from .provenance import provenance
 from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_schedule, classic
+from .validation import check_binary, check_int
 
 __all__ = [
     "log_partition",
@@ -57,39 +59,6 @@ _PRODUCT_CHUNK = 512
 
 class DegenerateWeightsWarning(RuntimeWarning):
     """The AIS importance weights are dominated by a few chains (low effective sample size)."""
-
-
-@njit(inline="always", cache=True)
-def _field(vc, weights, hidden_bias, fh):
-    """Hidden field ``b + v W`` into ``fh`` (rows of active visible units summed)."""
-    fh[:] = hidden_bias
-    for i in range(vc.shape[0]):
-        if vc[i] != 0:
-            row = weights[i]
-            for j in range(fh.shape[0]):
-                fh[j] += row[j]
-
-
-@njit(inline="always", cache=True)
-def _sample_visible(out, hc, weights_t, visible_bias, base_bias, bt, key, start, fv, single):
-    """Visible half-sweep at inverse temperature ``bt``: field ``bt (a + W h) + (1 - bt) a0`` from the
-    rows of active hidden units, then ``out[i] = u_i < sigmoid(field_i)`` with draw ``start + i``."""
-    one = fv.dtype.type(1.0)
-    zero = fv.dtype.type(0.0)
-    for i in range(fv.shape[0]):
-        fv[i] = bt * visible_bias[i] + (one - bt) * base_bias[i]
-    for j in range(hc.shape[0]):
-        if hc[j] != zero:
-            row = weights_t[j]
-            for i in range(fv.shape[0]):
-                fv[i] += bt * row[i]
-    for i in range(fv.shape[0]):
-        p = _sigmoid(fv[i])
-        if single:
-            u = uniform32(key, start + np.uint64(i))
-        else:
-            u = uniform64(key, start + np.uint64(i))
-        out[i] = one if u < p else zero
 
 
 @njit(inline="always", cache=True)
@@ -157,7 +126,7 @@ def ais_kernel(
         fh = np.empty(n_hidden, dtype=dt)
         hc = np.empty(n_hidden, dtype=dt)
         fv = np.empty(n_visible, dtype=dt)
-        _field(vc, weights, hidden_bias, fh)
+        hidden_field(vc, weights, hidden_bias, fh)
         lin = _dot(visible_bias, vc) - _dot(base_bias, vc)
         for t in range(1, m + 1):
             b_new = betas[t]
@@ -190,9 +159,9 @@ def ais_kernel(
             lw += inc + math.log(prod)
             if not sample_now:
                 break
-            _sample_visible(vc, hc, weights_t, visible_bias, base_bias, dt.type(b_new), key,
-                            start + np.uint64(n_hidden), fv, single)
-            _field(vc, weights, hidden_bias, fh)
+            visible_half_sweep(vc, hc, weights_t, visible_bias, base_bias, dt.type(b_new), key,
+                               start + np.uint64(n_hidden), fv, single)
+            hidden_field(vc, weights, hidden_bias, fh)
             lin = _dot(visible_bias, vc) - _dot(base_bias, vc)
         v_out[c] = vc
         log_w_out[c] = lw
@@ -393,12 +362,9 @@ def log_partition(
     """
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
-    if isinstance(n_chains, bool) or not isinstance(n_chains, (int, np.integer)) or n_chains < 2:
-        raise ValueError(f"n_chains must be an integer >= 2 (a standard error needs two runs), got {n_chains!r}")
-    if isinstance(reverse_burn_in, bool) or not isinstance(reverse_burn_in, (int, np.integer)) or reverse_burn_in < 0:
-        raise ValueError(f"reverse_burn_in must be an integer >= 0, got {reverse_burn_in!r}")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be an integer >= 0, got {n_bootstrap!r}")
+    check_int("n_chains", n_chains, low=2)  # two runs at least, for a standard error
+    check_int("reverse_burn_in", reverse_burn_in, low=0)
+    check_int("n_bootstrap", n_bootstrap, low=0)
     schedule = classic() if betas is None else check_schedule(betas)
     dt = rbm.dtype
     a0 = base_rate_bias(data, rbm.n_visible)
@@ -459,23 +425,20 @@ def log_partition(
             log_w_rev, "reverse log importance weights, log(Z_base / Z) per chain", nats, "chain"
         )
 
-    from . import __version__
-
     ds.attrs.update(
-        {
-            "method": "annealed importance sampling (Neal 2001; Salakhutdinov & Murray 2008)",
-            "n_chains": int(n_chains),
-            "n_betas": int(schedule.size),
-            "schedule": "classic 14,500-beta" if betas is None else "user",
-            "seed": int(seed),
-            "base": "base rates fitted to data" if data is not None else "uniform",
-            "reverse_init": reverse_source,
-            "dtype": dt.name,
-            "n_visible": rbm.n_visible,
-            "n_hidden": rbm.n_hidden,
-            "connectivity": rbm.connectivity,
-            "dilution_version": __version__,
-        }
+        provenance(
+            method="annealed importance sampling (Neal 2001; Salakhutdinov & Murray 2008)",
+            n_chains=int(n_chains),
+            n_betas=int(schedule.size),
+            schedule="classic 14,500-beta" if betas is None else "user",
+            seed=int(seed),
+            base="base rates fitted to data" if data is not None else "uniform",
+            reverse_init=reverse_source,
+            dtype=dt.name,
+            n_visible=rbm.n_visible,
+            n_hidden=rbm.n_hidden,
+            connectivity=rbm.connectivity,
+        )
     )
     return ds
 
@@ -558,5 +521,5 @@ def log_likelihood(
         ds["log_likelihood_lower_std"] = _var(
             math.hypot(se_f, upper_std), "standard error of log_likelihood_lower", per
         )
-    ds.attrs.update({"n_samples": int(n), **attrs})
+    ds.attrs.update(provenance(n_samples=int(n), **attrs))
     return ds

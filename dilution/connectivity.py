@@ -13,7 +13,7 @@ trainer threads through the calls.
 
 Contract
 --------
-* ``params`` is a :class:`~dilution.optim.Parameters` of **read-only** arrays (weights, biases,
+* ``params`` is a :class:`~dilution.parameters.Parameters` of **read-only** arrays (weights, biases,
   mask) after the optimiser step. A rule never writes into them: it returns
   ``params._replace(...)`` with new arrays for what it changes (or ``params`` itself).
 * ``gradient`` is the :class:`~dilution.statistics.GradientEstimate` the optimiser step just
@@ -58,8 +58,9 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from .optim import Parameters
+from .parameters import Parameters
 from .statistics import GradientEstimate
+from .validation import check_int
 
 __all__ = ["ConnectivityRule", "StepContext", "RuleInfo", "StaticMask", "OneShotPruning", "prune_mask"]
 
@@ -204,10 +205,7 @@ class OneShotPruning:
 
     def __post_init__(self):
         object.__setattr__(self, "fraction", _check_fraction(self.fraction))
-        if isinstance(self.at_epoch, (bool, np.bool_)) or not isinstance(self.at_epoch, (int, np.integer)) or (
-            self.at_epoch < 0
-        ):
-            raise ValueError(f"at_epoch must be an integer >= 0, got {self.at_epoch!r}")
+        check_int("at_epoch", self.at_epoch, low=0)
         if self.criterion not in ("magnitude", "random"):
             raise ValueError(f"criterion must be 'magnitude' or 'random', got {self.criterion!r}")
 

@@ -19,8 +19,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .gibbs import _sigmoid, _softplus, check_binary, free_energy
+from .conditionals import free_energy, sigmoid, softplus
 from .model import RBM
+from .validation import check_binary
 
 __all__ = [
     "MAX_UNITS",
@@ -75,7 +76,7 @@ def _block_start(block, low_bits, w_e, e_bias, o_bias, field):
 def _state_value(lin, field):
     acc = lin
     for k in range(field.shape[0]):
-        acc += _softplus(field[k])
+        acc += softplus(field[k])
     return acc
 
 
@@ -315,7 +316,7 @@ def _moments_kernel(w_e, e_bias, o_bias, log_z, block_bits):
                     field[k] += sign * w_e[u, k]
             p = math.exp(_state_value(lin, field) - log_z)
             for k in range(n_o):
-                sig[k] = p * _sigmoid(field[k])
+                sig[k] = p * sigmoid(field[k])
                 m_o[blk, k] += sig[k]
             for u in range(n_e):
                 if state[u]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_write
+from .validation import check_int
 
 __all__ = ["tile_samples", "save_sample_grid", "PAD_VALUE"]
 
@@ -28,12 +29,6 @@ def _check_shape(image_shape) -> tuple[int, int]:
     if rows < 1 or cols < 1:
         raise ValueError(f"image_shape must be positive, got {image_shape!r}")
     return rows, cols
-
-
-def _positive(name: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def tile_samples(samples, image_shape=(28, 28), n_cols: int | None = None, *, padding: int = 1) -> np.ndarray:
@@ -73,10 +68,10 @@ def tile_samples(samples, image_shape=(28, 28), n_cols: int | None = None, *, pa
     if x.min() < 0 or x.max() > 1:
         raise ValueError(f"samples must lie in [0, 1], found range [{x.min()}, {x.max()}]")
     n = x.shape[0]
-    n_cols = math.ceil(math.sqrt(n)) if n_cols is None else _positive("n_cols", n_cols, 1)
+    n_cols = math.ceil(math.sqrt(n)) if n_cols is None else check_int("n_cols", n_cols, low=1)
     n_cols = min(n_cols, n)
     n_rows = math.ceil(n / n_cols)
-    padding = _positive("padding", padding, 0)
+    padding = check_int("padding", padding, low=0)
     grid = np.full((n_rows * (rows + padding) + padding, n_cols * (cols + padding) + padding), PAD_VALUE)
     for k in range(n):
         r0 = padding + (k // n_cols) * (rows + padding)
@@ -121,7 +116,7 @@ def save_sample_grid(
     if target.suffix.lower() != ".png":
         raise ValueError(f"save_sample_grid writes PNG; path must end in .png, got {target}")
     grid = tile_samples(samples, image_shape, n_cols, padding=padding)
-    scale = _positive("scale", scale, 1)
+    scale = check_int("scale", scale, low=1)
     grid = np.kron(grid, np.ones((scale, scale)))
     height, width = grid.shape
     dpi = 100

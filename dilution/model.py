@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = ["RBM", "SUPPORTED_DTYPES", "check_connectivity", "random_mask"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -118,7 +120,7 @@ class RBM:
         seed : int
             Seed of every random choice.
         """
-        n_visible, n_hidden = _positive_int("n_visible", n_visible), _positive_int("n_hidden", n_hidden)
+        n_visible, n_hidden = check_int("n_visible", n_visible, low=1), check_int("n_hidden", n_hidden, low=1)
         connectivity = check_connectivity(connectivity)
         dtype = np.dtype(dtype)
         if dtype not in SUPPORTED_DTYPES:
@@ -184,12 +186,6 @@ class RBM:
             f"RBM(n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
             f"connectivity={self.connectivity:.4g}, dtype={self.dtype.name})"
         )
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_connectivity(connectivity: Any) -> float:

@@ -26,6 +26,9 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 from numba import njit, prange
 
+from .parameters import Parameters
+from .validation import check_finite, check_int
+
 __all__ = [
     "Schedule",
     "Constant",
@@ -34,7 +37,6 @@ __all__ = [
     "CosineDecay",
     "Piecewise",
     "as_schedule",
-    "Parameters",
     "SGD",
     "SGDState",
 ]
@@ -49,23 +51,14 @@ class Schedule(Protocol):
         ...
 
 
-def _finite(name: str, value) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return x
-
-
 def _optional_steps(name: str, value) -> None:
+    """A step count that may be None (= the whole run); the message says so."""
     if value is None:
         return
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer or None (= the whole run), got {value!r}")
+    try:
+        check_int(name, value, low=1)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer or None (= the whole run), got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ class Constant:
     value: float
 
     def __post_init__(self):
-        _finite("Constant.value", self.value)
+        check_finite("Constant.value", self.value)
 
     def __call__(self, step: int, total_steps: int) -> float:
         return float(self.value)
@@ -94,8 +87,8 @@ class ExponentialDecay:
     staircase: bool = False
 
     def __post_init__(self):
-        _finite("ExponentialDecay.initial", self.initial)
-        if not 0.0 < _finite("ExponentialDecay.rate", self.rate) <= 1.0:
+        check_finite("ExponentialDecay.initial", self.initial)
+        if not 0.0 < check_finite("ExponentialDecay.rate", self.rate) <= 1.0:
             raise ValueError(f"ExponentialDecay.rate must be in (0, 1], got {self.rate!r}")
         _optional_steps("ExponentialDecay.decay_steps", self.decay_steps)
         if self.decay_steps is None:
@@ -120,8 +113,8 @@ class LinearDecay:
     n_steps: int | None = None
 
     def __post_init__(self):
-        _finite("LinearDecay.initial", self.initial)
-        _finite("LinearDecay.final", self.final)
+        check_finite("LinearDecay.initial", self.initial)
+        check_finite("LinearDecay.final", self.final)
         _optional_steps("LinearDecay.n_steps", self.n_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
@@ -142,8 +135,8 @@ class CosineDecay:
     n_steps: int | None = None
 
     def __post_init__(self):
-        _finite("CosineDecay.initial", self.initial)
-        _finite("CosineDecay.final", self.final)
+        check_finite("CosineDecay.initial", self.initial)
+        check_finite("CosineDecay.final", self.final)
         _optional_steps("CosineDecay.n_steps", self.n_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
@@ -164,7 +157,7 @@ class Piecewise:
 
     def __post_init__(self):
         object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
-        object.__setattr__(self, "values", tuple(_finite("Piecewise.values", v) for v in self.values))
+        object.__setattr__(self, "values", tuple(check_finite("Piecewise.values", v) for v in self.values))
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
                 f"Piecewise needs one more value than boundaries, got {len(self.values)} values "
@@ -184,25 +177,7 @@ def as_schedule(name: str, value) -> Schedule:
     """A number becomes :class:`Constant`; a schedule is returned as is."""
     if isinstance(value, Schedule) and not isinstance(value, (int, float, np.number)):
         return value
-    return Constant(_finite(name, value))
-
-
-class Parameters(NamedTuple):
-    """The trainable arrays of a masked RBM, as the trainer, optimiser and connectivity rules see them.
-
-    Attributes
-    ----------
-    weights : ndarray, shape (n_visible, n_hidden)
-        Zero wherever ``mask`` is False.
-    visible_bias : ndarray, shape (n_visible,)
-    hidden_bias : ndarray, shape (n_hidden,)
-    mask : ndarray of bool, shape (n_visible, n_hidden)
-    """
-
-    weights: np.ndarray
-    visible_bias: np.ndarray
-    hidden_bias: np.ndarray
-    mask: np.ndarray
+    return Constant(check_finite(name, value))
 
 
 class SGDState(NamedTuple):
@@ -259,7 +234,7 @@ class SGD:
         object.__setattr__(self, "learning_rate", as_schedule("learning_rate", self.learning_rate))
         object.__setattr__(self, "momentum", as_schedule("momentum", self.momentum))
         for name in ("l2", "l1"):
-            if _finite(name, getattr(self, name)) < 0:
+            if check_finite(name, getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if isinstance(self.learning_rate, Constant) and not self.learning_rate.value > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate.value!r}")

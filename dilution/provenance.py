@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import platform
 import subprocess
@@ -21,18 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from .version import __version__
+
 __all__ = ["JSON_PREFIX", "provenance", "git_commit", "encode_attrs", "decode_attrs"]
 
 JSON_PREFIX = "json:"
-
-
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("dilution")
-    except importlib.metadata.PackageNotFoundError:
-        from . import __version__
-
-        return __version__
 
 
 def git_commit(directory: str | Path | None = None) -> str | None:
@@ -78,7 +70,7 @@ def provenance(**user_attrs: Any) -> dict[str, Any]:
     import numba
     import xarray
 
-    attrs: dict[str, Any] = {"dilution_version": _package_version()}
+    attrs: dict[str, Any] = {"dilution_version": __version__}
     here = Path(__file__).resolve().parent
     commit = git_commit(here)
     if commit is not None:

@@ -16,6 +16,8 @@ import hashlib
 import numpy as np
 from numba import njit
 
+from .validation import check_seed
+
 __all__ = ["GOLDEN", "chain_keys", "mix64", "uniform64", "uniform32", "derive_seed"]
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -57,7 +59,7 @@ def chain_keys(seed: int | np.random.SeedSequence, n_chains: int) -> np.ndarray:
     -------
     keys : ndarray of uint64, shape (n_chains,)
     """
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(_check_seed(seed))
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(check_seed(seed))
     return ss.generate_state(n_chains, dtype=np.uint64)
 
 
@@ -70,7 +72,7 @@ def derive_seed(seed: int, *path: int | str) -> np.random.SeedSequence:
     independent streams: ``("teacher-sample",)`` and ``("teacher-entropy",)`` differ, and so do
     ``("shuffle",)`` and ``("shuffle", 0)``.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     h = hashlib.blake2b(digest_size=16, person=b"dilution-seed")
     for p in path:
         if isinstance(p, str):
@@ -83,9 +85,3 @@ def derive_seed(seed: int, *path: int | str) -> np.random.SeedSequence:
     digest = h.digest()
     key = tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
     return np.random.SeedSequence(seed, spawn_key=key)
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = [
     "CLASSIC_EDGES",
     "CLASSIC_COUNTS",
@@ -30,12 +32,6 @@ CLASSIC_EDGES = (0.0, 0.5, 0.9, 1.0)
 CLASSIC_COUNTS = (500, 4000, 10000)
 
 
-def _count(name: str, value, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def linear(n_betas: int) -> np.ndarray:
     """``n_betas`` equally spaced betas from 0 to 1 (both included).
 
@@ -43,7 +39,7 @@ def linear(n_betas: int) -> np.ndarray:
     -------
     ndarray of float64, shape (n_betas,)
     """
-    return np.linspace(0.0, 1.0, _count("n_betas", n_betas, 2))
+    return np.linspace(0.0, 1.0, check_int("n_betas", n_betas, 2))
 
 
 def geometric(n_betas: int, beta_min: float = 1e-4) -> np.ndarray:
@@ -56,7 +52,7 @@ def geometric(n_betas: int, beta_min: float = 1e-4) -> np.ndarray:
     -------
     ndarray of float64, shape (n_betas,)
     """
-    n = _count("n_betas", n_betas, 3)
+    n = check_int("n_betas", n_betas, 3)
     beta_min = float(beta_min)
     if not 0.0 < beta_min < 1.0:
         raise ValueError(f"beta_min must be in (0, 1) for a geometric schedule, got {beta_min!r}")
@@ -89,7 +85,7 @@ def piecewise(edges: Sequence[float], counts: Sequence[int]) -> np.ndarray:
     parts = []
     for k, c in enumerate(counts):
         last = k == len(counts) - 1
-        c = _count(f"counts[{k}]", c, 2 if last else 1)
+        c = check_int(f"counts[{k}]", c, 2 if last else 1)
         parts.append(np.linspace(e[k], e[k + 1], c, endpoint=last))
     return np.concatenate(parts)
 
@@ -115,7 +111,7 @@ def geometric_ladder(n_temps: int, beta_min: float = 0.1) -> np.ndarray:
     -------
     ndarray of float64, shape (n_temps,)
     """
-    n = _count("n_temps", n_temps, 1)
+    n = check_int("n_temps", n_temps, 1)
     beta_min = float(beta_min)
     if not 0.0 < beta_min <= 1.0:
         raise ValueError(f"beta_min must be in (0, 1], got {beta_min!r}")

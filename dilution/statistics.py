@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from .gibbs import _sigmoid
+from .conditionals import sigmoid
 from .rng import uniform64
 
 __all__ = ["GradientEstimate", "gradient_statistics", "reconstruction_errors"]
@@ -175,7 +175,7 @@ def reconstruction_errors(v, h_prob, weights_t, visible_bias, keys, counter):
                     field[i] += row[i]
         acc = 0.0
         for i in range(n_visible):
-            d = np.float64(v[s, i]) - _sigmoid(np.float64(field[i]))
+            d = np.float64(v[s, i]) - sigmoid(np.float64(field[i]))
             acc += d * d
         out[s] = acc / n_visible
     return out

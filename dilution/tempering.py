@@ -29,12 +29,13 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
-from .ais import _field, _sample_visible, padded_weights
-from .gibbs import _sigmoid, _softplus, check_binary
+from .ais import padded_weights
+from .conditionals import hidden_field, sigmoid, softplus, visible_half_sweep
 from .model import RBM
 from .progress import progress_bar
 from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_ladder, geometric_ladder
+from .validation import check_binary
 
 __all__ = ["sample", "TemperingResult", "tempering_kernel", "adapt_ladder", "draws_per_sweep"]
 
@@ -69,7 +70,7 @@ def _free_energy(beta, lin_a, lin_a0, fh):
     """F_beta(v) from the hidden field of v and the linear terms a.v, a0.v."""
     acc = beta * lin_a + (1.0 - beta) * lin_a0
     for j in range(fh.shape[0]):
-        acc += _softplus(beta * np.float64(fh[j]))
+        acc += softplus(beta * np.float64(fh[j]))
     return -acc
 
 
@@ -161,7 +162,7 @@ def tempering_kernel(
         tmp_v = np.empty(n_visible, dtype=dt)
         tmp_f = np.empty(n_hidden, dtype=dt)
         for k in range(n_temps):
-            _field(vs[k], weights, hidden_bias, fh[k])
+            hidden_field(vs[k], weights, hidden_bias, fh[k])
             lin_a[k], lin_0[k] = _linear_terms(vs[k], visible_bias, base_bias)
         for s in range(n_sweeps):
             g = sweep0 + s
@@ -171,15 +172,15 @@ def tempering_kernel(
                 bt = dt.type(b)
                 start = base + np.uint64(k * unit_stride)
                 for j in range(n_hidden):
-                    p = _sigmoid(b * np.float64(fh[k, j]))
+                    p = sigmoid(b * np.float64(fh[k, j]))
                     if single:
                         u = np.float64(uniform32(key, start + np.uint64(j)))
                     else:
                         u = uniform64(key, start + np.uint64(j))
                     hc[j] = one if u < p else zero
-                _sample_visible(vs[k], hc, weights_t, visible_bias, base_bias, bt, key,
-                                start + np.uint64(n_hidden), fv, single)
-                _field(vs[k], weights, hidden_bias, fh[k])
+                visible_half_sweep(vs[k], hc, weights_t, visible_bias, base_bias, bt, key,
+                                   start + np.uint64(n_hidden), fv, single)
+                hidden_field(vs[k], weights, hidden_bias, fh[k])
                 lin_a[k], lin_0[k] = _linear_terms(vs[k], visible_bias, base_bias)
             swap_base = base + np.uint64(n_temps * unit_stride)
             for k in range(g % 2, n_temps - 1, 2):

@@ -21,9 +21,10 @@ import xarray as xr
 from numba import njit, prange
 
 from ..exact import log_likelihood
-from ..gibbs import _softplus, free_energy
+from ..conditionals import free_energy, softplus
 from ..model import RBM, check_connectivity, random_mask
 from ..rng import derive_seed
+from ..validation import check_int
 
 __all__ = ["MAX_HIDDEN", "Entropy", "Teacher", "planted_teacher", "teacher_datasets"]
 
@@ -67,7 +68,7 @@ def _unnormalised_log_p_hidden(w_t, a, b):
                     for i in range(n_v):
                         fld[i] += w_t[j, i]
             for i in range(n_v):
-                lin += _softplus(fld[i])
+                lin += softplus(fld[i])
             out[k] = lin
     return out
 
@@ -173,7 +174,7 @@ class Teacher:
         v : ndarray of uint8, shape (n_samples, n_visible)
         h : ndarray of uint8, shape (n_samples, n_hidden), only with ``return_hidden``
         """
-        n = _count("n_samples", n_samples, minimum=1)
+        n = check_int("n_samples", n_samples, low=1)
         v, h = self._draw(n, np.random.default_rng(derive_seed(seed, "teacher-sample")))
         return (v, h) if return_hidden else v
 
@@ -234,14 +235,14 @@ class Teacher:
                 f"n_visible={self.n_visible} > max_visible={max_visible}: the entropy is a Monte-Carlo "
                 "estimate and needs a seed"
             )
-        n = _count("n_samples", n_samples, minimum=2)
+        n = check_int("n_samples", n_samples, low=2)
         v, _ = self._draw(n, np.random.default_rng(derive_seed(seed, "teacher-entropy")))
         lp = self.log_likelihood(v)
         return Entropy(float(-lp.mean()), float(lp.std(ddof=1) / math.sqrt(n)), "monte-carlo", n)
 
     def dataset(self, n_samples: int, *, seed: int, subset: str = "train") -> xr.Dataset:
         """Exact samples as a labelled Dataset (see :func:`teacher_datasets`)."""
-        n = _count("n_samples", n_samples, minimum=1)
+        n = check_int("n_samples", n_samples, low=1)
         v, h = self._draw(n, np.random.default_rng(derive_seed(seed, "teacher", subset)))
         return self._as_dataset(v, h, seed, subset)
 
@@ -266,12 +267,6 @@ class Teacher:
                                {"long_name": "index of the draw", "units": "1"})},
             attrs=attrs,
         )
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def planted_teacher(
@@ -311,7 +306,7 @@ def planted_teacher(
     -------
     Teacher
     """
-    n_visible, n_hidden = _count("n_visible", n_visible, 1), _count("n_hidden", n_hidden, 1)
+    n_visible, n_hidden = check_int("n_visible", n_visible, low=1), check_int("n_hidden", n_hidden, low=1)
     connectivity = check_connectivity(connectivity)
     scales = {"weight_scale": weight_scale, "visible_bias_scale": visible_bias_scale,
               "hidden_bias_scale": hidden_bias_scale}

@@ -11,10 +11,10 @@ from dilution.optim import (
     CosineDecay,
     ExponentialDecay,
     LinearDecay,
-    Parameters,
     Piecewise,
     SGDState,
 )
+from dilution.parameters import Parameters
 from dilution.statistics import GradientEstimate
 
 
