@@ -93,9 +93,10 @@ def training_rows(args, cd25, results):
     batch = data[: n_updates * 100]
     scale = 600 / n_updates
     runs = {}
+    from dilution.estimators import PCD
     from dilution.training import TrainConfig, train
 
-    cfg = TrainConfig(method="pcd", k=10, epochs=1, batch_size=100, n_chains=1000, learning_rate=0.01,
+    cfg = TrainConfig(estimator=PCD(10, n_chains=1000), epochs=1, batch_size=100, learning_rate=0.01,
                       checkpoints=(), exact_log_likelihood=False, dtype="float32")
     runs["engine"] = lambda: train((784, 500), batch, cfg, seed=0, progress=False)
     if contenders.torch is not None:
@@ -112,6 +113,66 @@ def training_rows(args, cd25, results):
         k: _median(np.array(v) / np.array(seconds["engine"])) for k, v in seconds.items() if k != "engine"}
     print(f"PCD-10 epoch seconds (extrapolated from {n_updates} updates):", results["pcd_epoch_seconds"],
           "engine speed-up:", results["pcd_epoch_speedup_engine_over"], flush=True)
+
+
+def tiny_training_row(args, results):
+    """Updates per second of the training loop on a tiny model (bars-and-stripes 4x4, 16 hidden,
+    batch 5, CD-1): what studies and rewiring run by the million. The reference, timed in the
+    same rounds, is a bare loop over the same kernels (positive phase, one Gibbs sweep,
+    statistics, SGD step) without the training state, rule, reconstruction error and history:
+    their ratio is the driver's overhead."""
+    import numba
+
+    from dilution.conditionals import hidden_probabilities
+    from dilution.data import bars_stripes
+    from dilution.estimators import CD
+    from dilution.gibbs import gibbs_kernel
+    from dilution.parameters import Parameters
+    from dilution.rng import chain_keys
+    from dilution.statistics import gradient_statistics
+    from dilution.training import TrainConfig, initialize, train
+
+    data = bars_stripes.sample(4, 2000, seed=0).astype(np.float64)
+    epochs = 2 if args.quick else 5
+    n_updates = epochs * 2000 // 5
+    cfg = TrainConfig(estimator=CD(1), epochs=epochs, batch_size=5, learning_rate=0.05, checkpoints=1,
+                      exact_log_likelihood=False)
+    sgd = cfg.optimizer()
+
+    def bare():
+        # One numba thread, as the trainer uses for work this small (a parallel region costs more).
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            bare_loop()
+        finally:
+            numba.set_num_threads(threads)
+
+    def bare_loop():
+        rbm = initialize(16, 16, data, seed=0)
+        params = Parameters(rbm.weights, rbm.visible_bias, rbm.hidden_bias, rbm.mask)
+        state = sgd.init(params)
+        keys, beta, base = chain_keys(0, 5), np.ones(5), np.zeros(16)
+        for t in range(n_updates):
+            v = data[(t * 5) % 2000 : (t * 5) % 2000 + 5]
+            w, a, b, _ = params
+            ph = hidden_probabilities(v, w, b, 1.0)
+            v_k, _ = gibbs_kernel(v, w, np.ascontiguousarray(w.T), a, b, beta, base, keys, np.uint64(t * 32), 1)
+            grad = gradient_statistics(v, ph, v_k, hidden_probabilities(v_k, w, b, 1.0))
+            params, state = sgd.update(params, state, grad, t, n_updates)
+
+    runs = {"engine": lambda: train((16, 16), data, cfg, seed=0, progress=False), "bare kernels": bare}
+    rates = {name: [] for name in runs}
+    for _ in range(args.rounds + 1):  # first round is the warm-up
+        for name, run in runs.items():
+            rates[name].append(n_updates / _timed(run))
+    rates = {k: v[1:] for k, v in rates.items()}
+    results["tiny_training"] = {
+        "updates_per_s": {k: _median(v) for k, v in rates.items()},
+        "engine_over_bare": _median(np.array(rates["engine"]) / np.array(rates["bare kernels"])),
+    }
+    print("tiny-model training (bars-and-stripes 4x4, 16 hidden, batch 5, CD-1), updates/s:",
+          results["tiny_training"], flush=True)
 
 
 def ais_row(args, cd25, results):
@@ -168,7 +229,7 @@ def main(argv=None):
     p.add_argument("--work", type=float, default=2e9, help="multiply-adds per timed call")
     p.add_argument("--data", default="../shared/data/mnist/mnist.npz")
     p.add_argument("--out", default="benchmark_results.json")
-    p.add_argument("--only", default="gibbs,exact,train,ais,memory")
+    p.add_argument("--only", default="gibbs,exact,train,tiny,ais,memory")
     args = p.parse_args(argv)
     import numba
 
@@ -191,6 +252,8 @@ def main(argv=None):
         exact_rows(args, results)
     if "train" in only:
         training_rows(args, contenders.cd25("float32", 1.0), results)
+    if "tiny" in only:
+        tiny_training_row(args, results)
     if "ais" in only:
         ais_row(args, contenders.cd25("float64", 1.0), results)
     if "memory" in only:

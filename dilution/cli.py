@@ -37,9 +37,11 @@ Datasets:
   mnist         MNIST from --data (mnist.npz in the Keras layout, or a folder of IDX files),
                 binarised by --binarize; nothing is downloaded.
 
-Outputs in --output: model.nc (the trained RBM), history.nc (metrics at checkpoints and per
-epoch), samples.png (a grid of samples after --sample-sweeps Gibbs sweeps), data.png (test
-data, for comparison), summary.json, and for generated data test.nc (the held-out set).
+Outputs in --output: model.nc (the trained RBM, its summary in the attrs), history.nc (metrics
+and masks at checkpoints, metrics per epoch), state.nc (the full training state, saved at every
+checkpoint and on Ctrl-C: `dilution train --resume DIR` continues the run), samples.png (the
+model's samples: its persistent chains or parallel tempering), data.png (test data, for
+comparison), and for generated data test.nc (the held-out set).
 
 A TOML file given with --config may set any option by its long name (dashes or underscores),
 e.g.  n_hidden = 100  or  method = "cd"; options given on the command line win."""
@@ -115,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of visible-hidden connections kept, mask drawn at random (default: 0.5 teacher, 1.0 otherwise)")
     g.add_argument("--dtype", choices=["float32", "float64"], help="precision (default float64)")
     g = tr.add_argument_group("training")
-    g.add_argument("--method", choices=["pcd", "cd"], help="persistent (default) or plain contrastive divergence")
+    g.add_argument("--method", choices=["pcd", "cd", "ptpcd", "exact"],
+                   help="gradient estimator: persistent CD (default), plain CD, PCD with parallel-tempering chains, "
+                        "or the exact gradient (small models)")
     g.add_argument("-k", "--k", type=int, help="Gibbs sweeps per update (default 10)")
     g.add_argument("--epochs", type=int, help="passes over the training data")
     g.add_argument("--batch-size", type=int, help="samples per update (default 100)")
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", "-o", type=Path, help="output folder (default runs/<dataset>-seed<seed>)")
     g.add_argument("--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid (default 1000)")
     g.add_argument("--grid-samples", type=int, help="samples in the grid (default 100)")
+    tr.add_argument("--resume", type=Path, metavar="DIR",
+                    help="continue the interrupted run in DIR from its state.nc (no other options)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_train)
 
@@ -221,46 +227,107 @@ def _load_training_data(opts: dict[str, Any]):
     return train, test, {}
 
 
-def _train(args: argparse.Namespace) -> int:
-    import xarray as xr
+def _train_config(opts: dict[str, Any]):
+    from .estimators import estimator_from_name
+    from .training import TrainConfig
 
-    from . import exact, io
-    from .gibbs import sample
-    from .images import save_sample_grid
-    from .training import TrainConfig, train
-
-    opts = _resolve_train_options(args)
-    progress = False if getattr(args, "quiet", False) else None
-    out = Path(opts["output"])
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    train_x, test_x, reference = _load_training_data(opts)
-    config = TrainConfig(
-        method=opts["method"], k=opts["k"], epochs=opts["epochs"], batch_size=opts["batch_size"],
-        n_chains=opts["n_chains"], learning_rate=opts["learning_rate"], momentum=opts["momentum"],
+    est_params: dict[str, Any] = {"k": opts["k"]}
+    if opts["n_chains"] is not None:
+        if opts["method"] in ("cd", "exact"):
+            raise ValueError(f"--n-chains applies to pcd and ptpcd; --method {opts['method']} has no persistent chains")
+        est_params["n_chains"] = opts["n_chains"]
+    if opts["method"] == "exact":
+        est_params = {}
+    return TrainConfig(
+        estimator=estimator_from_name(opts["method"], **est_params), epochs=opts["epochs"],
+        batch_size=opts["batch_size"], learning_rate=opts["learning_rate"], momentum=opts["momentum"],
         l2=opts["l2"], l1=opts["l1"], connectivity=opts["connectivity"], checkpoints=opts["checkpoints"],
         dtype=opts["dtype"],
     )
-    n_visible = train_x.shape[1]
-    print(f"training {n_visible} x {opts['n_hidden']} RBM (connectivity {opts['connectivity']}) on "
-          f"{train_x.shape[0]} {opts['dataset']} samples: {opts['method'].upper()}-{opts['k']}, "
-          f"{opts['epochs']} epochs, seed {opts['seed']}", flush=True)
-    result = train((n_visible, opts["n_hidden"]), train_x, config, seed=opts["seed"], progress=progress)
-    train_seconds = time.perf_counter() - t0
-    model = result.model
-    run_attrs = {"seed": opts["seed"], "config": config.to_json(), "cli_options": json.dumps(opts, default=str)}
-    io.save(model, out / "model.nc", attrs=run_attrs)
-    io.save(result.history, out / "history.nc")
-    if opts["dataset"] != "mnist":
-        # generated held-out data, so that `dilution evaluate --data test.nc` sees the same set
-        io.save(xr.Dataset({"states": (("sample", "visible"), test_x.astype(np.uint8))},
-                           attrs={"dataset": opts["dataset"], "seed": opts["seed"]}), out / "test.nc")
 
+
+def _resume_options(folder: Path) -> dict[str, Any]:
+    from .io import load_dataset
+
+    path = folder / "state.nc"
+    if not path.is_file():
+        raise ValueError(f"--resume {folder}: no state.nc there (a run saves one at every checkpoint)")
+    attrs = load_dataset(path).attrs
+    if "cli_options" not in attrs:
+        raise ValueError(f"--resume {folder}: state.nc was not written by `dilution train` (no cli_options)")
+    opts = json.loads(attrs["cli_options"])
+    opts["output"] = folder
+    if opts.get("data") is not None:
+        opts["data"] = Path(opts["data"])
+    return opts
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import io
+    from .statefile import load_state
+    from .training import init_state, iterate
+
+    progress = False if getattr(args, "quiet", False) else None
+    if getattr(args, "resume", None) is not None:
+        given = {k for k, v in vars(args).items() if k not in ("func", "command", "quiet", "resume")}
+        if given:
+            raise ValueError(
+                f"--resume continues a run with its own options; drop {', '.join('--' + g.replace('_', '-') for g in sorted(given))}"
+            )
+        opts = _resume_options(Path(args.resume))
+    else:
+        opts = _resolve_train_options(args)
+    out = Path(opts["output"])
+    t0 = time.perf_counter()
+    train_x, test_x, reference = _load_training_data(opts)
+    n_visible = train_x.shape[1]
+    cli_options = json.dumps(opts, default=str)
+    if getattr(args, "resume", None) is not None:
+        state = load_state(out / "state.nc")
+        if state.plan.n_visible != n_visible:
+            raise ValueError(f"--resume {out}: the state is for {state.plan.n_visible} visible units, the data have {n_visible}")
+        print(f"resuming {out} at update {state.step} of {state.plan.total_steps}", flush=True)
+    else:
+        config = _train_config(opts)
+        state = init_state((n_visible, opts["n_hidden"]), train_x, config, seed=opts["seed"])
+        out.mkdir(parents=True, exist_ok=True)
+    config = state.config
+    print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {opts['connectivity']}) on "
+          f"{train_x.shape[0]} {opts['dataset']} samples: {config.estimator.describe()}, "
+          f"{config.epochs} epochs, seed {state.seed}", flush=True)
+
+    def save_state(record) -> None:
+        io.save(record.state, out / "state.nc", attrs={"cli_options": cli_options})
+
+    from .progress import progress_bar
+
+    try:
+        with progress_bar(state.plan.total_steps, f"{config.estimator.describe()} training", enabled=progress) as bar:
+            bar.update(state.step)
+            for state in iterate(state, train_x, callbacks=[save_state]):
+                bar.update(1)
+    except KeyboardInterrupt:
+        io.save(state, out / "state.nc", attrs={"cli_options": cli_options})
+        print(f"\ninterrupted at update {state.step} of {state.plan.total_steps}; the state is saved: continue with\n"
+              f"  dilution train --resume {out}", file=sys.stderr)
+        return 130
+    _finish_training(state, opts, train_x, test_x, reference, out, time.perf_counter() - t0, progress)
+    return 0
+
+
+def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds: float, progress) -> None:
+    import xarray as xr
+
+    from . import exact, io
+    from .images import save_sample_grid
+    from .training import history
+
+    model = state.model
+    hist = history(state)
     summary: dict[str, Any] = {
-        "dataset": opts["dataset"], "n_visible": n_visible, "n_hidden": model.n_hidden,
-        "connectivity": model.connectivity, "epochs": opts["epochs"], "seconds": round(train_seconds, 2),
-        "seconds_per_epoch": round(float(result.history["epoch_wall_time"].mean()), 3),
-        "final_reconstruction_error": float(result.history["reconstruction_error"][-1]),
+        "dataset": opts["dataset"], "connectivity": model.connectivity, "seconds": round(seconds, 2),
+        "seconds_per_epoch": float(hist["epoch_wall_time"].mean()),
+        "final_reconstruction_error": float(hist["reconstruction_error"][-1]),
     }
     if min(model.n_visible, model.n_hidden) <= exact.ROUTINE_UNITS:
         log_z = exact.log_partition(model)
@@ -273,26 +340,43 @@ def _train(args: argparse.Namespace) -> int:
     if "bars_entropy" in reference:
         from .data import bars_stripes
 
-        logp = exact.log_prob_visible(model)
-        summary["kl_data_to_model"] = bars_stripes.kl_divergence(opts["bars_size"], logp)
-
-    samples = sample(model, opts["grid_samples"], opts["sample_sweeps"], seed=opts["seed"], progress=progress)
-    save_sample_grid(samples, out / "samples.png", image_shape=_image_shape(n_visible))
+        summary["kl_data_to_model"] = bars_stripes.kl_divergence(opts["bars_size"], exact.log_prob_visible(model))
+    run_attrs = {"seed": state.seed, "config": state.config.to_json(), "cli_options": json.dumps(opts, default=str),
+                 **{f"summary_{k}": v for k, v in summary.items()}}
+    io.save(model, out / "model.nc", attrs=run_attrs)
+    io.save(hist, out / "history.nc", attrs={f"summary_{k}": v for k, v in summary.items()})
+    if opts["dataset"] != "mnist":
+        # generated held-out data, so that `dilution evaluate --data test.nc` sees the same set
+        io.save(xr.Dataset({"states": (("sample", "visible"), test_x.astype(np.uint8),
+                                       {"long_name": "held-out visible state", "units": "1"})},
+                           attrs={"dataset": opts["dataset"], "seed": state.seed}), out / "test.nc")
+    grid, how = _grid_samples(state, opts, progress)
+    save_sample_grid(grid, out / "samples.png", image_shape=_image_shape(model.n_visible))
     # the data beside the model's samples, for a by-eye comparison
-    save_sample_grid(test_x[: opts["grid_samples"]], out / "data.png", image_shape=_image_shape(n_visible))
-    _write_json(out / "summary.json", summary)
-    _print_summary(summary, out)
-    return 0
+    save_sample_grid(test_x[: opts["grid_samples"]], out / "data.png", image_shape=_image_shape(model.n_visible))
+    _print_summary(summary, out, how)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    from .io import atomic_write
+def _grid_samples(state, opts, progress) -> tuple[np.ndarray, str]:
+    """Samples that show the model: the persistent chains continued, or parallel tempering.
 
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    Plain Gibbs chains from random starts stay near their starts on a trained MNIST model (the
+    grids collapse onto one or two digits); the training's persistent chains have been mixing
+    all along, and parallel tempering crosses between modes.
+    """
+    from . import gibbs, tempering
+
+    n, sweeps = opts["grid_samples"], opts["sample_sweeps"]
+    chains = getattr(state.estimator, "chains", None)
+    model = state.model
+    if chains is not None and chains.shape[0] >= n:
+        v = gibbs.sample(model, n, sweeps, seed=opts["seed"], init=chains[:n], progress=progress)
+        return v, f"the training's persistent chains, {sweeps} more Gibbs sweeps"
+    result = tempering.sample(model, n, max(sweeps, 1), seed=opts["seed"], n_temps=10, progress=progress)
+    return result.samples[-1], f"parallel tempering, 10 temperatures, {sweeps} sweeps"
 
 
-def _print_summary(summary: dict[str, Any], out: Path) -> None:
+def _print_summary(summary: dict[str, Any], out: Path, how: str) -> None:
     labels = {
         "test_log_likelihood": "exact test log-likelihood (nats/sample)",
         "teacher_test_log_likelihood": "teacher's test log-likelihood (the optimum)",
@@ -306,7 +390,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     for key, label in labels.items():
         if key in summary:
             print(f"  {label:<45} {summary[key]:.4f}")
-    print(f"wrote model.nc, history.nc, samples.png (model), data.png (test data), summary.json in {out}")
+    print(f"wrote model.nc, history.nc, state.nc, samples.png ({how}), data.png (test data) in {out}")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -325,7 +409,8 @@ def _sample(args: argparse.Namespace) -> int:
     v = sample(model, args.n_samples, args.n_sweeps, seed=args.seed, beta=args.beta,
                progress=False if args.quiet else None)
     ds = xr.Dataset(
-        {"samples": (("sample", "visible"), v.astype(np.uint8), {"description": "final visible state of each chain"})},
+        {"samples": (("sample", "visible"), v.astype(np.uint8),
+                     {"long_name": "final visible state of each chain", "units": "1"})},
         attrs={"model": str(args.model), "seed": args.seed, "n_sweeps": args.n_sweeps, "beta": args.beta,
                "init": "uniform random"},
     )
@@ -343,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"dilution {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ndilution {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ Contract
   velocity off the mask, so removed connections lose their momentum and new ones start from
   zero velocity with the weight the rule gave them.
 * ``info`` is a :class:`RuleInfo` (or a NamedTuple whose first two fields are ``n_added``
-  and ``n_removed``; further numeric fields are logged too). The trainer records every step
-  where a rule changed something in the training history.
+  and ``n_removed``; further numeric fields are logged too, as their mean per update over
+  each epoch, so that the history stays small for rules that act at every update). Its
+  ``reset_optimizer``, ``reset_chains`` and ``schedule_step`` fields (when present) ask the
+  trainer to zero the velocities, put the persistent chains back to their update-0 state and
+  restart the learning-rate schedule: what rewinding protocols need.
 
 How the planned rules map onto this (see the NCG / DEEP R digest in shared/papers)
 ----------------------------------------------------------------------------------
@@ -54,11 +57,12 @@ How the planned rules map onto this (see the NCG / DEEP R digest in shared/paper
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Callable, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from .parameters import Parameters
+from .rng import derive_seed
 from .statistics import GradientEstimate
 from .validation import check_int
 
@@ -85,8 +89,16 @@ class StepContext(NamedTuple):
     updates_per_epoch : int
     epochs : int
         Epochs in the whole run.
-    seed : numpy.random.SeedSequence
-        Seed of this call's random choices, derived from the training seed and ``step``.
+    run_seed : int
+        The training run's seed.
+    seed : numpy.random.SeedSequence (property)
+        Seed of this call's random choices, ``derive_seed(run_seed, "connectivity", step)``:
+        derived on first use, since most calls of most rules draw nothing.
+    estimate_gradient : callable, optional
+        ``estimate_gradient(params) -> GradientEstimate``: an estimate of the log-likelihood
+        gradient at ``params`` on the run's first batch, from random streams of its own (the
+        training chains are not touched). Given in ``init``, where no update has produced a
+        gradient yet, for data-informed pruning at initialisation; None in ``update``.
     """
 
     step: int
@@ -97,14 +109,38 @@ class StepContext(NamedTuple):
     total_steps: int
     updates_per_epoch: int
     epochs: int
-    seed: np.random.SeedSequence
+    run_seed: int
+    estimate_gradient: Callable[[Parameters], GradientEstimate] | None = None
+
+    @property
+    def seed(self) -> np.random.SeedSequence:
+        return derive_seed(self.run_seed, "connectivity", self.step)
 
 
 class RuleInfo(NamedTuple):
-    """What a rule did at one call."""
+    """What a rule did at one call, and what the trainer must reset after it.
+
+    Attributes
+    ----------
+    n_added, n_removed : int
+        Connections the call added and removed.
+    reset_optimizer : bool
+        Zero the optimiser's velocities (rewinding, re-initialisation).
+    reset_chains : bool
+        Put the estimator's persistent chains back to their state at update 0 (their random
+        streams go on, so no draw is reused).
+    schedule_step : int
+        ``>= 0``: the learning-rate and momentum schedules continue as if the next update were
+        update ``schedule_step`` of a run that ends ``total_steps - step + schedule_step``
+        updates later (rewinding to epoch ``k`` restarts the schedule at epoch ``k``); -1 keeps
+        the schedule running.
+    """
 
     n_added: int = 0
     n_removed: int = 0
+    reset_optimizer: bool = False
+    reset_chains: bool = False
+    schedule_step: int = -1
 
 
 @runtime_checkable

@@ -181,14 +181,21 @@ def save(obj: RBM | xr.Dataset, path: str | os.PathLike, *, attrs: Mapping[str, 
     Path
         The written path.
     """
+    from .statefile import to_dataset as state_to_dataset
+    from .training import TrainState
+
     extra = dict(attrs or {})
     if isinstance(obj, RBM):
         ds = to_dataset(obj, **extra)
     elif isinstance(obj, xr.Dataset):
         ds = obj.copy(deep=False)
         ds.attrs = {**obj.attrs, **extra}
+    elif isinstance(obj, TrainState):
+        ds = state_to_dataset(obj, **provenance(title="RBM training state", seed=obj.seed, step=obj.step), **extra)
     else:
-        raise TypeError(f"save expects a dilution.RBM or an xarray.Dataset, got {type(obj).__name__}")
+        raise TypeError(
+            f"save expects a dilution.RBM, a TrainState or an xarray.Dataset, got {type(obj).__name__}"
+        )
     encoded = _encode_dataset(ds)
     target = Path(path)
     with atomic_write(target) as tmp:
@@ -222,8 +229,8 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
-def load(path: str | os.PathLike) -> RBM | xr.Dataset:
-    """Read a file written by :func:`save`: an RBM for an RBM file, else the Dataset (in memory).
+def load(path: str | os.PathLike):
+    """Read a file written by :func:`save`: an RBM for an RBM file, a TrainState for a state file, else the Dataset.
 
     Use :func:`load_dataset` to get an RBM file's attrs (seed, config, provenance) as well.
 
@@ -234,7 +241,16 @@ def load(path: str | os.PathLike) -> RBM | xr.Dataset:
     ValueError
         If the file is not a netCDF4/HDF5 file, or claims to be an RBM but is malformed.
     """
+    from .statefile import KIND as STATE_KIND
+    from .statefile import StateFileError
+    from .statefile import from_dataset as state_from_dataset
+
     ds = load_dataset(path)
+    if ds.attrs.get("kind") == STATE_KIND:
+        try:
+            return state_from_dataset(ds)
+        except StateFileError as err:
+            raise StateFileError(f"{path}: {err}") from None
     if ds.attrs.get("kind") == RBM_KIND:
         try:
             return from_dataset(ds)

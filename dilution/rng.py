@@ -67,8 +67,8 @@ def derive_seed(seed: int, *path: int | str) -> np.random.SeedSequence:
     """A child seed for one named purpose (e.g. ``derive_seed(seed, "pcd-chains")``).
 
     The path is encoded without ambiguity (a type tag and a length before every part) and
-    hashed with BLAKE2b into four 32-bit words, passed as the ``spawn_key`` of a
-    ``SeedSequence`` on the user seed. Distinct paths therefore give distinct, statistically
+    hashed with BLAKE2b into four 32-bit words, followed by the user seed's word count and
+    words, as the entropy of a ``SeedSequence``. Distinct paths therefore give distinct, statistically
     independent streams: ``("teacher-sample",)`` and ``("teacher-entropy",)`` differ, and so do
     ``("shuffle",)`` and ``("shuffle", 0)``.
     """
@@ -83,5 +83,8 @@ def derive_seed(seed: int, *path: int | str) -> np.random.SeedSequence:
             raise TypeError(f"seed path parts must be str or int, got {p!r}")
         h.update(tag + len(raw).to_bytes(8, "little") + raw)
     digest = h.digest()
-    key = tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
-    return np.random.SeedSequence(seed, spawn_key=key)
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    seed_words = [(seed >> s) & 0xFFFFFFFF for s in range(0, max(seed.bit_length(), 1), 32)]
+    # Every entry is one 32-bit word and the seed's length is written out, so no two
+    # (seed, path) pairs give the same entropy (SeedSequence pads short entropy with zeros).
+    return np.random.SeedSequence(words + [len(seed_words)] + seed_words)

@@ -1,32 +1,41 @@
-"""Maximum-likelihood training of masked RBMs with CD-k and PCD-k.
+"""Maximum-likelihood training of masked RBMs: a training state, a step, and a thin driver.
 
-One update on a mini-batch ``v`` of the shuffled training set:
+A run is a value, :class:`TrainState`: parameters, optimiser velocities, the gradient
+estimator's chains and counters, the connectivity rule's state, the update count, the planned
+length of the run and the history gathered so far. One update (:func:`train_step`) maps a
+state and a mini-batch ``v`` of the shuffled training set to the next state:
 
 1. positive phase: ``p(h = 1 | v)``;
-2. negative phase: ``k`` block-Gibbs sweeps (:func:`dilution.gibbs.gibbs_kernel`) from the
-   batch (CD-k, Hinton 2002) or from persistent chains carried over from the previous update
-   (PCD-k, Tieleman 2008; their number ``n_chains`` is independent of the batch size), then
-   ``p(h = 1 | v_k)``;
-3. the gradient estimate ``<v h>_data - <v h>_model`` for every pair (:mod:`dilution.statistics`);
-4. a masked SGD step (:class:`dilution.optim.SGD`);
-5. the connectivity rule (:mod:`dilution.connectivity`), then ``W[~M] = 0`` and the optimiser
-   velocity is masked again.
+2. the gradient estimate ``<v h>_data - <v h>_model`` of the configured estimator
+   (:mod:`dilution.estimators`: CD-k, PCD-k, PCD with parallel tempering, or exact);
+3. a masked SGD step (:class:`dilution.optim.SGD`) at the scheduled learning rate;
+4. the connectivity rule (:mod:`dilution.connectivity`, :mod:`dilution.pruning`), then
+   ``W[~M] = 0`` and the velocity masked again; a rule may ask to zero the velocities, put the
+   persistent chains back to their update-0 state and restart the schedule (rewinding).
+
+The driver (:func:`iterate`, :func:`train`) picks the batches, evaluates checkpoints, runs
+callbacks and the progress bar, outside the step (emcee's ``sample`` / ``run_mcmc`` split).
+Because the state holds everything that moves, a run stopped at any update, saved with
+:func:`dilution.save` and continued with ``train(data, resume=state_or_path)`` in a new process
+ends bit-identical to an uninterrupted run. The planned length is part of the state: continuing
+is not extending.
 
 Every random choice derives from one seed through :func:`dilution.rng.derive_seed`: initial
-parameters, epoch shuffles, Gibbs draws (per-chain counter-based streams, counter advanced by
-``k * (n_visible + n_hidden)`` per update), reconstructions and the rule's choices. No numpy
-matrix product runs in the loop (BLAS and numba thread pools fight on few cores, and BLAS
-sums may depend on the thread count), so a run is bit-identical for any ``NUMBA_NUM_THREADS``.
+parameters, epoch shuffles (a pure function of the epoch), Gibbs draws (per-chain
+counter-based streams), reconstructions and the rule's choices (a pure function of the update).
+No numpy matrix product runs in the loop (BLAS sums may depend on the thread count), so a run is
+bit-identical for any ``NUMBA_NUM_THREADS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numba
 import numpy as np
@@ -34,22 +43,32 @@ import xarray as xr
 
 from . import exact
 from .connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
-from .gibbs import check_binary, draws_per_sweep, gibbs_kernel, hidden_probabilities
+from .estimators import PCD, GradientEstimator
+from .conditionals import hidden_probabilities
 from .model import RBM, SUPPORTED_DTYPES, check_connectivity, random_mask
-from .optim import SGD, Parameters, Schedule
+from .optim import SGD, Schedule, SGDState
+from .parameters import Parameters
 from .progress import progress_bar
 from .provenance import provenance
 from .rng import chain_keys, derive_seed
-from .statistics import gradient_statistics, reconstruction_errors
+from .statistics import reconstruction_errors
+from .validation import check_binary, check_int
 
 __all__ = [
     "TrainConfig",
+    "TrainPlan",
+    "TrainState",
+    "StepInfo",
     "TrainResult",
     "CheckpointRecord",
+    "init_state",
+    "train_step",
+    "iterate",
     "train",
     "initialize",
-    "estimate_gradient",
+    "history",
     "checkpoint_steps",
+    "data_fingerprint",
 ]
 
 # Rows per chunk when a checkpoint evaluates the whole training set (bounds memory on MNIST).
@@ -60,12 +79,8 @@ _EVAL_CHUNK = 8192
 _PARALLEL_WORK = 2e6
 # Chain-sweep work (n_chains * k * (n_visible + n_hidden) * n_hidden) per second, for the ETA guess.
 _WORK_PER_SECOND = 2e10
-
-
-def _positive_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+# RuleInfo fields that are instructions to the trainer, not measurements to log.
+_RESET_FIELDS = ("reset_optimizer", "reset_chains", "schedule_step")
 
 
 @dataclass(frozen=True)
@@ -74,18 +89,13 @@ class TrainConfig:
 
     Parameters
     ----------
-    method : "cd" or "pcd"
-    k : int
-        Gibbs sweeps per update in the negative phase.
+    estimator : GradientEstimator
+        The negative phase: :class:`~dilution.estimators.CD`, :class:`~dilution.estimators.PCD`
+        (default ``PCD(k=1)``, as many chains as the batch size),
+        :class:`~dilution.estimators.PTPCD` or :class:`~dilution.estimators.Exact`.
     epochs : int
     batch_size : int
         Training samples per update; the last batch of an epoch may be smaller.
-    n_chains : int, optional
-        PCD only: number of persistent chains (default ``batch_size``). CD runs one chain per
-        batch sample, so it must be left unset.
-    chain_init : "data" or "uniform"
-        PCD only: persistent chains start at training samples drawn with replacement, or at
-        uniformly random states.
     learning_rate : float or Schedule
     momentum : float or Schedule
         See :class:`dilution.optim.SGD` for the exact update.
@@ -107,12 +117,9 @@ class TrainConfig:
         Precision of the run; None keeps the dtype of a given RBM (float64 for a shape).
     """
 
-    method: Literal["cd", "pcd"] = "pcd"
-    k: int = 1
+    estimator: GradientEstimator = PCD(k=1)
     epochs: int = 10
     batch_size: int = 100
-    n_chains: int | None = None
-    chain_init: Literal["data", "uniform"] = "data"
     learning_rate: float | Schedule = 0.01
     momentum: float | Schedule = 0.0
     l2: float = 0.0
@@ -124,22 +131,16 @@ class TrainConfig:
     checkpoints: int | tuple[int, ...] = 10
     exact_log_likelihood: bool = True
     exact_max_units: int = 20
-    dtype: Literal["float32", "float64"] | None = None
+    dtype: str | None = None
 
     def __post_init__(self):
-        if self.method not in ("cd", "pcd"):
-            raise ValueError(f"method must be 'cd' or 'pcd', got {self.method!r}")
-        _positive_int("k", self.k)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        if self.n_chains is not None:
-            if self.method == "cd":
-                raise ValueError(
-                    "n_chains applies to PCD only: CD starts one chain at each batch sample; leave n_chains=None"
-                )
-            _positive_int("n_chains", self.n_chains)
-        if self.chain_init not in ("data", "uniform"):
-            raise ValueError(f"chain_init must be 'data' or 'uniform', got {self.chain_init!r}")
+        if not isinstance(self.estimator, GradientEstimator):
+            raise TypeError(
+                "estimator must be a gradient estimator such as dilution.estimators.PCD(k=10) "
+                f"(init, estimate, restart, describe), got {self.estimator!r}"
+            )
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
         self.optimizer()  # validates learning_rate, momentum, l2, l1
         if not isinstance(self.rule, ConnectivityRule):
             raise TypeError(
@@ -152,15 +153,15 @@ class TrainConfig:
         if not 0 < self.marginal_clip < 0.5:
             raise ValueError(f"marginal_clip must be in (0, 0.5), got {self.marginal_clip!r}")
         if isinstance(self.checkpoints, (list, tuple, np.ndarray)):
-            steps = tuple(_positive_int("checkpoints entry", c, low=0) for c in self.checkpoints)
+            steps = tuple(check_int("checkpoints entry", c, low=0) for c in self.checkpoints)
             if list(steps) != sorted(set(steps)):
                 raise ValueError(f"checkpoints must be strictly increasing update counts, got {steps}")
             object.__setattr__(self, "checkpoints", steps)
         else:
-            _positive_int("checkpoints", self.checkpoints)
+            check_int("checkpoints", self.checkpoints, low=1)
         if not isinstance(self.exact_log_likelihood, (bool, np.bool_)):
             raise TypeError(f"exact_log_likelihood must be True or False, got {self.exact_log_likelihood!r}")
-        _positive_int("exact_max_units", self.exact_max_units)
+        check_int("exact_max_units", self.exact_max_units, low=1)
         if self.dtype is not None:
             dt = np.dtype(self.dtype)
             if dt not in SUPPORTED_DTYPES:
@@ -168,12 +169,127 @@ class TrainConfig:
             object.__setattr__(self, "dtype", dt.name)
 
     def optimizer(self) -> SGD:
-        """The :class:`~dilution.optim.SGD` these hyper-parameters define."""
-        return SGD(learning_rate=self.learning_rate, momentum=self.momentum, l2=self.l2, l1=self.l1)
+        """The :class:`~dilution.optim.SGD` these hyper-parameters define (built once: the step calls this)."""
+        sgd = self.__dict__.get("_sgd")
+        if sgd is None:
+            sgd = SGD(learning_rate=self.learning_rate, momentum=self.momentum, l2=self.l2, l1=self.l1)
+            object.__setattr__(self, "_sgd", sgd)
+        return sgd
 
     def to_json(self) -> str:
-        """The configuration as JSON (schedules and rules as ``{"type": ..., fields}``)."""
+        """The configuration as JSON (estimator, schedules and rules as ``{"type": ..., fields}``)."""
         return json.dumps(_jsonable(self))
+
+
+class TrainPlan(NamedTuple):
+    """The planned run: fixed at the start, part of the state, so continuing is not extending.
+
+    Attributes
+    ----------
+    n_samples, n_visible, n_hidden, batch_size, updates_per_epoch, epochs, total_steps : int
+    checkpoints : tuple of int
+        Update counts at which the history records the model (0 included).
+    data_fingerprint : str
+        BLAKE2b digest of the training data (shape and bits): a resumed run must see the same data.
+    """
+
+    n_samples: int
+    n_visible: int
+    n_hidden: int
+    batch_size: int
+    updates_per_epoch: int
+    epochs: int
+    total_steps: int
+    checkpoints: tuple
+    data_fingerprint: str
+
+
+class EpochTally(NamedTuple):
+    """Sums over the updates of the epoch in progress (folded into the history at its end)."""
+
+    reconstruction_sum: float = 0.0
+    n_added: int = 0
+    n_removed: int = 0
+    n_resets: int = 0
+    n_updates: int = 0
+    rule_sums: dict = {}
+    wall_time: float = 0.0
+
+
+class HistoryLog(NamedTuple):
+    """What the history has gathered so far: one dict of numbers per checkpoint and per epoch."""
+
+    checkpoints: tuple = ()
+    masks: tuple = ()
+    epochs: tuple = ()
+    init_rule: dict = {}
+
+
+class TrainState(NamedTuple):
+    """Everything that moves during a run (see the module docstring).
+
+    Attributes
+    ----------
+    config : TrainConfig
+    seed : int
+    plan : TrainPlan
+    params : Parameters
+    optimizer : SGDState
+    estimator : Any
+        State of ``config.estimator`` (chains, stream keys, draw counters).
+    rule : Any
+        State of ``config.rule``.
+    step : int
+        Updates done.
+    schedule_offset : int
+        The schedules are evaluated at ``step - schedule_offset`` of a run of
+        ``total_steps - schedule_offset`` updates (nonzero after a rule restarted them).
+    reconstruction_keys : ndarray of uint64, shape (batch_size,)
+    tally : EpochTally
+    log : HistoryLog
+    train_time : float
+        Seconds of training so far, checkpoint evaluations excluded (not reproducible, and not
+        compared when runs are).
+    """
+
+    config: TrainConfig
+    seed: int
+    plan: TrainPlan
+    params: Parameters
+    optimizer: SGDState
+    estimator: Any
+    rule: Any
+    step: int
+    schedule_offset: int
+    reconstruction_keys: np.ndarray
+    tally: EpochTally
+    log: HistoryLog
+    train_time: float
+
+    @property
+    def epoch(self) -> int:
+        """0-based epoch of the next update."""
+        return self.step // self.plan.updates_per_epoch
+
+    @property
+    def model(self) -> RBM:
+        return RBM(*self.params)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.plan.total_steps
+
+
+class StepInfo(NamedTuple):
+    """What one update did (returned by :func:`train_step`, folded into the epoch tally by the driver)."""
+
+    reconstruction_sum: float
+    learning_rate: float
+    momentum: float
+    n_added: int
+    n_removed: int
+    reset: bool
+    rule_values: dict
 
 
 class CheckpointRecord(NamedTuple):
@@ -190,20 +306,13 @@ class CheckpointRecord(NamedTuple):
     model : RBM
         Snapshot of the model.
     chains : ndarray, shape (n_chains, n_visible), or None
-        Copy of the persistent chains (PCD).
+        Copy of the persistent chains (PCD), None for other estimators.
     rule_state : Any
         State of the connectivity rule.
-    reconstruction_error : float
-        Mean over the training set and visible units of ``(v_i - p(v'_i = 1 | h))**2``, ``h ~ p(h | v)``.
-    log_likelihood : float
-        Exact mean train log-likelihood (nats), NaN when not computed.
-    log_partition : float
-        Exact log Z, NaN when not computed.
-    connectivity : float
-    weight_l1, weight_l2 : float
-        ``sum |W|`` and the Frobenius norm of ``W``.
-    wall_time : float
-        Seconds of training so far (checkpoint evaluations excluded).
+    reconstruction_error, log_likelihood, log_partition, connectivity, weight_l1, weight_l2, wall_time : float
+        The checkpoint's row of the history.
+    state : TrainState
+        The full training state (save it with :func:`dilution.save` to continue later).
     """
 
     index: int
@@ -219,13 +328,15 @@ class CheckpointRecord(NamedTuple):
     weight_l1: float
     weight_l2: float
     wall_time: float
+    state: TrainState
 
 
 class TrainResult(NamedTuple):
-    """Trained model and its labelled training history (see :func:`train`)."""
+    """Trained model, its labelled training history, and the final state (see :func:`train`)."""
 
     model: RBM
     history: xr.Dataset
+    state: TrainState
 
 
 def checkpoint_steps(n_checkpoints: int, total_steps: int) -> np.ndarray:
@@ -237,7 +348,7 @@ def checkpoint_steps(n_checkpoints: int, total_steps: int) -> np.ndarray:
     -------
     ndarray of int64
     """
-    n = min(_positive_int("n_checkpoints", n_checkpoints), _positive_int("total_steps", total_steps))
+    n = min(check_int("n_checkpoints", n_checkpoints, low=1), check_int("total_steps", total_steps, low=1))
     out = np.empty(n, dtype=np.int64)
     prev = 0
     for idx, x in enumerate(np.geomspace(1, total_steps, n)):
@@ -275,7 +386,7 @@ def initialize(
     dtype : float32 or float64
     seed : int
     """
-    n_visible, n_hidden = _positive_int("n_visible", n_visible), _positive_int("n_hidden", n_hidden)
+    n_visible, n_hidden = check_int("n_visible", n_visible, low=1), check_int("n_hidden", n_hidden, low=1)
     connectivity = check_connectivity(connectivity)
     dt = np.dtype(dtype)
     if dt not in SUPPORTED_DTYPES:
@@ -292,52 +403,13 @@ def initialize(
     return RBM(weights.astype(dt), a.astype(dt), np.zeros(n_hidden, dtype=dt), mask)
 
 
-def _negative_phase(start, weights, weights_t, visible_bias, hidden_bias, keys, counter, k):
-    """Chains after ``k`` sweeps from ``start`` and their ``p(h = 1 | v_k)``."""
-    n, n_visible = start.shape
-    dt = weights.dtype
-    beta = np.ones(n, dtype=dt)
-    base = np.zeros(n_visible, dtype=dt)
-    v_k, _ = gibbs_kernel(start, weights, weights_t, visible_bias, hidden_bias, beta, base, keys, np.uint64(counter), k)
-    return v_k, hidden_probabilities(v_k, weights, hidden_bias, 1.0)
-
-
-def estimate_gradient(rbm: RBM, batch, *, k: int, seed: int, chains=None, counter: int = 0):
-    """One CD-k or PCD-k estimate of the mean log-likelihood gradient of ``batch``.
-
-    Parameters
-    ----------
-    rbm : RBM
-    batch : array_like, shape (n, n_visible)
-        Binary data.
-    k : int
-        Gibbs sweeps of the negative phase.
-    seed : int
-        Seed of the chains' streams (keys from ``derive_seed(seed, "estimate-gradient")``).
-    chains : array_like, shape (n_chains, n_visible), optional
-        Starting states of persistent chains (PCD); None starts one chain at each batch row (CD).
-    counter : int
-        Index of the first draw of each stream (advance it by ``k * (n_visible + n_hidden)``
-        between calls to continue the streams).
-
-    Returns
-    -------
-    gradient : GradientEstimate
-        For every pair, masked ones included.
-    chains : ndarray, shape (n_chains, n_visible)
-        Chain states after the ``k`` sweeps.
-    """
-    if not isinstance(rbm, RBM):
-        raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
-    k = _positive_int("k", k)
-    dt = rbm.dtype
-    v = check_binary("batch", batch, rbm.n_visible, dt)
-    start = v if chains is None else check_binary("chains", chains, rbm.n_visible, dt)
-    keys = chain_keys(derive_seed(seed, "estimate-gradient"), start.shape[0])
-    w_t = np.ascontiguousarray(rbm.weights.T)
-    ph = hidden_probabilities(v, rbm.weights, rbm.hidden_bias, 1.0)
-    v_k, ph_k = _negative_phase(start, rbm.weights, w_t, rbm.visible_bias, rbm.hidden_bias, keys, counter, k)
-    return gradient_statistics(v, ph, v_k, ph_k), v_k
+def data_fingerprint(data: np.ndarray) -> str:
+    """BLAKE2b digest of a binary data matrix (its shape and bits, not its dtype)."""
+    bits = np.ascontiguousarray(np.asarray(data) != 0)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(bits.shape).encode())
+    h.update(np.packbits(bits, axis=None).tobytes())
+    return h.hexdigest()
 
 
 def _check_data(data, n_visible: int | None, dtype: np.dtype) -> np.ndarray:
@@ -366,7 +438,7 @@ def _read_only(params: Parameters) -> Parameters:
 
 def _check_rule_output(rule, old: Parameters, new) -> Parameters:
     if not isinstance(new, Parameters):
-        raise TypeError(f"{type(rule).__name__} must return dilution.optim.Parameters, got {type(new).__name__}")
+        raise TypeError(f"{type(rule).__name__} must return dilution.parameters.Parameters, got {type(new).__name__}")
     for name, a, b in zip(Parameters._fields, old, new):
         if not isinstance(b, np.ndarray) or b.shape != a.shape or b.dtype != a.dtype:
             raise ValueError(
@@ -377,11 +449,230 @@ def _check_rule_output(rule, old: Parameters, new) -> Parameters:
 
 
 def _info_values(info) -> dict[str, float]:
-    if not (isinstance(info, tuple) and hasattr(info, "_fields") and info._fields[:2] == RuleInfo._fields):
+    if not (isinstance(info, tuple) and hasattr(info, "_fields") and info._fields[:2] == RuleInfo._fields[:2]):
         raise TypeError(
             f"a connectivity rule must return a NamedTuple info starting with (n_added, n_removed), got {info!r}"
         )
-    return {k: float(v) for k, v in info._asdict().items() if np.isscalar(v) and not isinstance(v, str)}
+    return {
+        k: float(v) for k, v in info._asdict().items()
+        if np.isscalar(v) and not isinstance(v, str) and k not in _RESET_FIELDS
+    }
+
+
+def _context(state_step: int, plan: TrainPlan, seed: int, epoch_end: bool, lr: float, mu: float, **extra):
+    epoch = 0 if state_step == 0 else (state_step - 1) // plan.updates_per_epoch
+    return StepContext(
+        state_step, epoch, epoch_end, lr, mu, plan.total_steps, plan.updates_per_epoch, plan.epochs, seed, **extra
+    )
+
+
+class _Applied(NamedTuple):
+    params: Parameters
+    optimizer: SGDState
+    estimator: Any
+    schedule_offset: int
+    values: dict
+    reset: bool
+
+
+def _apply_rule(state: TrainState, current: Parameters, shown: Parameters, new, info, step: int, data) -> _Applied:
+    """Take a rule's output: re-apply ``W[~M] = 0``, mask the velocity, carry out the resets it asks for."""
+    rule = state.config.rule
+    opt = state.config.optimizer()
+    opt_state, est_state, offset = state.optimizer, state.estimator, state.schedule_offset
+    values = _info_values(info)
+    if new is not shown:
+        new = _check_rule_output(rule, shown, new)
+        unchanged = [n is s for n, s in zip(new, shown)]
+        if all(unchanged):
+            new = current
+        else:
+            mask = current.mask if unchanged[3] else np.array(new.mask, dtype=bool)
+            weights = np.where(mask, new.weights, new.weights.dtype.type(0))
+            biases = [c if u else np.array(n) for c, n, u in zip(current[1:3], new[1:3], unchanged[1:3])]
+            new = Parameters(weights, biases[0], biases[1], mask)
+            if not unchanged[3]:
+                opt_state = opt.mask_state(opt_state, mask)
+    else:
+        new = current
+    reset = False
+    if getattr(info, "reset_optimizer", False):
+        opt_state, reset = opt.init(new), True
+    if getattr(info, "reset_chains", False):
+        initial = state.config.estimator.init(new, data, state.plan.batch_size, state.seed)
+        est_state, reset = state.config.estimator.restart(est_state, initial), True
+    schedule_step = int(getattr(info, "schedule_step", -1))
+    if schedule_step >= 0:
+        if schedule_step > step:
+            raise ValueError(f"{type(rule).__name__} asked to restart the schedule at update {schedule_step}, "
+                             f"after the current update {step}")
+        offset, reset = step - schedule_step, True
+    return _Applied(new, opt_state, est_state, offset, values, reset)
+
+
+def init_state(rbm_or_shape: RBM | tuple[int, int], data, config: TrainConfig, *, seed: int) -> TrainState:
+    """The state at update 0: initial model, zero velocities, the estimator's chains, the rule's init.
+
+    Parameters
+    ----------
+    rbm_or_shape : RBM or (n_visible, n_hidden)
+        A starting model (its mask is the starting mask), or the layer sizes of a model
+        created by :func:`initialize` with the config's ``connectivity``, ``weight_scale`` and
+        ``marginal_clip``.
+    data : array_like, shape (n_samples, n_visible)
+        Binary training data.
+    config : TrainConfig
+    seed : int
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    seed = check_int("seed", seed, low=0)
+    if isinstance(rbm_or_shape, RBM):
+        dtype = np.dtype(config.dtype) if config.dtype is not None else rbm_or_shape.dtype
+        v_data = _check_data(data, rbm_or_shape.n_visible, dtype)
+        rbm = rbm_or_shape.astype(dtype)
+    else:
+        try:
+            n_visible, n_hidden = rbm_or_shape
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"rbm_or_shape must be an RBM or a tuple (n_visible, n_hidden), got {rbm_or_shape!r}"
+            ) from None
+        dtype = np.dtype(config.dtype or "float64")
+        v_data = _check_data(data, check_int("n_visible", n_visible, low=1), dtype)
+        rbm = initialize(
+            n_visible, n_hidden, v_data, connectivity=config.connectivity, weight_scale=config.weight_scale,
+            marginal_clip=config.marginal_clip, dtype=dtype, seed=seed,
+        )
+    n_samples = v_data.shape[0]
+    if config.batch_size > n_samples:
+        raise ValueError(f"batch_size={config.batch_size} exceeds the {n_samples} training samples")
+    updates_per_epoch = -(-n_samples // config.batch_size)
+    total_steps = updates_per_epoch * config.epochs
+    if isinstance(config.checkpoints, tuple):
+        steps = tuple(sorted(set((0,) + config.checkpoints)))
+        if steps[-1] > total_steps:
+            raise ValueError(f"checkpoint at update {steps[-1]} is beyond the run's {total_steps} updates")
+    else:
+        steps = (0,) + tuple(int(s) for s in checkpoint_steps(config.checkpoints, total_steps))
+    plan = TrainPlan(
+        n_samples, rbm.n_visible, rbm.n_hidden, config.batch_size, updates_per_epoch, config.epochs, total_steps,
+        steps, data_fingerprint(v_data),
+    )
+    params = Parameters(
+        np.array(rbm.weights), np.array(rbm.visible_bias), np.array(rbm.hidden_bias), np.array(rbm.mask)
+    )
+    state = TrainState(
+        config=config, seed=seed, plan=plan, params=params, optimizer=config.optimizer().init(params),
+        estimator=config.estimator.init(params, v_data, config.batch_size, seed), rule=None, step=0,
+        schedule_offset=0, reconstruction_keys=chain_keys(derive_seed(seed, "reconstruction"), config.batch_size),
+        tally=EpochTally(), log=HistoryLog(), train_time=0.0,
+    )
+
+    t0 = time.perf_counter()
+    first = v_data[_epoch_order(seed, 0, n_samples)[: config.batch_size]]
+
+    def estimate_gradient(p: Parameters):
+        # Its own streams: the training chains and counters are not touched.
+        score_seed = int(derive_seed(seed, "initial-gradient").generate_state(1)[0])
+        est = config.estimator.init(p, v_data, config.batch_size, score_seed)
+        h = hidden_probabilities(first, p.weights, p.hidden_bias, 1.0)
+        return config.estimator.estimate(p, first, h, est)[0]
+
+    shown = _read_only(params)
+    new, rule_state, info = config.rule.init(
+        shown, _context(0, plan, seed, False, 0.0, 0.0, estimate_gradient=estimate_gradient)
+    )
+    applied = _apply_rule(state, params, shown, new, info, 0, v_data)
+    return state._replace(
+        params=applied.params, optimizer=applied.optimizer, estimator=applied.estimator,
+        schedule_offset=applied.schedule_offset, rule=rule_state,
+        log=state.log._replace(init_rule=applied.values), train_time=time.perf_counter() - t0,
+    )
+
+
+def train_step(state: TrainState, batch: np.ndarray, *, data: np.ndarray, epoch_end: bool) -> tuple[TrainState, StepInfo]:
+    """One update (see the module docstring); returns the next state and what the update did.
+
+    Parameters
+    ----------
+    state : TrainState
+    batch : ndarray, shape (m, n_visible), dtype of the run
+    data : ndarray, shape (n_samples, n_visible)
+        The training set (a rule that resets the persistent chains re-creates them from it).
+    epoch_end : bool
+        Whether this update closes an epoch (rules that act at epoch ends look at it).
+    """
+    config, plan, params = state.config, state.plan, state.params
+    w, a, hb, _ = params
+    m = batch.shape[0]
+    ph = hidden_probabilities(batch, w, hb, 1.0)
+    grad, est_state = config.estimator.estimate(params, batch, ph, state.estimator)
+    errors = reconstruction_errors(
+        batch, ph, np.ascontiguousarray(w.T), a, state.reconstruction_keys[:m],
+        np.uint64(state.step * plan.n_hidden),
+    )
+    opt = config.optimizer()
+    s_step, s_total = state.step - state.schedule_offset, plan.total_steps - state.schedule_offset
+    lr, mu = opt.hyperparameters(s_step, s_total)
+    params, opt_state = opt.update(params, state.optimizer, grad, s_step, s_total)
+    step = state.step + 1
+    shown = _read_only(params)
+    ctx = _context(step, plan, state.seed, epoch_end, lr, mu)
+    new, rule_state, info = config.rule.update(shown, state.rule, grad, ctx)
+    moved = state._replace(optimizer=opt_state, estimator=est_state)
+    applied = _apply_rule(moved, params, shown, new, info, step, data)
+    next_state = moved._replace(
+        params=applied.params, optimizer=applied.optimizer, estimator=applied.estimator, rule=rule_state, step=step,
+        schedule_offset=applied.schedule_offset,
+    )
+    values = applied.values
+    step_info = StepInfo(
+        float(errors.sum()), lr, mu, int(values.get("n_added", 0)), int(values.get("n_removed", 0)), applied.reset,
+        {k: v for k, v in values.items() if k not in ("n_added", "n_removed")},
+    )
+    return next_state, step_info
+
+
+def _epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
+    return np.random.default_rng(derive_seed(seed, "shuffle", epoch)).permutation(n_samples)
+
+
+def _tally(tally: EpochTally, info: StepInfo, seconds: float) -> EpochTally:
+    sums = dict(tally.rule_sums)
+    for k, v in info.rule_values.items():
+        sums[k] = sums.get(k, 0.0) + v
+    return EpochTally(
+        tally.reconstruction_sum + info.reconstruction_sum, tally.n_added + info.n_added,
+        tally.n_removed + info.n_removed, tally.n_resets + int(info.reset), tally.n_updates + 1, sums,
+        tally.wall_time + seconds,
+    )
+
+
+def _close_epoch(state: TrainState, info: StepInfo) -> TrainState:
+    t = state.tally
+    row = {
+        "epoch_reconstruction_error": t.reconstruction_sum / state.plan.n_samples,
+        "epoch_wall_time": t.wall_time,
+        "learning_rate": info.learning_rate,
+        "connectivity_end": float(np.count_nonzero(state.params.mask)) / state.params.mask.size,
+        "connections_added": t.n_added,
+        "connections_removed": t.n_removed,
+        "resets": t.n_resets,
+        **{f"rule_{k}": v / max(t.n_updates, 1) for k, v in t.rule_sums.items()},
+    }
+    return state._replace(tally=EpochTally(), log=state.log._replace(epochs=state.log.epochs + (row,)))
+
+
+def _exact_note(config: TrainConfig, n_visible: int, n_hidden: int) -> str:
+    """How the checkpoints' log-likelihood is computed ("exact, ..." or "not computed: ...")."""
+    n_e = min(n_visible, n_hidden)
+    if not config.exact_log_likelihood:
+        return "not computed: exact_log_likelihood=False"
+    if n_e > config.exact_max_units:
+        return (f"not computed: exact enumeration of the smaller layer ({n_e} units) exceeds "
+                f"exact_max_units={config.exact_max_units}; estimate with AIS")
+    return f"exact, enumerating the smaller layer ({n_e} units)"
 
 
 class _Evaluator:
@@ -393,17 +684,7 @@ class _Evaluator:
         # The same streams at every checkpoint (common random numbers): differences between
         # checkpoints come from the model, not from the draws.
         self.keys = chain_keys(derive_seed(seed, "checkpoint-reconstruction"), data.shape[0])
-        n_e = min(n_visible, n_hidden)
-        if not config.exact_log_likelihood:
-            self.exact_note = "not computed: exact_log_likelihood=False"
-        elif n_e > config.exact_max_units:
-            self.exact_note = (
-                f"not computed: exact enumeration of the smaller layer ({n_e} units) exceeds "
-                f"exact_max_units={config.exact_max_units}; estimate with AIS"
-            )
-        else:
-            self.exact_note = f"exact, enumerating the smaller layer ({n_e} units)"
-        self.exact = config.exact_log_likelihood and n_e <= config.exact_max_units
+        self.exact = _exact_note(config, n_visible, n_hidden).startswith("exact")
 
     def __call__(self, params: Parameters) -> dict[str, float]:
         w, a, b, mask = params
@@ -430,28 +711,140 @@ class _Evaluator:
         return out
 
 
-def train(
-    rbm_or_shape: RBM | tuple[int, int],
+def _checkpoint(state: TrainState, evaluator: _Evaluator, callbacks, threads: int) -> TrainState:
+    # The whole training set is evaluated: worth the thread pool even when the updates are not.
+    in_loop = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        metrics = evaluator(state.params)
+    finally:
+        numba.set_num_threads(in_loop)
+    row = {"update": state.step, "wall_time": state.train_time, **metrics}
+    log = state.log._replace(
+        checkpoints=state.log.checkpoints + (row,), masks=state.log.masks + (state.params.mask.copy(),)
+    )
+    state = state._replace(log=log)
+    if callbacks:
+        chains = getattr(state.estimator, "chains", None)
+        record = CheckpointRecord(
+            index=len(log.checkpoints) - 1, step=state.step, epochs_trained=state.step / state.plan.updates_per_epoch,
+            model=state.model, chains=None if chains is None else chains.copy(), rule_state=state.rule,
+            reconstruction_error=metrics["reconstruction_error"], log_likelihood=metrics["log_likelihood"],
+            log_partition=metrics["log_partition"], connectivity=metrics["connectivity"],
+            weight_l1=metrics["weight_l1"], weight_l2=metrics["weight_l2"], wall_time=state.train_time, state=state,
+        )
+        for cb in callbacks:
+            cb(record)
+    return state
+
+
+def _work_per_update(state: TrainState) -> float:
+    est, plan = state.config.estimator, state.plan
+    chains = getattr(est, "n_chains", None) or plan.batch_size
+    return chains * getattr(est, "k", 1) * getattr(est, "n_temps", 1) * (plan.n_visible + plan.n_hidden) * plan.n_hidden
+
+
+def iterate(
+    state: TrainState,
     data,
-    config: TrainConfig,
     *,
-    seed: int,
+    until: int | None = None,
     callbacks: Sequence[Callable[[CheckpointRecord], Any]] = (),
-    progress: bool | None = None,
-) -> TrainResult:
-    """Train a masked RBM by CD-k or PCD-k (see the module docstring for one update).
+) -> Iterator[TrainState]:
+    """Run updates from ``state``, yielding the state after each one; stops at ``until`` updates or the plan's end.
+
+    Checkpoints (the history's rows) are evaluated here, between updates, and each is passed
+    to the callbacks as a :class:`CheckpointRecord`. The update-0 checkpoint is evaluated first
+    if the state has none yet.
 
     Parameters
     ----------
-    rbm_or_shape : RBM or (n_visible, n_hidden)
-        A starting model (its mask is the starting mask), or the layer sizes of a model
-        created by :func:`initialize` with the config's ``connectivity``, ``weight_scale`` and
-        ``marginal_clip``.
+    state : TrainState
+    data : array_like, shape (n_samples, n_visible)
+        The training set the state was made with (checked by fingerprint).
+    until : int, optional
+        Stop after this many updates in total (not more than the plan's ``total_steps``).
+    callbacks : sequence of callables
+    """
+    v_data = _matching_data(state, data)
+    plan = state.plan
+    stop = plan.total_steps if until is None else min(check_int("until", until, low=0), plan.total_steps)
+    evaluator = _Evaluator(v_data, state.config, state.seed, plan.n_visible, plan.n_hidden)
+    checkpoint_set = set(plan.checkpoints)
+    threads = numba.get_num_threads()
+    loop_threads = 1 if _work_per_update(state) < _PARALLEL_WORK else threads
+    if not state.log.checkpoints:
+        state = _checkpoint(state, evaluator, callbacks, threads)
+    order_epoch, order = -1, None
+    # One thread setting for the whole loop (restored when the generator ends or is closed):
+    # setting it around every update costs more than a tiny model's update.
+    numba.set_num_threads(loop_threads)
+    try:
+        while state.step < stop:
+            epoch, b_idx = divmod(state.step, plan.updates_per_epoch)
+            if epoch != order_epoch:
+                order_epoch, order = epoch, _epoch_order(state.seed, epoch, plan.n_samples)
+            batch = v_data[order[b_idx * plan.batch_size : (b_idx + 1) * plan.batch_size]]
+            epoch_end = b_idx == plan.updates_per_epoch - 1
+            t0 = time.perf_counter()
+            state, info = train_step(state, batch, data=v_data, epoch_end=epoch_end)
+            seconds = time.perf_counter() - t0
+            state = state._replace(tally=_tally(state.tally, info, seconds), train_time=state.train_time + seconds)
+            if epoch_end:
+                if not np.all(np.isfinite(state.params.weights)):
+                    raise FloatingPointError(
+                        f"training diverged in epoch {epoch + 1}: non-finite weights; lower the learning rate "
+                        f"(now {info.learning_rate:g}) or the momentum"
+                    )
+                state = _close_epoch(state, info)
+            if state.step in checkpoint_set:
+                state = _checkpoint(state, evaluator, callbacks, threads)
+            yield state
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _matching_data(state: TrainState, data) -> np.ndarray:
+    dtype = state.params.weights.dtype
+    v_data = _check_data(data, state.plan.n_visible, dtype)
+    if data_fingerprint(v_data) != state.plan.data_fingerprint:
+        raise ValueError(
+            f"the training data differ from those the state was made with ({v_data.shape[0]} samples given, "
+            f"{state.plan.n_samples} expected, fingerprints differ): resume with the same data"
+        )
+    return v_data
+
+
+def train(
+    rbm_or_shape: RBM | tuple[int, int] | None,
+    data,
+    config: TrainConfig | None = None,
+    *,
+    seed: int | None = None,
+    resume: TrainState | str | Any = None,
+    until: int | None = None,
+    callbacks: Sequence[Callable[[CheckpointRecord], Any]] = (),
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train a masked RBM (see the module docstring for one update), or continue a run.
+
+    Parameters
+    ----------
+    rbm_or_shape : RBM, (n_visible, n_hidden) or None
+        A starting model (its mask is the starting mask), or the layer sizes of a model created
+        by :func:`initialize`. None (or the same shape) when resuming.
     data : array_like, shape (n_samples, n_visible)
         Binary training data (0/1 or bool), shuffled anew every epoch.
     config : TrainConfig
+        Required for a new run; when resuming, None or the state's own config.
     seed : int
-        Fixes every random choice; same seed, bit-identical result for any number of threads.
+        Fixes every random choice of a new run; same seed, bit-identical result for any number
+        of threads. Ignored (may be None or must match) when resuming.
+    resume : TrainState or path, optional
+        Continue this state (or a state file written by :func:`dilution.save`) to the end of its
+        planned run: the result equals the uninterrupted run's.
+    until : int, optional
+        Stop after this many updates in total; ``result.state`` continues it later.
     callbacks : sequence of callables
         Each is called with a :class:`CheckpointRecord` at every checkpoint (update 0 included).
     progress : bool, optional
@@ -460,283 +853,144 @@ def train(
     Returns
     -------
     TrainResult
-        ``model``: the trained RBM. ``history``: an ``xarray.Dataset`` with dims
-
-        * ``checkpoint`` (coords ``step``: updates done, ``epochs_trained``): ``reconstruction_error``,
-          ``log_likelihood``, ``log_partition``, ``connectivity``, ``n_connections``,
-          ``weight_l1``, ``weight_l2``, ``wall_time``;
-        * ``epoch`` (1-based): ``epoch_reconstruction_error`` (mean over the epoch's batches,
-          parameters changing), ``epoch_wall_time``, ``learning_rate`` (last update of the
-          epoch), ``connectivity_end``, ``connections_added``, ``connections_removed``;
-        * ``rule_event`` (coords ``event_step``, ``event_epoch``): the rule's info at every
-          call that added or removed connections.
-
-        Attributes hold the config (JSON), seed, sizes and package version.
+        ``model``: the trained RBM; ``history``: :func:`history` of the final state;
+        ``state``: the final :class:`TrainState`.
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    seed = _positive_int("seed", seed, low=0)
     callbacks = tuple(callbacks) if callbacks is not None else ()
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables taking a CheckpointRecord, got {cb!r}")
-
-    if isinstance(rbm_or_shape, RBM):
-        dtype = np.dtype(config.dtype) if config.dtype is not None else rbm_or_shape.dtype
-        v_data = _check_data(data, rbm_or_shape.n_visible, dtype)
-        rbm = rbm_or_shape.astype(dtype)
+    if resume is not None:
+        state = _resume_state(resume, rbm_or_shape, config, seed)
     else:
-        try:
-            n_visible, n_hidden = rbm_or_shape
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"rbm_or_shape must be an RBM or a tuple (n_visible, n_hidden), got {rbm_or_shape!r}"
-            ) from None
-        dtype = np.dtype(config.dtype or "float64")
-        v_data = _check_data(data, _positive_int("n_visible", n_visible), dtype)
-        rbm = initialize(
-            n_visible, n_hidden, v_data, connectivity=config.connectivity, weight_scale=config.weight_scale,
-            marginal_clip=config.marginal_clip, dtype=dtype, seed=seed,
+        if config is None or seed is None:
+            raise TypeError("a new run needs a config and a seed (or resume=STATE to continue a run)")
+        state = init_state(rbm_or_shape, data, config, seed=seed)
+    plan = state.plan
+    stop = plan.total_steps if until is None else min(check_int("until", until, low=0), plan.total_steps)
+    expected = (stop - state.step) * _work_per_update(state) / _WORK_PER_SECOND
+    desc = f"{state.config.estimator.describe()} training"
+    with progress_bar(stop - state.step, desc, enabled=progress, expected_seconds=expected) as bar:
+        for state in iterate(state, data, until=stop, callbacks=callbacks):
+            bar.update(1)
+    return TrainResult(state.model, history(state), state)
+
+
+def _resume_state(resume, rbm_or_shape, config, seed) -> TrainState:
+    if isinstance(resume, TrainState):
+        state = resume
+    else:
+        from .statefile import load_state
+
+        state = load_state(resume)
+    if config is not None and config.to_json() != state.config.to_json():
+        raise ValueError(
+            "resume: the given config differs from the one the state was made with; pass config=None to continue "
+            "the state's own run"
         )
-    n_samples = v_data.shape[0]
-    n_visible, n_hidden = rbm.n_visible, rbm.n_hidden
-    if config.batch_size > n_samples:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the {n_samples} training samples")
-
-    batch_size = config.batch_size
-    updates_per_epoch = -(-n_samples // batch_size)
-    total_steps = updates_per_epoch * config.epochs
-    if isinstance(config.checkpoints, tuple):
-        steps = np.array(sorted(set((0,) + config.checkpoints)), dtype=np.int64)
-        if steps[-1] > total_steps:
-            raise ValueError(f"checkpoint at update {steps[-1]} is beyond the run's {total_steps} updates")
-    else:
-        steps = np.concatenate([[0], checkpoint_steps(config.checkpoints, total_steps)])
-    checkpoint_set = set(int(s) for s in steps)
-
-    opt = config.optimizer()
-    rule = config.rule
-    params = Parameters(
-        np.array(rbm.weights), np.array(rbm.visible_bias), np.array(rbm.hidden_bias), np.array(rbm.mask)
-    )
-    opt_state = opt.init(params)
-    stride = draws_per_sweep(n_visible, n_hidden)
-
-    if config.method == "pcd":
-        n_chains = config.n_chains or batch_size
-        init_rng = np.random.default_rng(derive_seed(seed, "pcd-chain-init"))
-        if config.chain_init == "data":
-            chains = v_data[init_rng.integers(0, n_samples, size=n_chains)]
-        else:
-            chains = (init_rng.random((n_chains, n_visible)) < 0.5).astype(dtype)
-        sampler_keys = chain_keys(derive_seed(seed, "pcd"), n_chains)
-    else:
-        n_chains = batch_size
-        chains = None
-        sampler_keys = chain_keys(derive_seed(seed, "cd"), batch_size)
-    recon_keys = chain_keys(derive_seed(seed, "reconstruction"), batch_size)
-
-    evaluator = _Evaluator(v_data, config, seed, n_visible, n_hidden)
-    records: list[dict[str, float]] = []
-    epoch_rows: list[dict[str, float]] = []
-    events: list[dict[str, float]] = []
-    rule_state = None
-    train_time = 0.0
-
-    work = n_chains * config.k * stride * n_hidden
-    saved_threads = numba.get_num_threads()
-
-    def context(step: int, epoch: int, epoch_end: bool, lr: float, mu: float) -> StepContext:
-        return StepContext(
-            step, epoch, epoch_end, lr, mu, total_steps, updates_per_epoch, config.epochs,
-            derive_seed(seed, "connectivity", step),
+    if seed is not None and seed != state.seed:
+        raise ValueError(f"resume: seed={seed} differs from the state's seed {state.seed}")
+    if rbm_or_shape is not None:
+        shape = (
+            (rbm_or_shape.n_visible, rbm_or_shape.n_hidden) if isinstance(rbm_or_shape, RBM) else tuple(rbm_or_shape)
         )
-
-    def apply_rule(current: Parameters, shown: Parameters, new, info, step: int, epoch: int):
-        """Take the rule's output: re-apply ``W[~M] = 0`` and mask the velocity if it changed anything."""
-        nonlocal opt_state
-        values = _info_values(info)
-        if new is not shown:
-            new = _check_rule_output(rule, shown, new)
-            unchanged = [n is s for n, s in zip(new, shown)]
-            if all(unchanged):
-                new = current
-            else:
-                mask = current.mask if unchanged[3] else np.array(new.mask, dtype=bool)
-                weights = np.where(mask, new.weights, new.weights.dtype.type(0))
-                biases = [c if u else np.array(n) for c, n, u in zip(current[1:3], new[1:3], unchanged[1:3])]
-                new = Parameters(weights, biases[0], biases[1], mask)
-                if not unchanged[3]:
-                    opt_state = opt.mask_state(opt_state, mask)
-        else:
-            new = current
-        if values["n_added"] or values["n_removed"]:
-            events.append({"event_step": step, "event_epoch": epoch, **values})
-        return new, values
-
-    def checkpoint(step: int) -> None:
-        # The whole training set is evaluated: worth the thread pool even when the updates are not.
-        in_loop_threads = numba.get_num_threads()
-        numba.set_num_threads(saved_threads)
-        try:
-            metrics = evaluator(params)
-        finally:
-            numba.set_num_threads(in_loop_threads)
-        index = len(records)
-        records.append({"update": step, "wall_time": train_time, **metrics})
-        if callbacks:
-            record = CheckpointRecord(
-                index=index, step=step, epochs_trained=step / updates_per_epoch, model=RBM(*params),
-                chains=None if chains is None else chains.copy(), rule_state=rule_state,
-                reconstruction_error=metrics["reconstruction_error"], log_likelihood=metrics["log_likelihood"],
-                log_partition=metrics["log_partition"], connectivity=metrics["connectivity"],
-                weight_l1=metrics["weight_l1"], weight_l2=metrics["weight_l2"], wall_time=train_time,
+        if shape != (state.plan.n_visible, state.plan.n_hidden):
+            raise ValueError(
+                f"resume: the state is a {state.plan.n_visible} x {state.plan.n_hidden} model, got {shape}"
             )
-            for cb in callbacks:
-                cb(record)
-
-    if work < _PARALLEL_WORK:
-        numba.set_num_threads(1)
-    try:
-        t0 = time.perf_counter()
-        shown = _read_only(params)
-        new, rule_state, info = rule.init(shown, context(0, 0, False, 0.0, 0.0))
-        params, _ = apply_rule(params, shown, new, info, 0, 0)
-        train_time += time.perf_counter() - t0
-        checkpoint(0)
-
-        step = 0
-        sampler_counter = 0
-        recon_counter = 0
-        expected = total_steps * work / _WORK_PER_SECOND
-        desc = f"{config.method.upper()}-{config.k} training"
-        with progress_bar(total_steps, desc, enabled=progress, expected_seconds=expected) as bar:
-            for epoch in range(config.epochs):
-                t_epoch = time.perf_counter()
-                epoch_eval = 0.0
-                order = np.random.default_rng(derive_seed(seed, "shuffle", epoch)).permutation(n_samples)
-                err_sum = 0.0
-                added = removed = 0
-                for b_idx in range(updates_per_epoch):
-                    t_step = time.perf_counter()
-                    v = v_data[order[b_idx * batch_size : (b_idx + 1) * batch_size]]
-                    m = v.shape[0]
-                    w, a, hb, _ = params
-                    w_t = np.ascontiguousarray(w.T)
-                    ph = hidden_probabilities(v, w, hb, 1.0)
-                    if chains is None:
-                        v_k, ph_k = _negative_phase(v, w, w_t, a, hb, sampler_keys[:m], sampler_counter, config.k)
-                    else:
-                        v_k, ph_k = _negative_phase(chains, w, w_t, a, hb, sampler_keys, sampler_counter, config.k)
-                        chains = v_k
-                    sampler_counter += config.k * stride
-                    grad = gradient_statistics(v, ph, v_k, ph_k)
-                    errors = reconstruction_errors(v, ph, w_t, a, recon_keys[:m], np.uint64(recon_counter))
-                    err_sum += float(errors.sum())
-                    recon_counter += n_hidden
-                    lr, mu = opt.hyperparameters(step, total_steps)
-                    params, opt_state = opt.update(params, opt_state, grad, step, total_steps)
-                    step += 1
-                    ctx = context(step, epoch, b_idx == updates_per_epoch - 1, lr, mu)
-                    shown = _read_only(params)
-                    new, rule_state, info = rule.update(shown, rule_state, grad, ctx)
-                    params, values = apply_rule(params, shown, new, info, step, epoch)
-                    added += int(values["n_added"])
-                    removed += int(values["n_removed"])
-                    train_time += time.perf_counter() - t_step
-                    bar.update(1)
-                    if step in checkpoint_set:
-                        t_eval = time.perf_counter()
-                        checkpoint(step)
-                        epoch_eval += time.perf_counter() - t_eval
-                if not np.all(np.isfinite(params.weights)):
-                    raise FloatingPointError(
-                        f"training diverged in epoch {epoch + 1}: non-finite weights; lower the learning rate "
-                        f"(now {lr:g}) or the momentum"
-                    )
-                bar.set_postfix(epoch=epoch + 1, recon=f"{err_sum / n_samples:.4g}")
-                epoch_rows.append({
-                    "epoch_reconstruction_error": err_sum / n_samples,
-                    "epoch_wall_time": time.perf_counter() - t_epoch - epoch_eval,
-                    "learning_rate": lr,
-                    "connectivity_end": float(np.count_nonzero(params.mask)) / params.mask.size,
-                    "connections_added": added,
-                    "connections_removed": removed,
-                })
-    finally:
-        numba.set_num_threads(saved_threads)
-
-    model = RBM(*params)
-    history = _history(records, epoch_rows, events, updates_per_epoch, evaluator.exact_note, config, seed, model,
-                       n_samples, n_chains)
-    return TrainResult(model, history)
+    return state
 
 
 _CHECKPOINT_ATTRS = {
-    "reconstruction_error": ("1", "mean over training samples and visible units of (v_i - p(v'_i=1|h))^2, "
-                                  "h sampled from p(h|v); same random streams at every checkpoint"),
-    "log_likelihood": ("nats", "mean exact log-likelihood of the training set"),
-    "log_partition": ("nats", "exact log partition function log Z"),
-    "connectivity": ("1", "fraction of connected visible-hidden pairs"),
-    "n_connections": ("1", "number of connected visible-hidden pairs"),
-    "weight_l1": ("1", "sum of |W_ij| (L1 norm of the weights)"),
-    "weight_l2": ("1", "Frobenius (L2) norm of the weights"),
-    "wall_time": ("s", "training wall time since the start, checkpoint evaluations excluded"),
+    "reconstruction_error": ("reconstruction error", "1",
+                             "mean over training samples and visible units of (v_i - p(v'_i=1|h))^2, h sampled "
+                             "from p(h|v); same random streams at every checkpoint"),
+    "log_likelihood": ("train log-likelihood", "nats", "mean exact log-likelihood of the training set"),
+    "log_partition": ("log partition function", "nats", "exact log partition function log Z"),
+    "connectivity": ("connectivity", "1", "fraction of connected visible-hidden pairs"),
+    "n_connections": ("connections", "1", "number of connected visible-hidden pairs"),
+    "weight_l1": ("L1 norm of the weights", "1", "sum of |W_ij|"),
+    "weight_l2": ("L2 norm of the weights", "1", "Frobenius norm of W"),
+    "wall_time": ("training time", "s", "training wall time since the start, checkpoint evaluations excluded"),
 }
 _EPOCH_ATTRS = {
-    "epoch_reconstruction_error": ("1", "reconstruction error averaged over the epoch's batches (parameters "
-                                        "changing during the epoch)"),
-    "epoch_wall_time": ("s", "training wall time of the epoch, checkpoint evaluations excluded"),
-    "learning_rate": ("1", "learning rate of the epoch's last update"),
-    "connectivity_end": ("1", "fraction of connected pairs at the end of the epoch"),
-    "connections_added": ("1", "connections added by the connectivity rule during the epoch"),
-    "connections_removed": ("1", "connections removed by the connectivity rule during the epoch"),
+    "epoch_reconstruction_error": ("epoch reconstruction error", "1",
+                                   "reconstruction error averaged over the epoch's batches (parameters changing "
+                                   "during the epoch)"),
+    "epoch_wall_time": ("epoch training time", "s", "training wall time of the epoch, checkpoint evaluations "
+                                                     "excluded"),
+    "learning_rate": ("learning rate", "1", "learning rate of the epoch's last update"),
+    "connectivity_end": ("connectivity at epoch end", "1", "fraction of connected pairs at the end of the epoch"),
+    "connections_added": ("connections added", "1", "connections added by the connectivity rule during the epoch"),
+    "connections_removed": ("connections removed", "1",
+                            "connections removed by the connectivity rule during the epoch"),
+    "resets": ("resets", "1", "updates after which the rule reset the velocities, chains or schedule"),
 }
 
 
-def _history(records, epoch_rows, events, updates_per_epoch, exact_note, config, seed, model, n_samples, n_chains):
-    update = np.array([r["update"] for r in records], dtype=np.int64)
+def history(state: TrainState) -> xr.Dataset:
+    """The labelled history of a run so far.
+
+    Dims ``checkpoint`` (coords ``step``: updates done, ``epochs_trained``) with
+    ``reconstruction_error``, ``log_likelihood``, ``log_partition``, ``connectivity``,
+    ``n_connections``, ``weight_l1``, ``weight_l2``, ``wall_time`` and ``mask`` (int8, dims
+    ``checkpoint, visible, hidden``); ``epoch`` (1-based) with ``epoch_reconstruction_error``,
+    ``epoch_wall_time``, ``learning_rate``, ``connectivity_end``, ``connections_added``,
+    ``connections_removed``, ``resets`` and ``rule_<field>`` (the mean per update of every
+    further numeric field of the rule's info). Attributes hold the config (JSON), the rule and
+    estimator, the seed, sizes and provenance.
+    """
+    log, plan, model = state.log, state.plan, state.model
+    rows, epoch_rows = log.checkpoints, log.epochs
+    update = np.array([r["update"] for r in rows], dtype=np.int64)
+    cfg = state.config
+    exact_note = _exact_note(cfg, plan.n_visible, plan.n_hidden)
     data_vars = {}
-    for name, (units, desc) in _CHECKPOINT_ATTRS.items():
+    for name, (long_name, units, desc) in _CHECKPOINT_ATTRS.items():
         if name == "n_connections":
-            values = np.rint(np.array([r["connectivity"] for r in records]) * model.mask.size).astype(np.int64)
+            values = np.array([int(np.count_nonzero(m)) for m in log.masks], dtype=np.int64)
         else:
-            values = np.array([r[name] for r in records], dtype=np.float64)
-        attrs = {"units": units, "description": desc}
+            values = np.array([r[name] for r in rows], dtype=np.float64)
+        attrs = {"long_name": long_name, "units": units, "comment": desc}
         if name in ("log_likelihood", "log_partition"):
             attrs["method"] = exact_note
         data_vars[name] = ("checkpoint", values, attrs)
-    for name, (units, desc) in _EPOCH_ATTRS.items():
-        dt = np.int64 if name.startswith("connections_") else np.float64
-        data_vars[name] = ("epoch", np.array([r[name] for r in epoch_rows], dtype=dt), {"units": units,
-                                                                                         "description": desc})
-    event_fields = sorted({k for e in events for k in e} - {"event_step", "event_epoch"})
-    for name in event_fields:
-        data_vars[f"rule_{name}"] = (
-            "rule_event", np.array([e.get(name, math.nan) for e in events], dtype=np.float64),
-            {"description": f"field {name!r} of the connectivity rule's info"},
-        )
+    masks = np.array(log.masks, dtype=np.int8).reshape(len(log.masks), plan.n_visible, plan.n_hidden)
+    data_vars["mask"] = (("checkpoint", "visible", "hidden"), masks,
+                         {"long_name": "connection mask", "units": "1", "comment": "1: connected pair"})
+    for name, (long_name, units, desc) in _EPOCH_ATTRS.items():
+        dt = np.int64 if name.startswith("connections_") or name == "resets" else np.float64
+        data_vars[name] = ("epoch", np.array([r[name] for r in epoch_rows], dtype=dt),
+                           {"long_name": long_name, "units": units, "comment": desc})
+    rule_fields = sorted({k for r in epoch_rows for k in r if k.startswith("rule_")})
+    for name in rule_fields:
+        data_vars[name] = ("epoch", np.array([r.get(name, math.nan) for r in epoch_rows], dtype=np.float64),
+                           {"long_name": f"rule {name[5:].replace('_', ' ')} per update", "units": "1",
+                            "comment": f"mean per update over the epoch of field {name[5:]!r} of the rule's info"})
     coords = {
-        "checkpoint": ("checkpoint", np.arange(len(records))),
-        "step": ("checkpoint", update, {"units": "updates", "description": "parameter updates done"}),
-        "epochs_trained": ("checkpoint", update / updates_per_epoch, {"units": "epochs"}),
-        "epoch": ("epoch", np.arange(1, len(epoch_rows) + 1), {"description": "1-based epoch number"}),
-        "event_step": ("rule_event", np.array([e["event_step"] for e in events], dtype=np.int64),
-                         {"description": "update after which the rule changed the mask (0: before training)"}),
-        "event_epoch": ("rule_event", np.array([e["event_epoch"] for e in events], dtype=np.int64),
-                        {"description": "0-based epoch of the change"}),
+        "checkpoint": ("checkpoint", np.arange(len(rows)), {"long_name": "checkpoint index", "units": "1"}),
+        "step": ("checkpoint", update, {"long_name": "updates done", "units": "updates"}),
+        "epochs_trained": ("checkpoint", update / plan.updates_per_epoch,
+                           {"long_name": "epochs trained", "units": "epochs"}),
+        "epoch": ("epoch", np.arange(1, len(epoch_rows) + 1), {"long_name": "epoch (1-based)", "units": "epochs"}),
+        "visible": ("visible", np.arange(plan.n_visible), {"long_name": "visible unit", "units": "1"}),
+        "hidden": ("hidden", np.arange(plan.n_hidden), {"long_name": "hidden unit", "units": "1"}),
     }
     attrs = provenance(
         title="RBM training history",
-        config=config.to_json(),
-        seed=seed,
-        method=f"{config.method.upper()}-{config.k}",
-        n_visible=model.n_visible,
-        n_hidden=model.n_hidden,
-        n_samples=n_samples,
-        n_chains=n_chains,
-        updates_per_epoch=updates_per_epoch,
+        config=cfg.to_json(),
+        rule=json.dumps(_jsonable(cfg.rule)),
+        estimator=cfg.estimator.describe(),
+        seed=state.seed,
+        method=cfg.estimator.describe(),
+        n_visible=plan.n_visible,
+        n_hidden=plan.n_hidden,
+        n_samples=plan.n_samples,
+        updates_per_epoch=plan.updates_per_epoch,
+        total_steps=plan.total_steps,
+        steps_done=state.step,
         dtype=model.dtype.name,
+        **{f"rule_at_init_{k}": v for k, v in log.init_rule.items()},
     )
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
@@ -749,6 +1003,8 @@ def _jsonable(obj):
         return out
     if isinstance(obj, (list, tuple)):
         return [_jsonable(x) for x in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
         return obj.item()
     if obj is None or isinstance(obj, (str, int, float, bool)):

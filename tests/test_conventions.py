@@ -185,7 +185,6 @@ def _sample_cli(tmp_path):
     return [dilution.load(tmp_path / "m-samples.nc")]
 
 
-_LEAD = "training.py history attrs: lead applies"
 
 PRODUCERS: list = [
     _io_to_dataset,
@@ -201,8 +200,8 @@ PRODUCERS: list = [
     _analysis_ising,
     _analysis_classifier,
     _evaluate_cli,
-    pytest.param(_training_history, marks=pytest.mark.xfail(strict=True, reason=_LEAD)),
-    pytest.param(_sample_cli, marks=pytest.mark.xfail(strict=True, reason="cli.py samples.nc attrs: lead applies")),
+    _training_history,
+    _sample_cli,
 ]
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dilution.connectivity import ConnectivityRule, OneShotPruning, RuleInfo, StaticMask, StepContext, prune_mask
+from dilution.estimators import PCD
 from dilution.optim import Parameters
-from dilution.rng import derive_seed
 from dilution.statistics import GradientEstimate
 from dilution.training import TrainConfig, train
 
@@ -21,7 +21,7 @@ def _params(seed=0, shape=(6, 5), p=0.7):
 
 
 def _context(step=1, epoch=0, epoch_end=False, epochs=4):
-    return StepContext(step, epoch, epoch_end, 0.1, 0.0, 40, 10, epochs, derive_seed(0, "test", step))
+    return StepContext(step, epoch, epoch_end, 0.1, 0.0, 40, 10, epochs, 0)
 
 
 def _data(n=40, n_visible=6, seed=0):
@@ -70,13 +70,12 @@ def test_one_shot_fires_only_at_end_of_its_epoch():
 
 def test_one_shot_pruning_in_training():
     data = _data()
-    cfg = TrainConfig(method="pcd", k=2, epochs=4, batch_size=10, learning_rate=0.05, checkpoints=(8, 9, 16),
+    cfg = TrainConfig(estimator=PCD(2), epochs=4, batch_size=10, learning_rate=0.05, checkpoints=(8, 9, 16),
                       rule=OneShotPruning(0.5, at_epoch=2, criterion="random"))
     seen = []
     result = train((6, 5), data, cfg, seed=1, callbacks=[lambda r: seen.append(r)])
     h = result.history
     # 4 updates per epoch: pruning after update 8 (end of epoch 2), half of 30 connections.
-    assert list(h.event_step.values) == [8] and list(h.rule_n_removed.values) == [15]
     assert list(h.n_connections.values) == [30, 15, 15, 15]
     assert list(h.connections_removed.values) == [0, 15, 0, 0]
     assert result.model.n_connections == 15
@@ -89,7 +88,8 @@ def test_one_shot_pruning_in_training():
 def test_one_shot_pruning_at_initialisation():
     cfg = TrainConfig(epochs=1, batch_size=10, rule=OneShotPruning(0.8, at_epoch=0), checkpoints=1)
     h = train((6, 5), _data(), cfg, seed=0).history
-    assert h.n_connections.values[0] == 6 and list(h.event_step.values) == [0]
+    assert h.n_connections.values[0] == 6 and h.attrs["rule_at_init_n_removed"] == 24
+    assert list(h.connections_removed.values) == [0]
 
 
 def test_one_shot_pruning_bad_arguments():
@@ -138,7 +138,9 @@ def test_custom_rule_invariant_and_logged_info():
     assert np.all(result.model.weights[~result.model.mask] == 0)
     assert result.model.n_connections == 15
     h = result.history
-    assert h.sizes["rule_event"] == 8 and np.all(h.rule_mean_abs_gradient_absent.values > 0)
+    # 4 updates per epoch, each adding and removing one connection; info fields as means per update.
+    assert list(h.connections_added.values) == [4, 4] and list(h.connections_removed.values) == [4, 4]
+    assert h.sizes["epoch"] == 2 and np.all(h.rule_mean_abs_gradient_absent.values > 0)
     assert seen[-1].rule_state == 8
 
 

@@ -160,7 +160,7 @@ def test_load_errors(tmp_path):
 
 
 def test_save_errors(tmp_path):
-    with pytest.raises(TypeError, match="RBM or an xarray.Dataset"):
+    with pytest.raises(TypeError, match="dilution.RBM, a TrainState or an xarray.Dataset"):
         save(np.zeros(3), tmp_path / "a.nc")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         save(_rbm(np.float64), tmp_path / "no" / "a.nc")

@@ -85,7 +85,6 @@ def test_unlabelled_history_is_refused(tmp_path):
     assert not (tmp_path / "fig.png").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="training.py history attrs: lead applies")
 def test_figure_is_drawn_from_histories_written_by_training(tmp_path):
     data = dilution.data.bars_stripes.sample(3, 200, seed=0)
     paths = []
