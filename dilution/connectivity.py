@@ -39,8 +39,9 @@ Contract
 
 How the planned rules map onto this (see the NCG / DEEP R digest in shared/papers)
 ----------------------------------------------------------------------------------
-* One-shot / iterative magnitude pruning: act when ``context.epoch_end`` at chosen epochs
-  (:class:`OneShotPruning`); ``at_epoch = 0`` acts in ``init``.
+* One-shot and iterative pruning, with rewinding: :class:`dilution.pruning_rules.PruningProtocol`
+  acts when ``context.epoch_end`` at chosen epochs (epoch 0 acts in ``init``), with the
+  criteria of :mod:`dilution.pruning`.
 * NCG (de Oliveira & Figueiredo): the optimiser step has already applied ``W += eta G * A``
   with the *old* mask, as in the authors' code; the rule adds ``eta_A W_stored * G`` to the
   connection strengths kept in its state (``G`` for all pairs, ``W_stored`` its frozen copy of
@@ -57,16 +58,15 @@ How the planned rules map onto this (see the NCG / DEEP R digest in shared/paper
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from .parameters import Parameters
 from .rng import derive_seed
 from .statistics import GradientEstimate
-from .validation import check_int
 
-__all__ = ["ConnectivityRule", "StepContext", "RuleInfo", "StaticMask", "OneShotPruning", "prune_mask"]
+__all__ = ["ConnectivityRule", "StepContext", "RuleInfo", "StaticMask"]
 
 
 class StepContext(NamedTuple):
@@ -167,103 +167,3 @@ class StaticMask:
         self, params: Parameters, state: None, gradient: GradientEstimate, context: StepContext
     ) -> tuple[Parameters, None, RuleInfo]:
         return params, state, RuleInfo()
-
-
-def prune_mask(
-    mask: np.ndarray,
-    weights: np.ndarray,
-    fraction: float,
-    criterion: Literal["magnitude", "random"],
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Remove ``round(fraction * n_connected)`` of the connected pairs.
-
-    ``"magnitude"`` removes the smallest ``|weights|`` (ties broken by row-major position);
-    ``"random"`` removes a uniformly random subset, drawn with ``rng``.
-
-    Parameters
-    ----------
-    mask : ndarray of bool, shape (n_visible, n_hidden)
-    weights : ndarray, shape (n_visible, n_hidden)
-    fraction : float in [0, 1]
-    criterion : "magnitude" or "random"
-    rng : numpy.random.Generator, required for "random"
-
-    Returns
-    -------
-    ndarray of bool, shape (n_visible, n_hidden)
-        A new mask, a subset of ``mask``.
-    """
-    _check_fraction(fraction)
-    active = np.flatnonzero(mask)
-    n_remove = int(round(fraction * active.size))
-    if criterion == "magnitude":
-        order = np.argsort(np.abs(weights.ravel()[active]), kind="stable")
-        removed = active[order[:n_remove]]
-    elif criterion == "random":
-        if rng is None:
-            raise ValueError("criterion='random' needs an rng")
-        removed = rng.choice(active, size=n_remove, replace=False)
-    else:
-        raise ValueError(f"criterion must be 'magnitude' or 'random', got {criterion!r}")
-    out = mask.copy()
-    out.ravel()[removed] = False
-    return out
-
-
-def _check_fraction(fraction) -> float:
-    if isinstance(fraction, (bool, np.bool_)):
-        raise TypeError(f"fraction must be a number in [0, 1], got {fraction!r}")
-    f = float(fraction)
-    if not 0.0 <= f <= 1.0:
-        raise ValueError(f"pruning fraction must be in [0, 1], got {fraction!r}")
-    return f
-
-
-@dataclass(frozen=True)
-class OneShotPruning:
-    """Remove a fraction of the connections once, after ``at_epoch`` epochs of training.
-
-    Parameters
-    ----------
-    fraction : float in [0, 1]
-        Fraction of the connections present at pruning time that are removed.
-    at_epoch : int >= 0
-        Number of completed epochs at which to prune; 0 prunes the initial model before the
-        first update (with "magnitude", the magnitudes of the initial weights).
-    criterion : "magnitude" or "random"
-        Smallest ``|W|`` first, or uniformly random.
-    """
-
-    fraction: float
-    at_epoch: int
-    criterion: Literal["magnitude", "random"] = "magnitude"
-
-    def __post_init__(self):
-        object.__setattr__(self, "fraction", _check_fraction(self.fraction))
-        check_int("at_epoch", self.at_epoch, low=0)
-        if self.criterion not in ("magnitude", "random"):
-            raise ValueError(f"criterion must be 'magnitude' or 'random', got {self.criterion!r}")
-
-    def init(self, params: Parameters, context: StepContext) -> tuple[Parameters, None, RuleInfo]:
-        if self.at_epoch > context.epochs:
-            raise ValueError(
-                f"OneShotPruning(at_epoch={self.at_epoch}) would never fire in a run of {context.epochs} epochs"
-            )
-        if self.at_epoch == 0:
-            return self._prune(params, context)
-        return params, None, RuleInfo()
-
-    def update(
-        self, params: Parameters, state: None, gradient: GradientEstimate, context: StepContext
-    ) -> tuple[Parameters, None, RuleInfo]:
-        if context.epoch_end and context.epoch + 1 == self.at_epoch:
-            return self._prune(params, context)
-        return params, state, RuleInfo()
-
-    def _prune(self, params: Parameters, context: StepContext) -> tuple[Parameters, None, RuleInfo]:
-        rng = np.random.default_rng(context.seed) if self.criterion == "random" else None
-        mask = prune_mask(params.mask, params.weights, self.fraction, self.criterion, rng)
-        n_removed = int(np.count_nonzero(params.mask)) - int(np.count_nonzero(mask))
-        weights = np.where(mask, params.weights, params.weights.dtype.type(0))
-        return params._replace(weights=weights, mask=mask), None, RuleInfo(n_added=0, n_removed=n_removed)

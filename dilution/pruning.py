@@ -16,8 +16,7 @@ Criteria
 --------
 ``GlobalMagnitude``
     Remove the smallest ``|W_ij|`` among connected pairs, ties removed in row-major order
-    (the pair with the smaller ``i * n_hidden + j`` first). Identical to
-    ``connectivity.prune_mask(..., "magnitude")`` and to step 3 of lottery-ticket pruning
+    (the pair with the smaller ``i * n_hidden + j`` first): step 3 of lottery-ticket pruning
     (Frankle & Carbin 2019, arXiv:1803.03635) with a single global threshold.
 ``UnitMagnitude``
     Magnitude pruning inside each hidden unit (equal fan-in) or each visible unit (equal
@@ -166,8 +165,7 @@ class GlobalMagnitude:
     """Keep the largest ``|W_ij|`` over the whole matrix.
 
     The removed pairs are the first ``n_remove`` connected pairs in the removal order
-    (ascending ``|W_ij|``, ties by ascending row-major position), as in
-    ``connectivity.prune_mask(..., "magnitude")``.
+    (ascending ``|W_ij|``, ties by ascending row-major position).
     """
 
     name: ClassVar[str] = "global_magnitude"
@@ -237,7 +235,7 @@ class RandomPruning:
     """Keep a uniformly random subset of the connected pairs.
 
     Draws ``rng.choice(connected, n_remove, replace=False)`` over the connected pairs in
-    row-major order, the same draw as ``connectivity.prune_mask(..., "random")``.
+    row-major order.
     """
 
     name: ClassVar[str] = "random"
@@ -425,7 +423,7 @@ def _check_rng(criterion_name: str, rng, needed: bool) -> None:
 def removal_count(n_connected: int, fraction: float) -> int:
     """Connections a pruning fraction removes: ``round(fraction * n_connected)``.
 
-    Python's ``round`` (half to even), as in ``connectivity.prune_mask``.
+    Python's ``round`` (half to even).
     """
     f = _check_fraction(fraction)
     n = _check_count("n_connected", n_connected, np.iinfo(np.int64).max)

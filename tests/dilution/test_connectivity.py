@@ -6,9 +6,11 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from dilution.connectivity import ConnectivityRule, OneShotPruning, RuleInfo, StaticMask, StepContext, prune_mask
+from dilution.connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
 from dilution.estimators import PCD
-from dilution.optim import Parameters
+from dilution.parameters import Parameters
+from dilution.pruning import GlobalMagnitude, RandomPruning, prune
+from dilution.pruning_rules import PruningProtocol
 from dilution.statistics import GradientEstimate
 from dilution.training import TrainConfig, train
 
@@ -37,41 +39,23 @@ def test_static_mask_changes_nothing():
     assert p2 is p and info == RuleInfo(0, 0)
 
 
-def test_prune_mask_magnitude_removes_smallest():
-    p = _params(1)
-    new = prune_mask(p.mask, p.weights, 0.4, "magnitude")
-    n_on = int(p.mask.sum())
-    removed = p.mask & ~new
-    assert not np.any(new & ~p.mask)  # subset
-    assert removed.sum() == round(0.4 * n_on)
-    assert np.abs(p.weights[removed]).max() <= np.abs(p.weights[new]).min()
-
-
-def test_prune_mask_random_is_seeded_subset():
-    p = _params(2)
-    a = prune_mask(p.mask, p.weights, 0.5, "random", np.random.default_rng(3))
-    b = prune_mask(p.mask, p.weights, 0.5, "random", np.random.default_rng(3))
-    c = prune_mask(p.mask, p.weights, 0.5, "random", np.random.default_rng(4))
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert not np.any(a & ~p.mask) and (p.mask & ~a).sum() == round(0.5 * p.mask.sum())
-
-
-def test_one_shot_fires_only_at_end_of_its_epoch():
+def test_pruning_protocol_fires_only_at_end_of_its_epoch():
     p = _params(3)
-    rule = OneShotPruning(0.5, at_epoch=2)
+    rule = PruningProtocol(0.5, at_epochs=(2,))
     grad = GradientEstimate(p.weights, p.visible_bias, p.hidden_bias)
-    assert rule.update(p, None, grad, _context(epoch=1, epoch_end=False))[0] is p
-    assert rule.update(p, None, grad, _context(epoch=0, epoch_end=True))[0] is p
-    new, _, info = rule.update(p, None, grad, _context(epoch=1, epoch_end=True))
+    _, state, _ = rule.init(p, _context(step=0))
+    assert rule.update(p, state, grad, _context(epoch=1, epoch_end=False))[0] is p
+    assert rule.update(p, state, grad, _context(epoch=0, epoch_end=True))[0] is p
+    new, _, info = rule.update(p, state, grad, _context(epoch=1, epoch_end=True))
     assert info.n_removed == round(0.5 * p.mask.sum()) and info.n_added == 0
     assert np.all(new.weights[~new.mask] == 0)
-    assert np.array_equal(new.mask, prune_mask(p.mask, p.weights, 0.5, "magnitude"))
+    assert np.array_equal(new.mask, prune(p.mask, p.weights, GlobalMagnitude(), fraction=0.5))
 
 
-def test_one_shot_pruning_in_training():
+def test_pruning_in_training():
     data = _data()
     cfg = TrainConfig(estimator=PCD(2), epochs=4, batch_size=10, learning_rate=0.05, checkpoints=(8, 9, 16),
-                      rule=OneShotPruning(0.5, at_epoch=2, criterion="random"))
+                      rule=PruningProtocol(0.5, at_epochs=(2,), criterion=RandomPruning()))
     seen = []
     result = train((6, 5), data, cfg, seed=1, callbacks=[lambda r: seen.append(r)])
     h = result.history
@@ -81,26 +65,17 @@ def test_one_shot_pruning_in_training():
     assert result.model.n_connections == 15
     for r in seen:
         assert np.all(r.model.weights[~r.model.mask] == 0)
-    # The pruned connections stay absent.
+    # The pruned connections stay absent, and the history's masks are the models' masks.
     assert np.array_equal(seen[1].model.mask, result.model.mask)
+    for r in seen:
+        assert np.array_equal(h["mask"].values[r.index], r.model.mask)
 
 
-def test_one_shot_pruning_at_initialisation():
-    cfg = TrainConfig(epochs=1, batch_size=10, rule=OneShotPruning(0.8, at_epoch=0), checkpoints=1)
+def test_pruning_at_initialisation():
+    cfg = TrainConfig(epochs=1, batch_size=10, rule=PruningProtocol(0.8, at_epochs=(0,)), checkpoints=1)
     h = train((6, 5), _data(), cfg, seed=0).history
     assert h.n_connections.values[0] == 6 and h.attrs["rule_at_init_n_removed"] == 24
     assert list(h.connections_removed.values) == [0]
-
-
-def test_one_shot_pruning_bad_arguments():
-    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
-        OneShotPruning(1.5, at_epoch=1)
-    with pytest.raises(ValueError, match="at_epoch must be an integer >= 0"):
-        OneShotPruning(0.5, at_epoch=-1)
-    with pytest.raises(ValueError, match="criterion must be"):
-        OneShotPruning(0.5, at_epoch=1, criterion="gradient")
-    with pytest.raises(ValueError, match="would never fire in a run of 2 epochs"):
-        train((6, 5), _data(), TrainConfig(epochs=2, batch_size=10, rule=OneShotPruning(0.5, at_epoch=3)), seed=0)
 
 
 class _FlipInfo(NamedTuple):

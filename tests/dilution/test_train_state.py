@@ -14,7 +14,6 @@ import xarray as xr
 
 import dilution
 from dilution import exact
-from dilution.connectivity import OneShotPruning
 from dilution.estimators import CD, PCD, PTPCD, Exact, estimator_from_name
 from dilution.gibbs import hidden_probabilities
 from dilution.model import RBM
@@ -59,7 +58,7 @@ CONFIGS = {
     ),
     "pcd-oneshot": TrainConfig(
         estimator=PCD(3, n_chains=7), epochs=4, batch_size=8, learning_rate=0.1, momentum=0.5, l1=1e-3,
-        checkpoints=(3, 13, 20, 32), rule=OneShotPruning(0.5, at_epoch=2),
+        checkpoints=(3, 13, 20, 32), rule=PruningProtocol(0.5, at_epochs=(2,)),
     ),
     "ptpcd": TrainConfig(
         estimator=PTPCD(2, n_chains=5, n_temps=4), epochs=3, batch_size=8, learning_rate=0.05, momentum=0.5,

@@ -226,14 +226,14 @@ _THREAD_SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np, numba
     from dilution.training import train, TrainConfig
-    from dilution.connectivity import OneShotPruning
+    from dilution.pruning_rules import PruningProtocol
     assert numba.get_num_threads() == int(sys.argv[2]), numba.get_num_threads()
     data = (np.random.default_rng(0).random((200, 16)) < 0.3).astype(np.float32)
     # Work per update 256 chains x 3 sweeps x 80 units x 64 > the trainer's parallel threshold.
     from dilution.estimators import PCD
     cfg = TrainConfig(estimator=PCD(3, n_chains=256), epochs=3, batch_size=50, learning_rate=0.05,
                       momentum=0.5, l2=1e-3, l1=1e-4, connectivity=0.5, dtype="float32", checkpoints=2,
-                      rule=OneShotPruning(0.3, at_epoch=1, criterion="random"))
+                      rule=PruningProtocol(0.3, at_epochs=(1,), criterion="random"))
     r = train((16, 64), data, cfg, seed=11)
     h = r.history
     np.savez(sys.argv[1], weights=r.model.weights, a=r.model.visible_bias, b=r.model.hidden_bias,
