@@ -1,6 +1,6 @@
 """Test-set log-likelihood of an RBM: exact (enumerable models) or with an AIS estimate of log Z.
 
-``log p(v) = -F(v) - log Z`` with the free energy ``F`` of :func:`dilution.gibbs.free_energy`. The
+``log p(v) = -F(v) - log Z`` with the free energy ``F`` of :func:`dilution.conditionals.free_energy`. The
 free energy is exact for any size; only ``log Z`` needs enumeration (:mod:`dilution.exact`, smaller
 layer <= 30 units) or annealed importance sampling (:mod:`dilution.ais`). The AIS estimate of
 ``log Z`` is a stochastic lower bound, so the AIS log-likelihood is a stochastic *upper* bound

@@ -7,7 +7,7 @@ Intermediate distributions (Salakhutdinov & Murray 2008, eqs. 11-14; Neal 2001)
 run from a base-rate model ``p_0`` (independent visible units with biases ``a0``; hidden units
 uniform; ``log Z_0 = sum_i softplus(a0_i) + n_hidden log 2``) to the RBM. With the hidden units
 summed out, ``p_k(v) = exp(-F_k(v)) / Z_k`` with ``F_k`` the free energy of
-:func:`dilution.gibbs.free_energy`. A forward chain draws ``v_1 ~ p_0`` and, for k = 1..K,
+:func:`dilution.conditionals.free_energy`. A forward chain draws ``v_1 ~ p_0`` and, for k = 1..K,
 multiplies its weight by ``exp(F_{k-1}(v_k) - F_k(v_k))`` and then moves by one Gibbs sweep that
 leaves ``p_k`` invariant. The mean weight is an unbiased estimate of ``Z_K / Z_0``; by Jensen's
 inequality the log of the estimate is a stochastic lower bound on ``log Z``.

@@ -14,7 +14,7 @@ moves replicas along the ladder faster than random pair choice; Okabe et al. 200
     min(1, exp( F_k(v_k) + F_{k+1}(v_{k+1}) - F_k(v_{k+1}) - F_{k+1}(v_k) ))
 
 with ``F_k`` the free energy at ``beta_k`` with the hidden layer summed out
-(:func:`dilution.gibbs.free_energy`), so each tempering system leaves the product of the
+(:func:`dilution.conditionals.free_energy`), so each tempering system leaves the product of the
 ``p_k(v)`` invariant (Swendsen & Wang 1986; Hukushima & Nemoto 1996; Desjardins et al. 2010 for
 RBMs). Every draw comes from the system's own counter-based stream, so results do not depend on
 the number of threads.

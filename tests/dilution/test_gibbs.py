@@ -12,7 +12,7 @@ from scipy.special import logsumexp
 
 import dilution
 from dilution import RBM, exact
-from dilution.gibbs import free_energy, hidden_probabilities, visible_probabilities
+from dilution.conditionals import free_energy, hidden_probabilities, visible_probabilities
 
 
 def state_codes(v: np.ndarray) -> np.ndarray:

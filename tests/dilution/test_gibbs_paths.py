@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from numba import njit
 
-from dilution import RBM, gibbs
+from dilution import RBM, gibbs, gibbs_sparse, gibbs_tuning
 from dilution.blas import gemm_address
+from dilution.fastexp import exp_neg
+from dilution.gibbs_blocked import active_units, dense_block, gibbs_blocked, sum_rows
+from dilution.gibbs_reference import gibbs_reference
 from dilution.rng import chain_keys
 
 
@@ -46,7 +49,7 @@ def test_fast_path_matches_reference_sweep(conn, dtype, activity, path):
     assert gibbs.gibbs_path(rbm.weights, 150) == path
     args = kernel_args(rbm, 150, activity)
     counter = np.uint64(12345)
-    v_ref, h_ref = gibbs._gibbs_reference(*args, counter, 1)
+    v_ref, h_ref = gibbs_reference(*args, counter, 1)
     v_fast, h_fast = gibbs.gibbs_kernel(*args, counter, 1)
     assert v_fast.dtype == dtype and h_fast.dtype == dtype
     assert np.count_nonzero(v_ref != v_fast) + np.count_nonzero(h_ref != h_fast) <= 3
@@ -74,7 +77,7 @@ def test_zero_sweeps_return_the_input_and_zero_hidden():
 def _exp_neg_of(x):
     ef = np.empty_like(x)
     eb = np.empty_like(x)
-    gibbs._exp_neg(x, ef, eb)
+    exp_neg(x, ef, eb)
     return ef * eb
 
 
@@ -117,10 +120,10 @@ def test_results_do_not_depend_on_thread_count(conn):
 
 def test_few_chains_take_the_blocked_path_even_when_diluted():
     rbm = RBM.random(120, 80, connectivity=0.05, dtype=np.float32, seed=3)
-    assert gibbs.gibbs_path(rbm.weights, gibbs.SPARSE_MIN_CHAINS) == "sparse"
-    assert gibbs.gibbs_path(rbm.weights, gibbs.SPARSE_MIN_CHAINS - 1) == "blocked"
+    assert gibbs.gibbs_path(rbm.weights, gibbs_tuning.SPARSE_MIN_CHAINS) == "sparse"
+    assert gibbs.gibbs_path(rbm.weights, gibbs_tuning.SPARSE_MIN_CHAINS - 1) == "blocked"
     args = kernel_args(rbm, 8, 0.3)
-    v_ref, h_ref = gibbs._gibbs_reference(*args, np.uint64(7), 1)
+    v_ref, h_ref = gibbs_reference(*args, np.uint64(7), 1)
     v_fast, h_fast = gibbs.gibbs_kernel(*args, np.uint64(7), 1)
     # same tolerance argument as test_fast_path_matches_reference_sweep (1600 units here)
     assert np.count_nonzero(v_ref != v_fast) + np.count_nonzero(h_ref != h_fast) <= 3
@@ -130,7 +133,7 @@ def test_few_chains_take_the_blocked_path_even_when_diluted():
 def _sum_rows_of(w, s):
     idx = np.empty(s.shape[0], dtype=np.int64)
     out = np.full(w.shape[1], np.nan, dtype=w.dtype)
-    gibbs._sum_rows(w, idx, gibbs._active_units(s, idx), out)
+    sum_rows(w, idx, active_units(s, idx), out)
     return out
 
 
@@ -147,7 +150,7 @@ def test_gathered_rows_sum_to_the_product(n_active):
 def test_forced_paths_match_the_reference_and_bad_path_is_refused():
     rbm = RBM.random(120, 80, connectivity=0.05, weight_scale=0.5, bias_scale=0.5, dtype=np.float32, seed=4)
     args = kernel_args(rbm, 150, 0.3)
-    v_ref, h_ref = gibbs._gibbs_reference(*args, np.uint64(5), 1)
+    v_ref, h_ref = gibbs_reference(*args, np.uint64(5), 1)
     for path in ("blocked", "sparse"):
         v_fast, h_fast = gibbs.gibbs_kernel(*args, np.uint64(5), 1, path=path)
         # same tolerance argument as test_fast_path_matches_reference_sweep
@@ -160,16 +163,51 @@ def test_forced_paths_match_the_reference_and_bad_path_is_refused():
 def test_numpy_blas_and_numba_dot_give_the_same_chains(activity):
     rbm = RBM.random(120, 80, weight_scale=0.5, bias_scale=0.5, dtype=np.float32, seed=6)
     v, w, wt, a, b, beta, base, keys = kernel_args(rbm, 150, activity)
-    outs = [gibbs._gibbs_blocked(v, w, wt, a, b, beta, base, keys, np.uint64(3), 2, gibbs.dense_block(150),
-                                 gibbs.GATHER_BELOW[4], address) for address in (gemm_address(np.float32), 0)]
+    outs = [gibbs_blocked(v, w, wt, a, b, beta, base, keys, np.uint64(3), 2, dense_block(150),
+                          gibbs_tuning.GATHER_BELOW[4], address) for address in (gemm_address(np.float32), 0)]
     # the two BLAS may round the fields differently; see test_fast_path_matches_reference_sweep
     assert sum(np.count_nonzero(x != y) for x, y in zip(*outs)) <= 3
 
 
 @pytest.mark.parametrize("n_chains", [1, 15, 16, 63, 64, 100, 1000, 1025, 5000])
 def test_dense_blocks_cover_the_batch_within_the_limits(n_chains):
-    block = gibbs.dense_block(n_chains)
+    block = dense_block(n_chains)
     n_blocks = -(-n_chains // block)
-    assert 1 <= block <= gibbs.DENSE_BLOCK and (n_blocks - 1) * block < n_chains <= n_blocks * block
-    if n_chains >= gibbs.DENSE_MIN_BLOCKS * gibbs.DENSE_MIN_BLOCK:
-        assert n_blocks >= gibbs.DENSE_MIN_BLOCKS
+    assert 1 <= block <= gibbs_tuning.DENSE_BLOCK and (n_blocks - 1) * block < n_chains <= n_blocks * block
+    if n_chains >= gibbs_tuning.DENSE_MIN_BLOCKS * gibbs_tuning.DENSE_MIN_BLOCK:
+        assert n_blocks >= gibbs_tuning.DENSE_MIN_BLOCKS
+
+
+def _reference_csr(w):
+    """CSR of w and of w.T from scipy (its own construction, sorted indices)."""
+    from scipy import sparse
+
+    out = []
+    for m in (w, np.ascontiguousarray(w.T)):
+        c = sparse.csr_matrix(m)
+        c.sort_indices()
+        out += [c.indptr.astype(np.int64), c.indices.astype(np.int64), c.data]
+    return out
+
+
+def test_csr_arrays_reuse_the_structure_only_for_the_same_nonzero_pattern():
+    rng = np.random.default_rng(0)
+    w = np.where(rng.random((60, 40)) < 0.1, rng.normal(size=(60, 40)), 0.0)
+    moved = w.copy()  # same number of nonzeros, one of them elsewhere: must not hit the cache
+    i, j = np.argwhere(w != 0)[0]
+    k, m = np.argwhere(w == 0)[0]
+    moved[k, m], moved[i, j] = moved[i, j], 0.0
+    for weights in (w, 1.5 * w, moved, w, np.zeros_like(w), -w):
+        got = gibbs_sparse.csr_arrays(weights)
+        want = _reference_csr(weights)
+        assert all(np.array_equal(g, r) and g.dtype == r.dtype for g, r in zip(got, want))
+
+
+def test_training_like_calls_hit_the_pattern_cache():
+    # fresh writable arrays with the same mask at every call, as in the training loop
+    rng = np.random.default_rng(1)
+    w = np.where(rng.random((50, 30)) < 0.05, rng.normal(size=(50, 30)), 0.0)
+    first = gibbs_sparse.csr_arrays(w.copy())
+    second = gibbs_sparse.csr_arrays(w * 2.0)
+    assert second[0] is first[0] and second[1] is first[1]  # the structure arrays are reused
+    assert np.array_equal(second[2], 2.0 * first[2])

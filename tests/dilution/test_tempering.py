@@ -11,7 +11,8 @@ from scipy.stats import norm
 
 import dilution
 from dilution import exact
-from dilution.gibbs import free_energy, gibbs_kernel
+from dilution.conditionals import free_energy
+from dilution.gibbs import gibbs_kernel
 from dilution.model import RBM
 from dilution.rng import chain_keys
 from dilution.tempering import adapt_ladder, sample
