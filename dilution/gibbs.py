@@ -23,6 +23,7 @@ energy are in :mod:`dilution.conditionals`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,10 +36,13 @@ from .model import RBM
 from .progress import progress_bar
 from .rng import chain_keys, derive_seed
 from .threads import single_threaded_blas
-from .validation import check_binary
+from .validation import check_binary, check_int
 
 __all__ = [
     "sample",
+    "GibbsState",
+    "init_state",
+    "advance",
     "gibbs_kernel",
     "gibbs_path",
     "draws_per_sweep",
@@ -126,46 +130,120 @@ def _check_beta(beta) -> float:
 
 def sample(
     rbm: RBM,
-    n_chains: int,
+    n_chains: int | None,
     n_sweeps: int,
     *,
-    seed: int,
-    beta: float = 1.0,
+    seed: int | None = None,
+    beta: float | None = None,
     init=None,
     return_hidden: bool = False,
     progress: bool | None = None,
+    state: GibbsState | None = None,
+    return_state: bool = False,
 ):
     """Draw visible states by block Gibbs sampling of independent chains.
 
     Parameters
     ----------
     rbm : RBM
-    n_chains : int
-        Number of independent chains; each returns its last state.
+    n_chains : int or None
+        Number of independent chains; each returns its last state. May be None with ``state``.
     n_sweeps : int
         Sweeps (v -> h -> v) per chain.
     seed : int
         Fixes the initial states (when ``init`` is None) and every draw. Same seed, same samples,
-        whatever the number of threads.
-    beta : float
-        Inverse temperature.
+        whatever the number of threads. Required unless ``state`` is given.
+    beta : float, optional
+        Inverse temperature; default 1 (or the state's).
     init : array_like, shape (n_chains, n_visible), optional
         Binary initial visible states; default uniform random.
     return_hidden : bool
         Also return the hidden states of the last sweep.
     progress : bool, optional
         Show a progress bar; default: when the run is long and stderr is a terminal.
+    state : GibbsState, optional
+        Continue these chains (from :func:`init_state`, :func:`advance` or a previous call with
+        ``return_state``): their states, keys and sweep count, so that ``n`` sweeps and then ``m``
+        more equal ``n + m`` sweeps bit for bit. ``n_chains``, ``seed``, ``beta`` and ``init``
+        must then be omitted or agree with the state (``init``: equal to ``state.visible``).
+    return_state : bool
+        Also return the final :class:`GibbsState`, last in the returned tuple.
 
     Returns
     -------
     v : ndarray, shape (n_chains, n_visible), dtype of the model
     h : ndarray, shape (n_chains, n_hidden), only with ``return_hidden``
+    state : GibbsState, only with ``return_state``
     """
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
-    for name, value, low in (("n_chains", n_chains, 1), ("n_sweeps", n_sweeps, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if state is None:
+        if n_chains is None or seed is None:
+            raise ValueError("sample needs n_chains and seed unless it continues a state (state=...)")
+        n_chains = check_int("n_chains", n_chains, 1)
+        n_sweeps = check_int("n_sweeps", n_sweeps, 0)
+        state = init_state(rbm, n_chains, seed=seed, beta=1.0 if beta is None else beta, init=init)
+    else:
+        n_sweeps = check_int("n_sweeps", n_sweeps, 0)
+        _check_continuation(rbm, state, n_chains=n_chains, seed=seed, beta=beta, init=init)
+    state = advance(rbm, state, n_sweeps, progress=progress)
+    out = (state.visible, state.hidden) if return_hidden else (state.visible,)
+    if return_state:  # the returned arrays must not alias the state's
+        out = tuple(x.copy() for x in out) + (state,)
+    return out if len(out) > 1 else out[0]
+
+
+class GibbsState(NamedTuple):
+    """Everything a run of Gibbs chains needs to continue exactly where it stopped.
+
+    visible : ndarray, shape (n_chains, n_visible), model dtype
+        Current visible states.
+    hidden : ndarray, shape (n_chains, n_hidden), model dtype
+        Hidden states sampled in the last sweep (zeros before the first sweep).
+    keys : ndarray of uint64, shape (n_chains,)
+        The chains' stream keys (:mod:`dilution.rng`).
+    sweeps : int
+        Sweeps done; sweep ``s`` uses draws ``s * draws_per_sweep + u`` of each stream.
+    beta : float
+        Inverse temperature of every chain.
+    seed : int
+        The seed the state was made from (checked when :func:`sample` continues it).
+
+    The arrays are never written by :func:`advance` or :func:`sample`; don't write them either.
+    """
+
+    visible: np.ndarray
+    hidden: np.ndarray
+    keys: np.ndarray
+    sweeps: int
+    beta: float
+    seed: int
+
+
+def init_state(rbm: RBM, n_chains: int, *, seed: int, beta: float = 1.0, init=None) -> GibbsState:
+    """Start ``n_chains`` Gibbs chains for models shaped like ``rbm``.
+
+    Parameters
+    ----------
+    rbm : RBM
+        Fixes the dtype and layer sizes; any model of the same shapes and dtype can then
+        :func:`advance` the state.
+    n_chains : int
+    seed : int
+        Fixes the initial states (when ``init`` is None) and every draw of the chains.
+    beta : float
+        Inverse temperature.
+    init : array_like, shape (n_chains, n_visible), optional
+        Binary initial visible states; default uniform random.
+
+    Returns
+    -------
+    GibbsState
+        With ``sweeps == 0`` and zero hidden states.
+    """
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
+    n_chains = check_int("n_chains", n_chains, 1)
     b = _check_beta(beta)
     dt = rbm.dtype
     if init is None:
@@ -176,22 +254,106 @@ def sample(
         if v.shape[0] != n_chains:
             raise ValueError(f"init must have {n_chains} rows (one per chain), got {v.shape[0]}")
     keys = chain_keys(derive_seed(seed, "gibbs"), n_chains)
-    betas = np.full(n_chains, b, dtype=dt)
+    h = np.zeros((n_chains, rbm.n_hidden), dtype=dt)
+    return GibbsState(v, h, keys, 0, b, int(seed))
+
+
+_CHUNK_WORK = 2e9  # multiply-adds per kernel call (about a second): the progress bar's step
+
+
+def advance(rbm: RBM, state: GibbsState, n_sweeps: int, *, progress: bool | None = None) -> GibbsState:
+    """Run ``n_sweeps`` more sweeps of the chains in ``state`` on ``rbm``.
+
+    Pure: ``state`` is not modified. The draws of sweep ``s`` depend only on the keys and on the
+    global sweep index ``state.sweeps + s``, so ``advance(advance(st, n), m)`` equals
+    ``advance(st, n + m)`` bit for bit; ``rbm`` may differ between calls (e.g. between training
+    updates) as long as its layer sizes and dtype match the state.
+
+    Parameters
+    ----------
+    rbm : RBM
+    state : GibbsState
+    n_sweeps : int
+    progress : bool, optional
+        Show a progress bar; default: when the run is long and stderr is a terminal.
+
+    Returns
+    -------
+    GibbsState
+        New arrays; ``sweeps`` advanced by ``n_sweeps``.
+
+    Raises
+    ------
+    ValueError
+        If the state does not fit the model (layer sizes, dtype) or is malformed.
+    """
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
+    _check_state(rbm, state)
+    n_sweeps = check_int("n_sweeps", n_sweeps, 0)
+    dt = rbm.dtype
+    n_chains = state.visible.shape[0]
+    v, h = state.visible, state.hidden
+    betas = np.full(n_chains, state.beta, dtype=dt)
     w_t = np.ascontiguousarray(rbm.weights.T)
     base = np.zeros(rbm.n_visible, dtype=dt)
-    h = np.zeros((n_chains, rbm.n_hidden), dtype=dt)
     stride = draws_per_sweep(rbm.n_visible, rbm.n_hidden)
     # Chunks keep the progress bar alive; chunking does not change the draws (module docstring).
     work = n_chains * stride * rbm.n_hidden
-    chunk = max(1, min(n_sweeps, int(2e9 // max(work, 1)))) if n_sweeps else 0
+    chunk = max(1, min(n_sweeps, int(_CHUNK_WORK // max(work, 1)))) if n_sweeps else 0
     done = 0
     with progress_bar(n_sweeps, "Gibbs sweeps", enabled=progress, expected_seconds=work * n_sweeps / 2e9) as bar:
         while done < n_sweeps:
             step = min(chunk, n_sweeps - done)
             v, h = gibbs_kernel(
-                v, rbm.weights, w_t, rbm.visible_bias, rbm.hidden_bias, betas, base, keys,
-                np.uint64(done * stride), step,
+                v, rbm.weights, w_t, rbm.visible_bias, rbm.hidden_bias, betas, base, state.keys,
+                np.uint64((state.sweeps + done) * stride), step,
             )
             done += step
             bar.update(step)
-    return (v, h) if return_hidden else v
+    if not n_sweeps:
+        v, h = v.copy(), h.copy()
+    return state._replace(visible=v, hidden=h, sweeps=state.sweeps + n_sweeps)
+
+
+def _check_state(rbm: RBM, state: GibbsState) -> None:
+    """Raise unless ``state`` is a well-formed Gibbs state for models shaped like ``rbm``."""
+    if not isinstance(state, GibbsState):
+        raise TypeError(f"state must be a dilution.gibbs.GibbsState, got {type(state).__name__}")
+    v, h, keys = state.visible, state.hidden, state.keys
+    if not (isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] >= 1):
+        raise ValueError(f"state.visible must be an array of shape (n_chains, n_visible), got {np.shape(v)}")
+    n_chains = v.shape[0]
+    if v.shape[1] != rbm.n_visible:
+        raise ValueError(f"state.visible has {v.shape[1]} visible units but the model has {rbm.n_visible}")
+    if isinstance(h, np.ndarray) and h.shape[:1] == (n_chains,) and h.ndim == 2 and h.shape[1] != rbm.n_hidden:
+        raise ValueError(f"state.hidden has {h.shape[1]} hidden units but the model has {rbm.n_hidden}")
+    if not (isinstance(h, np.ndarray) and h.shape == (n_chains, rbm.n_hidden)):
+        raise ValueError(
+            f"state.hidden must have shape (n_chains, n_hidden) = {(n_chains, rbm.n_hidden)} for this model, "
+            f"got {np.shape(h)}"
+        )
+    for name, x in (("visible", v), ("hidden", h)):
+        if x.dtype != rbm.dtype:
+            raise ValueError(f"state.{name} has dtype {x.dtype} but the model is {rbm.dtype}; chains and model "
+                             "must share a dtype (convert the model with RBM.astype)")
+    if not (isinstance(keys, np.ndarray) and keys.dtype == np.uint64 and keys.shape == (n_chains,)):
+        raise ValueError(f"state.keys must be a uint64 array of shape ({n_chains},), got "
+                         f"{getattr(keys, 'dtype', type(keys).__name__)} of shape {np.shape(keys)}")
+    check_int("state.sweeps", state.sweeps, 0)
+    _check_beta(state.beta)
+
+
+def _check_continuation(rbm: RBM, state: GibbsState, *, n_chains, seed, beta, init) -> None:
+    """Raise unless the arguments :func:`sample` got beside ``state`` are omitted or agree with it."""
+    _check_state(rbm, state)
+    have = state.visible.shape[0]
+    if n_chains is not None and check_int("n_chains", n_chains, 1) != have:
+        raise ValueError(f"n_chains={n_chains} conflicts with the state's {have} chains; omit n_chains (None)")
+    if seed is not None and seed != state.seed:
+        raise ValueError(f"seed={seed!r} conflicts with the state's seed {state.seed}; omit seed to continue")
+    if beta is not None and _check_beta(beta) != state.beta:
+        raise ValueError(f"beta={beta!r} conflicts with the state's beta {state.beta}; omit beta to continue")
+    if init is not None and not np.array_equal(check_binary("init", init, rbm.n_visible, rbm.dtype), state.visible):
+        raise ValueError("init conflicts with state.visible: a continued run starts from the state's chains; "
+                         "omit init")

@@ -37,7 +37,18 @@ from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_ladder, geometric_ladder
 from .validation import check_binary
 
-__all__ = ["sample", "TemperingResult", "tempering_kernel", "adapt_ladder", "draws_per_sweep"]
+__all__ = [
+    "sample",
+    "TemperingResult",
+    "TemperingState",
+    "TemperingStats",
+    "init_state",
+    "advance",
+    "cold_visible",
+    "tempering_kernel",
+    "adapt_ladder",
+    "draws_per_sweep",
+]
 
 _HOT, _COLD = np.int8(-1), np.int8(1)
 
@@ -48,16 +59,21 @@ class TemperingResult(NamedTuple):
     samples : ndarray, shape (n_draws, n_chains, n_visible)
         Visible states of the beta = 1 replica, one draw every ``thin`` sweeps after burn-in.
     replicas : ndarray, shape (n_chains, n_temps, n_visible)
-        Final visible state of every replica (hottest first), to continue a run with ``init``.
+        Final visible state of every replica (hottest first).
     diagnostics : xarray.Dataset
         ``betas`` (final ladder), ``swap_acceptance`` per pair (and per chain), ``round_trips``
         per chain and ``round_trip_time`` (mean sweeps per hot -> cold -> hot trip), all counted
-        after burn-in.
+        after burn-in, and the raw counts ``swap_accepts``, ``swap_attempts`` and
+        ``round_trip_sweeps``, which add up over continued calls.
+    state : TemperingState or None
+        With ``return_state``: the final state, to continue the run exactly (``sample(...,
+        state=result.state)`` or :func:`advance`); None otherwise.
     """
 
     samples: np.ndarray
     replicas: np.ndarray
     diagnostics: xr.Dataset
+    state: TemperingState | None = None
 
 
 def draws_per_sweep(n_visible: int, n_hidden: int, n_temps: int) -> int:
@@ -262,9 +278,9 @@ def sample(
     n_sweeps: int,
     *,
     betas=None,
-    n_temps: int = 10,
-    beta_min: float = 0.1,
-    seed: int,
+    n_temps: int | None = None,
+    beta_min: float | None = None,
+    seed: int | None = None,
     burn_in: int = 0,
     thin: int | None = None,
     adapt: bool = False,
@@ -272,24 +288,30 @@ def sample(
     base_bias=None,
     init=None,
     progress: bool | None = None,
+    state: TemperingState | None = None,
+    return_state: bool = False,
 ) -> TemperingResult:
     """Sample an RBM by parallel tempering; return the beta = 1 replica and diagnostics.
 
     Parameters
     ----------
     rbm : RBM
-    n_chains : int
-        Independent tempering systems (each with one replica per temperature).
+    n_chains : int or None
+        Independent tempering systems (each with one replica per temperature). May be None
+        with ``state``.
     n_sweeps : int
         Sweeps after burn-in.
     betas : array_like, shape (n_temps,), optional
-        Ladder, strictly increasing, ending at 1; default ``geometric_ladder(n_temps, beta_min)``.
+        Ladder, strictly increasing, ending at 1; default ``geometric_ladder(n_temps, beta_min)``
+        with ``n_temps = 10`` and ``beta_min = 0.1`` unless given.
     seed : int
         Fixes the initial states and every draw; results do not depend on the thread count.
+        Required unless ``state`` is given.
     burn_in : int
         Sweeps run (and, with ``adapt``, used to tune the ladder) before recording.
     thin : int, optional
-        Record the beta = 1 replica every ``thin`` sweeps; default ``n_sweeps`` (the final state only).
+        Record the beta = 1 replica every ``thin`` sweeps after burn-in; default ``n_sweeps``
+        (the final state only).
     adapt : bool
         During burn-in, move the ladder toward ``target_swap_rate`` on every pair
         (:func:`adapt_ladder`, in 20 rounds); the ladder is then frozen, so the recorded part is an
@@ -297,8 +319,19 @@ def sample(
     base_bias : array_like, shape (n_visible,), optional
         Base measure ``a0`` of the tempered family; default 0 (plain ``exp(-beta E)``).
     init : array_like, shape (n_chains, n_temps, n_visible), optional
-        Initial replica states (e.g. ``replicas`` of a previous run); default uniform random.
+        Initial replica states; default uniform random.
     progress : bool, optional
+    state : TemperingState, optional
+        Continue this run (from :func:`init_state`, :func:`advance` or ``result.state`` of a
+        call with ``return_state``): its replicas, ladder, walkers, keys and sweep count, so
+        that ``n`` sweeps and then ``m`` more equal ``n + m`` sweeps bit for bit (records
+        concatenated, counts summed). Without burn-in and with an explicit ``thin``, records
+        keep the spacing of the run continued (``state.record_from``); ``burn_in > 0`` or
+        ``thin=None`` count ``thin`` afresh from the end of this call's burn-in. ``n_chains``,
+        ``seed``, ``betas``, ``n_temps``, ``beta_min`` (the hottest beta), ``base_bias`` and
+        ``init`` (the replicas) must then be omitted or agree with the state.
+    return_state : bool
+        Fill ``result.state`` with the final :class:`TemperingState`.
 
     Returns
     -------
@@ -306,85 +339,51 @@ def sample(
     """
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
-    n_chains = _int("n_chains", n_chains, 1)
+    continued = state is not None
+    if not continued and (n_chains is None or seed is None):
+        raise ValueError("sample needs n_chains and seed unless it continues a state (state=...)")
+    if not continued:
+        n_chains = _int("n_chains", n_chains, 1)
     n_sweeps = _int("n_sweeps", n_sweeps, 1)
     burn_in = _int("burn_in", burn_in, 0)
+    restart_thin = thin is None or burn_in > 0 or not continued
     thin = n_sweeps if thin is None else _int("thin", thin, 1)
     if thin > n_sweeps:
         raise ValueError(f"thin must be <= n_sweeps ({n_sweeps}), got {thin}")
-    ladder = geometric_ladder(n_temps, beta_min) if betas is None else check_ladder(betas)
-    n_temps = ladder.size
+    if continued:
+        _check_continuation(rbm, state, n_chains=n_chains, seed=seed, betas=betas, n_temps=n_temps,
+                            beta_min=beta_min, base_bias=base_bias, init=init)
+    else:
+        state = init_state(rbm, n_chains, seed=seed, betas=betas, n_temps=10 if n_temps is None else n_temps,
+                           beta_min=0.1 if beta_min is None else beta_min, base_bias=base_bias, init=init)
+    n_chains, n_temps, _ = state.replicas.shape
     if adapt and not 0.0 < target_swap_rate < 1.0:
         raise ValueError(f"target_swap_rate must be in (0, 1), got {target_swap_rate!r}")
     if adapt and (n_temps < 2 or burn_in < 20):
         raise ValueError(f"adapt needs at least 2 temperatures and burn_in >= 20 sweeps, got {n_temps} and {burn_in}")
     dt = rbm.dtype
-    n_v, n_h = rbm.n_visible, rbm.n_hidden
-    if base_bias is None:
-        a0 = np.zeros(n_v, dtype=dt)
-    else:
-        a0 = np.asarray(base_bias, dtype=np.float64)
-        if a0.shape != (n_v,) or not np.all(np.isfinite(a0)):
-            raise ValueError(f"base_bias must be a finite array of shape ({n_v},), got shape {a0.shape}")
-        a0 = a0.astype(dt)
-    if init is None:
-        rng = np.random.default_rng(derive_seed(seed, "tempering-init"))
-        v = (rng.random((n_chains, n_temps, n_v)) < 0.5).astype(dt)
-    else:
-        arr = np.asarray(init)
-        if arr.shape != (n_chains, n_temps, n_v):
-            want = (n_chains, n_temps, n_v)
-            raise ValueError(f"init must have shape (n_chains, n_temps, n_visible) = {want}, got {arr.shape}")
-        v = check_binary("init", arr.reshape(-1, n_v), n_v, dt).reshape(arr.shape)
-    keys = chain_keys(derive_seed(seed, "tempering"), n_chains)
-    w, w_t = padded_weights(rbm)
-    single = dt == np.float32
-    walker = np.tile(np.arange(n_temps, dtype=np.int64), (n_chains, 1))
-    last_end = np.zeros((n_chains, n_temps), dtype=np.int8)
-    trip_start = np.zeros((n_chains, n_temps), dtype=np.int64)
-
+    weights = padded_weights(rbm)
     total = burn_in + n_sweeps
-    work = n_chains * n_temps * (n_v * n_h)
-    chunk = max(1, int(1e9 // max(work, 1)))
-    initial_ladder = ladder.copy()
-    samples = np.empty((n_sweeps // thin, n_chains, n_v), dtype=dt)
-    accepts = np.zeros((n_chains, max(n_temps - 1, 0)), dtype=np.int64)
-    attempts = np.zeros(max(n_temps - 1, 0), dtype=np.int64)
-    trips = np.zeros(n_chains, dtype=np.int64)
-    trip_sweeps = np.zeros(n_chains, dtype=np.int64)
-    done = 0
+    work = _work(state)
+    initial_ladder = state.betas
     with progress_bar(total, "tempering sweeps", enabled=progress, expected_seconds=work * total / 1e9) as bar:
         # Burn-in: rounds of equal length so the ladder can adapt between them.
-        round_len = max(1, burn_in // 20) if adapt else max(1, min(chunk, burn_in))
+        round_len = max(1, burn_in // 20) if adapt else max(1, burn_in)
+        done = 0
         while done < burn_in:
             step = min(round_len, burn_in - done)
-            v, walker, last_end, trip_start, _, acc, _, _ = tempering_kernel(
-                v, ladder, w, w_t, rbm.visible_bias, rbm.hidden_bias, a0, keys, done, step, step,
-                walker, last_end, trip_start, single,
-            )
+            state, seen = _run(rbm, state, step, None, weights, bar)
             if adapt:
-                tried = _attempts(done, step, n_temps)
-                ladder = adapt_ladder(ladder, acc.sum(axis=0) / np.maximum(tried * n_chains, 1), target_swap_rate)
+                rate = seen.accepts.sum(axis=0) / np.maximum(seen.attempts * n_chains, 1)
+                state = state._replace(betas=adapt_ladder(state.betas, rate, target_swap_rate))
             done += step
-            bar.update(step)
-        # Recording: chunks are multiples of thin so the records line up with the global sweeps.
-        rec_chunk = max(thin, (chunk // thin) * thin)
-        rec = 0
-        while done < total:
-            step = min(rec_chunk, total - done)
-            v, walker, last_end, trip_start, smp, acc, tr, tsw = tempering_kernel(
-                v, ladder, w, w_t, rbm.visible_bias, rbm.hidden_bias, a0, keys, done, step, thin,
-                walker, last_end, trip_start, single,
-            )
-            samples[rec : rec + smp.shape[0]] = smp
-            rec += smp.shape[0]
-            accepts += acc
-            attempts += _attempts(done, step, n_temps)
-            trips += tr
-            trip_sweeps += tsw
-            done += step
-            bar.update(step)
-
+        if restart_thin:
+            state = state._replace(record_from=state.sweeps)
+        state, stats = _run(rbm, state, n_sweeps, thin, weights, bar)
+    # The result's arrays must not alias the state's, which stays read-only by convention.
+    ladder, v, samples = state.betas.copy(), state.replicas.copy(), stats.samples
+    accepts, attempts = stats.accepts, stats.attempts
+    trips, trip_sweeps = stats.round_trips, stats.round_trip_sweeps
     per_chain = accepts / np.maximum(attempts, 1)
     n_trips = int(trips.sum())
     diagnostics = xr.Dataset(
@@ -410,6 +409,12 @@ def sample(
                 trip_sweeps.sum() / n_trips if n_trips else math.nan,
                 {"long_name": "mean length of a completed round trip", "units": "sweeps"},
             ),
+            "swap_accepts": (("chain", "pair"), accepts,
+                             {"long_name": "accepted exchanges per tempering system", "units": "1"}),
+            "swap_attempts": (("pair",), attempts,
+                              {"long_name": "exchange attempts per tempering system", "units": "1"}),
+            "round_trip_sweeps": (("chain",), trip_sweeps,
+                                  {"long_name": "total length of the completed round trips", "units": "sweeps"}),
         },
         coords={
             "temp": ("temp", np.arange(n_temps), {"long_name": "temperature index, hottest first", "units": "1"}),
@@ -422,14 +427,17 @@ def sample(
             "n_sweeps": n_sweeps,
             "burn_in": burn_in,
             "thin": thin,
-            "seed": int(seed),
+            "seed": state.seed,
+            "first_sweep": state.sweeps - n_sweeps,
             "adapted": int(bool(adapt)),
             "target_swap_rate": float(target_swap_rate) if adapt else math.nan,
-            "base_measure": "exp(-beta E)" if base_bias is None else "exp(-beta E + (1 - beta) a0.v)",
+            "base_measure": (
+                "exp(-beta E)" if base_bias is None and not np.any(state.base_bias) else "exp(-beta E + (1 - beta) a0.v)"
+            ),
             "dtype": dt.name,
         },
     )
-    return TemperingResult(samples, v, diagnostics)
+    return TemperingResult(samples, v, diagnostics, state if return_state else None)
 
 
 def _attempts(sweep0: int, n_sweeps: int, n_temps: int) -> np.ndarray:
@@ -437,3 +445,300 @@ def _attempts(sweep0: int, n_sweeps: int, n_temps: int) -> np.ndarray:
     k = np.arange(max(n_temps - 1, 0))
     g = np.arange(sweep0, sweep0 + n_sweeps)
     return ((g[None, :] % 2) == (k[:, None] % 2)).sum(axis=1)
+
+
+class TemperingState(NamedTuple):
+    """Everything a tempering run needs to continue exactly where it stopped.
+
+    replicas : ndarray, shape (n_chains, n_temps, n_visible), model dtype
+        Visible state of every replica, hottest first.
+    betas : ndarray of float64, shape (n_temps,)
+        The ladder (hottest first, ends at 1).
+    walker : ndarray of int64, shape (n_chains, n_temps)
+        Which walker (replica label) sits at each temperature.
+    last_end : ndarray of int8, shape (n_chains, n_temps)
+        Per walker: -1 if it last touched the hottest end, +1 the coldest, 0 neither yet.
+    trip_start : ndarray of int64, shape (n_chains, n_temps)
+        Per walker: sweep at which its current round trip began.
+    keys : ndarray of uint64, shape (n_chains,)
+        The tempering systems' stream keys (:mod:`dilution.rng`).
+    sweeps : int
+        Global sweep index: sweep ``g`` uses draws ``g * draws_per_sweep + u`` and swaps pairs of
+        parity ``g % 2``.
+    base_bias : ndarray, shape (n_visible,), model dtype
+        Base measure ``a0`` of the tempered family.
+    n_hidden : int
+        Hidden units of the models the state runs on (the draw indices depend on it).
+    record_from : int
+        Sweep from which ``thin`` is counted: :func:`advance` records the beta = 1 replica after
+        the sweeps that bring ``sweeps - record_from`` to a multiple of ``thin``.
+    seed : int
+        The seed the state was made from (checked when :func:`sample` continues it).
+
+    The arrays are never written by :func:`advance` or :func:`sample`; don't write them either.
+    """
+
+    replicas: np.ndarray
+    betas: np.ndarray
+    walker: np.ndarray
+    last_end: np.ndarray
+    trip_start: np.ndarray
+    keys: np.ndarray
+    sweeps: int
+    base_bias: np.ndarray
+    n_hidden: int
+    record_from: int
+    seed: int
+
+
+class TemperingStats(NamedTuple):
+    """What one :func:`advance` call saw; counts add up over consecutive calls.
+
+    samples : ndarray, shape (n_records, n_chains, n_visible)
+        The beta = 1 replica after each recorded sweep (none when ``thin`` is None).
+    record_sweeps : ndarray of int64, shape (n_records,)
+        ``sweeps`` of the state right after each record.
+    accepts : ndarray of int64, shape (n_chains, n_temps - 1)
+        Accepted swaps per system and pair.
+    attempts : ndarray of int64, shape (n_temps - 1,)
+        Swap attempts per pair (the same for every system: pair ``k`` on sweeps of parity ``k % 2``).
+    round_trips : ndarray of int64, shape (n_chains,)
+        Round trips (hot -> cold -> hot) completed, per system.
+    round_trip_sweeps : ndarray of int64, shape (n_chains,)
+        Total length in sweeps of those round trips (from where each began, possibly in an earlier call).
+    """
+
+    samples: np.ndarray
+    record_sweeps: np.ndarray
+    accepts: np.ndarray
+    attempts: np.ndarray
+    round_trips: np.ndarray
+    round_trip_sweeps: np.ndarray
+
+
+def init_state(
+    rbm: RBM,
+    n_chains: int,
+    *,
+    seed: int,
+    betas=None,
+    n_temps: int = 10,
+    beta_min: float = 0.1,
+    base_bias=None,
+    init=None,
+) -> TemperingState:
+    """Start ``n_chains`` tempering systems for models shaped like ``rbm``.
+
+    Parameters
+    ----------
+    rbm : RBM
+        Fixes the dtype and layer sizes; any model of the same shapes and dtype can then
+        :func:`advance` the state.
+    n_chains : int
+        Independent tempering systems (each with one replica per temperature).
+    seed : int
+        Fixes the initial states (when ``init`` is None) and every draw.
+    betas : array_like, shape (n_temps,), optional
+        Ladder, strictly increasing, ending at 1; default ``geometric_ladder(n_temps, beta_min)``.
+    n_temps : int
+    beta_min : float
+    base_bias : array_like, shape (n_visible,), optional
+        Base measure ``a0`` of the tempered family; default 0 (plain ``exp(-beta E)``).
+    init : array_like, shape (n_chains, n_temps, n_visible), optional
+        Initial replica states; default uniform random.
+
+    Returns
+    -------
+    TemperingState
+        At sweep 0, walker ``k`` at temperature ``k``, no end touched yet.
+    """
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
+    n_chains = _int("n_chains", n_chains, 1)
+    ladder = geometric_ladder(n_temps, beta_min) if betas is None else check_ladder(betas)
+    n_temps = ladder.size
+    dt = rbm.dtype
+    n_v = rbm.n_visible
+    if base_bias is None:
+        a0 = np.zeros(n_v, dtype=dt)
+    else:
+        a0 = np.asarray(base_bias, dtype=np.float64)
+        if a0.shape != (n_v,) or not np.all(np.isfinite(a0)):
+            raise ValueError(f"base_bias must be a finite array of shape ({n_v},), got shape {a0.shape}")
+        a0 = a0.astype(dt)
+    if init is None:
+        rng = np.random.default_rng(derive_seed(seed, "tempering-init"))
+        v = (rng.random((n_chains, n_temps, n_v)) < 0.5).astype(dt)
+    else:
+        arr = np.asarray(init)
+        if arr.shape != (n_chains, n_temps, n_v):
+            want = (n_chains, n_temps, n_v)
+            raise ValueError(f"init must have shape (n_chains, n_temps, n_visible) = {want}, got {arr.shape}")
+        v = check_binary("init", arr.reshape(-1, n_v), n_v, dt).reshape(arr.shape)
+    keys = chain_keys(derive_seed(seed, "tempering"), n_chains)
+    walker = np.tile(np.arange(n_temps, dtype=np.int64), (n_chains, 1))
+    last_end = np.zeros((n_chains, n_temps), dtype=np.int8)
+    trip_start = np.zeros((n_chains, n_temps), dtype=np.int64)
+    return TemperingState(v, ladder, walker, last_end, trip_start, keys, 0, a0, rbm.n_hidden, 0, int(seed))
+
+
+def advance(
+    rbm: RBM, state: TemperingState, n_sweeps: int, *, thin: int | None = None, progress: bool | None = None
+) -> tuple[TemperingState, TemperingStats]:
+    """Run ``n_sweeps`` more tempering sweeps of ``state`` on ``rbm``, with its ladder held fixed.
+
+    Pure: ``state`` is not modified. Draws, swap parities and records depend only on the keys
+    and the global sweep index, so ``advance(advance(st, n), m)`` equals ``advance(st, n + m)``
+    bit for bit (records concatenated, counts summed); ``rbm`` may differ between calls (e.g.
+    between training updates) as long as its layer sizes and dtype match the state.
+
+    Parameters
+    ----------
+    rbm : RBM
+    state : TemperingState
+    n_sweeps : int
+    thin : int, optional
+        Record the beta = 1 replica after every sweep that brings ``sweeps - state.record_from``
+        to a multiple of ``thin``. None records nothing: read the final one with
+        :func:`cold_visible`.
+    progress : bool, optional
+        Show a progress bar; default: when the run is long and stderr is a terminal.
+
+    Returns
+    -------
+    state : TemperingState
+        New arrays; ``sweeps`` advanced by ``n_sweeps``.
+    stats : TemperingStats
+        Records and counts of these sweeps.
+
+    Raises
+    ------
+    ValueError
+        If the state does not fit the model (layer sizes, dtype) or is malformed.
+    """
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
+    _check_state(rbm, state)
+    n_sweeps = _int("n_sweeps", n_sweeps, 0)
+    thin = None if thin is None else _int("thin", thin, 1)
+    work = _work(state)
+    with progress_bar(n_sweeps, "tempering sweeps", enabled=progress, expected_seconds=work * n_sweeps / 1e9) as bar:
+        return _run(rbm, state, n_sweeps, thin, padded_weights(rbm), bar)
+
+
+def cold_visible(state: TemperingState) -> np.ndarray:
+    """The beta = 1 replica's visible states, shape (n_chains, n_visible) (a copy)."""
+    return np.ascontiguousarray(state.replicas[:, -1])
+
+
+def _work(state: TemperingState) -> int:
+    """Multiply-adds per sweep, for progress estimates and chunk sizes."""
+    n_chains, n_temps, n_v = state.replicas.shape
+    return n_chains * n_temps * n_v * state.n_hidden
+
+
+_CHUNK_WORK = 1e9  # multiply-adds per kernel call (about a second): the progress bar's step
+
+
+def _run(rbm: RBM, state: TemperingState, n_sweeps: int, thin: int | None, weights, bar):
+    """:func:`advance` on checked arguments, with the padded weights and a progress bar."""
+    n_chains, n_temps, n_v = state.replicas.shape
+    w, w_t = weights
+    single = rbm.dtype == np.float32
+    # Chunks keep the progress bar alive; the draws depend on the global sweep, not on chunking.
+    chunk = max(1, int(_CHUNK_WORK // max(_work(state), 1)))
+    v, walker, last_end, trip_start = state.replicas, state.walker, state.last_end, state.trip_start
+    records, record_sweeps = [], []
+    accepts = np.zeros((n_chains, max(n_temps - 1, 0)), dtype=np.int64)
+    trips = np.zeros(n_chains, dtype=np.int64)
+    trip_sweeps = np.zeros(n_chains, dtype=np.int64)
+    g, end = state.sweeps, state.sweeps + n_sweeps
+    while g < end:
+        if thin is None:
+            step = min(chunk, end - g)
+            every = step + 1  # records nothing
+        else:
+            # The kernel records after every `every`-th sweep of the call: start each call on a
+            # record boundary (a short first call reaches it when the previous stopped between two).
+            to_next = thin - (g - state.record_from) % thin
+            every = to_next if to_next < thin else thin
+            step = min(every if to_next < thin else max(thin, chunk // thin * thin), end - g)
+        v, walker, last_end, trip_start, smp, acc, tr, tsw = tempering_kernel(
+            v, state.betas, w, w_t, rbm.visible_bias, rbm.hidden_bias, state.base_bias, state.keys, g, step, every,
+            walker, last_end, trip_start, single,
+        )
+        records.append(smp)
+        record_sweeps.append(g + every * np.arange(1, smp.shape[0] + 1, dtype=np.int64))
+        accepts += acc
+        trips += tr
+        trip_sweeps += tsw
+        g += step
+        bar.update(step)
+    if not n_sweeps:
+        v, walker, last_end, trip_start = v.copy(), walker.copy(), last_end.copy(), trip_start.copy()
+    stats = TemperingStats(
+        np.concatenate(records) if records else np.empty((0, n_chains, n_v), dtype=rbm.dtype),
+        np.concatenate(record_sweeps) if record_sweeps else np.empty(0, dtype=np.int64),
+        accepts,
+        _attempts(state.sweeps, n_sweeps, n_temps).astype(np.int64),
+        trips,
+        trip_sweeps,
+    )
+    new = state._replace(replicas=v, walker=walker, last_end=last_end, trip_start=trip_start, sweeps=end)
+    return new, stats
+
+
+def _check_state(rbm: RBM, state: TemperingState) -> None:
+    """Raise unless ``state`` is a well-formed tempering state for models shaped like ``rbm``."""
+    if not isinstance(state, TemperingState):
+        raise TypeError(f"state must be a dilution.tempering.TemperingState, got {type(state).__name__}")
+    v = state.replicas
+    if not (isinstance(v, np.ndarray) and v.ndim == 3 and v.shape[0] >= 1 and v.shape[1] >= 1):
+        raise ValueError(f"state.replicas must be an array of shape (n_chains, n_temps, n_visible), got {np.shape(v)}")
+    n_chains, n_temps, n_v = v.shape
+    if n_v != rbm.n_visible:
+        raise ValueError(f"state.replicas have {n_v} visible units but the model has {rbm.n_visible}")
+    if state.n_hidden != rbm.n_hidden:
+        raise ValueError(f"the state was made for models with {state.n_hidden} hidden units but the model has "
+                         f"{rbm.n_hidden} (the draw indices depend on it); start a new state with init_state")
+    for name, x, shape in (("replicas", v, v.shape), ("base_bias", state.base_bias, (n_v,))):
+        if not (isinstance(x, np.ndarray) and x.shape == shape):
+            raise ValueError(f"state.{name} must have shape {shape}, got {np.shape(x)}")
+        if x.dtype != rbm.dtype:
+            raise ValueError(f"state.{name} has dtype {x.dtype} but the model is {rbm.dtype}; state and model "
+                             "must share a dtype (convert the model with RBM.astype)")
+    betas = check_ladder(state.betas)
+    if not isinstance(state.betas, np.ndarray) or state.betas.dtype != np.float64 or betas.shape != (n_temps,):
+        raise ValueError(f"state.betas must be a float64 ladder of {n_temps} temperatures (one per replica), "
+                         f"got {np.shape(state.betas)} of {getattr(state.betas, 'dtype', None)}")
+    for name, x, dtype in (("walker", state.walker, np.int64), ("last_end", state.last_end, np.int8),
+                           ("trip_start", state.trip_start, np.int64)):
+        if not (isinstance(x, np.ndarray) and x.shape == (n_chains, n_temps) and x.dtype == dtype):
+            raise ValueError(f"state.{name} must be a {np.dtype(dtype)} array of shape {(n_chains, n_temps)}, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} of shape {np.shape(x)}")
+    if not (isinstance(state.keys, np.ndarray) and state.keys.dtype == np.uint64 and state.keys.shape == (n_chains,)):
+        raise ValueError(f"state.keys must be a uint64 array of shape ({n_chains},), got "
+                         f"{getattr(state.keys, 'dtype', type(state.keys).__name__)} of shape {np.shape(state.keys)}")
+    _int("state.sweeps", state.sweeps, 0)
+    _int("state.record_from", state.record_from, 0)
+
+
+def _check_continuation(rbm: RBM, state: TemperingState, **given) -> None:
+    """Raise unless the arguments :func:`sample` got beside ``state`` are omitted or agree with it."""
+    _check_state(rbm, state)
+    n_chains, n_temps, n_v = state.replicas.shape
+    have = {
+        "n_chains": (n_chains, lambda x: _int("n_chains", x, 1) == n_chains),
+        "seed": (state.seed, lambda x: x == state.seed),
+        "n_temps": (n_temps, lambda x: x == n_temps),
+        "beta_min": (state.betas[0], lambda x: float(x) == state.betas[0]),
+        "betas": ("state.betas", lambda x: np.array_equal(check_ladder(x), state.betas)),
+        "base_bias": ("state.base_bias", lambda x: np.array_equal(np.asarray(x, dtype=rbm.dtype), state.base_bias)),
+        "init": ("state.replicas", lambda x: np.array_equal(np.asarray(x), state.replicas)),
+    }
+    for name, value in given.items():
+        if value is not None:
+            want, agrees = have[name]
+            if not agrees(value):
+                raise ValueError(f"{name} conflicts with the state it continues ({name} of the state: {want}); "
+                                 f"omit {name} to continue the state")
