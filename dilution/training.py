@@ -45,10 +45,10 @@ from . import exact
 from .connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
 from .estimators import PCD, GradientEstimator
 from .conditionals import hidden_probabilities
-from .model import RBM, SUPPORTED_DTYPES, check_connectivity, random_mask
+from .model import RBM, SUPPORTED_DTYPES, check_connectivity
 from .optim import SGD, Schedule, SGDState
 from .parameters import Parameters
-from .progress import progress_bar
+from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
 from .rng import chain_keys, derive_seed
 from .statistics import reconstruction_errors
@@ -77,8 +77,6 @@ _EVAL_CHUNK = 8192
 # costs more than the work (milliseconds per parallel region when other processes compete for
 # the cores). Results do not depend on the thread count.
 _PARALLEL_WORK = 2e6
-# Chain-sweep work (n_chains * k * (n_visible + n_hidden) * n_hidden) per second, for the ETA guess.
-_WORK_PER_SECOND = 2e10
 # RuleInfo fields that are instructions to the trainer, not measurements to log.
 _RESET_FIELDS = ("reset_optimizer", "reset_chains", "schedule_step")
 
@@ -113,6 +111,7 @@ class TrainConfig:
         Evaluate the exact train log-likelihood and log Z at checkpoints when the smaller layer
         has at most ``exact_max_units`` units.
     exact_max_units : int
+        Default :data:`dilution.exact.MAX_UNITS`.
     dtype : "float32", "float64" or None
         Precision of the run; None keeps the dtype of a given RBM (float64 for a shape).
     """
@@ -130,7 +129,7 @@ class TrainConfig:
     marginal_clip: float = 1e-3
     checkpoints: int | tuple[int, ...] = 10
     exact_log_likelihood: bool = True
-    exact_max_units: int = 20
+    exact_max_units: int = exact.MAX_UNITS
     dtype: str | None = None
 
     def __post_init__(self):
@@ -217,12 +216,18 @@ class EpochTally(NamedTuple):
 
 
 class HistoryLog(NamedTuple):
-    """What the history has gathered so far: one dict of numbers per checkpoint and per epoch."""
+    """What the history has gathered so far: one dict of numbers per checkpoint and per epoch.
+
+    ``rule_arrays`` holds, per checkpoint, the arrays a rule exposes through an optional
+    ``checkpoint_arrays(rule_state) -> {name: ndarray of shape (n_visible, n_hidden)}`` method
+    (e.g. NCG's connection strengths); they become ``rule_<name>`` variables of the history.
+    """
 
     checkpoints: tuple = ()
     masks: tuple = ()
     epochs: tuple = ()
     init_rule: dict = {}
+    rule_arrays: tuple = ()
 
 
 class TrainState(NamedTuple):
@@ -372,8 +377,8 @@ def initialize(
 ) -> RBM:
     """Initial RBM as in Hinton's practical guide (2010, sec. 8).
 
-    Weights ``N(0, weight_scale**2)`` on a uniformly random mask with exactly
-    ``round(connectivity * n_visible * n_hidden)`` connections; hidden bias 0; visible bias
+    Weights and mask of :meth:`RBM.random` (``N(0, weight_scale**2)`` on a uniformly random mask
+    with exactly ``round(connectivity * n_visible * n_hidden)`` connections); hidden bias 0; visible bias
     ``log(p_i / (1 - p_i))`` from the data marginals ``p_i`` clipped to
     ``[marginal_clip, 1 - marginal_clip]`` (0 without data).
 
@@ -386,21 +391,15 @@ def initialize(
     dtype : float32 or float64
     seed : int
     """
-    n_visible, n_hidden = check_int("n_visible", n_visible, low=1), check_int("n_hidden", n_hidden, low=1)
-    connectivity = check_connectivity(connectivity)
-    dt = np.dtype(dtype)
-    if dt not in SUPPORTED_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    rng = np.random.default_rng(derive_seed(seed, "initialize"))
-    mask = random_mask((n_visible, n_hidden), connectivity, rng)
-    weights = np.where(mask, weight_scale * rng.standard_normal((n_visible, n_hidden)), 0.0)
+    rbm = RBM.random(n_visible, n_hidden, connectivity=connectivity, weight_scale=weight_scale, dtype=dtype,
+                     seed=derive_seed(seed, "initialize"))
     if data is None:
-        a = np.zeros(n_visible)
+        a = np.zeros(rbm.n_visible)
     else:
-        v = check_binary("data", data, n_visible, np.float64)
+        v = check_binary("data", data, rbm.n_visible, np.float64)
         p = np.clip(v.mean(axis=0), marginal_clip, 1.0 - marginal_clip)
         a = np.log(p / (1.0 - p))
-    return RBM(weights.astype(dt), a.astype(dt), np.zeros(n_hidden, dtype=dt), mask)
+    return rbm.replace(visible_bias=a.astype(rbm.dtype), hidden_bias=np.zeros(rbm.n_hidden, dtype=rbm.dtype))
 
 
 def data_fingerprint(data: np.ndarray) -> str:
@@ -720,8 +719,11 @@ def _checkpoint(state: TrainState, evaluator: _Evaluator, callbacks, threads: in
     finally:
         numba.set_num_threads(in_loop)
     row = {"update": state.step, "wall_time": state.train_time, **metrics}
+    exposed = getattr(state.config.rule, "checkpoint_arrays", None)
+    arrays = {k: np.array(v) for k, v in exposed(state.rule).items()} if exposed is not None else {}
     log = state.log._replace(
-        checkpoints=state.log.checkpoints + (row,), masks=state.log.masks + (state.params.mask.copy(),)
+        checkpoints=state.log.checkpoints + (row,), masks=state.log.masks + (state.params.mask.copy(),),
+        rule_arrays=state.log.rule_arrays + (arrays,),
     )
     state = state._replace(log=log)
     if callbacks:
@@ -868,7 +870,7 @@ def train(
         state = init_state(rbm_or_shape, data, config, seed=seed)
     plan = state.plan
     stop = plan.total_steps if until is None else min(check_int("until", until, low=0), plan.total_steps)
-    expected = (stop - state.step) * _work_per_update(state) / _WORK_PER_SECOND
+    expected = (stop - state.step) * _work_per_update(state) / WORK_PER_SECOND
     desc = f"{state.config.estimator.describe()} training"
     with progress_bar(stop - state.step, desc, enabled=progress, expected_seconds=expected) as bar:
         for state in iterate(state, data, until=stop, callbacks=callbacks):
@@ -958,6 +960,11 @@ def history(state: TrainState) -> xr.Dataset:
     masks = np.array(log.masks, dtype=np.int8).reshape(len(log.masks), plan.n_visible, plan.n_hidden)
     data_vars["mask"] = (("checkpoint", "visible", "hidden"), masks,
                          {"long_name": "connection mask", "units": "1", "comment": "1: connected pair"})
+    for name in sorted({k for arrays in log.rule_arrays for k in arrays}):
+        stacked = np.array([arrays[name] for arrays in log.rule_arrays])
+        data_vars[f"rule_{name}"] = (("checkpoint", "visible", "hidden"), stacked,
+                                     {"long_name": f"rule {name.replace('_', ' ')}", "units": "1",
+                                      "comment": f"array {name!r} of the connectivity rule's state at the checkpoint"})
     for name, (long_name, units, desc) in _EPOCH_ATTRS.items():
         dt = np.int64 if name.startswith("connections_") or name == "resets" else np.float64
         data_vars[name] = ("epoch", np.array([r[name] for r in epoch_rows], dtype=dt),

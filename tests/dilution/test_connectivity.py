@@ -144,3 +144,24 @@ def test_rule_returning_wrong_shape_is_reported():
 
     with pytest.raises(ValueError, match=r"_Bad returned mask as bool \(2, 2\); expected bool \(6, 5\)"):
         train((6, 5), _data(), TrainConfig(epochs=1, batch_size=10, rule=_Bad()), seed=0)
+
+
+@dataclass(frozen=True)
+class _Exposing:
+    """Test rule with a per-pair state that it exposes at checkpoints."""
+
+    def init(self, params, context):
+        return params, np.zeros(params.weights.shape), RuleInfo()
+
+    def update(self, params, state, gradient, context):
+        return params, state + 1.0, RuleInfo()
+
+    def checkpoint_arrays(self, state):
+        return {"updates_seen": state}
+
+
+def test_rule_arrays_are_recorded_at_checkpoints():
+    h = train((6, 5), _data(), TrainConfig(epochs=2, batch_size=10, rule=_Exposing(), checkpoints=(3, 8)),
+              seed=0).history
+    assert h["rule_updates_seen"].dims == ("checkpoint", "visible", "hidden")
+    np.testing.assert_array_equal(h["rule_updates_seen"].values[:, 0, 0], [0, 3, 8])
