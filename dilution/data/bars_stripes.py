@@ -31,6 +31,7 @@ __all__ = [
     "kl_divergence",
     "sample",
     "dataset",
+    "reference_layout",
 ]
 
 MAX_SIZE = 7  # 49 pixels: codes fit in int64
@@ -165,3 +166,23 @@ def dataset(n: int, n_samples: int, *, seed: int) -> xr.Dataset:
         attrs={"source": "bars-and-stripes", "n": int(n), "sample_seed": int(seed), "entropy": entropy(n),
                "entropy_units": "nats", "convention": "distinct patterns, uniform; empty and full grids counted once"},
     )
+
+
+def reference_layout(n: int) -> np.ndarray:
+    """The training set of the NCG reference code (``Data.cpp``, ``DataDistribution::BAS``), in its order.
+
+    All ``2**n`` row subsets, counting in binary with row 0 as the lowest bit; each gives its
+    stripes pattern (rows of the subset on) followed by its bars pattern (columns of the
+    subset on). The empty and the full grid therefore appear twice: ``2**(n+1)`` rows. Train on
+    them in this fixed order (no shuffling) to match the reference.
+
+    Returns
+    -------
+    ndarray of uint8, shape (2**(n+1), n*n)
+        Row-major flattened n x n images.
+    """
+    n = _check_size(n)
+    subsets = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.uint8)  # (2**n, n), row 0 lowest
+    stripes = np.repeat(subsets[:, :, None], n, axis=2).reshape(-1, n * n)
+    bars = np.repeat(subsets[:, None, :], n, axis=1).reshape(-1, n * n)
+    return np.stack([stripes, bars], axis=1).reshape(-1, n * n)
