@@ -1,0 +1,666 @@
+"""Study specifications: a TOML file, validated into a frozen dataclass before any compute starts.
+
+A study is the product of four axes, ``n_hidden x protocol x pruning_fraction x seed``; every
+point of the grid is trained until the stopping rule (:class:`StoppingRule`) says it has
+converged, or up to ``training.max_epochs``, and evaluated on held-out data. The TOML layout::
+
+    name = "smoke"
+    output = "runs/study-smoke"        # relative to the spec file's folder (cwd for built-ins)
+    n_hidden = [6]
+    pruning_fractions = [0.0, 0.5, 0.8]
+    seeds = [0, 1]
+
+    [data]                             # kind = "teacher" (planted teacher) or "mnist"
+    kind = "teacher"
+    n_visible = 16
+    n_hidden = 4
+    weight_scale = 2.0
+    seed = 0
+    n_train = 500
+    n_validation = 300
+    n_test = 1000
+
+    [training]                         # -> dilution.training.TrainConfig, dilution.estimators
+    estimator = "pcd"                  # cd, pcd, ptpcd, exact
+    k = 1
+    batch_size = 50
+    learning_rate = 0.05
+    max_epochs = 40
+
+    [stopping]                         # see StoppingRule
+    every = 2
+    window = 3
+    tolerance = 0.005
+
+    [evaluation]
+    log_likelihood = "exact"           # or "ais" with ais_chains, ais_betas
+
+    [protocols.init]                   # a table per protocol; the table name is its label
+    kind = "init"
+    [protocols.after]
+    kind = "after"
+    epoch = 10
+    criterion = "global_magnitude"
+
+Protocol kinds (all map to :class:`dilution.pruning_rules.PruningProtocol` with one round):
+``init`` prunes the initial model, then trains; ``after`` trains ``epoch`` epochs dense, prunes,
+and fine-tunes the survivors; ``rewind`` prunes after ``epoch`` and rewinds the survivors to
+their values after ``rewind_epoch`` (0: initialisation, the lottery ticket); ``reinit`` prunes
+after ``epoch`` and draws the survivors anew; ``scratch`` takes the mask that ``after`` would
+have at ``epoch`` and trains a fresh model on it (:func:`dilution.pruning_rules.from_scratch`'s
+initial model), the "from scratch at equal sparsity" baseline.
+
+Every error names the TOML key and what it expected, e.g.
+``training.learning_rate: expected a number > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "SpecError",
+    "TeacherData",
+    "MnistData",
+    "TrainingSpec",
+    "StoppingRule",
+    "EvaluationSpec",
+    "ProtocolSpec",
+    "GridPoint",
+    "StudySpec",
+    "load_spec",
+    "spec_from_toml",
+    "spec_from_dict",
+    "PROTOCOL_KINDS",
+    "DIMS",
+]
+
+PROTOCOL_KINDS = ("init", "after", "rewind", "reinit", "scratch")
+# Dimension order of the gathered study Dataset.
+DIMS = ("n_hidden", "protocol", "pruning_fraction", "seed")
+_MNIST_TRAIN, _MNIST_TEST = 60_000, 10_000
+
+
+class SpecError(ValueError):
+    """A study specification is malformed; the message names the TOML key and what was expected."""
+
+
+def _fail(key: str, expected: str, got: Any) -> SpecError:
+    return SpecError(f"{key}: expected {expected}, got {got!r}")
+
+
+def _int(key: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(key, "an integer", value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise _fail(key, f"an integer {bounds}", value)
+    return int(value)
+
+
+def _float(key: str, value: Any, low: float | None = None, *, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _fail(key, "a number", value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise _fail(key, "a finite number", value)
+    if low is not None and (value <= low if strict else value < low):
+        raise _fail(key, f"a number {'>' if strict else '>='} {low:g}", value)
+    return value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(key, "one of " + ", ".join(repr(a) for a in allowed), value)
+    return value
+
+
+def _table(key: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(key, "a table", value)
+    return value
+
+
+def _take(key: str, table: dict, cls) -> dict:
+    """The entries of ``table`` that are fields of ``cls``; unknown keys are an error."""
+    names = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise SpecError(f"{key}: unknown key(s) {', '.join(repr(u) for u in unknown)}; allowed keys: {', '.join(names)}")
+    return dict(table)
+
+
+def _build(key: str, cls, table: dict):
+    """``cls(**table)`` after checking that every field without a default is given."""
+    missing = [f.name for f in fields(cls)
+               if f.init and f.name not in table and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise SpecError(f"{key}.{missing[0]}: required key is missing (required in [{key}]: {', '.join(missing)})")
+    return cls(**table)
+
+
+def _required(key: str, table: dict, name: str) -> Any:
+    if name not in table:
+        raise SpecError(f"{key}.{name}: required key is missing")
+    return table[name]
+
+
+@dataclass(frozen=True)
+class TeacherData:
+    """Exact samples of a planted teacher (:func:`dilution.data.teacher.planted_teacher`).
+
+    Training, validation and test sets are independent streams of ``seed``; the validation set
+    drives the stopping rule, the test set the reported quality.
+    """
+
+    n_visible: int
+    n_hidden: int
+    n_train: int
+    n_validation: int
+    n_test: int
+    connectivity: float = 1.0
+    weight_scale: float = 1.0
+    visible_bias_scale: float = 0.0
+    hidden_bias_scale: float = 0.0
+    visible_bias_mean: float = 0.0
+    hidden_bias_mean: float = 0.0
+    seed: int = 0
+    kind: Literal["teacher"] = "teacher"
+
+    def validate(self, key: str = "data") -> None:
+        from dilution.data.teacher import MAX_HIDDEN
+
+        _int(f"{key}.n_visible", self.n_visible, 1)
+        _int(f"{key}.n_hidden", self.n_hidden, 1, MAX_HIDDEN)
+        for name in ("n_train", "n_validation", "n_test"):
+            _int(f"{key}.{name}", getattr(self, name), 1)
+        c = _float(f"{key}.connectivity", self.connectivity, 0.0)
+        if c > 1:
+            raise _fail(f"{key}.connectivity", "a number in [0, 1]", c)
+        for name in ("weight_scale", "visible_bias_scale", "hidden_bias_scale"):
+            _float(f"{key}.{name}", getattr(self, name), 0.0)
+        for name in ("visible_bias_mean", "hidden_bias_mean"):
+            _float(f"{key}.{name}", getattr(self, name))
+        _int(f"{key}.seed", self.seed, 0)
+
+    @property
+    def n_input(self) -> int:
+        return self.n_visible
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """Binarised MNIST: ``n_train`` and ``n_validation`` disjoint samples of the training split
+    (shuffled with ``seed``), the first ``n_test`` of the test split."""
+
+    path: str
+    n_train: int
+    n_validation: int
+    n_test: int
+    binarize: Literal["threshold", "stochastic"] = "threshold"
+    threshold: float = 0.5
+    seed: int = 0
+    kind: Literal["mnist"] = "mnist"
+
+    def validate(self, key: str = "data") -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise _fail(f"{key}.path", "the path of mnist.npz or of a folder of IDX files", self.path)
+        p = Path(self.path)
+        if not p.exists() or not os.access(p, os.R_OK):
+            raise _fail(f"{key}.path", "a readable mnist.npz file or IDX folder", self.path)
+        _int(f"{key}.n_train", self.n_train, 1)
+        _int(f"{key}.n_validation", self.n_validation, 1)
+        if self.n_train + self.n_validation > _MNIST_TRAIN:
+            raise _fail(f"{key}.n_train + {key}.n_validation", f"at most {_MNIST_TRAIN} (the training split)",
+                        self.n_train + self.n_validation)
+        _int(f"{key}.n_test", self.n_test, 1, _MNIST_TEST)
+        _choice(f"{key}.binarize", self.binarize, ("threshold", "stochastic"))
+        t = _float(f"{key}.threshold", self.threshold, 0.0)
+        if t > 1:
+            raise _fail(f"{key}.threshold", "a number in [0, 1]", t)
+        _int(f"{key}.seed", self.seed, 0)
+
+    @property
+    def n_input(self) -> int:
+        return 784
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Hyper-parameters of every run (-> :class:`dilution.training.TrainConfig`).
+
+    ``max_epochs`` is the planned length of each run; the stopping rule usually ends it sooner.
+    ``k``, ``n_chains`` and ``n_temps`` are passed to the estimator when it takes them.
+    """
+
+    estimator: Literal["cd", "pcd", "ptpcd", "exact"] = "pcd"
+    k: int = 1
+    n_chains: int | None = None
+    n_temps: int | None = None
+    batch_size: int = 100
+    learning_rate: float = 0.01
+    momentum: float = 0.0
+    l2: float = 0.0
+    l1: float = 0.0
+    weight_scale: float = 0.01
+    max_epochs: int = 100
+    dtype: Literal["float32", "float64"] = "float64"
+
+    def validate(self, key: str = "training") -> None:
+        _choice(f"{key}.estimator", self.estimator, ("cd", "pcd", "ptpcd", "exact"))
+        _int(f"{key}.batch_size", self.batch_size, 1)
+        _float(f"{key}.learning_rate", self.learning_rate, 0.0, strict=True)
+        m = _float(f"{key}.momentum", self.momentum, 0.0)
+        if m >= 1:
+            raise _fail(f"{key}.momentum", "a number in [0, 1)", m)
+        _float(f"{key}.l2", self.l2, 0.0)
+        _float(f"{key}.l1", self.l1, 0.0)
+        _float(f"{key}.weight_scale", self.weight_scale, 0.0)
+        _int(f"{key}.max_epochs", self.max_epochs, 1)
+        _choice(f"{key}.dtype", self.dtype, ("float32", "float64"))
+        try:
+            self.estimator_value()
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{key}.estimator: {e}") from None
+
+    def estimator_value(self):
+        """The :mod:`dilution.estimators` value these fields define."""
+        from dilution.estimators import estimator_from_name
+
+        params: dict[str, Any] = {}
+        if self.estimator != "exact":
+            params["k"] = self.k
+        if self.estimator in ("pcd", "ptpcd") and self.n_chains is not None:
+            params["n_chains"] = self.n_chains
+        if self.estimator == "ptpcd" and self.n_temps is not None:
+            params["n_temps"] = self.n_temps
+        return estimator_from_name(self.estimator, **params)
+
+    def config(self, rule=None, epochs: int | None = None):
+        """The :class:`~dilution.training.TrainConfig` of one run with connectivity rule ``rule``.
+
+        Checkpoints evaluate only the initial and final model without likelihood: the study
+        evaluates held-out data itself (:mod:`studies.convergence`).
+        """
+        from dilution.connectivity import StaticMask
+        from dilution.training import TrainConfig
+
+        return TrainConfig(
+            estimator=self.estimator_value(), epochs=epochs or self.max_epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, momentum=self.momentum, l2=self.l2, l1=self.l1,
+            rule=rule if rule is not None else StaticMask(), weight_scale=self.weight_scale, checkpoints=1,
+            exact_log_likelihood=False, dtype=self.dtype,
+        )
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """When a run has converged: early stopping on held-out quality.
+
+    Every ``every`` epochs the held-out ``metric`` is evaluated (exact mean log-likelihood of
+    the validation set, or its pseudo-log-likelihood as a labelled proxy when ``log Z`` cannot be
+    enumerated). Evaluations start at the end of the last pruning epoch (the pruning itself
+    changes the model; counting from there measures the recovery). With ``L_1, ..., L_n`` the
+    evaluations so far, the run has converged at evaluation ``n > window`` when
+
+        max(L_{n-window+1}, ..., L_n) - max(L_1, ..., L_{n-window}) < tolerance,
+
+    that is, the last ``window`` evaluations improved on the best earlier one by less than
+    ``tolerance`` nats (patience-based early stopping, Prechelt 1998). Taking maxima rather
+    than the last value keeps the rule from stopping on one noisy PCD dip. No run stops before
+    ``min_epochs`` epochs: a diluted model can sit on the initial plateau (the independent-unit
+    model) for longer than a window before it starts to learn, and the rule would call that
+    plateau converged. A run that reaches ``training.max_epochs`` first is recorded with
+    ``converged = False``.
+    """
+
+    every: int = 1
+    window: int = 5
+    tolerance: float = 0.01
+    min_epochs: int = 0
+    metric: Literal["log_likelihood", "pseudo_log_likelihood"] = "log_likelihood"
+
+    def validate(self, key: str = "stopping") -> None:
+        _int(f"{key}.min_epochs", self.min_epochs, 0)
+        _int(f"{key}.every", self.every, 1)
+        _int(f"{key}.window", self.window, 1)
+        _float(f"{key}.tolerance", self.tolerance, 0.0)
+        _choice(f"{key}.metric", self.metric, ("log_likelihood", "pseudo_log_likelihood"))
+
+    def gain(self, values) -> float:
+        """The improvement the rule compares with ``tolerance`` (inf while fewer than ``window + 1`` values)."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.size <= self.window:
+            return math.inf
+        return float(values[-self.window:].max() - values[: -self.window].max())
+
+    def converged(self, values) -> bool:
+        return self.gain(values) < self.tolerance
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Quality of every trained model on the test set.
+
+    ``log_likelihood = "exact"`` enumerates the smaller layer (at most
+    :data:`dilution.exact.MAX_UNITS` units); ``"ais"`` estimates ``log Z`` with ``ais_chains``
+    forward AIS runs over ``ais_betas`` linearly spaced inverse temperatures
+    (:func:`analysis.likelihood.ais_log_likelihood`, base rate from the training data).
+    """
+
+    log_likelihood: Literal["exact", "ais"] = "exact"
+    ais_chains: int = 100
+    ais_betas: int = 10_000
+
+    def validate(self, key: str = "evaluation") -> None:
+        _choice(f"{key}.log_likelihood", self.log_likelihood, ("exact", "ais"))
+        _int(f"{key}.ais_chains", self.ais_chains, 2)
+        _int(f"{key}.ais_betas", self.ais_betas, 2)
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """One pruning protocol (see the module docstring for the kinds).
+
+    Parameters
+    ----------
+    name : str
+        Its label (the TOML table name, the ``protocol`` coordinate).
+    kind : "init", "after", "rewind", "reinit" or "scratch"
+    epoch : int
+        Epoch after which the network is pruned (0 and only 0 for ``init``).
+    rewind_epoch : int
+        ``rewind`` only: the epoch whose parameters the survivors return to.
+    criterion : str
+        A :mod:`dilution.pruning` criterion name.
+    criterion_options : dict
+        Its parameters (e.g. ``{axis = "visible"}`` for ``unit_magnitude``).
+    """
+
+    name: str
+    kind: str
+    epoch: int = 0
+    rewind_epoch: int = 0
+    criterion: str = "global_magnitude"
+    criterion_options: dict = field(default_factory=dict)
+
+    def validate(self, key: str, max_epochs: int) -> None:
+        _choice(f"{key}.kind", self.kind, PROTOCOL_KINDS)
+        if self.kind == "init":
+            if self.epoch != 0:
+                raise _fail(f"{key}.epoch", "0 (or no epoch) for kind 'init'", self.epoch)
+        else:
+            _int(f"{key}.epoch", self.epoch, 1)
+            if self.epoch >= max_epochs:
+                raise _fail(f"{key}.epoch", f"an epoch before training.max_epochs = {max_epochs} "
+                            "(the pruned network must still be trained)", self.epoch)
+        _int(f"{key}.rewind_epoch", self.rewind_epoch, 0)
+        if self.kind == "rewind" and self.rewind_epoch > self.epoch:
+            raise _fail(f"{key}.rewind_epoch", f"an epoch <= {key}.epoch = {self.epoch}", self.rewind_epoch)
+        if not isinstance(self.criterion_options, dict):
+            raise _fail(f"{key}.criterion_options", "a table of criterion parameters", self.criterion_options)
+        from dilution.pruning import CRITERION_NAMES, criterion_from_name
+
+        _choice(f"{key}.criterion", self.criterion, tuple(CRITERION_NAMES))
+        try:
+            criterion_from_name(self.criterion, **self.criterion_options)
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{key}.criterion_options: {e}") from None
+
+    @property
+    def last_pruning_epoch(self) -> int:
+        """The epoch from which the stopping rule counts (0 for ``scratch``: its run never prunes)."""
+        return 0 if self.kind == "scratch" else self.epoch
+
+    def rule(self, fraction: float, weight_scale: float):
+        """The :class:`~dilution.pruning_rules.PruningProtocol` that prunes (for ``scratch``: the one
+        whose mask the fresh model takes)."""
+        from dilution.pruning import criterion_from_name
+        from dilution.pruning_rules import PruningProtocol
+
+        then = {"init": "continue", "after": "continue", "scratch": "continue", "rewind": "rewind",
+                "reinit": "reinit"}[self.kind]
+        return PruningProtocol(
+            fraction=fraction, at_epochs=(self.epoch,), criterion=criterion_from_name(self.criterion, **self.criterion_options),
+            then=then, rewind_epoch=self.rewind_epoch if self.kind == "rewind" else 0, reinit_scale=weight_scale,
+        )
+
+
+class GridPoint(NamedTuple):
+    """One point of the grid.
+
+    Attributes
+    ----------
+    n_hidden : int
+    protocol : str
+    pruning_fraction : float
+    seed : int
+        The replica seed (the ``seed`` coordinate); the run's own seed is derived from it.
+    key : str
+        Stable name: readable coordinates and a digest of everything that determines the result
+        (data, training, stopping, evaluation, the protocol's definition), so adding grid points
+        or changing the output folder never renames a point, and changing a setting does.
+    """
+
+    n_hidden: int
+    protocol: str
+    pruning_fraction: float
+    seed: int
+    key: str
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study (build with :func:`load_spec`, :func:`spec_from_toml` or :func:`spec_from_dict`)."""
+
+    name: str
+    data: TeacherData | MnistData
+    n_hidden: tuple[int, ...]
+    training: TrainingSpec
+    protocols: tuple[ProtocolSpec, ...]
+    pruning_fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    evaluation: EvaluationSpec
+    stopping: StoppingRule
+    output: str
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise _fail("name", "a non-empty string", self.name)
+        self.data.validate("data")
+        self.training.validate("training")
+        self.stopping.validate("stopping")
+        self.evaluation.validate("evaluation")
+        for axis, values in (("n_hidden", self.n_hidden), ("pruning_fractions", self.pruning_fractions),
+                             ("seeds", self.seeds), ("protocols", self.protocols)):
+            if len(values) == 0:
+                raise _fail(axis, "a non-empty list (the grid is the product of every axis)", list(values))
+        for i, n in enumerate(self.n_hidden):
+            _int(f"n_hidden[{i}]", n, 1)
+        for i, f in enumerate(self.pruning_fractions):
+            f = _float(f"pruning_fractions[{i}]", f)
+            if not 0.0 <= f < 1.0:
+                raise _fail(f"pruning_fractions[{i}]", "a fraction in [0, 1)", f)
+        for i, s in enumerate(self.seeds):
+            _int(f"seeds[{i}]", s, 0)
+        for axis, values in (("n_hidden", self.n_hidden), ("pruning_fractions", self.pruning_fractions),
+                             ("seeds", self.seeds), ("protocols", [p.name for p in self.protocols])):
+            if len(set(values)) != len(values):
+                raise _fail(axis, "distinct values", list(values))
+        for p in self.protocols:
+            p.validate(f"protocols.{p.name}", self.training.max_epochs)
+        if self.stopping.min_epochs > self.training.max_epochs:
+            raise _fail("stopping.min_epochs", f"at most training.max_epochs = {self.training.max_epochs}",
+                        self.stopping.min_epochs)
+        n_train = self.data.n_train
+        if self.training.batch_size > n_train:
+            raise _fail("training.batch_size", f"at most data.n_train = {n_train}", self.training.batch_size)
+        from dilution.exact import MAX_UNITS
+
+        too_big = [n for n in self.n_hidden if min(self.data.n_input, n) > MAX_UNITS]
+        if too_big:
+            smaller = f"min(n_visible = {self.data.n_input}, n_hidden) <= {MAX_UNITS}"
+            if self.evaluation.log_likelihood == "exact":
+                raise _fail("evaluation.log_likelihood", f"'ais' for n_hidden {too_big} (exact enumeration needs "
+                            f"{smaller})", "exact")
+            if self.stopping.metric == "log_likelihood":
+                raise _fail("stopping.metric", f"'pseudo_log_likelihood' for n_hidden {too_big} (the exact "
+                            f"held-out log-likelihood needs {smaller})", "log_likelihood")
+        if not isinstance(self.output, str) or not self.output:
+            raise _fail("output", "a folder path", self.output)
+
+    # -- the grid --------------------------------------------------------------------------
+
+    def protocol(self, name: str) -> ProtocolSpec:
+        for p in self.protocols:
+            if p.name == name:
+                return p
+        raise KeyError(f"no protocol {name!r} in study {self.name!r}; it has {[p.name for p in self.protocols]}")
+
+    def point_config(self, n_hidden: int, protocol: str, fraction: float, seed: int) -> dict:
+        """Everything that determines a point's result, as JSON-able values (what its key hashes)."""
+        return {
+            "data": asdict(self.data), "training": asdict(self.training), "stopping": asdict(self.stopping),
+            "evaluation": asdict(self.evaluation), "protocol": asdict(self.protocol(protocol)),
+            "n_hidden": int(n_hidden), "pruning_fraction": float(fraction), "seed": int(seed),
+        }
+
+    def points(self) -> list[GridPoint]:
+        """Every grid point, in the order of :data:`DIMS`."""
+        out = []
+        for h in self.n_hidden:
+            for p in self.protocols:
+                for f in self.pruning_fractions:
+                    for s in self.seeds:
+                        blob = json.dumps(self.point_config(h, p.name, f, s), sort_keys=True).encode()
+                        digest = hashlib.blake2b(blob, digest_size=6).hexdigest()
+                        key = f"{p.name}-h{h}-f{float(f):.4f}-s{s}-{digest}"
+                        out.append(GridPoint(int(h), p.name, float(f), int(s), key))
+        return out
+
+    def coords(self) -> dict[str, list]:
+        return {
+            "n_hidden": list(self.n_hidden), "protocol": [p.name for p in self.protocols],
+            "pruning_fraction": [float(f) for f in self.pruning_fractions], "seed": list(self.seeds),
+        }
+
+    def to_dict(self) -> dict:
+        """The resolved spec as TOML-shaped values (:func:`spec_from_dict` inverts it)."""
+        protocols = {}
+        for p in self.protocols:
+            d = asdict(p)
+            del d["name"]
+            protocols[p.name] = d
+        return {
+            "name": self.name, "output": self.output, "n_hidden": list(self.n_hidden),
+            "pruning_fractions": list(self.pruning_fractions), "seeds": list(self.seeds), "data": asdict(self.data),
+            "training": asdict(self.training), "stopping": asdict(self.stopping), "evaluation": asdict(self.evaluation),
+            "protocols": protocols,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_TOP = ("name", "output", "n_hidden", "pruning_fractions", "seeds", "data", "training", "stopping", "evaluation",
+        "protocols")
+
+
+def _list(key: str, value: Any) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise _fail(key, "a list", value)
+    return tuple(value)
+
+
+def _resolve(path: str, base: Path | None) -> str:
+    p = Path(os.path.expandvars(os.path.expanduser(path)))
+    if base is not None and not p.is_absolute():
+        p = base / p
+    return str(p)
+
+
+def spec_from_dict(raw: dict, *, base: str | os.PathLike | None = None) -> StudySpec:
+    """Validate TOML-shaped values into a :class:`StudySpec`.
+
+    Parameters
+    ----------
+    raw : dict
+        As :func:`tomllib.load` gives (see the module docstring for the keys).
+    base : path-like, optional
+        Folder that relative paths (``output``, ``data.path``) are relative to; default the
+        current folder. ``$VARIABLES`` and ``~`` in paths are expanded.
+
+    Raises
+    ------
+    SpecError
+        Naming the key and what was expected.
+    """
+    raw = _table("spec", raw)
+    unknown = sorted(set(raw) - set(_TOP))
+    if unknown:
+        raise SpecError(f"unknown top-level key(s) {', '.join(repr(u) for u in unknown)}; allowed keys: {', '.join(_TOP)}")
+    for key in ("name", "output", "n_hidden", "pruning_fractions", "seeds", "data", "training", "protocols"):
+        if key not in raw:
+            raise SpecError(f"{key}: required key is missing")
+    base_dir = Path(base) if base is not None else None
+    data = dict(_table("data", raw["data"]))
+    kind = _choice("data.kind", data.pop("kind", None), ("teacher", "mnist"))
+    cls = TeacherData if kind == "teacher" else MnistData
+    data = _take("data", data, cls)
+    if kind == "mnist" and isinstance(data.get("path"), str):
+        data["path"] = _resolve(data["path"], base_dir)
+    data_value = _build("data", cls, data)
+    training = _build("training", TrainingSpec, _take("training", _table("training", raw["training"]), TrainingSpec))
+    stopping = _build("stopping", StoppingRule, _take("stopping", _table("stopping", raw.get("stopping", {})),
+                                                      StoppingRule))
+    evaluation = _build("evaluation", EvaluationSpec,
+                        _take("evaluation", _table("evaluation", raw.get("evaluation", {})), EvaluationSpec))
+    protocols = []
+    for label, table in _table("protocols", raw["protocols"]).items():
+        table = _take(f"protocols.{label}", _table(f"protocols.{label}", table), ProtocolSpec)
+        if "name" in table:
+            raise SpecError(f"protocols.{label}.name: the table name is the protocol's name; remove this key")
+        _required(f"protocols.{label}", table, "kind")
+        protocols.append(ProtocolSpec(name=label, **table))
+    output = raw["output"]
+    if isinstance(output, str):
+        output = _resolve(output, base_dir)
+    return StudySpec(
+        name=raw["name"], data=data_value, n_hidden=_list("n_hidden", raw["n_hidden"]), training=training,
+        protocols=tuple(protocols), pruning_fractions=_list("pruning_fractions", raw["pruning_fractions"]),
+        seeds=_list("seeds", raw["seeds"]), evaluation=evaluation, stopping=stopping, output=output,
+    )
+
+
+def spec_from_toml(text: str, *, base: str | os.PathLike | None = None) -> StudySpec:
+    """Parse and validate TOML text (see :func:`spec_from_dict`)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"not valid TOML: {e}") from None
+    return spec_from_dict(raw, base=base)
+
+
+def load_spec(path: str | os.PathLike) -> StudySpec:
+    """Read and validate a study spec file; relative paths in it are relative to its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SpecError(f"cannot read study spec {p}: {e.strerror}") from None
+    try:
+        return spec_from_toml(text, base=p.resolve().parent)
+    except SpecError as e:
+        raise SpecError(f"{p}: {e}") from None

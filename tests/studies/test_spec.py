@@ -1,0 +1,126 @@
+"""Study specs: the grid, stable keys, round trips, and errors that name the TOML key before any compute."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import pytest
+
+from studies.builtin import BUILTIN, builtin_spec
+from studies.spec import SpecError, StoppingRule, load_spec, spec_from_dict, spec_from_toml
+
+
+def _raw() -> dict:
+    return tomllib.loads(BUILTIN["smoke"])
+
+
+def test_smoke_grid_is_the_product_of_the_axes():
+    spec = builtin_spec("smoke")
+    points = spec.points()
+    assert len(points) == 1 * 2 * 3 * 2
+    assert len({p.key for p in points}) == len(points)
+    assert {(p.n_hidden, p.protocol, p.pruning_fraction, p.seed) for p in points} == {
+        (6, pr, f, s) for pr in ("init", "after") for f in (0.0, 0.5, 0.8) for s in (0, 1)
+    }
+
+
+def test_keys_are_stable_under_new_points_and_change_with_settings():
+    raw = _raw()
+    keys = {p.key for p in spec_from_dict(raw).points()}
+    grown = dict(raw, pruning_fractions=[0.0, 0.5, 0.8, 0.9], seeds=[0, 1, 2], output="elsewhere")
+    assert keys < {p.key for p in spec_from_dict(grown).points()}
+    changed = dict(raw, training=dict(raw["training"], learning_rate=0.2))
+    assert keys.isdisjoint({p.key for p in spec_from_dict(changed).points()})
+
+
+def test_round_trip_through_to_dict():
+    spec = builtin_spec("smoke")
+    assert spec_from_dict(spec.to_dict()) == spec
+
+
+def test_relative_paths_are_relative_to_the_spec_file(tmp_path):
+    (tmp_path / "s.toml").write_text(BUILTIN["smoke"])
+    assert load_spec(tmp_path / "s.toml").output == str(tmp_path / "runs" / "study-smoke")
+
+
+def _edit(path: str, value):
+    raw = _raw()
+    *parents, last = path.split(".")
+    table = raw
+    for p in parents:
+        table = table[p]
+    if value is _DELETE:
+        del table[last]
+    else:
+        table[last] = value
+    return raw
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "path, value, names",
+    [
+        ("lr", 0.1, ["'lr'", "allowed keys"]),
+        ("training.lr", 0.1, ["training", "'lr'", "learning_rate"]),
+        ("pruning_fractions", [0.0, 1.5], ["pruning_fractions[1]", "[0, 1)", "1.5"]),
+        ("seeds", [], ["seeds", "non-empty"]),
+        ("protocols", {}, ["protocols", "non-empty"]),
+        ("n_hidden", [6, 6], ["n_hidden", "distinct"]),
+        ("training.learning_rate", -1.0, ["training.learning_rate", "> 0"]),
+        ("training.estimator", "sgd", ["training.estimator", "'pcd'"]),
+        ("training.batch_size", 600, ["training.batch_size", "data.n_train"]),
+        ("protocols.after.epoch", 60, ["protocols.after.epoch", "max_epochs"]),
+        ("protocols.after.kind", "later", ["protocols.after.kind", "'rewind'"]),
+        ("protocols.after.criterion", "biggest", ["protocols.after.criterion", "'global_magnitude'"]),
+        ("data.kind", "cifar", ["data.kind", "'mnist'"]),
+        ("data.n_train", _DELETE, ["data.n_train", "required"]),
+        ("stopping.window", 0, ["stopping.window", ">= 1"]),
+        ("stopping.min_epochs", 61, ["stopping.min_epochs", "max_epochs"]),
+        ("evaluation.log_likelihood", "guess", ["evaluation.log_likelihood", "'ais'"]),
+    ],
+)
+def test_malformed_specs_name_the_key(path, value, names):
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(_edit(path, value))
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_unreadable_mnist_path_is_named(tmp_path):
+    raw = _raw()
+    raw["data"] = {"kind": "mnist", "path": str(tmp_path / "missing.npz"), "n_train": 500, "n_validation": 100,
+                   "n_test": 100}
+    with pytest.raises(SpecError, match=r"data\.path: expected a readable mnist.npz"):
+        spec_from_dict(raw)
+
+
+def test_exact_likelihood_of_a_model_too_large_to_enumerate():
+    raw = _raw()
+    raw["data"] = dict(raw["data"], n_visible=30)
+    raw["n_hidden"] = [6, 30]
+    with pytest.raises(SpecError, match=r"evaluation\.log_likelihood: expected 'ais' for n_hidden \[30\]"):
+        spec_from_dict(raw)
+    raw["evaluation"] = {"log_likelihood": "ais"}
+    with pytest.raises(SpecError, match=r"stopping\.metric: expected 'pseudo_log_likelihood'"):
+        spec_from_dict(raw)
+    raw["stopping"] = dict(raw["stopping"], metric="pseudo_log_likelihood")
+    assert spec_from_dict(raw).n_hidden == (6, 30)
+
+
+def test_invalid_toml_is_reported():
+    with pytest.raises(SpecError, match="not valid TOML"):
+        spec_from_toml("name = ")
+
+
+def test_stopping_rule_gain_by_hand():
+    rule = StoppingRule(window=2, tolerance=0.1)
+    assert math.isinf(rule.gain([1.0, 2.0]))  # needs window + 1 evaluations
+    # best of the last two (2.05) minus best before (2.0)
+    assert rule.gain([1.0, 2.0, 1.5, 2.05]) == pytest.approx(0.05)
+    assert rule.converged([1.0, 2.0, 1.5, 2.05])
+    assert not rule.converged([1.0, 2.0, 1.5, 2.2])
+    # a dip below the best is "no gain": negative
+    assert rule.gain([1.0, 2.0, 1.5, 1.9]) == pytest.approx(-0.1)
