@@ -114,6 +114,9 @@ class TrainConfig:
         Default :data:`dilution.exact.MAX_UNITS`.
     dtype : "float32", "float64" or None
         Precision of the run; None keeps the dtype of a given RBM (float64 for a shape).
+    shuffle : bool
+        Shuffle the training set anew every epoch (default); False visits it in its given
+        order every epoch (as the NCG reference code does).
     """
 
     estimator: GradientEstimator = PCD(k=1)
@@ -131,6 +134,7 @@ class TrainConfig:
     exact_log_likelihood: bool = True
     exact_max_units: int = exact.MAX_UNITS
     dtype: str | None = None
+    shuffle: bool = True
 
     def __post_init__(self):
         if not isinstance(self.estimator, GradientEstimator):
@@ -161,6 +165,8 @@ class TrainConfig:
         if not isinstance(self.exact_log_likelihood, (bool, np.bool_)):
             raise TypeError(f"exact_log_likelihood must be True or False, got {self.exact_log_likelihood!r}")
         check_int("exact_max_units", self.exact_max_units, low=1)
+        if not isinstance(self.shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {self.shuffle!r}")
         if self.dtype is not None:
             dt = np.dtype(self.dtype)
             if dt not in SUPPORTED_DTYPES:
@@ -569,7 +575,7 @@ def init_state(rbm_or_shape: RBM | tuple[int, int], data, config: TrainConfig, *
     )
 
     t0 = time.perf_counter()
-    first = v_data[_epoch_order(seed, 0, n_samples)[: config.batch_size]]
+    first = v_data[_epoch_order(config, seed, 0, n_samples)[: config.batch_size]]
 
     def estimate_gradient(p: Parameters):
         # Its own streams: the training chains and counters are not touched.
@@ -633,7 +639,9 @@ def train_step(state: TrainState, batch: np.ndarray, *, data: np.ndarray, epoch_
     return next_state, step_info
 
 
-def _epoch_order(seed: int, epoch: int, n_samples: int) -> np.ndarray:
+def _epoch_order(config: TrainConfig, seed: int, epoch: int, n_samples: int) -> np.ndarray:
+    if not config.shuffle:
+        return np.arange(n_samples)
     return np.random.default_rng(derive_seed(seed, "shuffle", epoch)).permutation(n_samples)
 
 
@@ -785,7 +793,7 @@ def iterate(
         while state.step < stop:
             epoch, b_idx = divmod(state.step, plan.updates_per_epoch)
             if epoch != order_epoch:
-                order_epoch, order = epoch, _epoch_order(state.seed, epoch, plan.n_samples)
+                order_epoch, order = epoch, _epoch_order(state.config, state.seed, epoch, plan.n_samples)
             batch = v_data[order[b_idx * plan.batch_size : (b_idx + 1) * plan.batch_size]]
             epoch_end = b_idx == plan.updates_per_epoch - 1
             t0 = time.perf_counter()

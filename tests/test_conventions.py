@@ -186,6 +186,26 @@ def _sample_cli(tmp_path):
 
 
 
+def _train_cli(tmp_path):
+    from dilution.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--n-train", "200", "--n-test", "100", "--epochs", "1", "--teacher-visible", "9",
+                 "--teacher-hidden", "3", "--n-hidden", "4", "--sample-sweeps", "2", "--grid-samples", "4",
+                 "--quiet", "--output", str(out)]) == 0
+    return [dilution.io.load_dataset(out / name) for name in ("model.nc", "history.nc", "state.nc", "test.nc")]
+
+
+def _study(tmp_path):
+    from studies.builtin import builtin_spec
+    from studies.runner import run_study
+
+    spec = builtin_spec("smoke", output=str(tmp_path / "study"))
+    run_study(spec)
+    points = sorted((tmp_path / "study" / "points").glob("*.nc"))
+    return [dilution.io.load_dataset(tmp_path / "study" / "study.nc"), dilution.io.load_dataset(points[0])]
+
+
 PRODUCERS: list = [
     _io_to_dataset,
     _ais,
@@ -202,6 +222,8 @@ PRODUCERS: list = [
     _evaluate_cli,
     _training_history,
     _sample_cli,
+    _train_cli,
+    _study,
 ]
 
 

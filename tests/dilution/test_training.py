@@ -396,3 +396,18 @@ def test_divergence_is_reported():
     with pytest.raises(FloatingPointError, match="training diverged"):
         with np.errstate(all="ignore"):
             train((9, 4), _data9(10), cfg, seed=0)
+
+
+def test_without_shuffling_the_batches_come_in_the_given_order():
+    from dilution.estimators import Exact
+    from dilution.training import init_state, train_step
+
+    data = _data9(12)
+    cfg = TrainConfig(estimator=Exact(), epochs=2, batch_size=4, learning_rate=0.1, shuffle=False, checkpoints=1)
+    result = train((9, 3), data, cfg, seed=0)
+    # The same updates by hand, batches in row order every epoch.
+    state = init_state((9, 3), data, cfg, seed=0)
+    for _ in range(2):
+        for b in range(3):
+            state, _ = train_step(state, data[4 * b : 4 * b + 4], data=data, epoch_end=b == 2)
+    assert result.model == state.model
