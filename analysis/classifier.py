@@ -38,10 +38,10 @@ import numpy as np
 import xarray as xr
 
 from dilution.data.binarize import binarize_array
-from dilution.validation import check_binary
 from dilution.io import load_dataset, save
 from dilution.progress import progress_bar
 from dilution.rng import derive_seed
+from dilution.validation import check_binary, check_int
 
 __all__ = ["ClassifierConfig", "DigitClassifier", "train_classifier", "load_or_train_classifier", "classifier_score"]
 
@@ -75,9 +75,7 @@ class ClassifierConfig:
 
     def __post_init__(self):
         for name in ("n_hidden", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.threshold < 1:

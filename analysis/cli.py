@@ -20,7 +20,7 @@ EPILOG = """\
 Data (--data): an MNIST .npz file or IDX folder (its test split is used, binarised at 0.5), or a
 netCDF file written by dilution (a Dataset with `states` or `images`).
 
-Log-likelihood: exact when the smaller layer has at most 25 units (dilution.exact.ROUTINE_UNITS), otherwise AIS with --ais
+Log-likelihood: exact when the smaller layer has at most 25 units (dilution.exact.MAX_UNITS), otherwise AIS with --ais
 (forward estimate with its standard error and the reverse-AIS bound, so a bracket).
 Samples for the sample-based metrics come from --n-samples independent Gibbs chains of
 --n-sweeps sweeps each, started uniformly at random.
@@ -121,13 +121,13 @@ def evaluate(
     -------
     xarray.Dataset
     """
-    from dilution.exact import ROUTINE_UNITS
+    from dilution.exact import MAX_UNITS
     from dilution.gibbs import sample
 
     from . import aats, classifier as clf, likelihood, moments, pca, pseudolikelihood, reconstruction
 
     parts: list[xr.Dataset] = []
-    if min(rbm.n_visible, rbm.n_hidden) <= ROUTINE_UNITS:
+    if min(rbm.n_visible, rbm.n_hidden) <= MAX_UNITS:
         parts.append(_prefixed(likelihood.exact_log_likelihood(rbm, data), "exact"))
     elif ais:
         from dilution import schedules

@@ -53,6 +53,7 @@ import xarray as xr
 from numba import njit, prange
 
 from dilution.model import RBM
+from dilution.validation import check_int
 
 __all__ = ["Method", "ising_parameters", "coupling_summary", "compare_couplings"]
 
@@ -262,8 +263,7 @@ def ising_parameters(
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
     if method not in ("auto", "exact", "gaussian"):
         raise ValueError(f"method must be 'auto', 'exact' or 'gaussian', got {method!r}")
-    if isinstance(max_exact_degree, bool) or not isinstance(max_exact_degree, (int, np.integer)) or not 0 <= max_exact_degree <= 30:
-        raise ValueError(f"max_exact_degree must be an integer in [0, 30], got {max_exact_degree!r}")
+    check_int("max_exact_degree", max_exact_degree, low=0, high=30)
     if not (math.isfinite(quadrature_step) and 0 < quadrature_step <= 1.0):
         raise ValueError(f"quadrature_step must be in (0, 1], got {quadrature_step!r}")
     weights = rbm.weights.astype(np.float64)

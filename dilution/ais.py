@@ -32,7 +32,7 @@ from numba import njit, prange
 from .conditionals import free_energy, hidden_field, visible_half_sweep
 from .gibbs import sample as gibbs_sample
 from .model import RBM
-from .progress import progress_bar
+from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
 from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_schedule, classic
@@ -273,9 +273,9 @@ def _run(rbm: RBM, v, betas, a0, keys, *, desc: str, progress) -> tuple[np.ndarr
     n_chains = v.shape[0]
     log_w = np.zeros(n_chains)
     n_steps = betas.size - 1
-    work = n_chains * rbm.n_visible * rbm.n_hidden  # multiply-adds per step, order of magnitude
-    chunk = max(1, min(n_steps, int(1e9 // max(work, 1))))
-    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * n_steps / 1e9) as bar:
+    work = n_chains * (rbm.n_visible + rbm.n_hidden) * rbm.n_hidden  # per step, as WORK_PER_SECOND counts it
+    chunk = max(1, min(n_steps, int(WORK_PER_SECOND // max(work, 1))))  # about a second per call
+    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * n_steps / WORK_PER_SECOND) as bar:
         for s in range(0, n_steps, chunk):
             e = min(n_steps, s + chunk)
             v, log_w = ais_kernel(

@@ -329,7 +329,7 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
         "seconds_per_epoch": float(hist["epoch_wall_time"].mean()),
         "final_reconstruction_error": float(hist["reconstruction_error"][-1]),
     }
-    if min(model.n_visible, model.n_hidden) <= exact.ROUTINE_UNITS:
+    if min(model.n_visible, model.n_hidden) <= exact.MAX_UNITS:
         log_z = exact.log_partition(model)
         summary["log_partition"] = log_z
         summary["test_log_likelihood"] = float(exact.log_likelihood(model, test_x, log_z=log_z).mean())

@@ -38,7 +38,7 @@ import numpy as np
 
 from . import exact, tempering
 from .conditionals import hidden_probabilities
-from .gibbs import gibbs_kernel
+from .gibbs import draws_per_sweep, gibbs_kernel
 from .parameters import Parameters
 from .rng import chain_keys, derive_seed
 from .statistics import GradientEstimate, gradient_statistics
@@ -93,10 +93,6 @@ class ChainState(NamedTuple):
     counter: int
 
 
-def _draws_per_sweep(n_visible: int, n_hidden: int) -> int:
-    return n_visible + n_hidden
-
-
 def _negative_phase(start: np.ndarray, params: Parameters, keys: np.ndarray, counter: int, k: int):
     """Chains after ``k`` sweeps from ``start`` and their ``p(h = 1 | v_k)``."""
     w, a, b, _ = params
@@ -127,7 +123,7 @@ class CD:
     def estimate(self, params, batch, h_batch, state: ChainState) -> tuple[GradientEstimate, ChainState]:
         m = batch.shape[0]
         v_k, h_k = _negative_phase(batch, params, state.keys[:m], state.counter, self.k)
-        stride = self.k * _draws_per_sweep(batch.shape[1], h_batch.shape[1])
+        stride = self.k * draws_per_sweep(batch.shape[1], h_batch.shape[1])
         return gradient_statistics(batch, h_batch, v_k, h_k), state._replace(counter=state.counter + stride)
 
     def restart(self, state: ChainState, initial: ChainState) -> ChainState:
@@ -169,7 +165,7 @@ class PCD:
 
     def estimate(self, params, batch, h_batch, state: ChainState) -> tuple[GradientEstimate, ChainState]:
         v_k, h_k = _negative_phase(state.chains, params, state.keys, state.counter, self.k)
-        stride = self.k * _draws_per_sweep(batch.shape[1], h_batch.shape[1])
+        stride = self.k * draws_per_sweep(batch.shape[1], h_batch.shape[1])
         return gradient_statistics(batch, h_batch, v_k, h_k), ChainState(v_k, state.keys, state.counter + stride)
 
     def restart(self, state: ChainState, initial: ChainState) -> ChainState:
@@ -274,7 +270,7 @@ class Exact:
     for models with about 20 units or fewer in one layer (``max_units``).
     """
 
-    max_units: int = exact.ROUTINE_UNITS
+    max_units: int = exact.MAX_UNITS
 
     def __post_init__(self):
         check_int("max_units", self.max_units, 1)

@@ -21,23 +21,24 @@ from numba import njit, prange
 
 from .conditionals import free_energy, sigmoid, softplus
 from .model import RBM
+from .statistics import GradientEstimate
 from .validation import check_binary
 
 __all__ = [
     "MAX_UNITS",
-    "ROUTINE_UNITS",
     "log_partition",
     "log_likelihood",
     "log_prob_visible",
     "gradient",
-    "Gradient",
     "model_moments",
     "all_states",
 ]
 
-MAX_UNITS = 30
-# Largest smaller layer that drivers enumerate without being asked: 2**25 states take ~6 s here.
-ROUTINE_UNITS = 25
+# Largest smaller layer enumerated unless a caller raises ``max_units``: the default of every
+# function here and of every driver that chooses between exact values and AIS (training
+# checkpoints, the CLIs, the exact gradient estimator). 2**25 states take ~5 s for log Z at
+# 784 x 25 (README, "Speed"); moments and gradients cost about n_e times more per state.
+MAX_UNITS = 25
 BLOCK_BITS = 12
 
 
@@ -212,6 +213,7 @@ def _fused_chunk(w_e: np.ndarray, o_bias: np.ndarray) -> int:
             return chunk
     return 0
 
+
 def log_partition(rbm: RBM, *, max_units: int = MAX_UNITS) -> float:
     """Exact log Z of an RBM whose smaller layer has at most ``max_units`` units.
 
@@ -334,29 +336,7 @@ def _moments_kernel(w_e, e_bias, o_bias, log_z, block_bits):
     return s_tot, o_tot, so_tot
 
 
-class Gradient:
-    """Gradient of the mean log-likelihood with respect to every parameter.
-
-    Attributes
-    ----------
-    weights : ndarray, shape (n_visible, n_hidden)
-        ``<v_i h_j>_data - <v_i h_j>_model`` for *every* pair, masked pairs included.
-    visible_bias : ndarray, shape (n_visible,)
-    hidden_bias : ndarray, shape (n_hidden,)
-    """
-
-    __slots__ = ("weights", "visible_bias", "hidden_bias")
-
-    def __init__(self, weights: np.ndarray, visible_bias: np.ndarray, hidden_bias: np.ndarray):
-        self.weights = weights
-        self.visible_bias = visible_bias
-        self.hidden_bias = hidden_bias
-
-    def __repr__(self) -> str:
-        return f"Gradient(weights={self.weights.shape}, visible_bias={self.visible_bias.shape})"
-
-
-def model_moments(rbm: RBM, *, max_units: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def model_moments(rbm: RBM, *, max_units: int = MAX_UNITS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact ``<v>``, ``<h>`` and ``<v h^T>`` under the model, by enumeration.
 
     Returns
@@ -374,7 +354,7 @@ def model_moments(rbm: RBM, *, max_units: int = 20) -> tuple[np.ndarray, np.ndar
     return s, o, so
 
 
-def gradient(rbm: RBM, data, *, max_units: int = 20) -> Gradient:
+def gradient(rbm: RBM, data, *, max_units: int = MAX_UNITS) -> GradientEstimate:
     """Exact gradient of the mean log-likelihood of ``data`` (enumerating the smaller layer).
 
     The reference against which CD/PCD estimates and connectivity rules are tested.
@@ -387,14 +367,15 @@ def gradient(rbm: RBM, data, *, max_units: int = 20) -> Gradient:
 
     Returns
     -------
-    Gradient
+    GradientEstimate
+        For every visible-hidden pair, masked pairs included.
     """
     _check_rbm(rbm)
     v = check_binary("data", data, rbm.n_visible, np.float64)
     mean_v, mean_h, mean_vh = model_moments(rbm, max_units=max_units)
     ph = 1.0 / (1.0 + np.exp(-(v @ rbm.weights.astype(np.float64) + rbm.hidden_bias)))
     n = v.shape[0]
-    return Gradient(
+    return GradientEstimate(
         weights=v.T @ ph / n - mean_vh,
         visible_bias=v.mean(axis=0) - mean_v,
         hidden_bias=ph.mean(axis=0) - mean_h,

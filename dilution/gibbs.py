@@ -33,7 +33,7 @@ from .gibbs_blocked import dense_block, gibbs_blocked
 from .gibbs_sparse import csr_arrays, gibbs_sparse
 from .gibbs_tuning import GATHER_BELOW, SPARSE_BELOW, SPARSE_BLOCK, SPARSE_MIN_CHAINS
 from .model import RBM
-from .progress import progress_bar
+from .progress import WORK_PER_SECOND, progress_bar
 from .rng import chain_keys, derive_seed
 from .threads import single_threaded_blas
 from .validation import check_binary, check_int
@@ -53,7 +53,8 @@ __all__ = [
 
 
 def draws_per_sweep(n_visible: int, n_hidden: int) -> int:
-    """Random numbers one chain consumes per sweep."""
+    """Random numbers one Gibbs chain consumes per sweep: one per unit (a tempering system's
+    count is :func:`dilution.tempering.draws_per_system_sweep`)."""
     return n_visible + n_hidden
 
 
@@ -302,7 +303,8 @@ def advance(rbm: RBM, state: GibbsState, n_sweeps: int, *, progress: bool | None
     work = n_chains * stride * rbm.n_hidden
     chunk = max(1, min(n_sweeps, int(_CHUNK_WORK // max(work, 1)))) if n_sweeps else 0
     done = 0
-    with progress_bar(n_sweeps, "Gibbs sweeps", enabled=progress, expected_seconds=work * n_sweeps / 2e9) as bar:
+    expected = work * n_sweeps / WORK_PER_SECOND
+    with progress_bar(n_sweeps, "Gibbs sweeps", enabled=progress, expected_seconds=expected) as bar:
         while done < n_sweeps:
             step = min(chunk, n_sweeps - done)
             v, h = gibbs_kernel(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .validation import check_int
+from .validation import check_int, check_seed
 
 __all__ = ["RBM", "SUPPORTED_DTYPES", "check_connectivity", "random_mask"]
 
@@ -102,7 +102,7 @@ class RBM:
         weight_scale: float = 0.01,
         bias_scale: float = 0.0,
         dtype: type | np.dtype = np.float64,
-        seed: int | None = None,
+        seed: int | np.random.SeedSequence,
     ) -> RBM:
         """A random RBM: Gaussian weights and a uniformly random mask of exact density.
 
@@ -117,15 +117,16 @@ class RBM:
         bias_scale : float
             Standard deviation of the (Gaussian) biases; 0 gives zero biases.
         dtype : float32 or float64
-        seed : int
-            Seed of every random choice.
+        seed : int or numpy.random.SeedSequence
+            Seed of every random choice (required: the same seed gives the same model). Drivers
+            pass a purpose-derived ``dilution.rng.derive_seed(seed, "...")``.
         """
         n_visible, n_hidden = check_int("n_visible", n_visible, low=1), check_int("n_hidden", n_hidden, low=1)
         connectivity = check_connectivity(connectivity)
         dtype = np.dtype(dtype)
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed if isinstance(seed, np.random.SeedSequence) else check_seed(seed))
         mask = random_mask((n_visible, n_hidden), connectivity, rng)
         w = (weight_scale * rng.standard_normal((n_visible, n_hidden))).astype(dtype)
         a = (bias_scale * rng.standard_normal(n_visible)).astype(dtype)

@@ -35,7 +35,7 @@ __all__ = [
     "ExponentialDecay",
     "LinearDecay",
     "CosineDecay",
-    "Piecewise",
+    "PiecewiseConstant",
     "as_schedule",
     "SGD",
     "SGDState",
@@ -146,10 +146,10 @@ class CosineDecay:
 
 
 @dataclass(frozen=True)
-class Piecewise:
+class PiecewiseConstant:
     """``values[k]`` for ``boundaries[k-1] <= step < boundaries[k]``.
 
-    E.g. Hinton's momentum ``Piecewise(boundaries=(5 * updates_per_epoch,), values=(0.5, 0.9))``.
+    E.g. Hinton's momentum ``PiecewiseConstant(boundaries=(5 * updates_per_epoch,), values=(0.5, 0.9))``.
     """
 
     boundaries: tuple[int, ...]
@@ -157,14 +157,17 @@ class Piecewise:
 
     def __post_init__(self):
         object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
-        object.__setattr__(self, "values", tuple(check_finite("Piecewise.values", v) for v in self.values))
+        values = tuple(check_finite("PiecewiseConstant.values", v) for v in self.values)
+        object.__setattr__(self, "values", values)
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
-                f"Piecewise needs one more value than boundaries, got {len(self.values)} values "
+                f"PiecewiseConstant needs one more value than boundaries, got {len(self.values)} values "
                 f"and {len(self.boundaries)} boundaries"
             )
         if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])) or any(b < 0 for b in self.boundaries):
-            raise ValueError(f"Piecewise.boundaries must be non-negative and increasing, got {self.boundaries}")
+            raise ValueError(
+                f"PiecewiseConstant.boundaries must be non-negative and increasing, got {self.boundaries}"
+            )
 
     def __call__(self, step: int, total_steps: int) -> float:
         k = 0

@@ -19,7 +19,7 @@ __all__ = [
     "CLASSIC_COUNTS",
     "linear",
     "geometric",
-    "piecewise",
+    "piecewise_uniform",
     "classic",
     "geometric_ladder",
     "check_schedule",
@@ -59,7 +59,7 @@ def geometric(n_betas: int, beta_min: float = 1e-4) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(beta_min, 1.0, n - 1)])
 
 
-def piecewise(edges: Sequence[float], counts: Sequence[int]) -> np.ndarray:
+def piecewise_uniform(edges: Sequence[float], counts: Sequence[int]) -> np.ndarray:
     """Uniform steps inside each interval ``[edges[k], edges[k+1])``, ``counts[k]`` betas in it.
 
     The last interval is closed, so the schedule ends exactly at ``edges[-1]``.
@@ -98,7 +98,7 @@ def classic() -> np.ndarray:
     -------
     ndarray of float64, shape (14500,)
     """
-    return piecewise(CLASSIC_EDGES, CLASSIC_COUNTS)
+    return piecewise_uniform(CLASSIC_EDGES, CLASSIC_COUNTS)
 
 
 def geometric_ladder(n_temps: int, beta_min: float = 0.1) -> np.ndarray:

@@ -47,7 +47,7 @@ __all__ = [
     "cold_visible",
     "tempering_kernel",
     "adapt_ladder",
-    "draws_per_sweep",
+    "draws_per_system_sweep",
 ]
 
 _HOT, _COLD = np.int8(-1), np.int8(1)
@@ -76,7 +76,7 @@ class TemperingResult(NamedTuple):
     state: TemperingState | None = None
 
 
-def draws_per_sweep(n_visible: int, n_hidden: int, n_temps: int) -> int:
+def draws_per_system_sweep(n_visible: int, n_hidden: int, n_temps: int) -> int:
     """Random numbers one tempering system consumes per sweep (Gibbs updates, then swaps)."""
     return n_temps * (n_visible + n_hidden) + n_temps
 
@@ -123,7 +123,7 @@ def tempering_kernel(
         Base-rate bias ``a0`` weighted by ``1 - beta``.
     keys : ndarray of uint64, shape (n_chains,)
     sweep0 : int
-        Global index of the first sweep: sweep ``g`` uses stream indices ``g * draws_per_sweep + u``
+        Global index of the first sweep: sweep ``g`` uses stream indices ``g * draws_per_system_sweep + u``
         and swaps pairs of parity ``g % 2``.
     n_sweeps, thin : int
         The beta = 1 replica is recorded after every ``thin``-th sweep of this call.
@@ -463,7 +463,7 @@ class TemperingState(NamedTuple):
     keys : ndarray of uint64, shape (n_chains,)
         The tempering systems' stream keys (:mod:`dilution.rng`).
     sweeps : int
-        Global sweep index: sweep ``g`` uses draws ``g * draws_per_sweep + u`` and swaps pairs of
+        Global sweep index: sweep ``g`` uses draws ``g * draws_per_system_sweep + u`` and swaps pairs of
         parity ``g % 2``.
     base_bias : ndarray, shape (n_visible,), model dtype
         Base measure ``a0`` of the tempered family.

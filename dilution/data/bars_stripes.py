@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..rng import derive_seed
+from ..validation import check_int
 
 __all__ = [
     "MAX_SIZE",
@@ -39,9 +40,7 @@ _PATTERN_ATTRS = {"long_name": "bars-and-stripes pattern (1 = pixel on)", "units
 
 
 def _check_size(n) -> int:
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SIZE:
-        raise ValueError(f"bars-and-stripes size n must be an integer in [1, {MAX_SIZE}], got {n!r}")
-    return int(n)
+    return check_int("bars-and-stripes size n", n, low=1, high=MAX_SIZE)
 
 
 def n_patterns(n: int) -> int:
@@ -149,8 +148,7 @@ def sample(n: int, n_samples: int, *, seed: int) -> np.ndarray:
     -------
     ndarray of uint8, shape (n_samples, n*n)
     """
-    if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    n_samples = check_int("n_samples", n_samples, low=1)
     pats = patterns(n)
     rng = np.random.default_rng(derive_seed(seed, "bars-and-stripes"))
     return pats[rng.integers(pats.shape[0], size=int(n_samples))]

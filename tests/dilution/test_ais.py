@@ -309,7 +309,7 @@ def test_classic_schedule():
     [
         lambda: schedules.linear(7),
         lambda: schedules.geometric(7, 1e-3),
-        lambda: schedules.piecewise([0, 0.3, 1], [4, 3]),
+        lambda: schedules.piecewise_uniform([0, 0.3, 1], [4, 3]),
     ],
 )
 def test_schedules_run_from_zero_to_one(make):
@@ -332,8 +332,8 @@ def test_geometric_schedule_and_ladder_are_geometric():
         (lambda: schedules.linear(1), "n_betas must be an integer >= 2"),
         (lambda: schedules.linear(2.5), "n_betas must be an integer"),
         (lambda: schedules.geometric(10, 0.0), "beta_min must be in"),
-        (lambda: schedules.piecewise([0, 0.5], [3]), "edges must increase strictly from 0 to 1"),
-        (lambda: schedules.piecewise([0, 0.5, 1], [3]), "one entry per interval"),
+        (lambda: schedules.piecewise_uniform([0, 0.5], [3]), "edges must increase strictly from 0 to 1"),
+        (lambda: schedules.piecewise_uniform([0, 0.5, 1], [3]), "one entry per interval"),
         (lambda: schedules.check_schedule([0.0, 0.6, 0.5, 1.0]), "non-decreasing"),
         (lambda: schedules.check_schedule([0.0, 0.5]), "end at beta = 1"),
         (lambda: schedules.check_schedule([[0.0, 1.0]]), "1-D"),

@@ -11,7 +11,7 @@ from dilution.optim import (
     CosineDecay,
     ExponentialDecay,
     LinearDecay,
-    Piecewise,
+    PiecewiseConstant,
     SGDState,
 )
 from dilution.parameters import Parameters
@@ -87,9 +87,9 @@ def test_mask_state_zeroes_velocity_off_mask():
         (LinearDecay(0.1, 0.02, n_steps=50), 80, 100, 0.02),
         (CosineDecay(0.1), 50, 100, 0.05),
         (CosineDecay(0.1, 0.01, n_steps=40), 10, 1000, 0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi / 4))),
-        (Piecewise((5, 10), (0.5, 0.7, 0.9)), 4, 100, 0.5),
-        (Piecewise((5, 10), (0.5, 0.7, 0.9)), 5, 100, 0.7),
-        (Piecewise((5, 10), (0.5, 0.7, 0.9)), 10, 100, 0.9),
+        (PiecewiseConstant((5, 10), (0.5, 0.7, 0.9)), 4, 100, 0.5),
+        (PiecewiseConstant((5, 10), (0.5, 0.7, 0.9)), 5, 100, 0.7),
+        (PiecewiseConstant((5, 10), (0.5, 0.7, 0.9)), 10, 100, 0.9),
     ],
 )
 def test_schedule_values(schedule, step, total, expected):
@@ -123,7 +123,7 @@ def test_bad_schedules():
     with pytest.raises(ValueError, match="rate must be in"):
         ExponentialDecay(0.1, 1.5)
     with pytest.raises(ValueError, match="one more value than boundaries"):
-        Piecewise((5,), (0.1,))
+        PiecewiseConstant((5,), (0.1,))
     with pytest.raises(ValueError, match="n_steps must be a positive integer"):
         CosineDecay(0.1, n_steps=0)
     opt = SGD(momentum=LinearDecay(0.5, 1.2))
