@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "output": None,
     "checkpoints": 10,
+    "rule": "static",
+    "rule_options": {},
     "n_train": 20000,
     "n_test": 5000,
     "teacher_visible": 64,
@@ -82,6 +84,22 @@ DATASET_DEFAULTS = {
     "bars-stripes": {"n_hidden": 16, "connectivity": 1.0, "epochs": 400, "learning_rate": 0.05, "batch_size": 10},
     "mnist": {"n_hidden": 100, "connectivity": 1.0, "epochs": 10, "learning_rate": 0.01},
 }
+
+
+# Rules whose sampler or reference protocol needs plain SGD: momentum defaults to 0 for them.
+RULE_DEFAULTS = {"ncg": {"momentum": 0.0}, "deep-r": {"momentum": 0.0}, "soft-deep-r": {"momentum": 0.0}}
+RULES = ("static", "prune", "ncg", "deep-r", "soft-deep-r")
+
+
+def _rule_option(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as fraction=0.8, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word: a string option such as criterion=random
+    return name.strip().replace("-", "_"), parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--l1", type=float, help="L1 weight decay (default 0)")
     g.add_argument("--checkpoints", type=int, help="log-spaced checkpoints in the history (default 10)")
     g.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    g = tr.add_argument_group(
+        "connectivity rule",
+        "What changes the mask during training. Options are the fields of the rule's class, given as\n"
+        "--rule-option NAME=VALUE (repeatable; values in TOML syntax, e.g. at_epochs=[10,20]):\n"
+        "  prune        dilution.pruning_rules.PruningProtocol: fraction, at_epochs, criterion\n"
+        "               (global_magnitude, unit_magnitude, random, degree_preserving_random, saliency),\n"
+        "               then (continue, rewind, reinit), rewind_epoch, reinit_scale\n"
+        "  ncg          dilution.ncg.NCG: p, strength_ratio, threshold, reference_quirks, redraw_epochs\n"
+        "  deep-r       dilution.deep_r.DeepR: k, alpha, temperature, scope, biases, init_scale\n"
+        "  soft-deep-r  dilution.deep_r.SoftDeepR: see its docstring",
+    )
+    g.add_argument("--rule", choices=RULES, help="connectivity rule (default static: the initial random mask)")
+    g.add_argument("--rule-option", dest="rule_options", action="append", type=_rule_option, metavar="NAME=VALUE",
+                   help="an option of the rule (repeatable)")
     g = tr.add_argument_group("output")
     g.add_argument("--output", "-o", type=Path, help="output folder (default runs/<dataset>-seed<seed>)")
     g.add_argument("--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid (default 1000)")
@@ -193,7 +225,10 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
                 raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
             from_file[name] = value
     dataset = given.get("dataset", from_file.get("dataset", DEFAULTS["dataset"]))
-    opts = {**DEFAULTS, **DATASET_DEFAULTS[dataset], **from_file, **given}
+    rule = given.get("rule", from_file.get("rule", DEFAULTS["rule"]))
+    if "rule_options" in given:
+        given["rule_options"] = dict(given["rule_options"])
+    opts = {**DEFAULTS, **DATASET_DEFAULTS[dataset], **RULE_DEFAULTS.get(rule, {}), **from_file, **given}
     if opts["output"] is None:
         opts["output"] = Path("runs") / f"{dataset}-seed{opts['seed']}"
     return opts
@@ -239,11 +274,56 @@ def _train_config(opts: dict[str, Any]):
     if opts["method"] == "exact":
         est_params = {}
     return TrainConfig(
-        estimator=estimator_from_name(opts["method"], **est_params), epochs=opts["epochs"],
+        estimator=estimator_from_name(opts["method"], **est_params), epochs=opts["epochs"], rule=_rule(opts),
         batch_size=opts["batch_size"], learning_rate=opts["learning_rate"], momentum=opts["momentum"],
         l2=opts["l2"], l1=opts["l1"], connectivity=opts["connectivity"], checkpoints=opts["checkpoints"],
         dtype=opts["dtype"],
     )
+
+
+def _rule(opts: dict[str, Any]):
+    """The connectivity rule of ``--rule`` with its ``--rule-option`` values, checked by name."""
+    import dataclasses
+
+    from .connectivity import StaticMask
+
+    name, options = opts["rule"], dict(opts["rule_options"] or {})
+    if name not in RULES:
+        raise ValueError(f"--rule must be one of {', '.join(RULES)}, got {name!r}")
+    if name == "deep-r" or name == "soft-deep-r":
+        from .deep_r import from_options
+
+        try:
+            return from_options(name, **options)
+        except ValueError as e:
+            raise ValueError(f"--rule-option: {e}") from None
+    if name == "static":
+        cls = StaticMask
+    elif name == "prune":
+        from .pruning_rules import PruningProtocol as cls
+
+        if isinstance(options.get("at_epochs"), list):
+            options["at_epochs"] = tuple(options["at_epochs"])
+    else:
+        from .ncg import NCG as cls
+    known = [f.name for f in dataclasses.fields(cls)]
+    for option in options:
+        if option not in known:
+            others = [r for r in RULES if r != name and option in _rule_fields(r)]
+            hint = f" (it is an option of --rule {others[0]})" if others else ""
+            raise ValueError(f"--rule-option {option}: --rule {name} has no such option{hint}; "
+                             f"its options are {', '.join(known) or 'none'}")
+    return cls(**options)
+
+
+def _rule_fields(name: str) -> list[str]:
+    import dataclasses
+
+    from . import deep_r, ncg, pruning_rules
+
+    cls = {"prune": pruning_rules.PruningProtocol, "ncg": ncg.NCG, "deep-r": deep_r.DeepR,
+           "soft-deep-r": deep_r.SoftDeepR}.get(name)
+    return [f.name for f in dataclasses.fields(cls)] if cls is not None else []
 
 
 def _resume_options(folder: Path) -> dict[str, Any]:
@@ -264,7 +344,7 @@ def _resume_options(folder: Path) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from . import io
-    from .statefile import load_state
+    from .io import load_state
     from .training import init_state, iterate
 
     progress = False if getattr(args, "quiet", False) else None

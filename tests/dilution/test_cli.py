@@ -103,3 +103,39 @@ def test_help_mentions_every_command():
     assert "evaluate" in commands
     for name in commands:
         assert f"    {name} " in text, name
+
+
+def test_rules_from_the_command_line(tmp_path):
+    out = tmp_path / "prune"
+    argv = ["train", *SMALL, "--output", str(out), "--rule", "prune", "--rule-option", "fraction=0.5",
+            "--rule-option", "at_epochs=[1]", "--rule-option", "then=rewind", "--rule-option", "criterion=random"]
+    assert main(argv) == 0
+    history = dilution.load(out / "history.nc")
+    import json
+
+    rule = json.loads(history.attrs["rule"])
+    assert rule["type"] == "PruningProtocol" and rule["then"] == "rewind" and rule["criterion"]["type"] == "RandomPruning"
+    # 0.5 connectivity at initialisation, half of it pruned after epoch 1.
+    assert dilution.load(out / "model.nc").n_connections == round(0.5 * round(0.5 * 96))
+    assert history["resets"].values.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rule", "prune", "--rule-option", "p=0.5"], "--rule-option p: --rule prune has no such option (it is an option of --rule ncg)"),
+        (["--rule", "static", "--rule-option", "fraction=0.5"], "--rule static has no such option"),
+        (["--rule", "deep-r", "--rule-option", "k=10", "--rule-option", "alpha=1e-3", "--rule-option", "temperature=0",
+          "--rule-option", "theta_min=-1"], "theta_min"),
+        (["--rule", "prune", "--rule-option", "fraction=1.2"], "pruning fraction must be in [0, 1)"),
+        (["--rule", "ncg", "--rule-option", "p=0.5", "--momentum", "0.5"], "momentum"),
+        (["--rule-option", "fraction"], "expected NAME=VALUE"),
+    ],
+)
+def test_bad_rule_options_name_the_problem(argv, message, tmp_path, capsys):
+    try:
+        code = main(["train", *SMALL, "--output", str(tmp_path / "x"), *argv])
+    except SystemExit as e:  # argparse rejects a malformed NAME=VALUE itself
+        code = e.code
+    assert code == 2
+    assert message in capsys.readouterr().err
