@@ -11,6 +11,7 @@ renames it over the target, so an interrupted save never leaves a half-written f
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,9 @@ import xarray as xr
 
 from .model import RBM
 from .provenance import decode_attrs, encode_attrs, provenance
+from .statefile import KIND as STATE_KIND
+from .statefile import StateFileError
+from .statefile import from_dataset as state_from_dataset
 
 __all__ = [
     "RBM_KIND",
@@ -31,6 +35,8 @@ __all__ = [
     "save",
     "load",
     "load_dataset",
+    "load_state",
+    "state_dataset",
     "load_matlab_rbm",
     "atomic_write",
 ]
@@ -163,13 +169,29 @@ def _encode_dataset(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+@functools.singledispatch
+def state_dataset(obj: Any, **attrs: Any) -> xr.Dataset:
+    """The Dataset :func:`save` writes for a state value (a training state, ...).
+
+    The modules that define state types register them (``@state_dataset.register``;
+    :mod:`dilution.training` registers ``TrainState``), so this module needs none of them.
+
+    Raises
+    ------
+    TypeError
+        For a type nobody registered.
+    """
+    raise TypeError(f"save expects a dilution.RBM, a TrainState or an xarray.Dataset, got {type(obj).__name__}")
+
+
 def save(obj: RBM | xr.Dataset, path: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> Path:
-    """Write an RBM or a Dataset to a netCDF4 file, atomically.
+    """Write an RBM, a Dataset or a registered state (:func:`state_dataset`) to a netCDF4 file, atomically.
 
     Parameters
     ----------
-    obj : RBM or xarray.Dataset
-        An RBM is converted by :func:`to_dataset` (with provenance); a Dataset is written as is.
+    obj : RBM, xarray.Dataset or TrainState
+        An RBM is converted by :func:`to_dataset` (with provenance); a Dataset is written as is;
+        a state by :func:`state_dataset`.
     path : path-like
         Target file (conventionally ``.nc``); replaced if it exists.
     attrs : mapping, optional
@@ -181,21 +203,14 @@ def save(obj: RBM | xr.Dataset, path: str | os.PathLike, *, attrs: Mapping[str, 
     Path
         The written path.
     """
-    from .statefile import to_dataset as state_to_dataset
-    from .training import TrainState
-
     extra = dict(attrs or {})
     if isinstance(obj, RBM):
         ds = to_dataset(obj, **extra)
     elif isinstance(obj, xr.Dataset):
         ds = obj.copy(deep=False)
         ds.attrs = {**obj.attrs, **extra}
-    elif isinstance(obj, TrainState):
-        ds = state_to_dataset(obj, **provenance(title="RBM training state", seed=obj.seed, step=obj.step), **extra)
     else:
-        raise TypeError(
-            f"save expects a dilution.RBM, a TrainState or an xarray.Dataset, got {type(obj).__name__}"
-        )
+        ds = state_dataset(obj, **extra)
     encoded = _encode_dataset(ds)
     target = Path(path)
     with atomic_write(target) as tmp:
@@ -241,10 +256,6 @@ def load(path: str | os.PathLike):
     ValueError
         If the file is not a netCDF4/HDF5 file, or claims to be an RBM but is malformed.
     """
-    from .statefile import KIND as STATE_KIND
-    from .statefile import StateFileError
-    from .statefile import from_dataset as state_from_dataset
-
     ds = load_dataset(path)
     if ds.attrs.get("kind") == STATE_KIND:
         try:
@@ -257,6 +268,32 @@ def load(path: str | os.PathLike):
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: {err}") from None
     return ds
+
+
+def load_state(path: str | os.PathLike) -> Any:
+    """Read a training state written by :func:`save` (a folder means its ``state.nc``), with errors
+    that name the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    dilution.statefile.StateFileError
+        If the file is not a readable training state.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "state.nc"
+    if not path.exists():
+        raise FileNotFoundError(f"no training state at {path}")
+    try:
+        ds = load_dataset(path)
+    except (OSError, ValueError) as e:
+        raise StateFileError(f"{path} is not a readable netCDF training state: {e}") from None
+    try:
+        return state_from_dataset(ds)
+    except StateFileError as e:
+        raise StateFileError(f"{path}: {e}") from None
 
 
 def load_matlab_rbm(path: str | os.PathLike) -> RBM:

@@ -14,14 +14,12 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["to_dataset", "from_dataset", "register", "save_state", "load_state", "KIND", "StateFileError"]
+__all__ = ["to_dataset", "from_dataset", "register", "KIND", "StateFileError"]
 
 KIND = "dilution training state"
 _FORMAT = 1
@@ -144,27 +142,3 @@ def from_dataset(ds: xr.Dataset) -> Any:
         raise StateFileError(f"the state does not fit this version's classes: {e}") from None
 
 
-def save_state(state: Any, path: str | os.PathLike, **attrs: Any) -> Path:
-    """Write a state atomically (a partial file never replaces a good one)."""
-    from .io import save
-
-    return save(to_dataset(state, **attrs), path)
-
-
-def load_state(path: str | os.PathLike) -> Any:
-    """Read a state written by :func:`save_state` (or :func:`dilution.save`), with errors that name the file."""
-    from .io import load_dataset
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "state.nc"
-    if not path.exists():
-        raise FileNotFoundError(f"no training state at {path}")
-    try:
-        ds = load_dataset(path)
-    except (OSError, ValueError) as e:
-        raise StateFileError(f"{path} is not a readable netCDF training state: {e}") from None
-    try:
-        return from_dataset(ds)
-    except StateFileError as e:
-        raise StateFileError(f"{path}: {e}") from None

@@ -42,6 +42,7 @@ import numpy as np
 import xarray as xr
 
 from . import exact
+from .io import load_state, state_dataset
 from .connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
 from .estimators import PCD, GradientEstimator
 from .conditionals import hidden_probabilities
@@ -51,6 +52,7 @@ from .parameters import Parameters
 from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
 from .rng import chain_keys, derive_seed
+from .statefile import to_dataset as state_to_dataset
 from .statistics import reconstruction_errors
 from .validation import check_binary, check_int
 
@@ -289,6 +291,12 @@ class TrainState(NamedTuple):
     @property
     def done(self) -> bool:
         return self.step >= self.plan.total_steps
+
+
+@state_dataset.register
+def _train_state_dataset(state: TrainState, **attrs: Any) -> xr.Dataset:
+    """What :func:`dilution.io.save` writes for a training state."""
+    return state_to_dataset(state, **provenance(title="RBM training state", seed=state.seed, step=state.step), **attrs)
 
 
 class StepInfo(NamedTuple):
@@ -890,8 +898,6 @@ def _resume_state(resume, rbm_or_shape, config, seed) -> TrainState:
     if isinstance(resume, TrainState):
         state = resume
     else:
-        from .statefile import load_state
-
         state = load_state(resume)
     if config is not None and config.to_json() != state.config.to_json():
         raise ValueError(
