@@ -32,10 +32,10 @@ from numba import njit, prange
 from .ais import padded_weights
 from .conditionals import hidden_field, sigmoid, softplus, visible_half_sweep
 from .model import RBM
-from .progress import progress_bar
+from .progress import WORK_PER_SECOND, progress_bar
 from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_ladder, geometric_ladder
-from .validation import check_binary
+from .validation import check_binary, check_int
 
 __all__ = [
     "sample",
@@ -266,12 +266,6 @@ def adapt_ladder(
     return new
 
 
-def _int(name: str, value, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def sample(
     rbm: RBM,
     n_chains: int,
@@ -343,11 +337,11 @@ def sample(
     if not continued and (n_chains is None or seed is None):
         raise ValueError("sample needs n_chains and seed unless it continues a state (state=...)")
     if not continued:
-        n_chains = _int("n_chains", n_chains, 1)
-    n_sweeps = _int("n_sweeps", n_sweeps, 1)
-    burn_in = _int("burn_in", burn_in, 0)
+        n_chains = check_int("n_chains", n_chains, 1)
+    n_sweeps = check_int("n_sweeps", n_sweeps, 1)
+    burn_in = check_int("burn_in", burn_in, 0)
     restart_thin = thin is None or burn_in > 0 or not continued
-    thin = n_sweeps if thin is None else _int("thin", thin, 1)
+    thin = n_sweeps if thin is None else check_int("thin", thin, 1)
     if thin > n_sweeps:
         raise ValueError(f"thin must be <= n_sweeps ({n_sweeps}), got {thin}")
     if continued:
@@ -366,7 +360,8 @@ def sample(
     total = burn_in + n_sweeps
     work = _work(state)
     initial_ladder = state.betas
-    with progress_bar(total, "tempering sweeps", enabled=progress, expected_seconds=work * total / 1e9) as bar:
+    expected = work * total / WORK_PER_SECOND
+    with progress_bar(total, "tempering sweeps", enabled=progress, expected_seconds=expected) as bar:
         # Burn-in: rounds of equal length so the ladder can adapt between them.
         round_len = max(1, burn_in // 20) if adapt else max(1, burn_in)
         done = 0
@@ -554,7 +549,7 @@ def init_state(
     """
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
-    n_chains = _int("n_chains", n_chains, 1)
+    n_chains = check_int("n_chains", n_chains, 1)
     ladder = geometric_ladder(n_temps, beta_min) if betas is None else check_ladder(betas)
     n_temps = ladder.size
     dt = rbm.dtype
@@ -619,10 +614,11 @@ def advance(
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
     _check_state(rbm, state)
-    n_sweeps = _int("n_sweeps", n_sweeps, 0)
-    thin = None if thin is None else _int("thin", thin, 1)
+    n_sweeps = check_int("n_sweeps", n_sweeps, 0)
+    thin = None if thin is None else check_int("thin", thin, 1)
     work = _work(state)
-    with progress_bar(n_sweeps, "tempering sweeps", enabled=progress, expected_seconds=work * n_sweeps / 1e9) as bar:
+    expected = work * n_sweeps / WORK_PER_SECOND
+    with progress_bar(n_sweeps, "tempering sweeps", enabled=progress, expected_seconds=expected) as bar:
         return _run(rbm, state, n_sweeps, thin, padded_weights(rbm), bar)
 
 
@@ -632,12 +628,13 @@ def cold_visible(state: TemperingState) -> np.ndarray:
 
 
 def _work(state: TemperingState) -> int:
-    """Multiply-adds per sweep, for progress estimates and chunk sizes."""
+    """Work per sweep as :data:`dilution.progress.WORK_PER_SECOND` counts it (a replica sweep is a
+    chain sweep), for progress estimates and chunk sizes."""
     n_chains, n_temps, n_v = state.replicas.shape
-    return n_chains * n_temps * n_v * state.n_hidden
+    return n_chains * n_temps * (n_v + state.n_hidden) * state.n_hidden
 
 
-_CHUNK_WORK = 1e9  # multiply-adds per kernel call (about a second): the progress bar's step
+_CHUNK_WORK = WORK_PER_SECOND  # work per kernel call (about a second): the progress bar's step
 
 
 def _run(rbm: RBM, state: TemperingState, n_sweeps: int, thin: int | None, weights, bar):
@@ -719,8 +716,8 @@ def _check_state(rbm: RBM, state: TemperingState) -> None:
     if not (isinstance(state.keys, np.ndarray) and state.keys.dtype == np.uint64 and state.keys.shape == (n_chains,)):
         raise ValueError(f"state.keys must be a uint64 array of shape ({n_chains},), got "
                          f"{getattr(state.keys, 'dtype', type(state.keys).__name__)} of shape {np.shape(state.keys)}")
-    _int("state.sweeps", state.sweeps, 0)
-    _int("state.record_from", state.record_from, 0)
+    check_int("state.sweeps", state.sweeps, 0)
+    check_int("state.record_from", state.record_from, 0)
 
 
 def _check_continuation(rbm: RBM, state: TemperingState, **given) -> None:
@@ -728,7 +725,7 @@ def _check_continuation(rbm: RBM, state: TemperingState, **given) -> None:
     _check_state(rbm, state)
     n_chains, n_temps, n_v = state.replicas.shape
     have = {
-        "n_chains": (n_chains, lambda x: _int("n_chains", x, 1) == n_chains),
+        "n_chains": (n_chains, lambda x: check_int("n_chains", x, 1) == n_chains),
         "seed": (state.seed, lambda x: x == state.seed),
         "n_temps": (n_temps, lambda x: x == n_temps),
         "beta_min": (state.betas[0], lambda x: float(x) == state.betas[0]),
