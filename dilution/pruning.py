@@ -47,6 +47,7 @@ from numba import njit
 
 from .rng import uniform64
 from .statistics import GradientEstimate
+from .validation import check_int
 
 __all__ = [
     "Criterion",
@@ -302,7 +303,7 @@ class DegreePreservingRandom:
     def __post_init__(self):
         if not isinstance(self.reference, Criterion) or isinstance(self.reference, type):
             raise TypeError(f"DegreePreservingRandom reference must be a criterion instance, got {self.reference!r}")
-        _check_attempts(self.attempts_per_edge)
+        check_int("attempts_per_edge", self.attempts_per_edge, low=1)
 
     @property
     def needs_gradient(self) -> bool:
@@ -382,14 +383,6 @@ def _check_count(what: str, n, upper: int) -> int:
     if not 0 <= n <= upper:
         raise ValueError(f"{what} must be in [0, {upper}] (the number of connected pairs), got {n}")
     return int(n)
-
-
-def _check_attempts(attempts_per_edge) -> int:
-    if isinstance(attempts_per_edge, (bool, np.bool_)) or not isinstance(attempts_per_edge, (int, np.integer)) or (
-        attempts_per_edge < 1
-    ):
-        raise ValueError(f"attempts_per_edge must be an integer >= 1, got {attempts_per_edge!r}")
-    return int(attempts_per_edge)
 
 
 def _check_mask(name: str, mask) -> np.ndarray:
@@ -534,9 +527,8 @@ def iterative_counts(n_initial: int, fraction_per_round: float, rounds: int) -> 
     """
     n0 = _check_count("n_initial", n_initial, np.iinfo(np.int64).max)
     p = _check_fraction(fraction_per_round)
-    if isinstance(rounds, (bool, np.bool_)) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
-        raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
-    return tuple(int(round(n0 * (1.0 - p) ** r)) for r in range(int(rounds) + 1))
+    rounds = check_int("rounds", rounds, low=0)
+    return tuple(int(round(n0 * (1.0 - p) ** r)) for r in range(rounds + 1))
 
 
 # ----------------------------------------------------------------------------------------
@@ -778,7 +770,7 @@ def degree_preserving_sample(
     if np.any(reference & ~allowed):
         raise ValueError("reference mask must be a subset of the allowed mask")
     _check_rng("degree_preserving_random", rng, True)
-    return _sample(reference, allowed, rng, _check_attempts(attempts_per_edge))
+    return _sample(reference, allowed, rng, check_int("attempts_per_edge", attempts_per_edge, low=1))
 
 
 def _sample(reference: np.ndarray, allowed: np.ndarray, rng: np.random.Generator, attempts_per_edge: int) -> DegreeSample:
