@@ -26,7 +26,8 @@ The rule owns the whole update of ``theta``: it recomputes the likelihood step
 do plain SGD on the weights (``momentum = 0``, ``l1 = 0``, ``l2 = 0``, built by
 :func:`deep_r_config`); the rule checks at every update that the optimiser's weights equal
 ``s (theta + eta s g)`` on the active pairs and raises otherwise (an ``l1``, ``l2`` or momentum
-term would be applied twice or would break the sampler).
+term would be applied twice or would break the sampler). ``init`` replaces the starting model's
+weights and mask by its own draw (signs, ``theta``); the biases are kept.
 
 Biases
 ------
