@@ -32,6 +32,7 @@ IDX_FILES = {
 }
 _NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 # IDX type codes (LeCun's format description): all multi-byte values are big-endian.
+_ZIP_MAGIC = b"PK"  # every zip archive, hence every .npz, starts with these bytes
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 Split = Literal["train", "test"]
@@ -160,15 +161,27 @@ def load_npz(path: str | os.PathLike, split: Split = "train") -> xr.Dataset:
     p = Path(path)
     raw = _read_bytes(p)
     xk, yk = _NPZ_KEYS[split]
+    if raw[:2] != _ZIP_MAGIC:
+        # np.load would try to unpickle anything that is neither .npz nor .npy and then suggest
+        # allow_pickle=True: never load pickles from a data path.
+        raise ValueError(f"{p} is not a .npz archive (a .npz file is a zip archive, starting with the bytes "
+                         f"'PK'; this one starts with {raw[:8]!r}); expected MNIST in the Keras layout: "
+                         "x_train, y_train, x_test, y_test")
     try:
         with np.load(p, allow_pickle=False) as npz:
-            missing = [k for k in (xk, yk) if k not in npz.files]
-            if missing:
-                raise ValueError(f"{p}: npz lacks array(s) {missing}; found {sorted(npz.files)}, "
-                                 "expected the Keras layout x_train, y_train, x_test, y_test")
-            x, y = npz[xk], npz[yk]
+            found = sorted(npz.files)
+            missing = [k for k in (xk, yk) if k not in found]
+            if not missing:
+                x, y = npz[xk], npz[yk]
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
         raise ValueError(f"{p}: not a readable .npz archive (corrupt or truncated?): {err}") from None
+    except ValueError:
+        # numpy's own message suggests allow_pickle=True, which must never be done with a data path
+        raise ValueError(f"{p}: {xk} or {yk} is not a plain numeric array (Python objects, or a corrupt "
+                         "member); expected uint8 images and integer labels in the Keras layout") from None
+    if missing:
+        raise ValueError(f"{p}: npz lacks array(s) {missing}; found {found}, "
+                         "expected the Keras layout x_train, y_train, x_test, y_test")
     _check_images_labels(f"{p} ({xk}, {yk})", x, y)
     attrs = {"source": str(p.resolve()), "format": "npz", "split": split}
     attrs.update(_checksums(raw))
