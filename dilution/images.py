@@ -1,8 +1,10 @@
-"""Sample grids: many visible states as one PNG, one image pixel per unit.
+"""Sample grids: many visible states as one PNG, each unit a square block of screen pixels.
 
 The grid is rendered with matplotlib's Agg canvas (no display needed) with ``figimage``, so
-each unit maps to exactly ``scale x scale`` screen pixels: 0 is black, 1 white, and tiles are
-separated by ``padding`` grey pixels. The file is written atomically.
+each unit maps to exactly ``scale x scale`` screen pixels (nearest neighbour; by default small
+images are scaled up until a tile is about ``MIN_TILE_PIXELS`` wide): 0 is black, 1 white, and
+tiles are separated by ``padding`` grey units. An optional title sits in a white band of
+``TITLE_PIXELS`` above the grid. The file is written atomically.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ import numpy as np
 from .io import atomic_write
 from .validation import check_int
 
-__all__ = ["tile_samples", "save_sample_grid", "PAD_VALUE"]
+__all__ = ["tile_samples", "save_sample_grid", "check_image_shape", "default_scale", "PAD_VALUE", "MIN_TILE_PIXELS",
+           "TITLE_PIXELS"]
 
 PAD_VALUE = 0.5
+# Default upscaling: a tile's longer side spans at least this many screen pixels (2 px per unit
+# at least), so that an 8 x 8 pattern is not an 8-pixel speck.
+MIN_TILE_PIXELS = 56
+# Height of the title band; its font is 11 px, and a character is about 7 px wide.
+TITLE_PIXELS = 24
+_TITLE_CHAR_PIXELS = 7
 
 
 def _check_shape(image_shape) -> tuple[int, int]:
@@ -29,6 +38,26 @@ def _check_shape(image_shape) -> tuple[int, int]:
     if rows < 1 or cols < 1:
         raise ValueError(f"image_shape must be positive, got {image_shape!r}")
     return rows, cols
+
+
+def check_image_shape(image_shape, n_units: int) -> tuple[int, int]:
+    """``image_shape`` as ``(rows, cols)`` if it holds exactly ``n_units`` units.
+
+    Raises
+    ------
+    ValueError
+        If it is not a pair of positive integers, or ``rows * cols != n_units``.
+    """
+    rows, cols = _check_shape(image_shape)
+    if rows * cols != n_units:
+        raise ValueError(f"image shape {rows}x{cols} holds {rows * cols} units, the samples have {n_units}")
+    return rows, cols
+
+
+def default_scale(image_shape) -> int:
+    """Screen pixels per unit that make a tile's longer side at least ``MIN_TILE_PIXELS`` (at least 2)."""
+    rows, cols = _check_shape(image_shape)
+    return max(2, math.ceil(MIN_TILE_PIXELS / max(rows, cols)))
 
 
 def tile_samples(samples, image_shape=(28, 28), n_cols: int | None = None, *, padding: int = 1) -> np.ndarray:
@@ -87,7 +116,8 @@ def save_sample_grid(
     n_cols: int | None = None,
     *,
     padding: int = 1,
-    scale: int = 2,
+    scale: int | None = None,
+    title: str | None = None,
 ) -> Path:
     """Write samples as a grid of grey-level images to a PNG file (atomically).
 
@@ -101,9 +131,13 @@ def save_sample_grid(
     n_cols : int, optional
         Tiles per grid row; default ``ceil(sqrt(n))``.
     padding : int
-        Grey pixels between tiles.
-    scale : int
-        Screen pixels per unit along each axis (nearest-neighbour upscaling).
+        Grey units between tiles.
+    scale : int, optional
+        Screen pixels per unit along each axis (nearest-neighbour upscaling); default
+        :func:`default_scale` (2 for 28 x 28 digits, 7 for 8 x 8 patterns).
+    title : str, optional
+        A line of text in a white band of ``TITLE_PIXELS`` above the grid; the image is widened
+        (grid centred) if the title needs it.
 
     Returns
     -------
@@ -116,12 +150,22 @@ def save_sample_grid(
     if target.suffix.lower() != ".png":
         raise ValueError(f"save_sample_grid writes PNG; path must end in .png, got {target}")
     grid = tile_samples(samples, image_shape, n_cols, padding=padding)
-    scale = check_int("scale", scale, low=1)
+    scale = default_scale(image_shape) if scale is None else check_int("scale", scale, low=1)
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a string, got {type(title).__name__}")
     grid = np.kron(grid, np.ones((scale, scale)))
-    height, width = grid.shape
+    grid_height, grid_width = grid.shape
+    width, height = grid_width, grid_height
+    if title:
+        width = max(width, _TITLE_CHAR_PIXELS * len(title) + 2 * _TITLE_CHAR_PIXELS)
+        height += TITLE_PIXELS
     dpi = 100
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    fig.figimage(grid, cmap="gray", vmin=0.0, vmax=1.0, origin="upper", resize=False)
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+    fig.figimage(grid, xo=(width - grid_width) // 2, yo=0, cmap="gray", vmin=0.0, vmax=1.0, origin="upper",
+                 resize=False)
+    if title:
+        # 11 px font: points = pixels * 72 / dpi
+        fig.text(0.5, 1 - TITLE_PIXELS / 2 / height, title, ha="center", va="center", fontsize=11 * 72 / dpi)
     canvas = FigureCanvasAgg(fig)
     with atomic_write(target) as tmp:
         canvas.print_png(str(tmp))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from dilution.images import PAD_VALUE, save_sample_grid, tile_samples
+from dilution.images import PAD_VALUE, TITLE_PIXELS, default_scale, save_sample_grid, tile_samples
 
 
 def _reference_tiles(x, rows, cols, n_cols, pad):
@@ -82,3 +82,31 @@ def test_bad_suffix_and_failed_render_keep_old_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="render failed"):
         save_sample_grid(np.ones((1, 784)), target)
     assert target.read_bytes() == before and os.listdir(tmp_path) == ["g.png"]
+
+
+def test_small_patterns_are_scaled_up_and_titled(tmp_path):
+    # 16 samples of 8 x 8: 4 x 4 tiles, 4 * (8 + 1) + 1 = 37 units a side; default scale
+    # ceil(56 / 8) = 7 px per unit (nearest neighbour), plus the title band above.
+    rng = np.random.default_rng(3)
+    x = (rng.random((16, 64)) < 0.5).astype(np.uint8)
+    img = matplotlib.image.imread(save_sample_grid(x, tmp_path / "g.png", (8, 8), title="model samples"))
+    assert img.shape[:2] == (37 * 7 + TITLE_PIXELS, 37 * 7)
+    grid = img[TITLE_PIXELS:, :, 0]
+    expected = np.kron(_reference_tiles(x, 8, 8, 4, 1), np.ones((7, 7)))
+    binary = expected != PAD_VALUE
+    np.testing.assert_array_equal(grid[binary], expected[binary])
+    band = img[:TITLE_PIXELS, :, 0]
+    assert band.max() == 1.0 and band.min() < 0.5  # white band with dark text in it
+    # a title longer than the grid widens the image, the grid centred under it
+    long = "samples: the training's persistent chains, 1000 more Gibbs sweeps"
+    img = matplotlib.image.imread(save_sample_grid(x[:1], tmp_path / "h.png", (8, 8), title=long))
+    width = img.shape[1]
+    assert width > 10 * 7 and img.shape[0] == 10 * 7 + TITLE_PIXELS
+    left = (width - 10 * 7) // 2
+    np.testing.assert_array_equal(img[TITLE_PIXELS:, left:left + 70, 0][binary[:70, :70]],
+                                  expected[:70, :70][binary[:70, :70]])
+
+
+def test_default_scale():
+    assert default_scale((28, 28)) == 2 and default_scale((8, 8)) == 7 and default_scale((4, 4)) == 14
+    assert default_scale((1, 64)) == 2  # a long strip is not blown up
