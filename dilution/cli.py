@@ -14,19 +14,25 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["main", "build_parser"]
+from .validation import check_finite, check_int
 
-DESCRIPTION = """\
+__all__ = ["main", "build_parser", "default_text", "DEFAULTS", "DATASET_DEFAULTS", "RULE_DEFAULTS"]
+
+def _description() -> str:
+    mnist = DATASET_DEFAULTS["mnist"]
+    return f"""\
 Train and sample diluted (masked) binary Restricted Boltzmann Machines.
 
 Start here:
   dilution train                         # planted-teacher demo: exact log-likelihoods, sample grid
-  dilution train --dataset mnist --data ../shared/data/mnist/mnist.npz --n-hidden 100 --epochs 5
-  dilution sample runs/teacher-seed0/model.nc --n-samples 64
+  dilution train --data ../shared/data/mnist/mnist.npz   # MNIST: {mnist['n_hidden']} hidden units, {mnist['epochs']} epochs
+  dilution sample runs/teacher-seed0 --n-samples 64
   dilution evaluate runs/teacher-seed0/model.nc --data runs/teacher-seed0/test.nc
+  dilution convert ../shared/models/mnistvh.mat mnistvh.nc   # a Salakhutdinov & Murray MATLAB model
 
 Every command writes netCDF files (open them with xarray.open_dataset) and prints a summary.
 Run `dilution COMMAND --help` for the options of each command."""
+
 
 TRAIN_EPILOG = """\
 Datasets:
@@ -102,10 +108,44 @@ def _rule_option(text: str) -> tuple[str, Any]:
     return name.strip().replace("-", "_"), parsed
 
 
+def _format_default(value: Any) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_text(name: str) -> str:
+    """The default of train option ``name`` as its help shows it, read from DEFAULTS, DATASET_DEFAULTS
+    and RULE_DEFAULTS (so the help cannot drift from what a run uses): ``"default 0.5"``, or
+    ``"default: 30 teacher, 400 bars-stripes, 10 mnist"`` when it depends on the dataset."""
+    per_dataset = {d: table.get(name, DEFAULTS[name]) for d, table in DATASET_DEFAULTS.items()}
+    if len({_format_default(v) for v in per_dataset.values()}) > 1:
+        text = "default: " + ", ".join(f"{_format_default(v)} {d}" for d, v in per_dataset.items())
+    else:
+        text = f"default {_format_default(next(iter(per_dataset.values())))}"
+    by_rule: dict[str, list[str]] = {}
+    for rule, table in RULE_DEFAULTS.items():
+        if name in table:
+            by_rule.setdefault(_format_default(table[name]), []).append(rule)
+    for value, rules in by_rule.items():
+        text += f"; {value} with --rule {', '.join(rules)}"
+    return text
+
+
+def _option(group, *flags: str, help: str, **kwargs: Any) -> None:
+    """``group.add_argument`` with the option's default appended to its help from the tables."""
+    name = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
+    if name in DEFAULTS and DEFAULTS[name] is not None or any(name in t for t in DATASET_DEFAULTS.values()):
+        help = f"{help} ({default_text(name)})"
+    group.add_argument(*flags, help=help, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .data.teacher import MAX_HIDDEN
+    from .version import __version__
+
     parser = argparse.ArgumentParser(
-        prog="dilution", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="dilution", description=_description(), formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"dilution {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     tr = sub.add_parser(
@@ -118,36 +158,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--config", type=Path, help="TOML file with option values (command-line flags override it)")
     g = tr.add_argument_group("data")
-    g.add_argument("--dataset", choices=["teacher", "bars-stripes", "mnist"], help="training data (default: teacher)")
-    g.add_argument("--data", type=Path, help="MNIST file (.npz) or folder of IDX files (--dataset mnist)")
-    g.add_argument("--binarize", choices=["threshold", "stochastic"],
-                   help="MNIST binarisation: pixel/255 > 0.5, or Bernoulli(pixel/255) seeded by --seed (default: threshold)")
-    g.add_argument("--n-train", type=int, help="teacher: training samples (default 20000)")
-    g.add_argument("--n-test", type=int, help="teacher: test samples (default 5000)")
-    g.add_argument("--teacher-visible", type=int, help="teacher: visible units (default 64, an 8x8 image)")
-    g.add_argument("--teacher-hidden", type=int, help="teacher: hidden units, <= 20 (default 10)")
-    g.add_argument("--teacher-connectivity", type=float, help="teacher: fraction of connections (default 0.25)")
-    g.add_argument("--teacher-weight-scale", type=float, help="teacher: std of its weights (default 3.0)")
-    g.add_argument("--bars-size", type=int, help="bars-and-stripes: image side n (default 4)")
+    _option(g, "--dataset", choices=list(DATASET_DEFAULTS), help="training data; --data alone implies mnist")
+    g.add_argument("--data", type=Path, help="MNIST file (.npz) or folder of IDX files (implies --dataset mnist)")
+    _option(g, "--binarize", choices=["threshold", "stochastic"],
+            help="MNIST binarisation: pixel/255 > 0.5, or Bernoulli(pixel/255) seeded by --seed")
+    _option(g, "--n-train", type=int, help="teacher, bars-stripes: training samples")
+    _option(g, "--n-test", type=int, help="teacher: test samples")
+    _option(g, "--teacher-visible", type=int, help="teacher: visible units")
+    _option(g, "--teacher-hidden", type=int, help=f"teacher: hidden units, at most {MAX_HIDDEN}")
+    _option(g, "--teacher-connectivity", type=float, help="teacher: fraction of connections")
+    _option(g, "--teacher-weight-scale", type=float, help="teacher: std of its weights")
+    _option(g, "--bars-size", type=int, help="bars-and-stripes: image side n")
     g = tr.add_argument_group("model")
-    g.add_argument("--n-hidden", type=int, help="hidden units of the trained RBM (default: 16 teacher, 100 mnist)")
-    g.add_argument("--connectivity", type=float,
-                   help="fraction of visible-hidden connections kept, mask drawn at random (default: 0.5 teacher, 1.0 otherwise)")
-    g.add_argument("--dtype", choices=["float32", "float64"], help="precision (default float64)")
+    _option(g, "--n-hidden", type=int, help="hidden units of the trained RBM")
+    _option(g, "--connectivity", type=float,
+            help="fraction of visible-hidden connections kept, mask drawn at random")
+    _option(g, "--dtype", choices=["float32", "float64"], help="precision")
     g = tr.add_argument_group("training")
-    g.add_argument("--method", choices=["pcd", "cd", "ptpcd", "exact"],
-                   help="gradient estimator: persistent CD (default), plain CD, PCD with parallel-tempering chains, "
-                        "or the exact gradient (small models)")
-    g.add_argument("-k", "--k", type=int, help="Gibbs sweeps per update (default 10)")
-    g.add_argument("--epochs", type=int, help="passes over the training data")
-    g.add_argument("--batch-size", type=int, help="samples per update (default 100)")
-    g.add_argument("--n-chains", type=int, help="PCD persistent chains (default: batch size)")
-    g.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, help="SGD learning rate")
-    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.5)")
-    g.add_argument("--l2", type=float, help="L2 weight decay (default 0)")
-    g.add_argument("--l1", type=float, help="L1 weight decay (default 0)")
-    g.add_argument("--checkpoints", type=int, help="log-spaced checkpoints in the history (default 10)")
-    g.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    _option(g, "--method", choices=["pcd", "cd", "ptpcd", "exact"],
+            help="gradient estimator: persistent CD, plain CD, PCD with parallel-tempering chains, "
+                 "or the exact gradient (small models)")
+    _option(g, "-k", "--k", type=int, help="Gibbs sweeps per update")
+    _option(g, "--epochs", type=int, help="passes over the training data")
+    _option(g, "--batch-size", type=int, help="samples per update")
+    g.add_argument("--n-chains", type=int, help="PCD persistent chains (default: the batch size)")
+    _option(g, "--learning-rate", "--lr", dest="learning_rate", type=float, help="SGD learning rate")
+    _option(g, "--momentum", type=float, help="SGD momentum")
+    _option(g, "--l2", type=float, help="L2 weight decay")
+    _option(g, "--l1", type=float, help="L1 weight decay")
+    _option(g, "--checkpoints", type=int, help="log-spaced checkpoints in the history")
+    _option(g, "--seed", type=int, help="seed of every random choice")
     g = tr.add_argument_group(
         "connectivity rule",
         "What changes the mask during training. Options are the fields of the rule's class, given as\n"
@@ -159,16 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
         "  deep-r       dilution.deep_r.DeepR: k, alpha, temperature, scope, biases, init_scale\n"
         "  soft-deep-r  dilution.deep_r.SoftDeepR: see its docstring",
     )
-    g.add_argument("--rule", choices=RULES, help="connectivity rule (default static: the initial random mask)")
+    _option(g, "--rule", choices=RULES, help="connectivity rule (static: the initial random mask)")
     g.add_argument("--rule-option", dest="rule_options", action="append", type=_rule_option, metavar="NAME=VALUE",
                    help="an option of the rule (repeatable)")
     g = tr.add_argument_group("output")
-    g.add_argument("--output", "-o", type=Path, help="output folder (default runs/<dataset>-seed<seed>)")
-    g.add_argument("--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid (default 1000)")
-    g.add_argument("--grid-samples", type=int, help="samples in the grid (default 100)")
+    g.add_argument("--output", "-o", type=Path, help="output folder (default runs/<dataset>-seed<seed>); "
+                   "it must be new or empty unless --overwrite is given")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the files of a previous run in --output (without it a non-empty folder is refused)")
+    _option(g, "--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid")
+    _option(g, "--grid-samples", type=int, help="samples in the grid")
     tr.add_argument("--resume", type=Path, metavar="DIR",
                     help="continue the interrupted run in DIR from its state.nc (no other options)")
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.add_argument("--quiet", action="store_true", help="no progress report")
     tr.set_defaults(func=_train)
 
     sa = sub.add_parser(
@@ -179,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Example:\n  dilution sample runs/mnist-seed0/model.nc --n-samples 100 --n-sweeps 2000 --seed 1",
     )
-    sa.add_argument("model", type=Path, help="model file written by `dilution train` or dilution.save")
+    sa.add_argument("model", type=Path, help="model file written by `dilution train` or dilution.save, "
+                    "or a run folder holding model.nc")
     sa.add_argument("--n-samples", type=int, default=100, help="independent chains, one sample each (default 100)")
     sa.add_argument("--n-sweeps", type=int, default=1000, help="Gibbs sweeps per chain (default 1000)")
     sa.add_argument("--beta", type=float, default=1.0, help="inverse temperature (default 1)")
@@ -187,8 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--output", "-o", type=Path, help="samples file (default: <model>-samples.nc)")
     sa.add_argument("--png", type=Path, help="sample grid image (default: <output>.png)")
     sa.add_argument("--image-shape", type=_shape, help="HxW of one sample, e.g. 28x28 (default: square if possible)")
-    sa.add_argument("--quiet", action="store_true", help="no progress bar")
+    sa.add_argument("--quiet", action="store_true", help="no progress report")
     sa.set_defaults(func=_sample)
+
+    co = sub.add_parser(
+        "convert",
+        help="convert an RBM from another program (Salakhutdinov & Murray's MATLAB .mat) to a dilution model file",
+        description="Read an RBM saved by Salakhutdinov & Murray's MATLAB code (variables vishid, visbiases, "
+        "hidbiases) and write it as a dilution model file (netCDF), fully connected, float64.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n  dilution convert ../shared/models/mnistvh_CD25.mat cd25.nc\n"
+        "  dilution evaluate cd25.nc --data ../shared/data/mnist/mnist.npz --ais",
+    )
+    co.add_argument("source", type=Path, help="MATLAB .mat file")
+    co.add_argument("output", type=Path, nargs="?", help="model file to write (default: <source>.nc)")
+    co.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    co.set_defaults(func=_convert)
     for entry in entry_points(group="dilution.commands"):
         entry.load()(sub)
     return parser
@@ -207,9 +265,73 @@ def _image_shape(n_visible: int) -> tuple[int, int]:
     return (side, side) if side * side == n_visible else (1, n_visible)
 
 
+# Options that only one kind of data reads: given for another dataset they would be ignored silently.
+DATASET_OPTIONS = {
+    "data": ("mnist",), "binarize": ("mnist",), "n_train": ("teacher", "bars-stripes"), "n_test": ("teacher",),
+    "teacher_visible": ("teacher",), "teacher_hidden": ("teacher",), "teacher_connectivity": ("teacher",),
+    "teacher_weight_scale": ("teacher",), "bars_size": ("bars-stripes",),
+}
+CHOICES = {
+    "dataset": tuple(DATASET_DEFAULTS), "method": ("pcd", "cd", "ptpcd", "exact"), "binarize": ("threshold", "stochastic"),
+    "dtype": ("float32", "float64"), "rule": RULES,
+}
+# (lowest, highest) of the integer options; None: unbounded.
+INT_RANGES = {
+    "n_hidden": (1, None), "k": (1, None), "epochs": (1, None), "batch_size": (1, None), "n_chains": (1, None),
+    "checkpoints": (1, None), "seed": (0, None), "n_train": (1, None), "n_test": (1, None), "teacher_visible": (1, None),
+    "teacher_hidden": (1, None), "bars_size": (2, None), "sample_sweeps": (0, None), "grid_samples": (1, None),
+}
+# Real options: (lowest, highest, lowest allowed, highest allowed); None: unbounded.
+FLOAT_RANGES = {
+    "learning_rate": (0.0, None, False, True), "momentum": (0.0, 1.0, True, False), "l2": (0.0, None, True, True),
+    "l1": (0.0, None, True, True), "connectivity": (0.0, 1.0, True, True), "teacher_connectivity": (0.0, 1.0, False, True),
+    "teacher_weight_scale": (0.0, None, True, True),
+}
+# What a run writes in its folder; --overwrite removes these (and nothing else) first.
+RUN_FILES = ("model.nc", "history.nc", "state.nc", "test.nc", "samples.png", "data.png")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_float(name: str, value: Any, low: float | None, high: float | None, low_in: bool, high_in: bool) -> float:
+    flag = _flag(name)
+    x = check_finite(flag, value)
+    if (low is not None and (x < low or (x == low and not low_in))) or (
+        high is not None and (x > high or (x == high and not high_in))
+    ):
+        if high is None:
+            expected = f"{'>=' if low_in else '>'} {low:g}"
+        else:
+            expected = f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+        raise ValueError(f"{flag} must be {expected}, got {value!r}")
+    return x
+
+
+def _validate_options(opts: dict[str, Any]) -> None:
+    """Every option's type and range, named by its flag, before anything is printed, read or written."""
+    from .data.teacher import MAX_HIDDEN
+
+    for name, choices in CHOICES.items():
+        if opts[name] not in choices:
+            raise ValueError(f"{_flag(name)} must be one of {', '.join(choices)}, got {opts[name]!r}")
+    for name, (low, high) in INT_RANGES.items():
+        if name == "teacher_hidden":
+            high = MAX_HIDDEN
+        if not (name == "n_chains" and opts[name] is None):
+            opts[name] = check_int(_flag(name), opts[name], low=low, high=high)
+    for name, bounds in FLOAT_RANGES.items():
+        opts[name] = _check_float(name, opts[name], *bounds)
+
+
 def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults < dataset defaults < TOML config < command line."""
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "quiet")}
+    """Defaults < dataset defaults < TOML config < command line, validated.
+
+    ``--data`` without ``--dataset`` means MNIST (the only data read from a file); an option
+    that the chosen dataset would ignore is refused, naming both flags.
+    """
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "quiet", "overwrite")}
     from_file: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         try:
@@ -224,14 +346,55 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
             if name not in DEFAULTS:
                 raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
             from_file[name] = value
-    dataset = given.get("dataset", from_file.get("dataset", DEFAULTS["dataset"]))
-    rule = given.get("rule", from_file.get("rule", DEFAULTS["rule"]))
+    chosen = {**from_file, **given}
+    if "dataset" in chosen:
+        dataset = chosen["dataset"]
+        if dataset not in DATASET_DEFAULTS:
+            raise ValueError(f"--dataset must be one of {', '.join(DATASET_DEFAULTS)}, got {dataset!r}")
+    else:
+        dataset = "mnist" if chosen.get("data") is not None else DEFAULTS["dataset"]
+    for name, datasets in DATASET_OPTIONS.items():
+        if chosen.get(name) is not None and dataset not in datasets:
+            raise ValueError(
+                f"{_flag(name)} applies to --dataset {' or '.join(datasets)}, not --dataset {dataset}: drop "
+                f"{_flag(name)}" + (", or give --dataset mnist" if name == "data" else "")
+            )
+    rule = chosen.get("rule", DEFAULTS["rule"])
     if "rule_options" in given:
         given["rule_options"] = dict(given["rule_options"])
     opts = {**DEFAULTS, **DATASET_DEFAULTS[dataset], **RULE_DEFAULTS.get(rule, {}), **from_file, **given}
+    opts["dataset"] = dataset
+    _validate_options(opts)
+    if opts["data"] is not None:
+        # stored in the run's files: absolute, so that it means the same from any working directory
+        opts["data"] = Path(opts["data"]).expanduser().absolute()
     if opts["output"] is None:
         opts["output"] = Path("runs") / f"{dataset}-seed{opts['seed']}"
     return opts
+
+
+def _check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a path that is a file, and a non-empty folder unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out} is a file; expected a folder for the run's files (new or empty)")
+    if out.is_dir() and not overwrite:
+        present = sorted(p.name for p in out.iterdir())
+        if present:
+            shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
+            raise ValueError(
+                f"--output {out} is not empty ({shown}); give --overwrite to replace a previous run, "
+                f"--resume {out} to continue it, or another --output"
+            )
+
+
+def _prepare_output_folder(out: Path, overwrite: bool) -> None:
+    if overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the output folder {out}: {e.strerror}") from None
 
 
 def _load_training_data(opts: dict[str, Any]):
@@ -342,13 +505,26 @@ def _resume_options(folder: Path) -> dict[str, Any]:
     return opts
 
 
+def _is_interrupt(err: BaseException) -> bool:
+    """A Ctrl-C, also when numba's dispatcher wrapped it in a SystemError ("returned a result with an
+    exception set") because the signal arrived inside a compiled call or the compiler."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def _train(args: argparse.Namespace) -> int:
     from . import io
     from .io import load_state
     from .training import init_state, iterate
 
     progress = False if getattr(args, "quiet", False) else None
-    if getattr(args, "resume", None) is not None:
+    resuming = getattr(args, "resume", None) is not None
+    if resuming:
         given = {k for k, v in vars(args).items() if k not in ("func", "command", "quiet", "resume")}
         if given:
             raise ValueError(
@@ -358,19 +534,23 @@ def _train(args: argparse.Namespace) -> int:
     else:
         opts = _resolve_train_options(args)
     out = Path(opts["output"])
+    overwrite = getattr(args, "overwrite", False)
+    if not resuming:
+        # every check that needs no data runs before anything is read, printed or written
+        config = _train_config(opts)
+        _check_output_folder(out, overwrite)
     t0 = time.perf_counter()
     train_x, test_x, reference = _load_training_data(opts)
     n_visible = train_x.shape[1]
     cli_options = json.dumps(opts, default=str)
-    if getattr(args, "resume", None) is not None:
+    if resuming:
         state = load_state(out / "state.nc")
         if state.plan.n_visible != n_visible:
             raise ValueError(f"--resume {out}: the state is for {state.plan.n_visible} visible units, the data have {n_visible}")
         print(f"resuming {out} at update {state.step} of {state.plan.total_steps}", flush=True)
     else:
-        config = _train_config(opts)
         state = init_state((n_visible, opts["n_hidden"]), train_x, config, seed=opts["seed"])
-        out.mkdir(parents=True, exist_ok=True)
+        _prepare_output_folder(out, overwrite)
     config = state.config
     print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {opts['connectivity']}) on "
           f"{train_x.shape[0]} {opts['dataset']} samples: {config.estimator.describe()}, "
@@ -381,17 +561,24 @@ def _train(args: argparse.Namespace) -> int:
 
     from .progress import progress_bar
 
+    trained = False
     try:
         with progress_bar(state.plan.total_steps, f"{config.estimator.describe()} training", enabled=progress) as bar:
             bar.update(state.step)
             for state in iterate(state, train_x, callbacks=[save_state]):
                 bar.update(1)
-    except KeyboardInterrupt:
+        trained = True
+        _finish_training(state, opts, train_x, test_x, reference, out, time.perf_counter() - t0, progress)
+    except (KeyboardInterrupt, SystemError) as err:
+        if not _is_interrupt(err):
+            raise
+        # the states iterate yields are values, so the last one is whole whatever the signal interrupted
         io.save(state, out / "state.nc", attrs={"cli_options": cli_options})
-        print(f"\ninterrupted at update {state.step} of {state.plan.total_steps}; the state is saved: continue with\n"
-              f"  dilution train --resume {out}", file=sys.stderr)
+        where = ("after training, while writing the results" if trained
+                 else f"at update {state.step} of {state.plan.total_steps}")
+        print(f"dilution train: interrupted {where}; state saved, continue with: dilution train --resume {out}",
+              file=sys.stderr, flush=True)
         return 130
-    _finish_training(state, opts, train_x, test_x, reference, out, time.perf_counter() - t0, progress)
     return 0
 
 
@@ -400,6 +587,7 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
 
     from . import exact, io
     from .images import save_sample_grid
+    from .provenance import provenance
     from .training import history
 
     model = state.model
@@ -421,20 +609,27 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
         from .data import bars_stripes
 
         summary["kl_data_to_model"] = bars_stripes.kl_divergence(opts["bars_size"], exact.log_prob_visible(model))
-    run_attrs = {"seed": state.seed, "config": state.config.to_json(), "cli_options": json.dumps(opts, default=str),
+    cli_options = json.dumps(opts, default=str)
+    run_attrs = {"seed": state.seed, "config": state.config.to_json(), "cli_options": cli_options,
                  **{f"summary_{k}": v for k, v in summary.items()}}
     io.save(model, out / "model.nc", attrs=run_attrs)
     io.save(hist, out / "history.nc", attrs={f"summary_{k}": v for k, v in summary.items()})
+    written = ["model.nc", "history.nc", "state.nc"]
     if opts["dataset"] != "mnist":
         # generated held-out data, so that `dilution evaluate --data test.nc` sees the same set
         io.save(xr.Dataset({"states": (("sample", "visible"), test_x.astype(np.uint8),
                                        {"long_name": "held-out visible state", "units": "1"})},
-                           attrs={"dataset": opts["dataset"], "seed": state.seed}), out / "test.nc")
+                           attrs=provenance(dataset=opts["dataset"], seed=state.seed, subset="test",
+                                            cli_options=cli_options)), out / "test.nc")
+        written.append("test.nc")
     grid, how = _grid_samples(state, opts, progress)
-    save_sample_grid(grid, out / "samples.png", image_shape=_image_shape(model.n_visible))
+    shape = _image_shape(model.n_visible)
+    save_sample_grid(grid, out / "samples.png", image_shape=shape, title=f"model samples: {how}")
     # the data beside the model's samples, for a by-eye comparison
-    save_sample_grid(test_x[: opts["grid_samples"]], out / "data.png", image_shape=_image_shape(model.n_visible))
-    _print_summary(summary, out, how)
+    save_sample_grid(test_x[: opts["grid_samples"]], out / "data.png", image_shape=shape,
+                     title=f"{opts['dataset']} test data")
+    written += [f"samples.png ({how})", "data.png (test data)"]
+    _print_summary(summary, out, written)
 
 
 def _grid_samples(state, opts, progress) -> tuple[np.ndarray, str]:
@@ -456,7 +651,7 @@ def _grid_samples(state, opts, progress) -> tuple[np.ndarray, str]:
     return result.samples[-1], f"parallel tempering, 10 temperatures, {sweeps} sweeps"
 
 
-def _print_summary(summary: dict[str, Any], out: Path, how: str) -> None:
+def _print_summary(summary: dict[str, Any], out: Path, written: list[str]) -> None:
     labels = {
         "test_log_likelihood": "exact test log-likelihood (nats/sample)",
         "teacher_test_log_likelihood": "teacher's test log-likelihood (the optimum)",
@@ -470,7 +665,27 @@ def _print_summary(summary: dict[str, Any], out: Path, how: str) -> None:
     for key, label in labels.items():
         if key in summary:
             print(f"  {label:<45} {summary[key]:.4f}")
-    print(f"wrote model.nc, history.nc, state.nc, samples.png ({how}), data.png (test data) in {out}")
+    print(f"wrote {', '.join(written)} in {out}")
+
+
+def _model_path(path: Path) -> Path:
+    """A model file; a run folder means its model.nc."""
+    if path.is_dir():
+        if (path / "model.nc").is_file():
+            return path / "model.nc"
+        raise ValueError(f"{path} is a folder without model.nc; expected a model file written by `dilution train` "
+                         "or dilution.save, or the run folder holding it")
+    return path
+
+
+def _check_new_file(flag: str, path: Path, suffix: str | None = None) -> None:
+    """A file to be written: not a folder, in a folder that exists, with ``suffix`` when given."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; expected a file name (e.g. {path / ('out' + (suffix or '.nc'))})")
+    if not path.parent.is_dir():
+        raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise ValueError(f"{flag} must name a {suffix} file, got {path}")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -478,38 +693,75 @@ def _sample(args: argparse.Namespace) -> int:
 
     from . import io
     from .gibbs import sample
-    from .images import save_sample_grid
+    from .images import check_image_shape, save_sample_grid
     from .model import RBM
+    from .provenance import provenance
 
-    model = io.load(args.model)
+    n_samples = check_int("--n-samples", args.n_samples, low=1)
+    n_sweeps = check_int("--n-sweeps", args.n_sweeps, low=0)
+    seed = check_int("--seed", args.seed, low=0)
+    beta = _check_float("beta", args.beta, 0.0, None, True, True)
+    path = _model_path(args.model)
+    model = io.load(path)
     if not isinstance(model, RBM):
-        raise ValueError(f"{args.model} holds a dataset, not an RBM model (expected a file written by `dilution train`)")
-    output = args.output or args.model.with_name(args.model.stem + "-samples.nc")
+        raise ValueError(f"{path} holds a dataset, not an RBM model (expected a file written by `dilution train`)")
+    output = args.output or path.with_name(path.stem + "-samples.nc")
     png = args.png or output.with_suffix(".png")
-    v = sample(model, args.n_samples, args.n_sweeps, seed=args.seed, beta=args.beta,
-               progress=False if args.quiet else None)
+    _check_new_file("--output", output)
+    _check_new_file("--png", png, ".png")
+    shape = args.image_shape or _image_shape(model.n_visible)
+    try:
+        check_image_shape(shape, model.n_visible)
+    except ValueError as e:
+        raise ValueError(f"--image-shape: {e}") from None
+    # everything is checked: nothing is written unless all of it can be
+    v = sample(model, n_samples, n_sweeps, seed=seed, beta=beta, progress=False if args.quiet else None)
     ds = xr.Dataset(
         {"samples": (("sample", "visible"), v.astype(np.uint8),
                      {"long_name": "final visible state of each chain", "units": "1"})},
-        attrs={"model": str(args.model), "seed": args.seed, "n_sweeps": args.n_sweeps, "beta": args.beta,
-               "init": "uniform random"},
+        attrs=provenance(model=str(path.absolute()), seed=seed, n_sweeps=n_sweeps, beta=beta, init="uniform random"),
     )
+    title = f"{n_samples} samples, {n_sweeps} Gibbs sweeps" + (f", beta {beta:g}" if beta != 1 else "")
+    save_sample_grid(v, png, image_shape=shape, title=title)
     io.save(ds, output)
-    save_sample_grid(v, png, image_shape=args.image_shape or _image_shape(model.n_visible))
-    print(f"wrote {args.n_samples} samples to {output} and {png}")
+    print(f"wrote {n_samples} samples to {output} and {png}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from . import io
+    from .io import load_matlab_rbm
+
+    output = args.output or args.source.with_suffix(".nc")
+    _check_new_file("output", output)
+    if output.exists() and not args.overwrite:
+        raise ValueError(f"{output} exists; give --overwrite to replace it, or another output name")
+    if output.resolve() == args.source.resolve():
+        raise ValueError(f"the output {output} is the source file; give another output name")
+    rbm = load_matlab_rbm(args.source)
+    io.save(rbm, output, attrs={"converted_from": str(args.source.absolute()),
+                                "source_format": "MATLAB (Salakhutdinov & Murray: vishid, visbiases, hidbiases)"})
+    print(f"wrote {rbm.n_visible} x {rbm.n_hidden} RBM (connectivity {rbm.connectivity:g}) from {args.source} to {output}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``dilution`` command: 0 on success, 2 with a one-line message for bad input, 130 on Ctrl-C."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("dilution: interrupted", file=sys.stderr)
+        return 130
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, FloatingPointError) as e:
         print(f"dilution {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\ndilution {args.command}: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, SystemError) as e:
+        if not _is_interrupt(e):
+            raise
+        print(f"dilution {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

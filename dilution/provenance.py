@@ -57,8 +57,8 @@ def _git_dirty(directory: Path) -> bool | None:
 def provenance(**user_attrs: Any) -> dict[str, Any]:
     """Attributes describing how and when a result was made, plus ``user_attrs``.
 
-    Keys: ``dilution_version``, ``git_commit`` and ``git_dirty`` (only when the package sits
-    in a git work tree), ``python_version``, ``numpy_version``, ``numba_version``,
+    Keys: ``dilution_version``, ``git_commit`` and ``git_dirty`` (1 or 0; only when the package
+    sits in a git work tree), ``python_version``, ``numpy_version``, ``numba_version``,
     ``xarray_version``, ``created`` (UTC, ISO 8601). ``user_attrs`` (e.g. ``seed=3``,
     ``config=cfg``) are added as given and override the automatic keys; pass them through
     :func:`encode_attrs` before writing to netCDF (``dilution.io.save`` does).
@@ -77,7 +77,9 @@ def provenance(**user_attrs: Any) -> dict[str, Any]:
         attrs["git_commit"] = commit
         dirty = _git_dirty(here)
         if dirty is not None:
-            attrs["git_dirty"] = dirty
+            # netCDF has no boolean attribute (encode_attrs would store the string "json:false"):
+            # 1 when the work tree has uncommitted changes, 0 when clean
+            attrs["git_dirty"] = int(dirty)
     attrs.update(
         python_version=platform.python_version(),
         numpy_version=np.__version__,

@@ -55,7 +55,7 @@ def test_toml_config_is_read_and_flags_win(tmp_path):
     assert main(["train", "--config", str(cfg), *SMALL[:-5], "--quiet", "--output", str(out)]) == 0
     model = dilution.load(out / "model.nc")
     assert model.n_hidden == 5 and model.connectivity == 1.0
-    assert main(["train", "--config", str(cfg), *SMALL, "--output", str(out)]) == 0
+    assert main(["train", "--config", str(cfg), *SMALL, "--output", str(out), "--overwrite"]) == 0
     assert dilution.load(out / "model.nc").n_hidden == 6
 
 
