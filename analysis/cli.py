@@ -16,11 +16,14 @@ import xarray as xr
 
 __all__ = ["register", "evaluate"]
 
-EPILOG = """\
+def _epilog() -> str:
+    from dilution.exact import MAX_UNITS
+
+    return f"""\
 Data (--data): an MNIST .npz file or IDX folder (its test split is used, binarised at 0.5), or a
 netCDF file written by dilution (a Dataset with `states` or `images`).
 
-Log-likelihood: exact when the smaller layer has at most 25 units (dilution.exact.MAX_UNITS), otherwise AIS with --ais
+Log-likelihood: exact when the smaller layer has at most {MAX_UNITS} units (dilution.exact.MAX_UNITS), otherwise AIS with --ais
 (forward estimate with its standard error and the reverse-AIS bound, so a bracket).
 Samples for the sample-based metrics come from --n-samples independent Gibbs chains of
 --n-sweeps sweeps each, started uniformly at random.
@@ -38,10 +41,11 @@ def register(subparsers) -> None:
         description="Evaluate a saved RBM against held-out data: exact or AIS log-likelihood, "
         "pseudo-likelihood and reconstruction error (proxies), moment errors, PCA distance, "
         "nearest-neighbour adversarial accuracy and, for MNIST, the auxiliary-classifier scores.",
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("model", type=Path, help="model file written by `dilution train` or dilution.save")
+    ev.add_argument("model", type=Path, help="model file written by `dilution train` or dilution.save, "
+                    "or a run folder holding model.nc")
     ev.add_argument("--data", type=Path, required=True, help="held-out data (see below)")
     ev.add_argument("--max-data", type=int, default=10000, help="use at most this many data rows (default 10000)")
     ev.add_argument("--n-samples", type=int, default=1000, help="Gibbs chains for the sample-based metrics (default 1000)")
@@ -68,10 +72,10 @@ def _load_data(path: Path, n_visible: int, max_rows: int) -> tuple[np.ndarray, s
         if not isinstance(ds, xr.Dataset):
             raise ValueError(f"{path} holds a model, not data")
         x = as_matrix(ds)
-        what = f"dataset {path}"
+        what = f"dataset {path.absolute()}"
     else:
         x = as_matrix(binarize.binarize(mnist.load_mnist(path, "test")))
-        what = f"MNIST test split of {path}, threshold 0.5"
+        what = f"MNIST test split of {path.absolute()}, threshold 0.5"
     if x.shape[1] != n_visible:
         raise ValueError(f"data from {path} has {x.shape[1]} visible units, the model has {n_visible}")
     return np.ascontiguousarray(x[:max_rows], dtype=np.float64), what
@@ -153,22 +157,45 @@ def _run(args: argparse.Namespace) -> int:
     from dilution.model import RBM
     from dilution.provenance import provenance
 
-    model = io.load(args.model)
+    from dilution.validation import check_int
+
+    # every flag is checked before a file is read or a metric computed
+    max_data = check_int("--max-data", args.max_data, low=1)
+    n_samples = check_int("--n-samples", args.n_samples, low=1)
+    n_sweeps = check_int("--n-sweeps", args.n_sweeps, low=0)
+    ais_chains = check_int("--ais-chains", args.ais_chains, low=1)
+    if args.ais_betas is not None:
+        check_int("--ais-betas", args.ais_betas, low=2)
+    seed = check_int("--seed", args.seed, low=0)
+    path = args.model
+    if path.is_dir():
+        if not (path / "model.nc").is_file():
+            raise ValueError(f"{path} is a folder without model.nc; expected a model file written by "
+                             "`dilution train` or dilution.save, or the run folder holding it")
+        path = path / "model.nc"
+    output = args.output or path.with_name(path.stem + "-evaluation.nc")
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; expected a file name such as {output / 'evaluation.nc'}")
+    model = io.load(path)
     if not isinstance(model, RBM):
-        raise ValueError(f"{args.model} holds a dataset, not an RBM model")
-    data, described = _load_data(args.data, model.n_visible, args.max_data)
+        raise ValueError(f"{path} holds a dataset, not an RBM model")
+    data, described = _load_data(args.data, model.n_visible, max_data)
     classifier = None
     if args.classifier is not None:
-        classifier = _classifier(args.classifier, args.data, args.seed, progress=False if args.quiet else None)
+        classifier = _classifier(args.classifier, args.data, seed, progress=False if args.quiet else None)
     result = evaluate(
-        model, data, n_samples=args.n_samples, n_sweeps=args.n_sweeps, seed=args.seed, ais=args.ais,
-        ais_chains=args.ais_chains, ais_betas=args.ais_betas, classifier=classifier,
+        model, data, n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, ais=args.ais,
+        ais_chains=ais_chains, ais_betas=args.ais_betas, classifier=classifier,
         progress=False if args.quiet else None,
     )
-    result.attrs.update(provenance(model=str(args.model), data=described, seed=args.seed))
-    output = args.output or args.model.with_name(args.model.stem + "-evaluation.nc")
+    result.attrs.update(provenance(model=str(path.absolute()), data=described, seed=seed))
     io.save(result, output)
     _print(result)
+    if not any(name.startswith(("exact_", "ais_")) for name in result.data_vars):
+        from dilution.exact import MAX_UNITS
+
+        print(f"  log-likelihood not computed: {min(model.n_visible, model.n_hidden)} units in the smaller layer, "
+              f"more than {MAX_UNITS} for exact enumeration; add --ais for an AIS estimate with its error bar")
     print(f"wrote {output}")
     return 0
 

@@ -62,3 +62,54 @@ def test_evaluate_rejects_data_of_the_wrong_width(saved, capsys):
     dilution.save(xr.Dataset({"states": (("sample", "visible"), np.zeros((4, 7), np.uint8))}), tmp / "bad.nc")
     assert main(["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "bad.nc"), "--quiet"]) == 2
     assert "7 visible units, the model has 12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-data", "0"], "--max-data must be an integer >= 1, got 0"),
+        (["--n-samples", "0"], "--n-samples must be an integer >= 1, got 0"),
+        (["--ais-chains", "0"], "--ais-chains must be an integer >= 1"),
+        (["--ais-betas", "1"], "--ais-betas must be an integer >= 2"),
+    ],
+)
+def test_evaluate_checks_flags_before_computing_anything(saved, capsys, flags, message):
+    import os
+    import warnings
+
+    _, _, tmp = saved
+    before = sorted(os.listdir(tmp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Mean of empty slice" from metrics run on no data
+        assert main(["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp)) == before
+
+
+def test_evaluate_takes_a_run_folder_and_records_absolute_paths(saved, monkeypatch):
+    _, _, tmp = saved
+    (tmp / "run").mkdir()
+    (tmp / "m.nc").rename(tmp / "run" / "model.nc")
+    monkeypatch.chdir(tmp)
+    assert main(["evaluate", "run", "--data", "test.nc", "--n-samples", "20", "--n-sweeps", "2", "--quiet"]) == 0
+    attrs = dilution.load(tmp / "run" / "model-evaluation.nc").attrs
+    assert attrs["model"] == str(tmp / "run" / "model.nc") and str(tmp / "test.nc") in attrs["data"]
+
+
+def test_evaluate_says_how_to_get_a_likelihood_it_cannot_enumerate(tmp_path, capsys):
+    rbm = dilution.RBM.random(30, 30, connectivity=0.5, weight_scale=0.5, seed=0)
+    dilution.save(rbm, tmp_path / "big.nc")
+    data = dilution.sample(rbm, 50, 10, seed=1).astype(np.uint8)
+    dilution.save(xr.Dataset({"states": (("sample", "visible"), data)}), tmp_path / "d.nc")
+    argv = ["evaluate", str(tmp_path / "big.nc"), "--data", str(tmp_path / "d.nc"), "--n-samples", "20",
+            "--n-sweeps", "2", "--quiet"]
+    assert main(argv) == 0
+    assert f"more than {exact.MAX_UNITS} for exact enumeration; add --ais" in capsys.readouterr().out
+
+
+def test_evaluate_help_states_the_enumeration_limit_in_use(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    assert f"at most {exact.MAX_UNITS} units (dilution.exact.MAX_UNITS)" in capsys.readouterr().out
