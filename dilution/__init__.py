@@ -1,31 +1,47 @@
-"""dilution: statistical physics of diluted (masked, pruned, rewired) Restricted Boltzmann Machines."""
+"""dilution: statistical physics of diluted (masked, pruned, rewired) Restricted Boltzmann Machines.
+
+The names below are imported on first use (PEP 562): ``import dilution`` (and so the
+``dilution`` command's start-up, and its Ctrl-C handling) does not wait for numba and the
+kernels until something needs them.
+"""
 
 from __future__ import annotations
 
-from . import ais, connectivity, data, estimators, exact, io, pruning, pruning_rules, schedules, tempering
-from .gibbs import sample
-from .io import load, save
-from .model import RBM
-from .training import TrainConfig, TrainState, train
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
 
-__all__ = [
-    "RBM",
-    "TrainConfig",
-    "TrainState",
-    "ais",
-    "connectivity",
-    "data",
-    "estimators",
-    "exact",
-    "io",
-    "load",
-    "pruning",
-    "pruning_rules",
-    "sample",
-    "save",
-    "schedules",
-    "tempering",
-    "train",
-    "__version__",
-]
+if TYPE_CHECKING:  # pragma: no cover
+    from . import ais, connectivity, data, estimators, exact, io, pruning, pruning_rules, schedules, tempering
+    from .gibbs import sample
+    from .io import load, save
+    from .model import RBM
+    from .training import TrainConfig, TrainState, train
+
+_SUBMODULES = {
+    "ais", "connectivity", "data", "estimators", "exact", "io", "pruning", "pruning_rules", "schedules", "tempering",
+}
+_NAMES = {
+    "sample": "gibbs",
+    "load": "io",
+    "save": "io",
+    "RBM": "model",
+    "TrainConfig": "training",
+    "TrainState": "training",
+    "train": "training",
+}
+
+__all__ = sorted(_SUBMODULES | set(_NAMES) | {"__version__"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'dilution' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -226,7 +226,7 @@ def test_corrupt_or_foreign_state_file_names_the_problem(tmp_path):
 
 # --------------------------------------------------------------------------- the command line
 
-_CLI = ["train", "--n-train", "2000", "--n-test", "200", "--epochs", "40", "--sample-sweeps", "2",
+_CLI = ["train", "--n-train", "1000", "--n-test", "200", "--epochs", "20", "--sample-sweeps", "2",
         "--grid-samples", "4", "--teacher-visible", "12", "--teacher-hidden", "4", "--n-hidden", "5",
         "--checkpoints", "40", "--quiet", "--seed", "5"]
 
