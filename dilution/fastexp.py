@@ -45,7 +45,7 @@ _L64 = (np.float64(_LOG2E), np.float64(_LN2_HI), np.float64(_LN2_LO))
 
 def exp_neg(x, ef, eb):
     """``exp(-x[j]) == ef[j] * eb[j]`` for a 1-D float32 or float64 ``x``, with ``eb[j]`` a power
-    of two; relative error below 1.5e-7 (float32) or 1e-14 (float64) for ``x`` in [-87, 87]
+    of two; relative error below 1.5e-7 (float32) or 1e-14 (float64) for ``|x| <= 87``
     (beyond, 2**k is clamped to stay normal). Vectorisable; callable from numba code only.
 
     Parameters
@@ -57,8 +57,8 @@ def exp_neg(x, ef, eb):
     raise NotImplementedError("exp_neg is only callable from numba kernels")
 
 
-# One implementation per format rather than one generic function: the polynomial degree (7 terms
-# for float32, 12 for float64), the magic constants and the integer type and shift that assemble
+# One implementation per format rather than one generic function: the polynomial degree (7 for
+# float32, 12 for float64), the magic constants and the integer type and shift that assemble
 # 2**k from its exponent bits all differ, and a generic version would loop over a coefficient
 # tuple of format-dependent length inside the loop that LLVM must vectorise. Each is checked
 # against math.exp (tests/dilution/test_gibbs_paths.py::test_vectorised_exp_relative_error).
