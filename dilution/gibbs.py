@@ -28,7 +28,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .blas import gemm_address
-from .conditionals import hidden_probabilities  # noqa: F401  (importable from here too, see below)
 from .gibbs_blocked import dense_block, gibbs_blocked
 from .gibbs_sparse import csr_arrays, gibbs_sparse
 from .gibbs_tuning import GATHER_BELOW, SPARSE_BELOW, SPARSE_BLOCK, SPARSE_MIN_CHAINS
@@ -47,9 +46,6 @@ __all__ = [
     "gibbs_path",
     "draws_per_sweep",
 ]
-
-# hidden_probabilities lives in dilution.conditionals; it stays importable from here for the
-# callers written when it lived here (tests/dilution/test_training.py).
 
 
 def draws_per_sweep(n_visible: int, n_hidden: int) -> int:
@@ -259,7 +255,7 @@ def init_state(rbm: RBM, n_chains: int, *, seed: int, beta: float = 1.0, init=No
     return GibbsState(v, h, keys, 0, b, int(seed))
 
 
-_CHUNK_WORK = 2e9  # multiply-adds per kernel call (about a second): the progress bar's step
+_CHUNK_WORK = 2e9  # multiply-adds per kernel call (a fraction of a second): the progress bar's step
 
 
 def advance(rbm: RBM, state: GibbsState, n_sweeps: int, *, progress: bool | None = None) -> GibbsState:

@@ -15,7 +15,7 @@ import xarray as xr
 import dilution
 from dilution import exact
 from dilution.estimators import CD, PCD, PTPCD, Exact, estimator_from_name
-from dilution.gibbs import hidden_probabilities
+from dilution.conditionals import hidden_probabilities
 from dilution.model import RBM
 from dilution.optim import LinearDecay
 from dilution.pruning import DegreePreservingRandom, Saliency, UnitMagnitude

@@ -13,7 +13,7 @@ import xarray as xr
 from dilution import exact, io
 from dilution.data.bars_stripes import patterns
 from dilution.data.teacher import Teacher
-from dilution.gibbs import hidden_probabilities
+from dilution.conditionals import hidden_probabilities
 from dilution.model import RBM
 from dilution.statistics import gradient_statistics, reconstruction_errors
 from dilution.estimators import CD, PCD, estimator_from_name
