@@ -29,6 +29,7 @@ __all__ = [
     "sigmoid",
     "softplus",
     "hidden_probabilities",
+    "hidden_row",
     "visible_probabilities",
     "free_energy",
     "hidden_field",
@@ -68,19 +69,29 @@ def hidden_probabilities(v, weights, hidden_bias, beta):
     -------
     ndarray, shape (n, n_hidden)
     """
-    n, n_visible = v.shape
+    n = v.shape[0]
     n_hidden = weights.shape[1]
     out = np.empty((n, n_hidden), dtype=weights.dtype)
     for s in prange(n):
-        f = hidden_bias.copy()
-        for i in range(n_visible):
-            x = v[s, i]
-            if x != 0:
-                for j in range(n_hidden):
-                    f[j] += x * weights[i, j]
-        for j in range(n_hidden):
-            out[s, j] = sigmoid(beta * f[j])
+        hidden_row(v[s], weights, hidden_bias, beta, np.empty(n_hidden, dtype=weights.dtype), out[s])
     return out
+
+
+@njit(inline="always", cache=True)
+def hidden_row(v, weights, hidden_bias, beta, field, out):
+    """``p(h_j = 1 | v)`` of one visible state into ``out`` (shape (n_hidden,)), ``field`` a scratch row.
+
+    The rows of the active visible units are added to the bias in index order; every kernel that
+    needs the same numbers (the trainer's, NCG's fused loop) calls this.
+    """
+    field[:] = hidden_bias
+    for i in range(v.shape[0]):
+        x = v[i]
+        if x != 0:
+            for j in range(field.shape[0]):
+                field[j] += x * weights[i, j]
+    for j in range(field.shape[0]):
+        out[j] = sigmoid(beta * field[j])
 
 
 def visible_probabilities(h, weights_t, visible_bias, beta):

@@ -74,6 +74,20 @@ def _block_start(block, low_bits, w_e, e_bias, o_bias, field):
 
 
 @njit(inline="always", cache=True)
+def _gray_step(g, state, e_bias, w_e, field):
+    """Flip the unit Gray code flips at step ``g >= 1``: update ``state`` and ``field`` in place
+    and return the change of the linear term ``e_bias . state``."""
+    u = 0
+    while not (g >> u) & 1:
+        u += 1
+    sign = -1.0 if state[u] else 1.0
+    state[u] = not state[u]
+    for k in range(field.shape[0]):
+        field[k] += sign * w_e[u, k]
+    return sign * e_bias[u]
+
+
+@njit(inline="always", cache=True)
 def _state_value(lin, field):
     acc = lin
     for k in range(field.shape[0]):
@@ -114,14 +128,7 @@ def _log_partition_kernel(w_e, e_bias, o_bias, block_bits):
         m = _state_value(lin, field)
         s = 1.0
         for g in range(1, n_steps):
-            u = 0
-            while not (g >> u) & 1:
-                u += 1
-            sign = -1.0 if state[u] else 1.0
-            state[u] = not state[u]
-            lin += sign * e_bias[u]
-            for k in range(n_o):
-                field[k] += sign * w_e[u, k]
+            lin += _gray_step(g, state, e_bias, w_e, field)
             x = _state_value(lin, field)
             m, s = _lse_push(m, s, x)
         block_max[blk] = m
@@ -308,14 +315,7 @@ def _moments_kernel(w_e, e_bias, o_bias, log_z, block_bits):
         lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
         for g in range(n_steps):
             if g > 0:
-                u = 0
-                while not (g >> u) & 1:
-                    u += 1
-                sign = -1.0 if state[u] else 1.0
-                state[u] = not state[u]
-                lin += sign * e_bias[u]
-                for k in range(n_o):
-                    field[k] += sign * w_e[u, k]
+                lin += _gray_step(g, state, e_bias, w_e, field)
             p = math.exp(_state_value(lin, field) - log_z)
             for k in range(n_o):
                 sig[k] = p * sigmoid(field[k])

@@ -41,7 +41,7 @@ import xarray as xr
 from numba import njit
 
 from .blas import gemm_address
-from .conditionals import sigmoid
+from .conditionals import hidden_row
 from .connectivity import StepContext
 from .fastexp import FAST_JIT
 from .gibbs import draws_per_sweep
@@ -49,7 +49,7 @@ from .gibbs_blocked import dense_block, half_sweep
 from .gibbs_tuning import GATHER_BELOW
 from .parameters import Parameters
 from .provenance import provenance
-from .statistics import GradientEstimate
+from .statistics import GradientEstimate, gradient_row
 from .threads import single_threaded_blas
 from .validation import check_binary, check_finite, check_int
 
@@ -300,41 +300,17 @@ def _cd_sweeps(vb, hb, w, wt, hbias, vbias, bt, keys, counter, k, block, gather_
 @njit(cache=True)
 def _hidden_probabilities(v, w, hidden_bias, out):
     """:func:`dilution.conditionals.hidden_probabilities` at beta = 1, same operations, into ``out``."""
-    n, n_visible = v.shape
-    n_hidden = w.shape[1]
-    f = np.empty(n_hidden, dtype=w.dtype)
-    for s in range(n):
-        f[:] = hidden_bias
-        for i in range(n_visible):
-            x = v[s, i]
-            if x != 0:
-                for j in range(n_hidden):
-                    f[j] += x * w[i, j]
-        for j in range(n_hidden):
-            out[s, j] = sigmoid(1.0 * f[j])
+    f = np.empty(w.shape[1], dtype=w.dtype)
+    for s in range(v.shape[0]):
+        hidden_row(v[s], w, hidden_bias, 1.0, f, out[s])
 
 
 @njit(cache=True)
 def _gradient(v_data, h_data, v_model, h_model, gw, ga, gb, pos, neg, mv, mm):
     """:func:`dilution.statistics.gradient_statistics` (same summation order, float64 sums), into ``gw, ga, gb``."""
-    n, n_visible = v_data.shape
-    n_hidden = h_data.shape[1]
-    inv = 1.0 / n
-    for i in range(n_visible):
-        pos[:] = 0.0
-        neg[:] = 0.0
-        for s in range(n):
-            x = np.float64(v_data[s, i])
-            if x != 0.0:
-                for j in range(n_hidden):
-                    pos[j] += x * h_data[s, j]
-        for s in range(n):
-            x = np.float64(v_model[s, i])
-            if x != 0.0:
-                for j in range(n_hidden):
-                    neg[j] += x * h_model[s, j]
-        for j in range(n_hidden):
-            gw[i, j] = pos[j] * inv - neg[j] * inv
+    inv = 1.0 / v_data.shape[0]
+    for i in range(v_data.shape[1]):
+        gradient_row(i, v_data, h_data, v_model, h_model, pos, neg, gw[i], inv, inv)
     _mean_difference(v_data, v_model, ga, mv, mm)
     _mean_difference(h_data, h_model, gb, mv, mm)
 

@@ -26,7 +26,7 @@ from numba import njit, prange
 from .conditionals import sigmoid
 from .rng import uniform64
 
-__all__ = ["GradientEstimate", "gradient_statistics", "reconstruction_errors"]
+__all__ = ["GradientEstimate", "gradient_statistics", "gradient_row", "reconstruction_errors"]
 
 
 class GradientEstimate(NamedTuple):
@@ -67,20 +67,8 @@ def _gradient_kernel(v_data, h_data, v_model, h_model):
     inv_data = 1.0 / n_data
     inv_model = 1.0 / n_model
     for i in prange(n_visible):
-        pos = np.zeros(n_hidden)
-        neg = np.zeros(n_hidden)
-        for s in range(n_data):
-            x = np.float64(v_data[s, i])
-            if x != 0.0:
-                for j in range(n_hidden):
-                    pos[j] += x * h_data[s, j]
-        for s in range(n_model):
-            x = np.float64(v_model[s, i])
-            if x != 0.0:
-                for j in range(n_hidden):
-                    neg[j] += x * h_model[s, j]
-        for j in range(n_hidden):
-            grad_w[i, j] = pos[j] * inv_data - neg[j] * inv_model
+        gradient_row(i, v_data, h_data, v_model, h_model, np.empty(n_hidden), np.empty(n_hidden), grad_w[i],
+                     inv_data, inv_model)
     mv_data = np.empty(n_visible)
     mv_model = np.empty(n_visible)
     mh_data = np.empty(n_hidden)
@@ -92,6 +80,29 @@ def _gradient_kernel(v_data, h_data, v_model, h_model):
     grad_a = (mv_data - mv_model).astype(dt)
     grad_b = (mh_data - mh_model).astype(dt)
     return grad_w, grad_a, grad_b
+
+
+@njit(inline="always", cache=True)
+def gradient_row(i, v_data, h_data, v_model, h_model, pos, neg, out, inv_data, inv_model):
+    """Row ``i`` of ``<v h>_data - <v h>_model`` into ``out``; ``pos``, ``neg`` float64 scratch rows.
+
+    Samples are added in row order and only nonzero ``v`` are visited; every kernel that needs
+    the same numbers (the trainer's, NCG's fused loop) calls this.
+    """
+    pos[:] = 0.0
+    neg[:] = 0.0
+    for s in range(v_data.shape[0]):
+        x = np.float64(v_data[s, i])
+        if x != 0.0:
+            for j in range(pos.shape[0]):
+                pos[j] += x * h_data[s, j]
+    for s in range(v_model.shape[0]):
+        x = np.float64(v_model[s, i])
+        if x != 0.0:
+            for j in range(neg.shape[0]):
+                neg[j] += x * h_model[s, j]
+    for j in range(out.shape[0]):
+        out[j] = pos[j] * inv_data - neg[j] * inv_model
 
 
 def gradient_statistics(v_data, h_data, v_model, h_model) -> GradientEstimate:
