@@ -160,7 +160,8 @@ class PCD:
 
     def init(self, params: Parameters, data: np.ndarray, batch_size: int, seed: int) -> ChainState:
         n_chains = self.n_chains or batch_size
-        chains = _initial_visible(data, (n_chains,), self.chain_init, params.weights.dtype, seed, "pcd-chain-init")
+        rng = np.random.default_rng(derive_seed(seed, "pcd-chain-init"))
+        chains = _initial_visible(data, (n_chains,), self.chain_init, params.weights.dtype, rng)
         return ChainState(chains, chain_keys(derive_seed(seed, "pcd"), n_chains), 0)
 
     def estimate(self, params, batch, h_batch, state: ChainState) -> tuple[GradientEstimate, ChainState]:
@@ -172,8 +173,7 @@ class PCD:
         return state._replace(chains=initial.chains)
 
 
-def _initial_visible(data, shape, how, dtype, seed, purpose) -> np.ndarray:
-    rng = np.random.default_rng(derive_seed(seed, purpose))
+def _initial_visible(data, shape, how, dtype, rng: np.random.Generator) -> np.ndarray:
     n_visible = data.shape[1]
     if how == "data":
         return np.ascontiguousarray(data[rng.integers(0, data.shape[0], size=shape)], dtype=dtype)
@@ -231,12 +231,12 @@ class PTPCD:
 
     def init(self, params: Parameters, data: np.ndarray, batch_size: int, seed: int) -> TemperingChains:
         n_chains = self.n_chains or batch_size
-        init = _initial_visible(
-            data, (n_chains, self.n_temps), self.chain_init, params.weights.dtype, seed, "ptpcd-chain-init"
-        )
+        rng = np.random.default_rng(derive_seed(seed, "ptpcd-chain-init"))
+        init = _initial_visible(data, (n_chains, self.n_temps), self.chain_init, params.weights.dtype, rng)
+        # tempering.init_state takes an integer seed: one 63-bit word of this purpose's stream.
+        system_seed = int(derive_seed(seed, "ptpcd").generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
         systems = tempering.init_state(
-            self._rbm(params), n_chains, seed=derive_seed_int(seed, "ptpcd"), n_temps=self.n_temps,
-            beta_min=self.beta_min, init=init,
+            self._rbm(params), n_chains, seed=system_seed, n_temps=self.n_temps, beta_min=self.beta_min, init=init,
         )
         return TemperingChains(systems)
 
@@ -251,11 +251,6 @@ class PTPCD:
         # Replica states and exchange bookkeeping as at update 0; keys and sweep counter go on.
         fresh = initial.systems._replace(keys=state.systems.keys, sweeps=state.systems.sweeps)
         return TemperingChains(fresh)
-
-
-def derive_seed_int(seed: int, purpose: str) -> int:
-    """An integer seed for one purpose (for APIs that take an int seed)."""
-    return int(derive_seed(seed, purpose).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 class _NoState(NamedTuple):
