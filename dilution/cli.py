@@ -87,7 +87,11 @@ DEFAULTS: dict[str, Any] = {
 # Per-dataset defaults for options whose sensible value depends on the data.
 DATASET_DEFAULTS = {
     "teacher": {"n_hidden": 16, "connectivity": 0.5, "epochs": 30, "learning_rate": 0.05},
-    "bars-stripes": {"n_hidden": 16, "connectivity": 1.0, "epochs": 400, "learning_rate": 0.05, "batch_size": 10},
+    # PCD on bars-and-stripes (a few far-apart modes) collapsed with 10 chains, learning rate 0.05 and
+    # momentum 0.5 (exact test log-likelihood -222 nats after 400 epochs); 200 chains, 0.02 and no
+    # momentum reach -3.75 (optimum -log 30 = -3.40) after ~20k updates, and a constant rate drifts after.
+    "bars-stripes": {"n_hidden": 16, "connectivity": 1.0, "epochs": 12, "learning_rate": 0.02, "batch_size": 10,
+                     "momentum": 0.0, "n_chains": 200},
     "mnist": {"n_hidden": 100, "connectivity": 1.0, "epochs": 10, "learning_rate": 0.01},
 }
 
@@ -181,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     _option(g, "-k", "--k", type=int, help="Gibbs sweeps per update")
     _option(g, "--epochs", type=int, help="passes over the training data")
     _option(g, "--batch-size", type=int, help="samples per update")
-    g.add_argument("--n-chains", type=int, help="PCD persistent chains (default: the batch size)")
+    g.add_argument("--n-chains", type=int,
+                   help="PCD persistent chains (default: 200 bars-stripes, the batch size otherwise)")
     _option(g, "--learning-rate", "--lr", dest="learning_rate", type=float, help="SGD learning rate")
     _option(g, "--momentum", type=float, help="SGD momentum")
     _option(g, "--l2", type=float, help="L2 weight decay")
@@ -288,7 +293,12 @@ FLOAT_RANGES = {
     "teacher_weight_scale": (0.0, None, True, True),
 }
 # What a run writes in its folder; --overwrite removes these (and nothing else) first.
-RUN_FILES = ("model.nc", "history.nc", "state.nc", "test.nc", "samples.png", "data.png")
+RUN_FILES = ("model.nc", "history.nc", "state.nc", "test.nc", "samples.png", "data.png", "best-model.nc")
+# The train log-likelihood may fall this far (nats per sample) below its best checkpoint before the
+# run is reported as collapsed; SGD fluctuations of small models stay well below it.
+COLLAPSE_NATS = 0.5
+# Largest |W| before the weights are reported as running away (sigmoid(20) = 1 - 2e-9: units frozen).
+RUNAWAY_WEIGHT = 20.0
 
 
 def _flag(name: str) -> str:
@@ -430,6 +440,9 @@ def _train_config(opts: dict[str, Any]):
     from .training import TrainConfig
 
     est_params: dict[str, Any] = {"k": opts["k"]}
+    dataset_chains = DATASET_DEFAULTS[opts["dataset"]].get("n_chains")
+    if opts["method"] in ("cd", "exact") and opts["n_chains"] == dataset_chains:
+        opts = {**opts, "n_chains": None}  # the dataset's default number of persistent chains, not asked for
     if opts["n_chains"] is not None:
         if opts["method"] in ("cd", "exact"):
             raise ValueError(f"--n-chains applies to pcd and ptpcd; --method {opts['method']} has no persistent chains")
@@ -556,8 +569,18 @@ def _train(args: argparse.Namespace) -> int:
           f"{train_x.shape[0]} {opts['dataset']} samples: {config.estimator.describe()}, "
           f"{config.epochs} epochs, seed {state.seed}", flush=True)
 
+    # The best checkpoint by exact train log-likelihood (when the model is small enough to have one).
+    logged = [r["log_likelihood"] for r in state.log.checkpoints if math.isfinite(r["log_likelihood"])]
+    best = {"log_likelihood": max(logged) if logged and (out / "best-model.nc").exists() else -math.inf,
+            "step": -1}
+
     def save_state(record) -> None:
         io.save(record.state, out / "state.nc", attrs={"cli_options": cli_options})
+        if math.isfinite(record.log_likelihood) and record.log_likelihood > best["log_likelihood"]:
+            best.update(log_likelihood=record.log_likelihood, step=record.step)
+            io.save(record.model, out / "best-model.nc",
+                    attrs={"step": record.step, "train_log_likelihood": record.log_likelihood,
+                           "cli_options": cli_options})
 
     from .progress import progress_bar
 
@@ -569,6 +592,7 @@ def _train(args: argparse.Namespace) -> int:
                 bar.update(1)
         trained = True
         _finish_training(state, opts, train_x, test_x, reference, out, time.perf_counter() - t0, progress)
+        _warn_if_collapsed(state, best, out)
     except (KeyboardInterrupt, SystemError) as err:
         if not _is_interrupt(err):
             raise
@@ -580,6 +604,21 @@ def _train(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return 130
     return 0
+
+
+def _warn_if_collapsed(state, best: dict[str, float], out: Path) -> None:
+    """Say so when the exact likelihood fell well below its best checkpoint, or the weights ran away."""
+    rows = state.log.checkpoints
+    final = rows[-1]["log_likelihood"] if rows else math.nan
+    if math.isfinite(final) and final < best["log_likelihood"] - COLLAPSE_NATS:
+        at = f" (update {best['step']})" if best["step"] >= 0 else ""
+        print(f"dilution train: warning: the train log-likelihood fell from {best['log_likelihood']:.3f}{at} to "
+              f"{final:.3f} nats per sample; the best model is in {out / 'best-model.nc'}. Lower the learning rate "
+              "or the momentum, or use more persistent chains (--n-chains).", file=sys.stderr)
+    largest = float(np.abs(state.params.weights).max()) if state.params.weights.size else 0.0
+    if largest > RUNAWAY_WEIGHT:
+        print(f"dilution train: warning: the largest |weight| is {largest:.1f} (> {RUNAWAY_WEIGHT:g}): the weights "
+              "are running away and the units freeze; lower the learning rate or add --l2 decay.", file=sys.stderr)
 
 
 def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds: float, progress) -> None:
@@ -614,7 +653,7 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
                  **{f"summary_{k}": v for k, v in summary.items()}}
     io.save(model, out / "model.nc", attrs=run_attrs)
     io.save(hist, out / "history.nc", attrs={f"summary_{k}": v for k, v in summary.items()})
-    written = ["model.nc", "history.nc", "state.nc"]
+    written = ["model.nc", "history.nc", "state.nc"] + (["best-model.nc"] if (out / "best-model.nc").exists() else [])
     if opts["dataset"] != "mnist":
         # generated held-out data, so that `dilution evaluate --data test.nc` sees the same set
         io.save(xr.Dataset({"states": (("sample", "visible"), test_x.astype(np.uint8),

@@ -139,3 +139,46 @@ def test_bad_rule_options_name_the_problem(argv, message, tmp_path, capsys):
         code = e.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def _independent_pixels_log_likelihood(train, test):
+    """Exact test log-likelihood of the product of the training marginals (clipped like the trainer's init)."""
+    p = np.clip(train.mean(axis=0), 1e-3, 1 - 1e-3)
+    return float((test * np.log(p) + (1 - test) * np.log(1 - p)).sum(axis=1).mean())
+
+
+def test_bars_and_stripes_defaults_learn_beyond_independent_pixels(tmp_path):
+    # The defaults, two epochs instead of twelve (4,000 of 24,000 updates). The old defaults (10
+    # chains, learning rate 0.05, momentum 0.5) collapsed to -222 nats after 400 epochs.
+    out = tmp_path / "bs"
+    assert main(["train", "--dataset", "bars-stripes", "--epochs", "2", "--quiet", "--sample-sweeps", "5",
+                 "--output", str(out)]) == 0
+    attrs = dilution.io.load_dataset(out / "model.nc").attrs
+    test = dilution.load(out / "test.nc")["states"].values.astype(np.float64)
+    # Every pixel of bars-and-stripes is on with probability 1/2: the product model scores -16 log 2.
+    assert attrs["summary_test_log_likelihood"] > _independent_pixels_log_likelihood(test, test) + 1.0
+    assert attrs["summary_test_log_likelihood"] <= -np.log(30) + 1e-9  # the data's entropy bounds it
+
+
+def test_a_collapsing_run_is_reported_and_its_best_checkpoint_kept(tmp_path, capsys):
+    out = tmp_path / "collapse"
+    assert main(["train", "--dataset", "bars-stripes", "--bars-size", "3", "--n-train", "200", "--batch-size", "10",
+                 "--learning-rate", "5", "--momentum", "0.9", "--n-chains", "2", "--epochs", "100", "--quiet",
+                 "--sample-sweeps", "2", "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the train log-likelihood fell from" in err and "best-model.nc" in err
+    assert "the weights are running away" in err
+    history = dilution.load(out / "history.nc")
+    best = dilution.load(out / "best-model.nc")
+    best_attrs = dilution.io.load_dataset(out / "best-model.nc").attrs
+    ll = history["log_likelihood"].values
+    # best-model.nc is the checkpoint with the highest exact train log-likelihood, recomputed here.
+    assert best_attrs["train_log_likelihood"] == pytest.approx(ll.max(), rel=1e-12)
+    assert best_attrs["step"] == int(history["step"].values[np.argmax(ll)])
+    np.testing.assert_array_equal(best.mask, history["mask"].values[np.argmax(ll)].astype(bool))
+    assert ll[-1] < ll.max() - 0.5
+
+
+def test_a_healthy_run_gives_no_warning(tmp_path, capsys):
+    assert main(["train", *SMALL, "--output", str(tmp_path / "ok")]) == 0
+    assert "warning" not in capsys.readouterr().err
