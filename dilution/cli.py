@@ -457,49 +457,31 @@ def _train_config(opts: dict[str, Any]):
     )
 
 
+def _rule_class(name: str) -> type:
+    from . import connectivity, deep_r, ncg, pruning_rules
+
+    return {"static": connectivity.StaticMask, "prune": pruning_rules.PruningProtocol, "ncg": ncg.NCG,
+            "deep-r": deep_r.DeepR, "soft-deep-r": deep_r.SoftDeepR}[name]
+
+
 def _rule(opts: dict[str, Any]):
     """The connectivity rule of ``--rule`` with its ``--rule-option`` values, checked by name."""
     import dataclasses
 
-    from .connectivity import StaticMask
-
     name, options = opts["rule"], dict(opts["rule_options"] or {})
     if name not in RULES:
         raise ValueError(f"--rule must be one of {', '.join(RULES)}, got {name!r}")
-    if name == "deep-r" or name == "soft-deep-r":
-        from .deep_r import from_options
-
-        try:
-            return from_options(name, **options)
-        except ValueError as e:
-            raise ValueError(f"--rule-option: {e}") from None
-    if name == "static":
-        cls = StaticMask
-    elif name == "prune":
-        from .pruning_rules import PruningProtocol as cls
-
-        if isinstance(options.get("at_epochs"), list):
-            options["at_epochs"] = tuple(options["at_epochs"])
-    else:
-        from .ncg import NCG as cls
+    cls = _rule_class(name)
+    if isinstance(options.get("at_epochs"), list):
+        options["at_epochs"] = tuple(options["at_epochs"])
     known = [f.name for f in dataclasses.fields(cls)]
     for option in options:
         if option not in known:
-            others = [r for r in RULES if r != name and option in _rule_fields(r)]
+            others = [r for r in RULES if r != name and option in [f.name for f in dataclasses.fields(_rule_class(r))]]
             hint = f" (it is an option of --rule {others[0]})" if others else ""
             raise ValueError(f"--rule-option {option}: --rule {name} has no such option{hint}; "
                              f"its options are {', '.join(known) or 'none'}")
     return cls(**options)
-
-
-def _rule_fields(name: str) -> list[str]:
-    import dataclasses
-
-    from . import deep_r, ncg, pruning_rules
-
-    cls = {"prune": pruning_rules.PruningProtocol, "ncg": ncg.NCG, "deep-r": deep_r.DeepR,
-           "soft-deep-r": deep_r.SoftDeepR}.get(name)
-    return [f.name for f in dataclasses.fields(cls)] if cls is not None else []
 
 
 def _resume_options(folder: Path) -> dict[str, Any]:
