@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import math
 import sys
 import time
@@ -500,6 +502,35 @@ def _resume_options(folder: Path) -> dict[str, Any]:
     return opts
 
 
+class _InterruptFlag:
+    requested = False
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """While training, a first Ctrl-C only sets a flag that the loop reads after the update in flight.
+
+    Raising KeyboardInterrupt wherever the signal lands is not safe: inside a weakref callback or a
+    ``__del__`` Python prints "Exception ignored" and carries on, and the run would not stop. A second
+    Ctrl-C raises at once. Outside the main thread the handler cannot be set and the default applies."""
+    flag = _InterruptFlag()
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _is_interrupt(err: BaseException) -> bool:
     """A Ctrl-C, also when numba's dispatcher wrapped it in a SystemError ("returned a result with an
     exception set") because the signal arrived inside a compiled call or the compiler."""
@@ -547,9 +578,7 @@ def _train(args: argparse.Namespace) -> int:
         state = init_state((n_visible, opts["n_hidden"]), train_x, config, seed=opts["seed"])
         _prepare_output_folder(out, overwrite)
     config = state.config
-    print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {opts['connectivity']}) on "
-          f"{train_x.shape[0]} {opts['dataset']} samples: {config.estimator.describe()}, "
-          f"{config.epochs} epochs, seed {state.seed}", flush=True)
+    from .progress import progress_bar
 
     # The best checkpoint by exact train log-likelihood (when the model is small enough to have one).
     logged = [r["log_likelihood"] for r in state.log.checkpoints if math.isfinite(r["log_likelihood"])]
@@ -564,14 +593,20 @@ def _train(args: argparse.Namespace) -> int:
                     attrs={"step": record.step, "train_log_likelihood": record.log_likelihood,
                            "cli_options": cli_options})
 
-    from .progress import progress_bar
-
+    guard = contextlib.ExitStack()
+    stop = guard.enter_context(_deferred_interrupt())
     trained = False
     try:
+        print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {opts['connectivity']}) on "
+              f"{train_x.shape[0]} {opts['dataset']} samples: {config.estimator.describe()}, "
+              f"{config.epochs} epochs, seed {state.seed}", flush=True)
         with progress_bar(state.plan.total_steps, f"{config.estimator.describe()} training", enabled=progress) as bar:
             bar.update(state.step)
             for state in iterate(state, train_x, callbacks=[save_state]):
                 bar.update(1)
+                if stop.requested:
+                    raise KeyboardInterrupt
+        guard.close()  # while the results are written, Ctrl-C raises at once again
         trained = True
         _finish_training(state, opts, train_x, test_x, reference, out, time.perf_counter() - t0, progress)
         _warn_if_collapsed(state, best, out)
@@ -585,6 +620,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"dilution train: interrupted {where}; state saved, continue with: dilution train --resume {out}",
               file=sys.stderr, flush=True)
         return 130
+    finally:
+        guard.close()
     return 0
 
 
