@@ -81,10 +81,13 @@ __all__ = [
     "spec_from_toml",
     "spec_from_dict",
     "PROTOCOL_KINDS",
+    "METRICS",
     "DIMS",
 ]
 
 PROTOCOL_KINDS = ("init", "after", "rewind", "reinit", "scratch")
+# Optional metrics of [evaluation] metrics (studies.evaluate computes them).
+METRICS = ("classifier", "moments", "aats", "couplings", "mixing", "mask")
 # Dimension order of the gathered study Dataset.
 DIMS = ("n_hidden", "protocol", "pruning_fraction", "seed")
 _MNIST_TRAIN, _MNIST_TEST = 60_000, 10_000
@@ -349,22 +352,61 @@ class StoppingRule:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """Quality of every trained model on the test set.
+    """Quality of every trained model on the test set (computed by :func:`studies.evaluate.evaluate`).
 
     ``log_likelihood = "exact"`` enumerates the smaller layer (at most
     :data:`dilution.exact.MAX_UNITS` units); ``"ais"`` estimates ``log Z`` with ``ais_chains``
     forward AIS runs over ``ais_betas`` linearly spaced inverse temperatures
-    (:func:`analysis.likelihood.ais_log_likelihood`, base rate from the training data).
+    (:func:`analysis.likelihood.ais_log_likelihood`, base rate from the training data), and
+    records the AIS standard error of ``log Z`` beside the estimate.
+
+    ``metrics`` switches on the optional metrics (:data:`METRICS`): ``"classifier"`` (auxiliary
+    digit-classifier scores of model samples; MNIST only), ``"moments"`` (errors of pixel means
+    and connected correlations), ``"aats"`` (nearest-neighbour adversarial accuracy against the
+    test set), ``"couplings"`` (summaries of the effective Ising couplings, fraction above
+    ``coupling_threshold``), ``"mixing"`` (integrated autocorrelation time of the free energy
+    along ``mixing_chains`` Gibbs chains of ``mixing_sweeps`` sweeps after ``mixing_burn_in``),
+    ``"mask"`` (isolated units and mean degrees). Model samples are the last states of
+    ``n_samples`` Gibbs chains of ``n_sweeps`` sweeps from uniform random states. The classifier
+    is trained once per study with ``classifier_seed`` and cached in the output folder.
     """
 
     log_likelihood: Literal["exact", "ais"] = "exact"
     ais_chains: int = 100
     ais_betas: int = 10_000
+    metrics: tuple = ()
+    n_samples: int = 1000
+    n_sweeps: int = 1000
+    mixing_chains: int = 16
+    mixing_sweeps: int = 2000
+    mixing_burn_in: int = 200
+    coupling_threshold: float = 0.01
+    classifier_seed: int = 0
 
-    def validate(self, key: str = "evaluation") -> None:
+    def __post_init__(self):
+        if isinstance(self.metrics, list):
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+
+    def validate(self, key: str = "evaluation", data: TeacherData | MnistData | None = None) -> None:
         _choice(f"{key}.log_likelihood", self.log_likelihood, ("exact", "ais"))
         _int(f"{key}.ais_chains", self.ais_chains, 2)
         _int(f"{key}.ais_betas", self.ais_betas, 2)
+        if not isinstance(self.metrics, tuple):
+            raise _fail(f"{key}.metrics", "a list of metric names (" + ", ".join(METRICS) + ")", self.metrics)
+        for i, name in enumerate(self.metrics):
+            _choice(f"{key}.metrics[{i}]", name, METRICS)
+        if len(set(self.metrics)) != len(self.metrics):
+            raise _fail(f"{key}.metrics", "distinct metric names", list(self.metrics))
+        _int(f"{key}.n_samples", self.n_samples, 2)
+        _int(f"{key}.n_sweeps", self.n_sweeps, 0)
+        _int(f"{key}.mixing_chains", self.mixing_chains, 1)
+        _int(f"{key}.mixing_sweeps", self.mixing_sweeps, 2)
+        _int(f"{key}.mixing_burn_in", self.mixing_burn_in, 0)
+        _float(f"{key}.coupling_threshold", self.coupling_threshold, 0.0)
+        _int(f"{key}.classifier_seed", self.classifier_seed, 0)
+        if "classifier" in self.metrics and data is not None and data.kind != "mnist":
+            raise _fail(f"{key}.metrics", f"no 'classifier' for data.kind = {data.kind!r} (the auxiliary classifier "
+                        "scores digits: data.kind = 'mnist' only)", list(self.metrics))
 
 
 @dataclass(frozen=True)
@@ -482,7 +524,7 @@ class StudySpec:
         self.data.validate("data")
         self.training.validate("training")
         self.stopping.validate("stopping")
-        self.evaluation.validate("evaluation")
+        self.evaluation.validate("evaluation", self.data)
         for axis, values in (("n_hidden", self.n_hidden), ("pruning_fractions", self.pruning_fractions),
                              ("seeds", self.seeds), ("protocols", self.protocols)):
             if len(values) == 0:

@@ -1,0 +1,165 @@
+"""Study evaluation: AIS agrees with exact enumeration within its own standard error, the optional
+metrics match closed forms, and a malformed [evaluation] table fails before compute, naming the key."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dilution.estimators import PCD
+from dilution.model import RBM
+from dilution.training import TrainConfig, train
+from studies.builtin import builtin_spec
+from studies.data import load_data
+from studies.evaluate import evaluate, metric_variables
+from studies.spec import METRICS, EvaluationSpec, MnistData, SpecError, spec_from_dict
+
+
+def _agree(ais, exact) -> None:
+    """AIS log Z and exact log Z agree within 4 reported standard errors.
+
+    The delta-method standard error ``se`` of the forward estimate is the spread of log Z over
+    AIS runs; by Jensen the estimate is low on average by about ``se**2 / 2`` (second-order
+    delta method), so ``|AIS - exact| <= 4 se + se**2 / 2`` fails a correct estimator with
+    probability about 6e-5 (normal tail beyond 4 sigma).
+    """
+    se = ais.metrics["log_partition_se"].value
+    assert 0 < se < 0.5
+    diff = ais.metrics["log_partition"].value - exact.metrics["log_partition"].value
+    assert abs(diff) <= 4 * se + se**2 / 2, (diff, se)
+    # log p(v) = -F(v) - log Z: the test log-likelihoods differ by exactly the log Z difference
+    ll = ais.metrics["test_log_likelihood"].value - exact.metrics["test_log_likelihood"].value
+    assert ll == pytest.approx(-diff, abs=1e-9)
+
+
+def test_ais_agrees_with_exact_on_a_small_model():
+    data = load_data(builtin_spec("smoke").data)
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    exact = evaluate(EvaluationSpec(), rbm, data, seed=0)
+    assert exact.metrics["log_partition_se"].value == 0.0
+    ais = evaluate(EvaluationSpec(log_likelihood="ais", ais_chains=100, ais_betas=2000), rbm, data, seed=0)
+    assert ais.method.startswith("AIS, 100 forward chains, 2000 linear betas")
+    _agree(ais, exact)
+
+
+def _mnist_model(path):
+    data = load_data(MnistData(path=str(path), n_train=2000, n_validation=10, n_test=500))
+    cfg = TrainConfig(estimator=PCD(k=1), epochs=5, batch_size=100, learning_rate=0.05)
+    return train((784, 16), data.train, cfg, seed=0, progress=False).model, data
+
+
+def test_ais_agrees_with_exact_on_mnist_784x16(mnist_npz):
+    rbm, data = _mnist_model(mnist_npz)
+    exact = evaluate(EvaluationSpec(), rbm, data, seed=0)
+    # A small budget keeps the default suite fast; the slow test below uses mnist-500's budget.
+    _agree(evaluate(EvaluationSpec(log_likelihood="ais", ais_chains=100, ais_betas=500), rbm, data, seed=0), exact)
+
+
+@pytest.mark.slow
+def test_ais_with_the_mnist_500_budget_agrees_with_exact_on_784x16(mnist_npz):
+    rbm, data = _mnist_model(mnist_npz)
+    budget = builtin_spec("mnist-500", data=str(mnist_npz)).evaluation
+    exact = evaluate(EvaluationSpec(), rbm, data, seed=0)
+    _agree(evaluate(EvaluationSpec(log_likelihood="ais", ais_chains=budget.ais_chains, ais_betas=budget.ais_betas),
+                    rbm, data, seed=0), exact)
+
+
+def _two_visible_model(w1: float, w2: float, b: float) -> RBM:
+    """Two visible units joined by one hidden unit, a third visible unit connected to nothing."""
+    weights = np.array([[w1], [w2], [0.0]])
+    return RBM(weights, np.array([0.3, -0.2, 0.1]), np.array([b]), weights != 0)
+
+
+def test_optional_metrics_against_closed_forms():
+    data = load_data(builtin_spec("smoke").data)
+    ev = EvaluationSpec(metrics=("moments", "aats", "couplings", "mixing", "mask"), n_samples=500, n_sweeps=10,
+                        mixing_chains=8, mixing_sweeps=1000, mixing_burn_in=10, coupling_threshold=0.1)
+    # With zero weights the visible units are redrawn independently at every sweep: the free
+    # energy trace is i.i.d., tau = 1 exactly; allow 4 Madras-Sokal relative errors.
+    zero = RBM.random(16, 6, weight_scale=0.0, bias_scale=1.0, seed=0)
+    res = evaluate(ev, zero, data, seed=1)
+    assert list(res.metrics) == list(metric_variables(ev))
+    tau = res.metrics["mixing_tau"].value
+    assert abs(tau - 1.0) <= 4 * res.metrics["mixing_tau_relative_error"].value
+    assert res.metrics["coupling_max_abs"].value == 0.0
+    for name, metric in res.metrics.items():
+        assert metric.long_name and metric.units, name
+        assert math.isfinite(metric.value), name
+
+    # One hidden unit on visible units 0 and 1: the v0 v1 coefficient of log p(v) is
+    # c = sp(b + w1 + w2) - sp(b + w1) - sp(b + w2) + sp(b), and v0 v1 = (s0 + 1)(s1 + 1) / 4 in
+    # spins, so J_01 = c / 4 exactly (no higher-order terms with one hidden unit of degree 2).
+    w1, w2, b = 2.0, -1.5, 0.4
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    j01 = (sp(b + w1 + w2) - sp(b + w1) - sp(b + w2) + sp(b)) / 4
+    small = _two_visible_model(w1, w2, b)
+    ev2 = EvaluationSpec(metrics=("couplings", "mask"), coupling_threshold=abs(j01) / 2)
+    from studies.data import StudyData
+
+    tiny = StudyData(*(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),) * 3, math.nan, math.nan)
+    res = evaluate(ev2, small, tiny, seed=0).metrics
+    assert res["coupling_max_abs"].value == pytest.approx(abs(j01), rel=1e-9)
+    assert res["coupling_mean_abs"].value == pytest.approx(abs(j01) / 3, rel=1e-9)  # 3 pairs, one nonzero
+    assert res["coupling_fraction_above"].value == pytest.approx(1 / 3)
+    assert res["mask_isolated_visible"].value == 1.0
+    assert res["mask_isolated_hidden"].value == 0.0
+    assert res["mask_mean_visible_degree"].value == pytest.approx(2 / 3)
+    assert res["mask_mean_hidden_degree"].value == 2.0
+
+
+def test_moments_of_exact_samples_against_enumeration():
+    """Moment errors of the model's Gibbs samples against exact draws of the model: the mean of n
+    i.i.d. Bernoulli draws has variance at most 0.25 / n; 50 sweeps of this weakly coupled model
+    are far longer than its mixing time, so the chains' end states are independent draws."""
+    from dilution import exact
+    from studies.data import StudyData
+
+    rbm = RBM.random(8, 3, weight_scale=0.5, bias_scale=0.5, seed=2)
+    # The test set: 20000 exact draws of the model (enumeration of its 256 visible states).
+    n = 4000
+    ev = EvaluationSpec(metrics=("moments",), n_samples=n, n_sweeps=50)
+    states = np.array([[(i >> k) & 1 for k in range(8)] for i in range(256)], dtype=np.float64)
+    logp = exact.log_likelihood(rbm, states)
+    counts = np.random.default_rng(0).multinomial(20000, np.exp(logp) / np.exp(logp).sum())
+    data = np.repeat(states, counts, axis=0)
+    res = evaluate(ev, rbm, StudyData(data, data, data, math.nan, math.nan), seed=0).metrics
+    # two independent sets of n and 20000 draws: rms difference of means <= 4 sqrt(0.25/n + 0.25/20000)
+    assert res["moment_mean_rmse"].value <= 4 * math.sqrt(0.25 / n + 0.25 / 20000)
+
+
+def _raw():
+    return builtin_spec("smoke").to_dict()
+
+
+@pytest.mark.parametrize(
+    "evaluation, names",
+    [
+        ({"metrics": ["moments", "speed"]}, ["evaluation.metrics[1]", "'speed'", "'mixing'"]),
+        ({"metrics": "moments"}, ["evaluation.metrics", "a list of metric names"]),
+        ({"metrics": ["mask", "mask"]}, ["evaluation.metrics", "distinct"]),
+        ({"metrics": ["classifier"]}, ["evaluation.metrics", "'classifier'", "'mnist'"]),
+        ({"n_samples": 1}, ["evaluation.n_samples", ">= 2"]),
+        ({"mixing_sweeps": 1}, ["evaluation.mixing_sweeps", ">= 2"]),
+        ({"coupling_threshold": -0.1}, ["evaluation.coupling_threshold", ">= 0"]),
+        ({"ais_chains": 1}, ["evaluation.ais_chains", ">= 2"]),
+        ({"ais_budget": 3}, ["evaluation", "'ais_budget'", "allowed keys"]),
+    ],
+)
+def test_malformed_evaluation_fails_naming_the_key(evaluation, names):
+    raw = _raw()
+    raw["evaluation"] = dict(raw["evaluation"], **evaluation)
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(raw)
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_exact_likelihood_of_a_model_too_large_fails_before_compute():
+    raw = _raw()
+    raw["data"] = dict(raw["data"], n_visible=30)
+    raw["n_hidden"] = [26]
+    raw["evaluation"] = {"log_likelihood": "exact", "metrics": list(METRICS[1:])}
+    with pytest.raises(SpecError, match=r"evaluation\.log_likelihood: expected 'ais' for n_hidden \[26\]"):
+        spec_from_dict(raw)
