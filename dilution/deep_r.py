@@ -75,7 +75,9 @@ __all__ = [
     "deep_r_config",
     "from_options",
     "inclusion_probability",
+    "normal_draw",
     "prior_dynamics",
+    "rewire_step",
 ]
 
 _BIASES = ("langevin", "sgd", "fixed")
@@ -134,8 +136,11 @@ class DeepRInfo(NamedTuple):
 
 
 @njit(inline="always", cache=True)
-def _normal(key, index):
-    """Standard normal draw ``index`` of stream ``key`` (Box-Muller on uniforms 2 index, 2 index + 1)."""
+def normal_draw(key, index):
+    """Standard normal draw ``index`` of stream ``key`` (Box-Muller on uniforms 2 index, 2 index + 1).
+
+    Public for :mod:`dilution.replicas`, whose kernel draws the rule's bias noise with it.
+    """
     two = np.uint64(2)
     u1 = 1.0 - uniform64(key, two * index)  # in (0, 1]: the log is finite
     u2 = uniform64(key, two * index + np.uint64(1))
@@ -147,7 +152,7 @@ def _normals(key, first, n):
     """``n`` standard normal draws ``first, first + 1, ...`` of stream ``key``, float64."""
     out = np.empty(n)
     for r in range(n):
-        out[r] = _normal(key, first + np.uint64(r))
+        out[r] = normal_draw(key, first + np.uint64(r))
     return out
 
 
@@ -166,9 +171,12 @@ def _choose(key, first, candidates, n_candidates, n_pick):
 
 
 @njit(cache=True)
-def _rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, reflect, budget, per_hidden,
-                 noise_key, choice_key, step, streams, was, candidates):
+def rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, reflect, budget, per_hidden,
+                noise_key, choice_key, step, streams, was, candidates):
     """One DEEP R / soft-DEEP R update of ``theta`` in place (see the module docstring).
+
+    The one home of the update's arithmetic: :meth:`DeepR.update`, :func:`prior_dynamics` and the
+    replica kernel of :mod:`dilution.replicas` call it.
 
     ``streams`` is the number of normal draws reserved per step (pairs, then biases): pair ``p``
     at update ``step`` uses normal draw ``step * streams + p``; reactivation choices use uniform
@@ -192,9 +200,9 @@ def _rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, re
             was[p] = active
             if active:
                 t = t + eta_ * (dt.type(sign[i, j]) * grad[i, j] - alpha_)
-                t = t + dt.type(noise_scale * _normal(noise_key, base + np.uint64(p)))
+                t = t + dt.type(noise_scale * normal_draw(noise_key, base + np.uint64(p)))
             elif soft:
-                t = t + dt.type(noise_scale * _normal(noise_key, base + np.uint64(p)))
+                t = t + dt.type(noise_scale * normal_draw(noise_key, base + np.uint64(p)))
             else:
                 continue
             if soft and t < theta_min:
@@ -295,8 +303,8 @@ def _prior_loop(theta, sign, eta, alpha, noise_scale, theta_min, soft, reflect, 
     zero = theta.dtype.type(0.0)
     r = 0
     for t in range(n_steps):
-        b, d, _ = _rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, reflect, budget,
-                               per_hidden, noise_key, choice_key, first_step + t + 1, streams, was, candidates)
+        b, d, _ = rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, reflect, budget,
+                              per_hidden, noise_key, choice_key, first_step + t + 1, streams, was, candidates)
         born[t] = b
         died[t] = d
         n = 0
@@ -386,7 +394,7 @@ class _Rewiring:
         was = np.empty(v * h, dtype=np.bool_)
         candidates = np.empty(v * h, dtype=np.int64)
         streams = v * h + v + h
-        births, deaths, flips = _rewire_step(
+        births, deaths, flips = rewire_step(
             theta, state.sign, gradient.weights, *self._kernel_args(state, eta), context.step, streams, was,
             candidates,
         )

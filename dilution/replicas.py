@@ -1,0 +1,668 @@
+"""Many independent replicas of DEEP R, soft-DEEP R or NCG on a tiny RBM, in one numba kernel.
+
+The stationary-law studies (issue 12; digest ``shared/papers/ncg_deepr.md``, parts B and C) run
+a rewiring rule as thousands of independent chains for millions of steps on models of a few
+units (4 x 2, 6 x 3, bars-and-stripes 3 x 3), where the trainer's Python loop per update costs
+a thousand times the arithmetic. :func:`run_replicas` runs all replicas in one numba call,
+replicas in parallel, every update on the whole data set, and records masks, parameters and the
+exact log-likelihood every ``record_every`` updates.
+
+What a replica is
+-----------------
+Replica ``r`` is, update for update, the trainer's run of the same rule
+(:func:`dilution.training.train_step`) with
+
+* seed ``replica_seeds(seed, n_replicas)[r]`` (a function of ``seed`` and ``r`` only);
+* the whole data set as the batch, in its given order (``batch_size = n_samples``,
+  ``shuffle=False``), plain SGD (``momentum = l1 = l2 = 0``), a constant learning rate,
+  float64: the :class:`~dilution.training.TrainConfig` of :func:`trainer_config`;
+* the gradient estimator ``"exact"`` (model moments by enumerating the smaller layer), CD-k
+  (chains started at the data rows) or PCD-k (persistent chains), drawing the same random
+  numbers as the trainer's estimators (their chain keys and draw counters);
+* the rule's own draws (DEEP R's counter-based noise and reactivation streams) and its own
+  initialisation (``rule.init`` with the replica's seed).
+
+The replica kernel calls the rules' own update arithmetic (:func:`dilution.deep_r.rewire_step`;
+NCG's update as in :func:`dilution.ncg.train_ncg_fused`) and the trainer's gradient kernels
+(:func:`dilution.conditionals.hidden_row`, :func:`dilution.statistics.gradient_row`). Only the
+exact model moments are summed in another order (plain enumeration instead of Gray-code blocks),
+so replica and trainer agree to rounding (``tests/dilution/test_replicas.py`` checks masks equal
+and parameters to 1e-10 for hundreds of updates, for each rule). Every replica's draws are a pure
+function of its seed and the update index, so results do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+from numba import njit, prange
+
+from .conditionals import hidden_row, sigmoid, softplus
+from .connectivity import StepContext
+from .deep_r import DeepR, SoftDeepR, normal_draw, rewire_step
+from .estimators import CD, PCD, Exact
+from .model import RBM
+from .ncg import NCG
+from .parameters import Parameters
+from .provenance import provenance
+from .rng import derive_seed, uniform64
+from .statistics import gradient_row
+from .validation import check_binary, check_finite, check_int, check_seed
+
+__all__ = ["MAX_ENUMERATED", "run_replicas", "replica_seeds", "trainer_config"]
+
+# Smaller layer enumerated at every update (the exact gradient) and at every record (the exact
+# log-likelihood): 2**12 states times the other layer is still microseconds per replica-update.
+MAX_ENUMERATED = 12
+
+_DEEP_R, _SOFT_DEEP_R, _NCG = 0, 1, 2
+_EXACT, _CD, _PCD = 0, 1, 2
+_BIAS_MODES = {"langevin": 0, "sgd": 1, "fixed": 2}
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels
+
+
+@njit(inline="always", cache=True)
+def _state_field(code, enum_hidden, w, a, b, field):
+    """Field of the other layer given enumerated state ``code``; returns the linear term ``e . s``."""
+    n_v, n_h = w.shape
+    lin = 0.0
+    if enum_hidden:
+        for i in range(n_v):
+            field[i] = a[i]
+        for j in range(n_h):
+            if (code >> j) & 1:
+                lin += b[j]
+                for i in range(n_v):
+                    field[i] += w[i, j]
+    else:
+        for j in range(n_h):
+            field[j] = b[j]
+        for i in range(n_v):
+            if (code >> i) & 1:
+                lin += a[i]
+                for j in range(n_h):
+                    field[j] += w[i, j]
+    return lin
+
+
+@njit(cache=True)
+def _log_partition(w, a, b, xs, field):
+    """Exact log Z by plain enumeration of the smaller layer; ``xs`` (2**n_e) gets each state's log weight."""
+    n_v, n_h = w.shape
+    enum_hidden = n_h <= n_v
+    n_e = n_h if enum_hidden else n_v
+    n_o = n_v if enum_hidden else n_h
+    top = -np.inf
+    for code in range(1 << n_e):
+        x = _state_field(code, enum_hidden, w, a, b, field)
+        for k in range(n_o):
+            x += softplus(field[k])
+        xs[code] = x
+        if x > top:
+            top = x
+    total = 0.0
+    for code in range(1 << n_e):
+        total += np.exp(xs[code] - top)
+    return top + np.log(total)
+
+
+@njit(cache=True)
+def _model_moments(w, a, b, xs, field, mean_v, mean_h, mean_vh):
+    """Exact ``<v>``, ``<h>``, ``<v h>`` into the float64 outputs (the other layer Rao-Blackwellised)."""
+    n_v, n_h = w.shape
+    enum_hidden = n_h <= n_v
+    n_e = n_h if enum_hidden else n_v
+    log_z = _log_partition(w, a, b, xs, field)
+    mean_v[:] = 0.0
+    mean_h[:] = 0.0
+    mean_vh[:] = 0.0
+    for code in range(1 << n_e):
+        p = np.exp(xs[code] - log_z)
+        _state_field(code, enum_hidden, w, a, b, field)
+        if enum_hidden:
+            for i in range(n_v):
+                s = p * sigmoid(field[i])
+                mean_v[i] += s
+                for j in range(n_h):
+                    if (code >> j) & 1:
+                        mean_vh[i, j] += s
+            for j in range(n_h):
+                if (code >> j) & 1:
+                    mean_h[j] += p
+        else:
+            for j in range(n_h):
+                mean_h[j] += p * sigmoid(field[j])
+            for i in range(n_v):
+                if (code >> i) & 1:
+                    mean_v[i] += p
+                    for j in range(n_h):
+                        mean_vh[i, j] += p * sigmoid(field[j])
+    return log_z
+
+
+@njit(cache=True)
+def _mean_log_likelihood(data, w, a, b, xs, field, fh):
+    """Exact mean ``log p(v)`` over the rows of ``data``."""
+    log_z = _log_partition(w, a, b, xs, field)
+    n, n_v = data.shape
+    n_h = w.shape[1]
+    acc = 0.0
+    for s in range(n):
+        fh[:] = b
+        lin = 0.0
+        for i in range(n_v):
+            if data[s, i] != 0.0:
+                lin += a[i]
+                for j in range(n_h):
+                    fh[j] += w[i, j]
+        for j in range(n_h):
+            lin += softplus(fh[j])
+        acc += lin - log_z
+    return acc / n
+
+
+@njit(inline="always", cache=True)
+def _column_means(x, out):
+    """Mean over rows into float64 ``out``, rows added in order (as :mod:`dilution.statistics`)."""
+    out[:] = 0.0
+    for s in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[j] += x[s, j]
+    for j in range(x.shape[1]):
+        out[j] /= x.shape[0]
+
+
+@njit(cache=True)
+def _gibbs(chains, w, a, b, keys, counter, k, hk, fh, fv):
+    """``k`` block-Gibbs sweeps of every chain in place: the draws of :mod:`dilution.gibbs_reference`."""
+    n_c, n_v = chains.shape
+    n_h = w.shape[1]
+    stride = np.uint64(n_v + n_h)
+    for c in range(n_c):
+        key = keys[c]
+        vc = chains[c]
+        hc = hk[c]
+        for s in range(k):
+            start = counter + np.uint64(s) * stride
+            fh[:] = b
+            for i in range(n_v):
+                if vc[i] != 0.0:
+                    for j in range(n_h):
+                        fh[j] += w[i, j]
+            for j in range(n_h):
+                hc[j] = 1.0 if uniform64(key, start + np.uint64(j)) < sigmoid(fh[j]) else 0.0
+            fv[:] = a
+            for j in range(n_h):
+                if hc[j] != 0.0:
+                    for i in range(n_v):
+                        fv[i] += w[i, j]
+            start = start + np.uint64(n_h)
+            for i in range(n_v):
+                vc[i] = 1.0 if uniform64(key, start + np.uint64(i)) < sigmoid(fv[i]) else 0.0
+
+
+@njit(cache=True)
+def _gradient(data, w, a, b, estimator, k, chains, keys, counter, s):
+    """The estimator's gradient of the mean log-likelihood of ``data`` into ``s.gw, s.ga, s.gb``."""
+    n, n_v = data.shape
+    ph, fh = s[0], s[1]
+    for r in range(n):
+        hidden_row(data[r], w, b, 1.0, fh[0], ph[r])
+    gw, ga, gb = s[2], s[3], s[4]
+    mv_d, mh_d = s[5], s[6]
+    pos, neg = s[7], s[8]
+    _column_means(data, mv_d[0])
+    _column_means(ph, mh_d[0])
+    if estimator == _EXACT:
+        # The data term through a zero model row, as dilution.estimators.Exact does.
+        zv, zh = s[9], s[10]
+        for i in range(n_v):
+            gradient_row(i, data, ph, zv, zh, pos[0], neg[0], gw[i], 1.0 / n, 1.0)
+        mean_v, mean_h, mean_vh, xs, field = s[11], s[12], s[13], s[14], s[15]
+        _model_moments(w, a, b, xs[0], field[0], mean_v[0], mean_h[0], mean_vh)
+        for i in range(n_v):
+            for j in range(w.shape[1]):
+                gw[i, j] = gw[i, j] - mean_vh[i, j]
+            ga[0, i] = mv_d[0, i] - mean_v[0, i]
+        for j in range(w.shape[1]):
+            gb[0, j] = mh_d[0, j] - mean_h[0, j]
+        return
+    hk, pk, fv = s[16], s[17], s[18]
+    if estimator == _CD:
+        chains[:] = data
+    _gibbs(chains, w, a, b, keys, counter, k, hk, fh[0], fv[0])
+    for r in range(chains.shape[0]):
+        hidden_row(chains[r], w, b, 1.0, fh[0], pk[r])
+    for i in range(n_v):
+        gradient_row(i, data, ph, chains, pk, pos[0], neg[0], gw[i], 1.0 / n, 1.0 / chains.shape[0])
+    mv_m, mh_m = s[11], s[12]
+    _column_means(chains, mv_m[0])
+    _column_means(pk, mh_m[0])
+    for i in range(n_v):
+        ga[0, i] = mv_d[0, i] - mv_m[0, i]
+    for j in range(w.shape[1]):
+        gb[0, j] = mh_d[0, j] - mh_m[0, j]
+
+
+@njit(cache=True)
+def _scratch(n, n_v, n_h, n_chains):
+    """Work arrays of one replica, as a tuple of 2-D float64 arrays (see :func:`_gradient`)."""
+    n_e = min(n_v, n_h)
+    n_o = max(n_v, n_h)
+    return (
+        np.empty((n, n_h)), np.empty((1, n_h)), np.empty((n_v, n_h)), np.empty((1, n_v)), np.empty((1, n_h)),
+        np.empty((1, n_v)), np.empty((1, n_h)), np.empty((1, n_h)), np.empty((1, n_h)),
+        np.zeros((1, n_v)), np.zeros((1, n_h)), np.empty((1, n_v)), np.empty((1, n_h)), np.empty((n_v, n_h)),
+        np.empty((1, 1 << n_e)), np.empty((1, n_o)), np.empty((n_chains, n_h)), np.empty((n_chains, n_h)),
+        np.empty((1, n_v)),
+    )
+
+
+@njit(cache=True)
+def _record(rec, kind, theta, strengths, w, mask, a, b, ll, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll):
+    if kind == _NCG:
+        r_strength[rec] = strengths
+    else:
+        r_theta[rec] = theta
+    r_w[rec] = w
+    r_mask[rec] = mask
+    r_a[rec] = a
+    r_b[rec] = b
+    r_ll[rec] = ll
+
+
+@njit(cache=True)
+def _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget, per_hidden,
+                 bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys, strengths, stored,
+                 mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
+                 r_removed):
+    """``n_steps`` updates of one replica; its state arrays are updated in place."""
+    n, n_v = data.shape
+    n_h = theta.shape[1]
+    n_pairs = n_v * n_h
+    s = _scratch(n, n_v, n_h, chains.shape[0])
+    w = np.zeros((n_v, n_h))
+    was = np.empty(n_pairs, dtype=np.bool_)
+    candidates = np.empty(n_pairs, dtype=np.int64)
+    streams = n_pairs + n_v + n_h
+    counter = np.uint64(0)
+    draws = np.uint64(k * (n_v + n_h))
+    zero = 0.0
+    lr_ = np.float64(lr)
+    for i in range(n_v):
+        for j in range(n_h):
+            if kind == _NCG:
+                w[i, j] = stored[i, j] if mask[i, j] else 0.0
+            elif theta[i, j] >= 0.0:
+                w[i, j] = np.float64(sign[i, j]) * theta[i, j]
+    fh = s[1][0]
+    _record(0, kind, theta, strengths, w, mask, a, b, _mean_log_likelihood(data, w, a, b, s[14][0], s[15][0], fh),
+            r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll)
+    n_add = 0
+    n_rem = 0
+    gw, ga, gb = s[2], s[3][0], s[4][0]
+    for t in range(n_steps):
+        step = t + 1
+        _gradient(data, w, a, b, estimator, k, chains, keys, counter, s)
+        counter += draws
+        if kind == _NCG:
+            # dilution.ncg: the trainer's masked SGD step, then the strengths and the threshold.
+            for i in range(n_v):
+                for j in range(n_h):
+                    gij = gw[i, j]
+                    old = mask[i, j]
+                    if old:
+                        wij = w[i, j]
+                        w_post = wij + (zero * zero + lr_ * (gij - zero * wij - zero * np.sign(wij)))
+                    else:
+                        w_post = zero
+                    w_pre = stored[i, j]
+                    w_new = w_post if old else w_pre
+                    st = strengths[i, j] + (eta_a * w_pre) * gij
+                    if st < threshold:
+                        new = False
+                    elif st > threshold:
+                        new = True
+                    else:
+                        new = old
+                    strengths[i, j] = min(max(st, 0.0), 1.0)
+                    stored[i, j] = w_new
+                    mask[i, j] = new
+                    w[i, j] = w_new if new else zero
+                    n_add += new and not old
+                    n_rem += old and not new
+            for i in range(n_v):
+                a[i] = a[i] + (zero * zero + lr_ * ga[i])
+            for j in range(n_h):
+                b[j] = b[j] + (zero * zero + lr_ * gb[j])
+        else:
+            births, deaths, _ = rewire_step(theta, sign, gw, lr, alpha, noise_scale, theta_min, kind == _SOFT_DEEP_R,
+                                            reflect, budget, per_hidden, rule_keys[0], rule_keys[1], step, streams,
+                                            was, candidates)
+            n_add += births
+            n_rem += deaths
+            for i in range(n_v):
+                for j in range(n_h):
+                    active = theta[i, j] >= 0.0
+                    mask[i, j] = active
+                    w[i, j] = np.float64(sign[i, j]) * theta[i, j] if active else 0.0
+            # dilution.deep_r: the optimiser's SGD step of the biases, then the rule's noise (or the start values).
+            first = np.uint64(step) * np.uint64(streams) + np.uint64(n_pairs)
+            for i in range(n_v):
+                if bias_mode == 2:
+                    a[i] = a0[i]
+                else:
+                    a[i] = a[i] + (zero * zero + lr_ * ga[i])
+                    if bias_noise:
+                        a[i] = a[i] + noise_scale * normal_draw(rule_keys[0], first + np.uint64(i))
+            for j in range(n_h):
+                if bias_mode == 2:
+                    b[j] = b0[j]
+                else:
+                    b[j] = b[j] + (zero * zero + lr_ * gb[j])
+                    if bias_noise:
+                        b[j] = b[j] + noise_scale * normal_draw(rule_keys[0], first + np.uint64(n_v + j))
+        if step % record_every == 0:
+            rec = step // record_every
+            r_added[rec] = n_add
+            r_removed[rec] = n_rem
+            n_add = 0
+            n_rem = 0
+            _record(rec, kind, theta, strengths, w, mask, a, b,
+                    _mean_log_likelihood(data, w, a, b, s[14][0], s[15][0], fh),
+                    r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll)
+
+
+@njit(parallel=True, cache=True)
+def _replica_kernel(data, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget, per_hidden,
+                    bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys, strengths, stored,
+                    mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
+                    r_removed):
+    """All replicas (leading axis of every state and record array), in parallel; arrays updated in place."""
+    for r in prange(theta.shape[0]):
+        _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget,
+                     per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta[r], sign[r],
+                     rule_keys[r], strengths[r], stored[r], mask[r], a[r], b[r], a0[r], b0[r], chains[r], keys[r],
+                     r_theta[r], r_strength[r], r_w[r], r_mask[r], r_a[r], r_b[r], r_ll[r], r_added[r], r_removed[r])
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+
+
+def replica_seeds(seed: int, n_replicas: int) -> np.ndarray:
+    """The trainer seed of each replica: entry ``r`` depends on ``seed`` and ``r`` only.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_replicas,)
+        Non-negative 63-bit seeds (words of the ``"replicas"`` stream of ``seed``).
+    """
+    seed = check_seed(seed)
+    n_replicas = check_int("n_replicas", n_replicas, low=0)
+    words = derive_seed(seed, "replicas").generate_state(n_replicas, dtype=np.uint64)
+    return (words >> np.uint64(1)).astype(np.int64)
+
+
+def _estimator(estimator) -> Exact | CD | PCD:
+    if isinstance(estimator, str):
+        if estimator != "exact":
+            raise ValueError(f"estimator must be 'exact', an Exact, a CD or a PCD, got {estimator!r}")
+        return Exact()
+    if not isinstance(estimator, (Exact, CD, PCD)):
+        raise ValueError(
+            f"estimator must be 'exact', dilution.estimators.Exact(), CD(k) or PCD(k), got {estimator!r} "
+            "(parallel tempering has no replica kernel)"
+        )
+    return estimator
+
+
+def trainer_config(rule, n_samples: int, steps: int, *, learning_rate: float, estimator="exact"):
+    """The :class:`~dilution.training.TrainConfig` whose run with seed ``replica_seeds(seed, n)[r]`` is replica ``r``.
+
+    The whole data set is the batch of every update, in its given order (``shuffle=False``), so
+    ``epochs = steps``; plain SGD (momentum, ``l1``, ``l2`` 0), a constant learning rate, float64,
+    no checkpoint evaluation.
+    """
+    from .training import TrainConfig
+
+    return TrainConfig(
+        estimator=_estimator(estimator), epochs=max(int(steps), 1), batch_size=int(n_samples),
+        learning_rate=float(learning_rate), momentum=0.0, l1=0.0, l2=0.0, rule=rule, checkpoints=(),
+        exact_log_likelihood=False, dtype="float64", shuffle=False,
+    )
+
+
+def _initial_model(init, v_data: np.ndarray | None) -> RBM:
+    from .training import initialize
+
+    if isinstance(init, RBM):
+        return init.astype(np.float64)
+    try:
+        n_visible, n_hidden = init
+    except (TypeError, ValueError):
+        raise TypeError(f"init must be an RBM or a tuple (n_visible, n_hidden), got {init!r}") from None
+    n_visible = check_int("init n_visible", n_visible, low=1)
+    n_hidden = check_int("init n_hidden", n_hidden, low=1)
+    # The trainer's start from a shape; only its biases survive the rules' init, and they do not
+    # depend on the seed (visible: logit of the data marginals; hidden: 0).
+    return initialize(n_visible, n_hidden, v_data, seed=0)
+
+
+def _check_rule(rule) -> int:
+    if isinstance(rule, DeepR):
+        return _DEEP_R
+    if isinstance(rule, SoftDeepR):
+        return _SOFT_DEEP_R
+    if isinstance(rule, NCG):
+        if rule.reference_quirks:
+            raise ValueError("run_replicas runs NCG without reference_quirks (the first update would sample the "
+                             "full model while the rule's mask is diluted); use NCG(reference_quirks=False)")
+        return _NCG
+    raise TypeError(f"rule must be a DeepR, SoftDeepR or NCG, got {rule!r}")
+
+
+def run_replicas(
+    rule: DeepR | SoftDeepR | NCG,
+    n_replicas: int,
+    data,
+    steps: int,
+    record_every: int,
+    *,
+    init: RBM | tuple[int, int],
+    learning_rate: float,
+    seed: int,
+    estimator: Literal["exact"] | Exact | CD | PCD = "exact",
+) -> xr.Dataset:
+    """Run ``n_replicas`` independent replicas of a rewiring rule for ``steps`` updates each.
+
+    Every update is the trainer's update on the whole data set (module docstring); replica ``r``
+    equals ``dilution.training`` run with :func:`trainer_config` and seed
+    ``replica_seeds(seed, n_replicas)[r]``.
+
+    Parameters
+    ----------
+    rule : DeepR, SoftDeepR or NCG
+        NCG without ``reference_quirks``.
+    n_replicas : int
+    data : array_like, shape (n_samples, n_visible)
+        Binary training data; every update uses all of it.
+    steps : int
+        Updates per replica.
+    record_every : int
+        Record after every ``record_every``-th update (and at update 0).
+    init : RBM or (n_visible, n_hidden)
+        The starting model (as the trainer's ``rbm_or_shape``): the rule's ``init`` replaces its
+        weights and mask (NCG its biases too); a shape starts from the trainer's biases.
+    learning_rate : float
+        Constant, > 0.
+    seed : int
+    estimator : "exact", Exact, CD or PCD
+        The gradient: exact enumeration, CD-k from the data rows, or PCD-k (default as many
+        persistent chains as data rows).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``replica``, ``record`` (coord ``step``, updates done), ``visible``, ``hidden``:
+        ``mask`` (bool), ``weights`` (zero off the mask), ``visible_bias``, ``hidden_bias``,
+        ``log_likelihood`` (exact mean over ``data``), ``connections_added`` and
+        ``connections_removed`` (since the previous record); DEEP R rules add ``theta`` (NaN on
+        DEEP R's dormant pairs) and ``sign`` (replica, visible, hidden); NCG adds ``strength``
+        and ``stored_weight`` (the weights of every pair at the last update). Coordinate
+        ``replica_seed``. Provenance attrs.
+
+    Raises
+    ------
+    ValueError
+        For a bad count, rate or seed, data that is not binary with ``n_visible`` columns, a
+        smaller layer above :data:`MAX_ENUMERATED` units, or an unsupported estimator.
+    """
+    kind = _check_rule(rule)
+    n_replicas = check_int("n_replicas", n_replicas, low=1)
+    steps = check_int("steps", steps, low=0)
+    record_every = check_int("record_every", record_every, low=1)
+    lr = check_finite("learning_rate", learning_rate)
+    if not lr > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    seed = check_seed(seed)
+    est = _estimator(estimator)
+    n_visible = init.n_visible if isinstance(init, RBM) else None
+    if n_visible is None:
+        try:
+            n_visible = check_int("init n_visible", init[0], low=1)
+        except (TypeError, IndexError):
+            raise TypeError(f"init must be an RBM or a tuple (n_visible, n_hidden), got {init!r}") from None
+    v_data = check_binary("data", data, n_visible, np.float64)
+    if v_data.shape[0] == 0:
+        raise ValueError("data must hold at least one sample, got 0 rows")
+    start = _initial_model(init, v_data)
+    n_v, n_h = start.n_visible, start.n_hidden
+    if min(n_v, n_h) > MAX_ENUMERATED:
+        raise ValueError(
+            f"run_replicas enumerates the smaller layer at every update and record: {n_v} x {n_h} has "
+            f"{min(n_v, n_h)} units there, above MAX_ENUMERATED={MAX_ENUMERATED}"
+        )
+    if isinstance(rule, DeepR):
+        rule.check_shape(n_v, n_h)
+    n = v_data.shape[0]
+    seeds = replica_seeds(seed, n_replicas)
+    n_chains = (est.n_chains or n) if isinstance(est, PCD) else (n if isinstance(est, CD) else 1)
+    k = est.k if isinstance(est, (CD, PCD)) else 1
+    estimator_kind = _CD if isinstance(est, CD) else (_PCD if isinstance(est, PCD) else _EXACT)
+
+    theta = np.full((n_replicas, n_v, n_h), np.nan)
+    sign = np.ones((n_replicas, n_v, n_h), dtype=np.int8)
+    rule_keys = np.zeros((n_replicas, 2), dtype=np.uint64)
+    strengths = np.zeros((n_replicas, n_v, n_h))
+    stored = np.zeros((n_replicas, n_v, n_h))
+    mask = np.zeros((n_replicas, n_v, n_h), dtype=bool)
+    a = np.empty((n_replicas, n_v))
+    b = np.empty((n_replicas, n_h))
+    chains = np.zeros((n_replicas, n_chains, n_v))
+    keys = np.zeros((n_replicas, n_chains), dtype=np.uint64)
+    base = Parameters(*(_read_only(x) for x in (start.weights, start.visible_bias, start.hidden_bias, start.mask)))
+    for r, rs in enumerate(seeds):
+        rs = int(rs)
+        context = StepContext(0, 0, False, 0.0, 0.0, steps, 1, max(steps, 1), rs)
+        new, state, _ = rule.init(base, context)
+        mask[r] = new.mask
+        a[r] = new.visible_bias
+        b[r] = new.hidden_bias
+        if kind == _NCG:
+            strengths[r], stored[r] = state.strengths, state.weights
+        else:
+            theta[r], sign[r], rule_keys[r] = state.theta, state.sign, state.keys
+        if estimator_kind != _EXACT:
+            chain_state = est.init(base, v_data, n, rs)
+            keys[r] = chain_state.keys[:n_chains]
+            if chain_state.chains is not None:
+                chains[r] = chain_state.chains
+    a0, b0 = a.copy(), b.copy()
+
+    n_records = steps // record_every + 1
+    r_theta = np.empty((n_replicas, n_records, n_v, n_h) if kind != _NCG else (n_replicas, 1, 1, 1))
+    r_strength = np.empty((n_replicas, n_records, n_v, n_h) if kind == _NCG else (n_replicas, 1, 1, 1))
+    r_w = np.empty((n_replicas, n_records, n_v, n_h))
+    r_mask = np.empty((n_replicas, n_records, n_v, n_h), dtype=bool)
+    r_a = np.empty((n_replicas, n_records, n_v))
+    r_b = np.empty((n_replicas, n_records, n_h))
+    r_ll = np.empty((n_replicas, n_records))
+    r_added = np.zeros((n_replicas, n_records), dtype=np.int64)
+    r_removed = np.zeros((n_replicas, n_records), dtype=np.int64)
+
+    soft = kind == _SOFT_DEEP_R
+    if kind == _NCG:
+        rule_args = (0.0, 0.0, 0.0, False, 0, False, 1, False, rule.strength_ratio * lr, rule.threshold)
+    else:
+        # The rule's own expression (DeepR._noise_scale), so the noise is the same float.
+        noise_scale = math.sqrt(2.0 * lr * rule.temperature)
+        rule_args = (
+            rule.alpha, noise_scale, rule.floor_value if soft else 0.0, soft and rule.floor == "reflect",
+            0 if soft else rule.k, (not soft) and rule.scope == "hidden", _BIAS_MODES[rule.biases],
+            rule.biases == "langevin" and rule.temperature > 0, 0.0, 0.0,
+        )
+    _replica_kernel(v_data, steps, record_every, lr, kind, *rule_args, estimator_kind, k, theta, sign, rule_keys,
+                    strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b,
+                    r_ll, r_added, r_removed)
+    return _dataset(rule, kind, est, lr, seed, seeds, steps, record_every, v_data, r_theta, r_strength, r_w, r_mask,
+                    r_a, r_b, r_ll, r_added, r_removed, sign, stored)
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    view = np.array(x)
+    view.flags.writeable = False
+    return view
+
+
+def _dataset(rule, kind, est, lr, seed, seeds, steps, record_every, v_data, r_theta, r_strength, r_w, r_mask, r_a,
+             r_b, r_ll, r_added, r_removed, sign, stored) -> xr.Dataset:
+    from .training import data_fingerprint
+
+    cube = ("replica", "record", "visible", "hidden")
+    data_vars = {
+        "mask": (cube, r_mask, {"long_name": "connection mask", "units": "1"}),
+        "weights": (cube, r_w, {"long_name": "weight (0 off the mask)", "units": "1"}),
+        "visible_bias": (("replica", "record", "visible"), r_a, {"long_name": "visible bias", "units": "1"}),
+        "hidden_bias": (("replica", "record", "hidden"), r_b, {"long_name": "hidden bias", "units": "1"}),
+        "log_likelihood": (("replica", "record"), r_ll,
+                           {"long_name": "mean log-likelihood of the data", "units": "nats",
+                            "comment": "exact: log Z by enumeration of the smaller layer"}),
+        "connections_added": (("replica", "record"), r_added,
+                              {"long_name": "connections added since the previous record", "units": "1"}),
+        "connections_removed": (("replica", "record"), r_removed,
+                                {"long_name": "connections removed since the previous record", "units": "1"}),
+    }
+    if kind == _NCG:
+        data_vars["strength"] = (cube, r_strength, {"long_name": "NCG connection strength", "units": "1"})
+        data_vars["stored_weight"] = (("replica", "visible", "hidden"), stored,
+                                      {"long_name": "NCG stored weight of every pair after the last update",
+                                       "units": "1"})
+    else:
+        data_vars["theta"] = (cube, r_theta, {"long_name": "DEEP R parameter theta (active where >= 0)", "units": "1",
+                                              "comment": "NaN on DEEP R's dormant pairs"})
+        data_vars["sign"] = (("replica", "visible", "hidden"), sign, {"long_name": "DEEP R fixed sign", "units": "1"})
+    n_records = r_ll.shape[1]
+    coords = {
+        "replica": ("replica", np.arange(r_ll.shape[0]), {"long_name": "replica", "units": "1"}),
+        "replica_seed": ("replica", seeds, {"long_name": "trainer seed of the replica", "units": "1"}),
+        "step": ("record", np.arange(n_records, dtype=np.int64) * record_every,
+                 {"long_name": "updates done", "units": "updates"}),
+        "visible": ("visible", np.arange(r_w.shape[2]), {"long_name": "visible unit", "units": "1"}),
+        "hidden": ("hidden", np.arange(r_w.shape[3]), {"long_name": "hidden unit", "units": "1"}),
+    }
+    config = {"rule": {"type": type(rule).__name__, **dataclasses.asdict(rule)}, "estimator": est.describe(),
+              "learning_rate": lr, "steps": steps, "record_every": record_every, "batch": "whole data set"}
+    attrs = provenance(
+        title=f"{type(rule).__name__} replicas ({est.describe()} gradient)", config=json.dumps(config),
+        seed=int(seed), n_samples=int(v_data.shape[0]), data_fingerprint=data_fingerprint(v_data),
+    )
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
