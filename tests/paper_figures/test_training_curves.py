@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import matplotlib
@@ -14,29 +13,11 @@ from matplotlib.image import imread  # noqa: E402
 
 import dilution  # noqa: E402
 from dilution.training import TrainConfig  # noqa: E402
-
-SCRIPT = Path(__file__).resolve().parents[2] / "paper_figures" / "training_curves.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("training_curves", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from paper_figures import training_curves  # noqa: E402
 
 
-def _history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
-    """A history.nc as `dilution train` writes it, reduced to what the figure reads."""
-    n = len(steps)
-    return xr.Dataset(
-        {
-            "log_likelihood": ("checkpoint", np.asarray(log_likelihood, dtype=float),
-                               {"long_name": "mean exact log-likelihood of the training set", "units": "nats"}),
-            "reconstruction_error": ("checkpoint", np.linspace(0.3, 0.1, n),
-                                     {"long_name": "reconstruction error", "units": "1"}),
-        },
-        coords={"step": ("checkpoint", np.array(steps), {"long_name": "parameter updates done", "units": "updates"})},
-    )
+def _plot(paths, ax) -> str:
+    return training_curves.plot(*training_curves.load(*paths), ax)
 
 
 def _save(ds: xr.Dataset, folder: Path) -> Path:
@@ -44,12 +25,12 @@ def _save(ds: xr.Dataset, folder: Path) -> Path:
     return dilution.save(ds, folder / "history.nc")
 
 
-def test_axes_are_labelled_from_long_name_and_units_and_lines_hold_the_data(tmp_path):
-    runs = {"run_a": _history([-5.0, -4.0, -3.5, -3.2]), "run_b": _history([-5.5, -4.5, -3.0, -2.9])}
+def test_axes_are_labelled_from_long_name_and_units_and_lines_hold_the_data(tmp_path, synthetic):
+    runs = {"run_a": synthetic.history([-5.0, -4.0, -3.5, -3.2]), "run_b": synthetic.history([-5.5, -4.5, -3.0, -2.9])}
     paths = [_save(ds, tmp_path / name) for name, ds in runs.items()]
     fig, ax = plt.subplots()
     try:
-        assert _module().plot(paths, ax) == "log_likelihood"
+        assert _plot(paths, ax) == "log_likelihood"
         assert ax.get_ylabel() == "mean exact log-likelihood of the training set (nats)"
         assert ax.get_xlabel() == "parameter updates done (updates)"
         assert ax.get_xscale() == "log"
@@ -61,14 +42,14 @@ def test_axes_are_labelled_from_long_name_and_units_and_lines_hold_the_data(tmp_
         plt.close(fig)
 
 
-def test_one_run_without_log_likelihood_switches_every_run_to_reconstruction_error(tmp_path):
+def test_one_run_without_log_likelihood_switches_every_run_to_reconstruction_error(tmp_path, synthetic):
     # Runs drawn on one axis must show one quantity: a model too large to enumerate (NaN
     # log-likelihood) makes the figure fall back to the reconstruction error for all runs.
-    runs = {"small": _history([-5.0, -4.0, -3.5, -3.2]), "large": _history([np.nan] * 4)}
+    runs = {"small": synthetic.history([-5.0, -4.0, -3.5, -3.2]), "large": synthetic.history([np.nan] * 4)}
     paths = [_save(ds, tmp_path / name) for name, ds in runs.items()]
     fig, ax = plt.subplots()
     try:
-        assert _module().plot(paths, ax) == "reconstruction_error"
+        assert _plot(paths, ax) == "reconstruction_error"
         assert ax.get_ylabel() == "reconstruction error (1)"
         for line, ds in zip(ax.lines, runs.values()):
             np.testing.assert_array_equal(line.get_ydata(), ds["reconstruction_error"].values)
@@ -76,12 +57,12 @@ def test_one_run_without_log_likelihood_switches_every_run_to_reconstruction_err
         plt.close(fig)
 
 
-def test_unlabelled_history_is_refused(tmp_path):
-    ds = _history([-5.0, -4.0, -3.5, -3.2])
+def test_unlabelled_history_is_refused(tmp_path, synthetic):
+    ds = synthetic.history([-5.0, -4.0, -3.5, -3.2])
     ds["log_likelihood"].attrs = {"units": "nats"}
     path = _save(ds, tmp_path / "run")
     with pytest.raises(ValueError, match="lacks the CF attributes long_name and units"):
-        _module().draw([path], tmp_path / "fig.png")
+        training_curves.main([str(path), "--output", str(tmp_path / "fig.png")])
     assert not (tmp_path / "fig.png").exists()
 
 
@@ -92,10 +73,10 @@ def test_figure_is_drawn_from_histories_written_by_training(tmp_path):
         result = dilution.train((9, 4), data, TrainConfig(epochs=2, batch_size=20, checkpoints=3), seed=seed,
                                 progress=False)
         paths.append(_save(result.history, tmp_path / f"run{seed}"))
-    mod = _module()
+    mod = training_curves
     fig, ax = plt.subplots()
     try:
-        assert mod.plot(paths, ax) == "log_likelihood"  # 9 x 4 is enumerable
+        assert _plot(paths, ax) == "log_likelihood"  # 9 x 4 is enumerable
         history = dilution.load(paths[1])
         assert ax.get_ylabel() == mod.axis_label(history["log_likelihood"])
         np.testing.assert_array_equal(ax.lines[1].get_ydata(), history["log_likelihood"].values)

@@ -1,0 +1,46 @@
+"""``python -m paper_figures [--data DIR] [--out DIR]``: draw every figure whose data exist.
+
+Figures whose data are missing are listed with the command that makes their data; the exit
+status is 0 then. A figure whose data exist but cannot be drawn (a file without a variable the
+figure needs, ...) is reported with the reason and makes the exit status 1, after all the
+others are drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .registry import FIGURES, render_all
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m paper_figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Figures: " + ", ".join(f.name for f in FIGURES))
+    parser.add_argument("--data", type=Path, default=Path("figures-data"),
+                        help="folder holding the datasets (default: figures-data)")
+    parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures)")
+    parser.add_argument("--dpi", type=int, default=200, help="PNG resolution in dots per inch (default: 200)")
+    args = parser.parse_args(argv)
+    try:
+        report = render_all(args.data, args.out, dpi=args.dpi)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for o in report.by_status("drawn"):
+        print(f"drew {o.figure.name}: {', '.join(str(p) for p in o.files)}")
+    for o in report.by_status("missing"):
+        print(f"missing {o.figure.name}: no {', '.join(str(p) for p in o.files)} under {args.data}; "
+              f"make it with: {' && '.join(o.figure.commands(args.data))}")
+    for o in report.by_status("failed"):
+        print(f"failed {o.figure.name}: {o.error}", file=sys.stderr)
+    print(f"gallery: {report.gallery}")
+    return 1 if report.by_status("failed") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""DEEP R against static sparse masks and magnitude pruning at the same connectivity.
+
+Input: ``rewiring-mnist.nc`` with ``test_log_likelihood`` of dims (``method``, ``connectivity``,
+``seed``), ``method`` e.g. ``"deep-r"``, ``"soft-deep-r"``, ``"static"``, ``"magnitude"``, ``"ncg"``.
+One line per method: the seed mean against the connectivity (log axis) with Student-t error bars
+over seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+from matplotlib.figure import Figure
+
+from .intervals import seed_interval
+from .schema import Schema
+from .schema import load as load_checked
+from .style import axis_label, colour, new_figure
+
+__all__ = ["COMPARISON", "QUALITY", "load", "draw"]
+
+QUALITY = "test_log_likelihood"
+COMPARISON = Schema(variables={QUALITY: ("method", "connectivity", "seed")},
+                    description="rewiring methods against static masks and pruning")
+
+
+def load(path: Path) -> tuple[xr.Dataset]:
+    return (load_checked(path, COMPARISON),)
+
+
+def draw(ds: xr.Dataset) -> Figure:
+    """The figure: one errorbar container per method, in the file's order."""
+    fig, axes = new_figure(1, aspect=0.9)
+    ax = axes[0, 0]
+    x = ds["connectivity"].values
+    for k, method in enumerate(ds["method"].values):
+        s = seed_interval(ds[QUALITY].sel({"method": method}))
+        mean = s["mean"].values
+        ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
+                    color=colour(k), label=str(method))
+    ax.set_xscale("log")
+    ax.set_xlabel(axis_label(ds["connectivity"]))
+    ax.set_ylabel(axis_label(ds[QUALITY]))
+    ax.legend(loc="lower right")
+    return fig

@@ -1,0 +1,227 @@
+"""Every figure of the paper: its data files, caption and the command that makes its data.
+
+:data:`FIGURES` is the table; :func:`render_all` draws every figure whose files exist under a
+data folder (PDF and PNG through :func:`paper_figures.style.save`), lists the others with the
+commands that make their data, and writes an ``index.html`` gallery (thumbnail, caption,
+command) beside the figures.
+
+A figure's inputs are glob patterns relative to the data folder; each must match at least one
+file, else the figure is missing. Single-file patterns pass their file to the figure module's
+``load``; a pattern with a wildcard passes every match, sorted.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import xarray as xr
+
+from dilution.io import atomic_write
+
+from . import (
+    deep_r_comparison,
+    degree_maps,
+    divergence,
+    finite_size,
+    inclusion_maps,
+    ncg_trajectories,
+    phase_diagram,
+    quality_fraction,
+    retrain_scratch,
+    training_curves,
+)
+from .style import save
+
+__all__ = ["STUDY", "DATA_COMMANDS", "FigureSpec", "FIGURES", "Outcome", "Report", "find_inputs", "render",
+           "render_all", "write_gallery"]
+
+STUDY = "study-teacher"
+# Data file pattern -> the command that makes it ({data}: the data folder).
+DATA_COMMANDS = {
+    f"{STUDY}/merged.nc": "dilution study run teacher --output {data}/" + STUDY,
+    f"{STUDY}/transition.nc": "dilution study run teacher --output {data}/" + STUDY,
+    f"{STUDY}/masks.nc": "dilution study run teacher --output {data}/" + STUDY,
+    "rewiring-ncg.nc": "dilution reproduce --scale smoke --data {data}",
+    "rewiring-mnist.nc": "dilution reproduce --scale smoke --data {data}",
+    "stationary-inclusion.nc": "dilution reproduce --scale smoke --data {data}",
+    "stationary-divergence.nc": "dilution reproduce --scale smoke --data {data}",
+    "train-*/history.nc": "dilution train --output {data}/train-teacher",
+}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure.
+
+    Parameters
+    ----------
+    name : str
+        File stem of the figure (``<name>.pdf``, ``<name>.png``).
+    caption : str
+    inputs : tuple of str
+        Glob patterns relative to the data folder (keys of :data:`DATA_COMMANDS`).
+    module : module
+        Has ``load(*paths) -> tuple`` and ``draw(*loaded) -> Figure``.
+    """
+
+    name: str
+    caption: str
+    inputs: tuple[str, ...]
+    module: ModuleType
+
+    def commands(self, data: str | Path) -> list[str]:
+        """The distinct commands that make this figure's data, in input order."""
+        out = []
+        for pattern in self.inputs:
+            command = DATA_COMMANDS[pattern].format(data=data)
+            if command not in out:
+                out.append(command)
+        return out
+
+
+_MERGED, _TRANSITION = f"{STUDY}/merged.nc", f"{STUDY}/transition.nc"
+FIGURES = (
+    FigureSpec("quality-vs-fraction",
+               "Test log-likelihood against the pruning fraction, one panel per pruning time, seed means with "
+               "95 % Student-t bands over seeds; the dash-dotted line and shaded span are the located transition "
+               "and its bootstrap interval; open circles mark fractions where a seed did not converge.",
+               (_MERGED, _TRANSITION), quality_fraction),
+    FigureSpec("phase-diagram",
+               "Phase diagram: seed-mean test log-likelihood over pruning fraction and pruning time, one panel "
+               "per protocol.", (_MERGED,), phase_diagram),
+    FigureSpec("retrain-vs-scratch",
+               "Retrained (fine-tuned, rewound or re-initialised survivors) against trained from scratch on the "
+               "same mask; bottom: the gap paired by seed with its 95 % interval.", (_MERGED,), retrain_scratch),
+    FigureSpec("finite-size-scaling",
+               "Location and width of the transition against the number of hidden units, with bootstrap "
+               "intervals over seeds.", (_TRANSITION,), finite_size),
+    FigureSpec("degree-maps",
+               "Visible-unit degrees (hidden units still connected) on the image grid at each pruning fraction.",
+               (f"{STUDY}/masks.nc",), degree_maps),
+    FigureSpec("ncg-trajectories",
+               "NCG on bars-and-stripes: connection density and exact NLL against epochs, this toolkit (solid) "
+               "against the reference code (dashed), seed means with 95 % bands.", ("rewiring-ncg.nc",),
+               ncg_trajectories),
+    FigureSpec("deep-r-vs-static",
+               "DEEP R against static random masks and magnitude pruning at equal connectivity: test "
+               "log-likelihood, seed means with 95 % intervals.", ("rewiring-mnist.nc",), deep_r_comparison),
+    FigureSpec("inclusion-maps",
+               "Marginal inclusion probabilities of every connection: the reference posterior beside DEEP R, "
+               "soft-DEEP R and NCG.", ("stationary-inclusion.nc",), inclusion_maps),
+    FigureSpec("divergence-vs-steps",
+               "Divergence of the algorithms' mask laws from the reference posterior against steps, per gradient "
+               "estimator, with 95 % intervals; dotted: the noise floor of the effective sample size.",
+               ("stationary-divergence.nc",), divergence),
+    FigureSpec("training-curves",
+               "Exact log-likelihood (or reconstruction error) of training runs against parameter updates.",
+               ("train-*/history.nc",), training_curves),
+)
+
+
+class Outcome(NamedTuple):
+    """What became of one figure: ``status`` is "drawn", "missing" or "failed"."""
+
+    figure: FigureSpec
+    status: str
+    files: tuple[Path, ...]  # the PDF and PNG when drawn, the missing input patterns when missing
+    error: str = ""
+
+
+class Report(NamedTuple):
+    outcomes: tuple[Outcome, ...]
+    gallery: Path
+
+    def by_status(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+
+def find_inputs(figure: FigureSpec, data: Path) -> tuple[list[Path], list[str]]:
+    """The files matching ``figure``'s inputs under ``data`` and the patterns that match nothing."""
+    found, missing = [], []
+    for pattern in figure.inputs:
+        matches = sorted(p for p in data.glob(pattern) if p.is_file())
+        if matches:
+            found.extend(matches)
+        else:
+            missing.append(pattern)
+    return found, missing
+
+
+def _datasets(loaded) -> list[xr.Dataset]:
+    """The Datasets inside a module's ``load`` result (training curves nest them in (name, ds) pairs)."""
+    out = []
+    for item in loaded:
+        if isinstance(item, xr.Dataset):
+            out.append(item)
+        elif isinstance(item, (list, tuple)):
+            out.extend(_datasets(item))
+    return out
+
+
+def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome:
+    """Draw one figure if its data exist (PNG at ``dpi``); never raises for bad data (the outcome says
+    what failed)."""
+    paths, missing = find_inputs(figure, data)
+    if missing:
+        return Outcome(figure, "missing", tuple(Path(m) for m in missing))
+    try:
+        loaded = figure.module.load(*paths)
+        fig = figure.module.draw(*loaded)
+        try:
+            written = save(fig, out / figure.name, caption=figure.caption, datasets=_datasets(loaded), sources=paths,
+                           dpi=dpi)
+        finally:
+            plt.close(fig)
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return Outcome(figure, "failed", tuple(paths), f"{type(err).__name__}: {err}")
+    return Outcome(figure, "drawn", written)
+
+
+def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
+    """``out/index.html``: each drawn figure's thumbnail (linking to its PDF), caption and data command;
+    then the missing and failed ones with their commands."""
+    parts = ["<!doctype html>", '<html><head><meta charset="utf-8"><title>paper figures</title>',
+             "<style>body{font-family:sans-serif;max-width:60em;margin:auto}figure{margin:2em 0}"
+             "img{max-width:28em;border:1px solid #ccc}code{background:#f4f4f4}</style></head><body>",
+             "<h1>Paper figures</h1>", f"<p>Data folder: <code>{html.escape(str(data))}</code></p>"]
+    for o in outcomes:
+        commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in o.figure.commands(data))
+        name = html.escape(o.figure.name)
+        if o.status == "drawn":
+            pdf, png = (p.name for p in o.files)
+            parts.append(f'<figure id="{name}"><a href="{html.escape(pdf)}"><img src="{html.escape(png)}" '
+                         f'alt="{name}"></a><figcaption><b>{name}</b>: {html.escape(o.figure.caption)}<br>'
+                         f"Data made by: {commands}</figcaption></figure>")
+    not_drawn = [o for o in outcomes if o.status != "drawn"]
+    if not_drawn:
+        parts.append("<h2>Not drawn</h2><ul>")
+        for o in not_drawn:
+            why = ("missing " + ", ".join(str(p) for p in o.files)) if o.status == "missing" else o.error
+            commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in o.figure.commands(data))
+            parts.append(f"<li><b>{html.escape(o.figure.name)}</b> ({html.escape(why)}); make its data with: "
+                         f"{commands}</li>")
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    path = out / "index.html"
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def render_all(data: str | Path, out: str | Path, figures: Sequence[FigureSpec] = FIGURES, dpi: int = 200) -> Report:
+    """Draw every figure of ``figures`` whose data exist under ``data`` into ``out`` (created), and the gallery."""
+    if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi < 10:
+        raise ValueError(f"dpi must be an integer >= 10 (the PNG resolution), got {dpi!r}")
+    data, out = Path(data), Path(out)
+    if not data.is_dir():
+        raise FileNotFoundError(f"data folder {data} does not exist (pass --data DIR, the folder holding "
+                                f"{STUDY}/, rewiring-*.nc, stationary-*.nc, train-*/)")
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = tuple(render(f, data, out, dpi) for f in figures)
+    return Report(outcomes, write_gallery(outcomes, out, data))

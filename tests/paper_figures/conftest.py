@@ -1,0 +1,196 @@
+"""Synthetic datasets in the schemas the figures expect, and the repository root on sys.path
+(``paper_figures`` is not an installed package: it is run as ``python -m paper_figures`` from the
+repository)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import dilution.io  # noqa: E402
+
+POINT_DIMS = ("protocol", "pruning_time", "pruning_fraction", "n_hidden", "seed")
+PROTOCOLS = {"init": ("init", ["0"]), "after": ("after", ["20", "converged"]),
+             "scratch": ("scratch", ["20", "converged"])}
+TIMES = ["0", "20", "converged"]
+FRACTIONS = [0.0, 0.3, 0.5, 0.7, 0.9]
+SIZES = [4, 8]
+SEEDS = [0, 1, 2]
+
+
+def _attrs(long_name: str, units: str) -> dict:
+    return {"long_name": long_name, "units": units}
+
+
+def make_merged(seed: int = 0) -> xr.Dataset:
+    """A merged study: each protocol has points only at its pruning times; one point unconverged,
+    one unfinished (NaN)."""
+    rng = np.random.default_rng(seed)
+    shape = (len(PROTOCOLS), len(TIMES), len(FRACTIONS), len(SIZES), len(SEEDS))
+    step = -8.0 - 4.0 / (1 + np.exp(-(np.array(FRACTIONS) - 0.6) / 0.05))
+    quality = np.broadcast_to(step[:, None, None], shape).copy() + rng.normal(0, 0.2, shape)
+    finished = np.zeros(shape, dtype=bool)
+    for p, (_, times) in enumerate(PROTOCOLS.values()):
+        for t in times:
+            finished[p, TIMES.index(t)] = True
+    finished[1, 1, 2, 1, 0] = False  # after, "20", fraction 0.5, 8 hidden, seed 0: not finished
+    quality[~finished] = np.nan
+    converged = finished.copy()
+    converged[1, 1, 3, 1, 2] = False  # after, "20", fraction 0.7, 8 hidden, seed 2: hit the epoch budget
+    spec = {"name": "synthetic", "protocols": {n: {"kind": k} for n, (k, _) in PROTOCOLS.items()}}
+    return xr.Dataset(
+        {
+            "test_log_likelihood": (POINT_DIMS, quality, _attrs("mean test log-likelihood", "nats per sample")),
+            "test_log_likelihood_se": (POINT_DIMS, np.full(shape, 0.01), _attrs("standard error", "nats per sample")),
+            "converged": (POINT_DIMS, converged, _attrs("stopping rule fired", "1")),
+            "finished": (POINT_DIMS, finished, _attrs("point finished", "1")),
+            "epochs_used": (POINT_DIMS, np.full(shape, 30), _attrs("epochs trained", "epochs")),
+            "teacher_test_log_likelihood": ((), -7.5, _attrs("teacher test log-likelihood", "nats per sample")),
+            "independent_test_log_likelihood": ((), -12.5, _attrs("independent test log-likelihood",
+                                                                  "nats per sample")),
+        },
+        coords={
+            "protocol": ("protocol", list(PROTOCOLS), _attrs("pruning protocol", "1")),
+            "pruning_time": ("pruning_time", TIMES, _attrs("pruning time (epoch, or converged)", "1")),
+            "pruning_fraction": ("pruning_fraction", FRACTIONS, _attrs("fraction of connections pruned", "1")),
+            "n_hidden": ("n_hidden", SIZES, _attrs("hidden units", "1")),
+            "seed": ("seed", SEEDS, _attrs("replica seed", "1")),
+        },
+        attrs={"study": "synthetic", "git_commit": "0123abcd", "dilution_version": "0.1.0",
+               "spec": json.dumps(spec)},
+    )
+
+
+def make_transition() -> xr.Dataset:
+    """A transition table: located for every (protocol, time) with data except after at "converged"."""
+    dims = ("protocol", "pruning_time", "n_hidden")
+    shape = (len(PROTOCOLS), len(TIMES), len(SIZES))
+    location = 0.55 + 0.01 * np.arange(np.prod(shape)).reshape(shape)
+    width = 0.05 + 0.002 * np.arange(np.prod(shape)).reshape(shape)
+    verdict = np.full(shape, "insufficient data", dtype=object)
+    for p, (_, times) in enumerate(PROTOCOLS.values()):
+        for t in times:
+            verdict[p, TIMES.index(t)] = "transition"
+    verdict[1, 2] = "no step"
+    data = {"verdict": (dims, verdict.astype(str), _attrs("verdict", "1"))}
+    for name, centre, half in (("location", location, 0.04), ("width", width, 0.01)):
+        data[name] = (dims, centre, _attrs(f"transition {name}", "1"))
+        data[f"{name}_lower"] = (dims, centre - half, _attrs(f"lower bound of {name}", "1"))
+        data[f"{name}_upper"] = (dims, centre + 2 * half, _attrs(f"upper bound of {name}", "1"))
+    return xr.Dataset(data, coords={
+        "protocol": ("protocol", list(PROTOCOLS), _attrs("pruning protocol", "1")),
+        "pruning_time": ("pruning_time", TIMES, _attrs("pruning time", "1")),
+        "n_hidden": ("n_hidden", SIZES, _attrs("hidden units", "1")),
+    }, attrs={"study": "synthetic", "git_commit": "0123abcd"})
+
+
+def make_masks() -> xr.Dataset:
+    rng = np.random.default_rng(1)
+    mask = rng.random((3, 16, 5)) < np.array([0.9, 0.5, 0.1])[:, None, None]
+    return xr.Dataset({"mask": (("pruning_fraction", "visible", "hidden"), mask, _attrs("connection survives", "1"))},
+                      coords={"pruning_fraction": ("pruning_fraction", [0.1, 0.5, 0.9],
+                                                   _attrs("fraction of connections pruned", "1"))})
+
+
+def make_ncg() -> xr.Dataset:
+    rng = np.random.default_rng(2)
+    dims = ("implementation", "initial_density", "seed", "epoch")
+    epochs = [0, 10, 200, 1000]
+    shape = (2, 2, 4, len(epochs))
+    return xr.Dataset(
+        {"density": (dims, rng.uniform(0.1, 1, shape), _attrs("fraction of connected pairs", "1")),
+         "nll": (dims, rng.uniform(3, 6, shape), _attrs("exact negative log-likelihood", "nats per sample"))},
+        coords={"implementation": ("implementation", ["dilution", "reference"], _attrs("implementation", "1")),
+                "initial_density": ("initial_density", [1.0, 0.5], _attrs("initial density p", "1")),
+                "seed": ("seed", np.arange(4), _attrs("seed", "1")),
+                "epoch": ("epoch", epochs, _attrs("epochs trained", "epochs"))},
+        attrs={"study": "ncg-reference", "git_commit": "0123abcd"})
+
+
+def make_deep_r() -> xr.Dataset:
+    rng = np.random.default_rng(3)
+    dims = ("method", "connectivity", "seed")
+    return xr.Dataset(
+        {"test_log_likelihood": (dims, rng.normal(-100, 3, (3, 3, 4)), _attrs("test log-likelihood (AIS)",
+                                                                                "nats per sample"))},
+        coords={"method": ("method", ["deep-r", "static", "magnitude"], _attrs("method", "1")),
+                "connectivity": ("connectivity", [0.01, 0.02, 0.05], _attrs("fraction of connected pairs", "1")),
+                "seed": ("seed", np.arange(4), _attrs("seed", "1"))})
+
+
+def make_inclusion() -> xr.Dataset:
+    rng = np.random.default_rng(4)
+    return xr.Dataset(
+        {"inclusion": (("method", "visible", "hidden"), rng.random((4, 4, 2)),
+                       _attrs("marginal inclusion probability", "1"))},
+        coords={"method": ("method", ["deep-r", "soft-deep-r", "ncg", "reference"], _attrs("method", "1")),
+                "visible": ("visible", np.arange(4), _attrs("visible unit", "1")),
+                "hidden": ("hidden", np.arange(2), _attrs("hidden unit", "1"))})
+
+
+def make_divergence() -> xr.Dataset:
+    dims = ("estimator", "steps")
+    steps = np.array([1e3, 1e4, 1e5])
+    d = np.array([[0.5, 0.1, 0.02], [0.6, 0.3, 0.25]])
+    return xr.Dataset(
+        {"divergence": (dims, d, _attrs("KL(reference || estimate) over masks", "nats")),
+         "divergence_lower": (dims, 0.8 * d, _attrs("lower end of the 95% interval", "nats")),
+         "divergence_upper": (dims, 1.3 * d, _attrs("upper end of the 95% interval", "nats")),
+         "divergence_floor": (("estimator",), [0.01, 0.01], _attrs("noise floor", "nats"))},
+        coords={"estimator": ("estimator", ["exact", "cd-1"], _attrs("gradient estimator", "1")),
+                "steps": ("steps", steps, _attrs("updates", "updates"))})
+
+
+def make_history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
+    """A history.nc as `dilution train` writes it, reduced to what the figure reads."""
+    n = len(steps)
+    return xr.Dataset(
+        {
+            "log_likelihood": ("checkpoint", np.asarray(log_likelihood, dtype=float),
+                               _attrs("mean exact log-likelihood of the training set", "nats")),
+            "reconstruction_error": ("checkpoint", np.linspace(0.3, 0.1, n), _attrs("reconstruction error", "1")),
+        },
+        coords={"step": ("checkpoint", np.array(steps), _attrs("parameter updates done", "updates"))},
+    )
+
+
+def write_all(data: Path) -> Path:
+    """Every input of every figure under ``data`` (the layout of paper_figures.registry)."""
+    files = {
+        "study-teacher/merged.nc": make_merged(), "study-teacher/transition.nc": make_transition(),
+        "study-teacher/masks.nc": make_masks(), "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
+        "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
+        "train-a/history.nc": make_history([-5.0, -4.0, -3.5, -3.2]),
+        "train-b/history.nc": make_history([-5.5, -4.5, -3.0, -2.9]),
+    }
+    for rel, ds in files.items():
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        dilution.io.save(ds, data / rel)
+    return data
+
+
+@pytest.fixture
+def figures_data(tmp_path) -> Path:
+    return write_all(tmp_path / "figures-data")
+
+
+@pytest.fixture
+def synthetic():
+    """The builders above (test modules cannot import a conftest under --import-mode=importlib)."""
+    import types
+
+    return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
+                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence,
+                                 history=make_history, write_all=write_all)

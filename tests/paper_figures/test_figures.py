@@ -1,0 +1,283 @@
+"""Each figure is drawn from a synthetic Dataset of its schema and what it draws is compared with
+the data: line values against seed means computed here with numpy, bands and error bars against
+the Student-t bounds, transition markers against the table, labels against the attrs."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from scipy import stats  # noqa: E402
+
+import dilution.io  # noqa: E402
+from paper_figures import (  # noqa: E402
+    deep_r_comparison,
+    degree_maps,
+    divergence,
+    finite_size,
+    inclusion_maps,
+    ncg_trajectories,
+    phase_diagram,
+    quality_fraction,
+    retrain_scratch,
+)
+from paper_figures.schema import SchemaError  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _mean_ci(x: np.ndarray, axis: int = -1, level: float = 0.95):
+    """Seed mean and Student-t bounds, the slow obvious way (a loop over rows)."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.full((3, flat.shape[0]), np.nan)
+    for i, row in enumerate(flat):
+        row = row[np.isfinite(row)]
+        if row.size:
+            out[0, i] = row.mean()
+        if row.size >= 2:
+            half = stats.t.ppf(0.5 + level / 2, row.size - 1) * row.std(ddof=1) / np.sqrt(row.size)
+            out[1, i], out[2, i] = row.mean() - half, row.mean() + half
+    return out.reshape(3, *x.shape[:-1])
+
+
+def _line(ax, label):
+    found = [line for line in ax.lines if line.get_label() == label]
+    assert len(found) == 1, f"{label!r} not among {[line.get_label() for line in ax.lines]}"
+    return found[0]
+
+
+def _band_bounds(collection, xs):
+    """(min, max) of a fill_between polygon's vertices at each x of ``xs``."""
+    v = np.concatenate([p.vertices for p in collection.get_paths()])
+    return np.array([[v[np.isclose(v[:, 0], x), 1].min(), v[np.isclose(v[:, 0], x), 1].max()] for x in xs])
+
+
+def _bands(ax):
+    return [c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+
+
+# --------------------------------------------------------------------------- quality vs fraction
+
+
+def test_quality_lines_are_seed_means_bands_are_t_intervals_and_the_marker_sits_at_the_location(synthetic):
+    merged, table = synthetic.merged(), synthetic.transition()
+    fig = quality_fraction.draw(merged, table)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["pruned at initialisation", "pruned after epoch 20",
+                                               "pruned after convergence"]
+    assert fig.get_supxlabel() == "fraction of connections pruned (1)"
+    assert fig.get_supylabel() == "mean test log-likelihood (nats per sample)"
+    assert "8 hidden units" in fig.get_suptitle()  # the largest size
+    q = merged["test_log_likelihood"].values[:, :, :, 1, :]  # n_hidden = 8
+    fractions = merged["pruning_fraction"].values
+    expected_lines = {0: ["init"], 1: ["after", "scratch"], 2: ["after", "scratch"]}
+    protocols = list(merged["protocol"].values)
+    for t, ax in enumerate(axes):
+        drawn = [line.get_label() for line in ax.lines if not line.get_label().startswith("_")
+                 and ":" not in line.get_label() and line.get_label() in protocols]
+        assert drawn == expected_lines[t]
+        for k, protocol in enumerate(drawn):
+            p = protocols.index(protocol)
+            mean, lower, upper = _mean_ci(q[p, t])
+            line = _line(ax, protocol)
+            np.testing.assert_allclose(line.get_xdata(), fractions)
+            np.testing.assert_allclose(line.get_ydata(), mean)
+            np.testing.assert_allclose(_band_bounds(_bands(ax)[k], fractions), np.stack([lower, upper], axis=1))
+            row = table.sel(protocol=protocol, pruning_time=merged["pruning_time"].values[t], n_hidden=8)
+            markers = [line for line in ax.lines if line.get_label() == f"{protocol}: transition"]
+            if str(row["verdict"].values) == "transition":
+                np.testing.assert_allclose(markers[0].get_xdata(), [float(row["location"])] * 2)
+            else:
+                assert markers == []
+    # the unfinished seed (after, "20", fraction 0.5) is left out of the mean, not counted as NaN
+    assert np.isfinite(_line(axes[1], "after").get_ydata()[2])
+    # the unconverged seed (after, "20", fraction 0.7) is flagged with an open marker there only
+    flag = _line(axes[1], "after: a seed unconverged")
+    np.testing.assert_allclose(flag.get_xdata(), [0.7])
+    assert flag.get_markerfacecolor() == "white"
+    # the transition span: after at "converged" has the verdict "no step", so one span less
+    spans = [p for p in axes[1].patches]
+    xs = sorted((p.get_x(), p.get_x() + p.get_width()) for p in spans)
+    expect = sorted((float(table["location_lower"].sel(protocol=p, pruning_time="20", n_hidden=8)),
+                     float(table["location_upper"].sel(protocol=p, pruning_time="20", n_hidden=8)))
+                    for p in ("after", "scratch"))
+    np.testing.assert_allclose(xs, expect)
+    assert len(axes[2].patches) == 1
+    references = {line.get_label(): line.get_ydata()[0] for line in axes[0].lines}
+    assert references["planted teacher"] == -7.5 and references["independent pixels"] == -12.5
+
+
+def test_quality_figure_refuses_a_quality_without_units_and_a_table_without_verdicts(synthetic, tmp_path):
+    merged = synthetic.merged()
+    del merged["test_log_likelihood"].attrs["units"]
+    with pytest.raises(ValueError, match="'test_log_likelihood' lacks the CF attributes long_name and units"):
+        quality_fraction.draw(merged, synthetic.transition())
+    dilution.io.save(synthetic.merged(), tmp_path / "merged.nc")
+    dilution.io.save(synthetic.transition().drop_vars("verdict"), tmp_path / "transition.nc")
+    with pytest.raises(SchemaError, match=r"transition.nc \(.*\) lacks the variable 'verdict'"):
+        quality_fraction.load(tmp_path / "merged.nc", tmp_path / "transition.nc")
+
+
+# --------------------------------------------------------------------------- phase diagram
+
+
+def test_phase_diagram_cells_are_the_seed_means(synthetic):
+    merged = synthetic.merged()
+    fig = phase_diagram.draw(merged)
+    axes = [ax for ax in fig.axes if ax.get_title()]  # the colour bar's axes has no title
+    assert [ax.get_title() for ax in axes] == ["init", "after", "scratch"]
+    q = merged["test_log_likelihood"].values[:, :, :, 1, :]
+    for p, ax in enumerate(axes):
+        mean = _mean_ci(q[p])[0]  # (time, fraction)
+        drawn = ax.collections[0].get_array()
+        np.testing.assert_allclose(np.ma.filled(drawn, np.nan).reshape(mean.shape), mean)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["at initialisation", "after epoch 20",
+                                                                 "after convergence"]
+    colourbar = fig.axes[-1]
+    assert colourbar.get_ylabel() == "mean test log-likelihood (nats per sample)"
+    assert fig.get_supylabel() == "pruning time (epoch, or converged) (1)"
+
+
+def test_cell_edges_centre_the_cells_on_the_fractions():
+    np.testing.assert_allclose(phase_diagram.cell_edges(np.array([0.0, 0.5, 0.7])), [-0.25, 0.25, 0.6, 0.8])
+
+
+# --------------------------------------------------------------------------- retrained vs scratch
+
+
+def test_retrain_gap_is_the_seed_paired_difference_with_its_interval(synthetic):
+    merged = synthetic.merged()
+    assert retrain_scratch.protocol_kinds(merged) == {"init": "init", "after": "after", "scratch": "scratch"}
+    fig = retrain_scratch.draw(merged)
+    top, bottom = fig.axes[:2], fig.axes[2:4]
+    assert [ax.get_title() for ax in top] == ["pruned after epoch 20", "pruned after convergence"]
+    q = merged["test_log_likelihood"].values[:, :, :, 1, :]
+    for i, t in enumerate((1, 2)):
+        np.testing.assert_allclose(_line(top[i], "scratch (scratch)").get_ydata(), _mean_ci(q[2, t])[0])
+        mean, lower, upper = _mean_ci(q[1, t] - q[2, t])  # paired by seed: the unfinished seed drops out
+        np.testing.assert_allclose(_line(bottom[i], "after - scratch").get_ydata(), mean)
+        np.testing.assert_allclose(_band_bounds(_bands(bottom[i])[0], merged["pruning_fraction"].values),
+                                   np.stack([lower, upper], axis=1))
+    assert top[0].get_ylabel() == "mean test log-likelihood (nats per sample)"
+    assert bottom[0].get_ylabel() == "retrained - scratch (nats per sample)"
+
+
+def test_retrain_kinds_come_from_a_coordinate_first_and_a_study_without_scratch_is_refused(synthetic, tmp_path):
+    merged = synthetic.merged().assign_coords(
+        protocol_kind=("protocol", ["init", "rewind", "scratch"], {"long_name": "protocol kind", "units": "1"}))
+    assert retrain_scratch.protocol_kinds(merged)["after"] == "rewind"
+    plain = synthetic.merged()
+    plain.attrs["spec"] = '{"protocols": {"init": {"kind": "init"}, "after": {"kind": "after"}, ' \
+                          '"scratch": {"kind": "after"}}}'
+    dilution.io.save(plain, tmp_path / "merged.nc")
+    with pytest.raises(SchemaError, match="merged.nc has no protocol of kind 'scratch'"):
+        retrain_scratch.load(tmp_path / "merged.nc")
+
+
+# --------------------------------------------------------------------------- finite-size scaling
+
+
+def test_finite_size_points_are_the_located_transitions_with_their_intervals(synthetic):
+    table = synthetic.transition()
+    fig = finite_size.draw(table)
+    location_ax, width_ax = fig.axes
+    labels = [c.get_label() for c in location_ax.containers]
+    # after at "converged" has no transition at any size: no curve
+    assert labels == ["init, pruned at initialisation", "after, pruned after epoch 20",
+                      "scratch, pruned after epoch 20", "scratch, pruned after convergence"]
+    sizes = table["n_hidden"].values
+    for ax, name in ((location_ax, "location"), (width_ax, "width")):
+        assert ax.get_ylabel() == f"transition {name} (1)" and ax.get_xlabel() == "hidden units (1)"
+        container = ax.containers[1]  # after at "20"
+        row = table.sel(protocol="after", pruning_time="20")
+        np.testing.assert_allclose(container.lines[0].get_xdata(), sizes)
+        np.testing.assert_allclose(container.lines[0].get_ydata(), row[name].values)
+        segments = np.array(container.lines[2][0].get_segments())  # (size, 2 ends, xy)
+        np.testing.assert_allclose(segments[:, 0, 1], row[f"{name}_lower"].values)
+        np.testing.assert_allclose(segments[:, 1, 1], row[f"{name}_upper"].values)
+
+
+# --------------------------------------------------------------------------- degree maps
+
+
+def test_degree_maps_show_each_visible_units_surviving_connections_on_the_image_grid(synthetic):
+    ds = synthetic.masks()
+    assert degree_maps.image_shape(ds) == (4, 4)
+    fig = degree_maps.draw(ds)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3
+    for f, image in enumerate(images):
+        np.testing.assert_array_equal(image.get_array(), ds["mask"].values[f].sum(axis=1).reshape(4, 4))
+        assert image.get_clim() == (0, 5)
+    ds["mask"].attrs["image_shape"] = [2, 9]
+    with pytest.raises(ValueError, match="image_shape 2x9 does not hold the 16 visible units"):
+        degree_maps.image_shape(ds)
+
+
+# --------------------------------------------------------------------------- rewiring
+
+
+def test_ncg_lines_are_seed_means_reference_dashed(synthetic):
+    ds = synthetic.ncg()
+    fig = ncg_trajectories.draw(ds)
+    for ax, name in zip(fig.axes, ("density", "nll")):
+        assert ax.get_ylabel() == f"{ds[name].attrs['long_name']} ({ds[name].attrs['units']})"
+        assert ax.get_xlabel() == "epochs trained (epochs)"
+        for i, impl in enumerate(ds["implementation"].values):
+            for k, p in enumerate(ds["initial_density"].values):
+                line = _line(ax, f"{impl}, p = {p:g}")
+                mean, lower, upper = _mean_ci(ds[name].values[i, k].T)
+                np.testing.assert_allclose(line.get_ydata(), mean)
+                np.testing.assert_array_equal(line.get_xdata(), ds["epoch"].values)
+                assert line.get_linestyle() == ("--" if impl == "reference" else "-")
+                band = _bands(ax)[2 * i + k]
+                np.testing.assert_allclose(_band_bounds(band, ds["epoch"].values), np.stack([lower, upper], 1))
+
+
+def test_deep_r_error_bars_are_t_intervals_over_seeds(synthetic):
+    ds = synthetic.deep_r()
+    fig = deep_r_comparison.draw(ds)
+    ax = fig.axes[0]
+    assert [c.get_label() for c in ax.containers] == ["deep-r", "static", "magnitude"]
+    for m, container in enumerate(ax.containers):
+        mean, lower, upper = _mean_ci(ds["test_log_likelihood"].values[m])
+        np.testing.assert_allclose(container.lines[0].get_ydata(), mean)
+        segments = np.array(container.lines[2][0].get_segments())
+        np.testing.assert_allclose(segments[:, :, 1], np.stack([lower, upper], 1))
+    assert ax.get_xlabel() == "fraction of connected pairs (1)"
+    assert ax.get_ylabel() == "test log-likelihood (AIS) (nats per sample)"
+
+
+def test_inclusion_maps_put_the_reference_first_and_show_the_probabilities(synthetic):
+    ds = synthetic.inclusion()
+    fig = inclusion_maps.draw(ds)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["reference", "deep-r", "soft-deep-r", "ncg"]
+    for ax in panels:
+        m = list(ds["method"].values).index(ax.get_title())
+        np.testing.assert_array_equal(ax.images[0].get_array(), ds["inclusion"].values[m])
+        assert ax.images[0].get_clim() == (0, 1)
+    assert panels[0].get_ylabel() == "visible unit (1)"
+
+
+def test_divergence_lines_bands_and_floor_are_the_data(synthetic):
+    ds = synthetic.divergence()
+    fig = divergence.draw(ds)
+    ax = fig.axes[0]
+    steps = ds["steps"].values
+    for k, est in enumerate(ds["estimator"].values):
+        np.testing.assert_allclose(_line(ax, est).get_ydata(), ds["divergence"].values[k])
+        np.testing.assert_allclose(_band_bounds(_bands(ax)[k], steps),
+                                   np.stack([ds["divergence_lower"].values[k], ds["divergence_upper"].values[k]], 1))
+    floors = [line for line in ax.lines if line.get_linestyle() == ":"]
+    np.testing.assert_allclose([f.get_ydata() for f in floors], [[0.01] * 3] * 2)
+    assert ax.get_ylabel() == "KL(reference || estimate) over masks (nats)"
+    assert ax.get_xscale() == ax.get_yscale() == "log"

@@ -1,0 +1,84 @@
+"""``python -m paper_figures``: every figure whose data exist is drawn, the others are listed with
+the command that makes their data, and a gallery links them all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest  # noqa: E402
+
+import dilution.io  # noqa: E402
+from paper_figures import registry  # noqa: E402
+from paper_figures.__main__ import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+NEEDS_MERGED = {"quality-vs-fraction", "phase-diagram", "retrain-vs-scratch"}
+
+
+def test_every_input_has_a_command_and_every_figure_a_unique_name():
+    names = [f.name for f in registry.FIGURES]
+    assert len(names) == len(set(names))
+    for figure in registry.FIGURES:
+        assert figure.inputs and all(p in registry.DATA_COMMANDS for p in figure.inputs)
+        assert callable(figure.module.load) and callable(figure.module.draw)
+    needing = {f.name for f in registry.FIGURES if f"{registry.STUDY}/merged.nc" in f.inputs}
+    assert needing == NEEDS_MERGED
+
+
+def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draws_the_others(figures_data, tmp_path):
+    (figures_data / registry.STUDY / "merged.nc").unlink()
+    out = tmp_path / "figures"
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-m", "paper_figures", "--data", str(figures_data), "--out", str(out),
+                          "--dpi", "40"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    missing = {line.split()[1].rstrip(":"): line for line in res.stdout.splitlines() if line.startswith("missing ")}
+    assert set(missing) == NEEDS_MERGED
+    command = registry.DATA_COMMANDS[f"{registry.STUDY}/merged.nc"].format(data=figures_data)
+    for line in missing.values():
+        assert line.endswith(f"make it with: {command}") and f"{registry.STUDY}/merged.nc" in line
+    drawn = {f.name for f in registry.FIGURES} - NEEDS_MERGED
+    assert {line.split()[1].rstrip(":") for line in res.stdout.splitlines() if line.startswith("drew ")} == drawn
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}.{ext}" for n in drawn for ext in ("pdf", "png")] + ["index.html"])
+    for name in drawn:
+        assert (out / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    # provenance of the drawn data in the PDF metadata
+    assert b"study=ncg-reference; git_commit=0123abcd" in (out / "ncg-trajectories.pdf").read_bytes()
+    gallery = (out / "index.html").read_text()
+    for name in drawn:
+        assert f'<img src="{name}.png"' in gallery
+    for name in NEEDS_MERGED:
+        assert f'<img src="{name}.png"' not in gallery and f"<b>{name}</b> (missing" in gallery
+    assert command in gallery
+
+
+def test_a_file_without_a_needed_variable_fails_that_figure_only_naming_file_and_variable(figures_data, tmp_path,
+                                                                                          capsys):
+    divergence = dilution.io.load_dataset(figures_data / "stationary-divergence.nc").drop_vars("divergence_upper")
+    dilution.io.save(divergence, figures_data / "stationary-divergence.nc")
+    figures = [f for f in registry.FIGURES if f.name in ("divergence-vs-steps", "inclusion-maps")]
+    report = registry.render_all(figures_data, tmp_path / "out", figures, dpi=40)
+    failed, = report.by_status("failed")
+    assert failed.figure.name == "divergence-vs-steps"
+    assert "stationary-divergence.nc" in failed.error and "lacks the variable 'divergence_upper'" in failed.error
+    assert [o.figure.name for o in report.by_status("drawn")] == ["inclusion-maps"]
+    assert not (tmp_path / "out" / "divergence-vs-steps.pdf").exists()
+
+
+def test_a_missing_data_folder_or_a_bad_dpi_is_an_error_naming_it(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert f"data folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--dpi", "0"]) == 2
+    assert "dpi must be an integer >= 10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pattern", sorted(registry.DATA_COMMANDS))
+def test_commands_name_the_data_folder_or_a_runnable_program(pattern):
+    assert registry.DATA_COMMANDS[pattern].startswith("dilution ")
