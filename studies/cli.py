@@ -1,4 +1,4 @@
-"""``dilution study run SPEC|NAME``: run a study, registered through the ``dilution.commands`` entry points."""
+"""``dilution study run|status|merge SPEC|NAME``: studies, registered through the ``dilution.commands`` entry points."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ __all__ = ["register"]
 
 EPILOG = """\
 SPEC is a study TOML file (see studies/spec.py for its keys) or a built-in study name (smoke).
-Finished grid points are skipped, so rerunning a study continues it. Results: OUTPUT/points/<key>.nc
-per point and OUTPUT/study.nc with dims (n_hidden, protocol, pruning_fraction, seed).
+The study is a graph of tasks (dense runs shared by the points pruned from them, and one task
+per pruned point); finished tasks are skipped, so rerunning a study continues it, and a failed
+task is retried --retries times without stopping the others (exit status 1 if some failed).
+Results: OUTPUT/tasks/<key>.nc per task, OUTPUT/manifest/<key>.json (status, attempts, wall
+time, host, error) and OUTPUT/study.nc with dims (protocol, pruning_time, pruning_fraction,
+n_hidden, seed).
 
 Executors: serial by default; --workers N starts a dask LocalCluster of N single-threaded
 worker processes; --scheduler ADDRESS joins a running dask scheduler (e.g. one started by
@@ -21,11 +25,13 @@ dask_jobqueue.SLURMCluster, `pip install dilution[cluster]`).
 Examples:
   dilution study run smoke
   dilution study run studies/teacher.toml --workers 2
-  dilution study run studies/teacher.toml --scheduler tcp://10.0.0.5:8786"""
+  dilution study run studies/teacher.toml --scheduler tcp://10.0.0.5:8786
+  dilution study status smoke
+  dilution study merge smoke -o smoke.nc"""
 
 
 def register(subparsers) -> None:
-    """Add the ``study`` command (with its ``run`` subcommand) to the ``dilution`` parser."""
+    """Add the ``study`` command (with its ``run``, ``status`` and ``merge`` subcommands) to the ``dilution`` parser."""
     st = subparsers.add_parser("study", help="phase-diagram studies: sweep pruning fraction x protocol x size x seed",
                                description="Run a study: every grid point trained to convergence and evaluated.")
     sub = st.add_subparsers(dest="study_command", required=True)
@@ -38,8 +44,19 @@ def register(subparsers) -> None:
     run.add_argument("--output", "-o", help="output folder (default: the spec's)")
     run.add_argument("--checkpoint-seconds", type=float, default=60.0,
                      help="save a running point's training state at most this often (default 60)")
-    run.add_argument("--quiet", action="store_true", help="no per-point lines")
+    run.add_argument("--retries", type=int, default=2,
+                     help="attempts after a failed one, per task (default 2)")
+    run.add_argument("--quiet", action="store_true", help="no per-task lines")
     run.set_defaults(func=_run)
+    status = sub.add_parser("status", help="done / failed / pending tasks of a study and an ETA")
+    status.add_argument("spec", help="study TOML file or built-in study name")
+    status.add_argument("--output", help="output folder (default: the spec's)")
+    status.set_defaults(func=_status)
+    merge = sub.add_parser("merge", help="merge a study's finished tasks into one netCDF Dataset")
+    merge.add_argument("spec", help="study TOML file or built-in study name")
+    merge.add_argument("--output", help="output folder of the study (default: the spec's)")
+    merge.add_argument("-o", "--file", help="where to write the Dataset (default OUTPUT/study.nc)")
+    merge.set_defaults(func=_merge)
 
 
 def _spec(text: str, output: str | None):
@@ -55,27 +72,32 @@ def _spec(text: str, output: str | None):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import local_client, run_study
+    from .runner import local_client, run_study, warm_numba
 
     spec = _spec(args.spec, args.output)  # validated before any compute starts
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.retries < 0:
+        raise ValueError(f"--retries must be >= 0, got {args.retries}")
 
-    def report(outcome, n_done, n_points):
+    def report(outcome, n_done, n_tasks):
         if not args.quiet:
-            line = f"[{n_done}/{n_points}] {outcome.key}: {outcome.status} ({outcome.seconds:.1f} s)"
+            line = (f"[{n_done}/{n_tasks}] {outcome.key}: {outcome.status} ({outcome.seconds:.1f} s, "
+                    f"attempt {outcome.attempts})")
             print(line if outcome.status != "failed" else f"{line}\n{outcome.error}", flush=True)
 
     t0 = time.perf_counter()
     client = None
     if args.workers is not None:
+        warm_numba(spec)
         client = local_client(args.workers)
     elif args.scheduler is not None:
         from distributed import Client
 
         client = Client(args.scheduler)
     try:
-        result = run_study(spec, client=client, checkpoint_seconds=args.checkpoint_seconds, report=report)
+        result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,
+                           report=report)
     finally:
         if client is not None:
             cluster = client.cluster if args.workers is not None else None
@@ -85,8 +107,39 @@ def _run(args: argparse.Namespace) -> int:
     study = result.study
     finished = study["finished"].values
     not_converged = int((finished & ~study["converged"].values).sum())
-    print(f"study {spec.name!r}: {result.count('done')} run, {result.count('skipped')} skipped, "
-          f"{result.count('failed')} failed, {int(finished.sum())}/{finished.size} finished "
+    print(f"study {spec.name!r}: {result.count('done')} tasks run, {result.count('skipped')} skipped, "
+          f"{result.count('failed')} failed; {int(finished.sum())}/{int(study['planned'].sum())} points finished "
           f"({not_converged} stopped at max_epochs without converging) in {time.perf_counter() - t0:.1f} s; "
           f"wrote {result.path}")
     return 1 if result.count("failed") else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import math
+
+    from .runner import study_status
+
+    spec = _spec(args.spec, args.output)
+    st = study_status(spec)
+    n = len(st.done) + len(st.failed) + len(st.pending)
+    eta = "unknown (no finished task yet)" if math.isnan(st.eta_seconds) else (
+        f"{st.eta_seconds:.0f} s on one worker ({st.mean_seconds:.1f} s per finished task)")
+    print(f"study {spec.name!r} in {spec.output}: {len(st.done)}/{n} tasks done, {len(st.failed)} failed, "
+          f"{len(st.pending)} pending; ETA {eta}")
+    for key, error in st.errors.items():
+        last = error.strip().splitlines()[-1] if error.strip() else "(no message)"
+        print(f"  failed {key}: {last}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from dilution import io
+
+    from .merge import merge
+
+    spec = _spec(args.spec, args.output)
+    study = merge(spec)
+    path = io.save(study, args.file if args.file is not None else Path(spec.output) / "study.nc")
+    print(f"study {spec.name!r}: {int(study['finished'].sum())}/{int(study['planned'].sum())} points finished; "
+          f"wrote {path}")
+    return 0

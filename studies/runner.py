@@ -1,59 +1,78 @@
-"""Run every grid point of a study, skip finished ones, and gather the results into one Dataset.
+"""Run a study's task graph, skip what is finished, retry what failed, and merge the results.
 
-Each point writes its own file (:func:`studies.point.run_point`); a rerun skips points whose
-file is complete, so an interrupted study continues where it stopped. The points run on an
-executor:
+The tasks (:mod:`studies.tasks`) run on an executor:
 
-* ``"serial"``: one after the other in this process (debugging, small studies);
-* a ``dask.distributed.Client``: ``Client(LocalCluster(n_workers=N, threads_per_worker=1))`` on
-  one machine (:func:`local_client`), or a client of a running scheduler
-  (``Client("tcp://host:8786")``; on a SLURM cluster ``dask_jobqueue.SLURMCluster`` gives one,
-  an optional extra). Every task is a pure function of the spec and its point, so the results
-  do not depend on the executor or the number of workers.
+* ``"serial"`` (``client=None``): one after the other in this process, in a topological order
+  (debugging, small studies);
+* a ``dask.distributed.Client``: each task is a dask task whose arguments include the outcomes
+  of the tasks it depends on, so dask runs it after them. :func:`local_client` starts a
+  ``LocalCluster`` of single-threaded worker processes; ``Client("tcp://host:8786")`` joins a
+  running scheduler (on a SLURM cluster, ``dask_jobqueue.SLURMCluster`` gives one, an optional
+  extra). Every task is a pure function of the spec and its key (its files, its seed), so the
+  results do not depend on the executor or the number of workers. A worker that dies in the
+  middle of a task (killed, out of memory) is replaced by its nanny and dask reruns the task
+  elsewhere (up to ``distributed.scheduler.allowed-failures`` times); the rerun starts from the
+  task's dependencies' files (or its own partial state) and gives the identical result.
 
-Numba threads: dask does not set ``NUMBA_NUM_THREADS`` in its workers, so a worker would use one
-thread per core and N workers would oversubscribe the machine; :func:`local_client` sets it to
-1 in the workers' environment. Numba's ``cache=True`` cache can break when several processes
-compile the same kernels at once, so the first pending point runs in this process before any
-task is submitted: it compiles and caches the kernels the workers then load.
+Never dies on one bad task: :func:`execute` turns an exception into a ``failed`` outcome with its
+traceback, after ``1 + retries`` attempts; the tasks depending on it fail without running
+("dependency failed"), every other task completes. Each attempt is recorded in the manifest
+(:mod:`studies.manifest`); a rerun skips the tasks whose files are in place and valid.
 
-The gathered ``study.nc`` has dims ``(n_hidden, protocol, pruning_fraction, seed)``, one
-variable per scalar result of a point (:data:`studies.point.POINT_VARIABLES`; missing points
-filled with NaN, -1 or False and flagged by ``finished``), the data's reference levels and
-provenance (the spec as JSON, package version, git commit).
+Numba threads: dask does not set ``NUMBA_NUM_THREADS`` in its workers, so each would use one
+thread per core and N workers would oversubscribe the machine; :func:`local_client` puts it
+(and the BLAS thread counts) in ``distributed.nanny.pre-spawn-environ``, which the nanny sets
+before it spawns the worker process, hence before numba is imported there. Numba's
+``cache=True`` cache can break when several processes compile the same kernels at once, so
+:func:`warm_numba` compiles (and caches) the kernels a study uses in this process before any
+task is submitted.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-import numpy as np
 import xarray as xr
 
 from dilution import io
-from dilution.provenance import provenance
 
-from .data import load_data
-from .point import POINT_VARIABLES, point_paths, read_point, run_point
-from .spec import DIMS, GridPoint, StudySpec
+from . import manifest
+from .merge import merge
+from .point import compute
+from .spec import StudySpec
+from .tasks import Task, build_graph
 
-__all__ = ["PointOutcome", "StudyRun", "run_study", "gather", "local_client", "run_task"]
+__all__ = ["TaskOutcome", "StudyRun", "StudyStatus", "execute", "run_study", "study_status", "local_client",
+           "warm_numba", "SINGLE_THREAD_ENV"]
+
+# Set in every worker process before it starts (see the module docstring).
+SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                     "MKL_NUM_THREADS": "1"}
 
 
-class PointOutcome(NamedTuple):
-    """What happened to one point: ``status`` is "done", "skipped" (finished before) or "failed"."""
+class TaskOutcome(NamedTuple):
+    """What happened to one task in this run.
+
+    ``status`` is "done" (computed now), "skipped" (its files were in place) or "failed";
+    ``attempts`` counts every attempt in the manifest, earlier runs included; ``error`` is the
+    last attempt's traceback (or which dependency failed).
+    """
 
     key: str
+    kind: str
     status: str
     seconds: float
+    attempts: int
     error: str
 
 
 class StudyRun(NamedTuple):
-    """Result of :func:`run_study`: the gathered Dataset, its path and every point's outcome."""
+    """Result of :func:`run_study`: the merged Dataset, its path and every task's outcome."""
 
     study: xr.Dataset
     path: Path
@@ -63,23 +82,67 @@ class StudyRun(NamedTuple):
         return sum(o.status == status for o in self.outcomes)
 
 
-def run_task(spec: StudySpec, point: GridPoint, checkpoint_seconds: float = 60.0) -> PointOutcome:
-    """Run one point, turning any error into a "failed" outcome (one bad point never stops a study)."""
-    t0 = time.perf_counter()
-    try:
-        run_point(spec, point, checkpoint_seconds=checkpoint_seconds)
-    except Exception:  # noqa: BLE001 - reported per point, with its traceback
-        return PointOutcome(point.key, "failed", time.perf_counter() - t0, traceback.format_exc())
-    return PointOutcome(point.key, "done", time.perf_counter() - t0, "")
+def execute(spec: StudySpec, task: Task, retries: int = 2, checkpoint_seconds: float = 60.0,
+            *dependencies: TaskOutcome) -> TaskOutcome:
+    """Run ``task`` unless it is finished, with up to ``retries`` more attempts after a failure.
+
+    ``dependencies`` are the outcomes of the tasks it depends on (a dask executor passes their
+    futures, so the task waits for them); if one failed, this one fails without running.
+    """
+    out = spec.output
+    failed = [d.key for d in dependencies if d.status == "failed"]
+    if failed:
+        record = manifest.read_record(out, task)
+        error = f"not run: dependency {', '.join(failed)} failed"
+        manifest.finish(out, record, "failed", 0.0, error)
+        return TaskOutcome(task.key, task.kind, "failed", 0.0, record.attempts, error)
+    if manifest.is_finished(out, task):
+        record = manifest.read_record(out, task)
+        if record.status != "done":  # killed between its last file and its record
+            manifest.finish(out, record, "done", record.wall_time)
+        return TaskOutcome(task.key, task.kind, "skipped", 0.0, record.attempts, "")
+    for _ in range(1 + retries):
+        record = manifest.start(out, task)
+        t0 = time.perf_counter()
+        try:
+            compute(spec, task, checkpoint_seconds=checkpoint_seconds)
+        except Exception:  # noqa: BLE001 - recorded per task with its traceback; the study goes on
+            error, seconds = traceback.format_exc(), time.perf_counter() - t0
+            manifest.finish(out, record, "failed", seconds, error)
+            continue
+        seconds = time.perf_counter() - t0
+        manifest.finish(out, record, "done", seconds)
+        return TaskOutcome(task.key, task.kind, "done", seconds, record.attempts, "")
+    return TaskOutcome(task.key, task.kind, "failed", seconds, record.attempts, error)
+
+
+def warm_numba(spec: StudySpec) -> None:
+    """Compile the kernels ``spec``'s tasks use, in this process, so worker processes load them
+    from numba's cache instead of compiling them all at once (see the module docstring)."""
+    from dilution.training import init_state, iterate
+
+    from .convergence import held_out_metric
+    from .data import load_data
+    from .evaluate import evaluate
+
+    data = load_data(spec.data)
+    tiny = replace(spec.training, max_epochs=1)
+    state = init_state((data.train.shape[1], min(spec.n_hidden)), data.train, tiny.config(), seed=0)
+    for state in iterate(state, data.train, until=min(2, state.plan.total_steps)):
+        pass
+    held_out_metric(state.model, data.validation[:10], spec.stopping.metric)
+    likelihood_only = replace(spec.evaluation, ais_chains=2, ais_betas=10, metrics=())
+    evaluate(likelihood_only, state.model, data._replace(test=data.test[:10]), 0)
 
 
 def local_client(n_workers: int):
-    """A ``dask.distributed`` client of a local cluster of ``n_workers`` single-threaded processes."""
+    """A ``dask.distributed`` client of a local cluster of ``n_workers`` single-threaded processes
+    (:data:`SINGLE_THREAD_ENV` set through the nanny's pre-spawn environment)."""
+    import dask
     from distributed import Client, LocalCluster
 
-    single = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           env=single)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": SINGLE_THREAD_ENV}):
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster)
 
 
@@ -87,101 +150,105 @@ def run_study(
     spec: StudySpec,
     *,
     client: Any = None,
+    retries: int = 2,
     checkpoint_seconds: float = 60.0,
-    report: Callable[[PointOutcome, int, int], None] | None = None,
+    report: Callable[[TaskOutcome, int, int], None] | None = None,
 ) -> StudyRun:
-    """Run the pending points of ``spec`` and gather every finished point into ``<output>/study.nc``.
+    """Run the unfinished tasks of ``spec`` and merge every finished point into ``<output>/study.nc``.
 
     Parameters
     ----------
     spec : StudySpec
     client : dask.distributed.Client, optional
-        Run the points as dask tasks (default: serially in this process).
+        Run the tasks on its cluster (default: serially in this process). Call
+        :func:`warm_numba` before starting the cluster's workers.
+    retries : int
+        Attempts after a failed one, per task and run.
     checkpoint_seconds : float
-        Passed to :func:`studies.point.run_point`.
+        Passed to :func:`studies.point.compute`.
     report : callable, optional
-        ``report(outcome, n_finished, n_points)`` after each point.
+        ``report(outcome, n_finished, n_tasks)`` after each task.
 
     Returns
     -------
     StudyRun
     """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     out = Path(spec.output)
-    (out / "points").mkdir(parents=True, exist_ok=True)
-    points = spec.points()
-    outcomes: list[PointOutcome] = []
+    (out / "tasks").mkdir(parents=True, exist_ok=True)
+    graph = build_graph(spec)
+    outcomes: dict[str, TaskOutcome] = {}
 
-    def note(outcome: PointOutcome) -> None:
-        outcomes.append(outcome)
+    def note(outcome: TaskOutcome) -> None:
+        outcomes[outcome.key] = outcome
         if report is not None:
-            report(outcome, len(outcomes), len(points))
+            report(outcome, len(outcomes), len(graph.tasks))
 
-    pending = []
-    for p in points:
-        if read_point(point_paths(out, p)[0], p.key) is not None:
-            note(PointOutcome(p.key, "skipped", 0.0, ""))
-        else:
-            pending.append(p)
-    if pending and client is not None:
-        # Warm numba's cache in one process before the workers load it (see the module docstring).
-        note(run_task(spec, pending[0], checkpoint_seconds))
-        pending = pending[1:]
+    if client is None:
+        for task in graph.tasks.values():
+            note(execute(spec, task, retries, checkpoint_seconds, *(outcomes[d] for d in task.depends)))
+    else:
         from distributed import as_completed
 
-        futures = client.map(run_task, [spec] * len(pending), pending, [checkpoint_seconds] * len(pending),
-                             key=[f"studies-{p.key}" for p in pending], retries=2)
-        for future in as_completed(futures):
-            note(future.result())
-    else:
-        for p in pending:
-            note(run_task(spec, p, checkpoint_seconds))
-    study = gather(spec)
+        submitted: dict[str, Any] = {}
+        for task in graph.tasks.values():
+            if manifest.is_finished(out, task):
+                note(execute(spec, task, retries, checkpoint_seconds))
+                continue
+            args = [submitted.get(d, outcomes.get(d)) for d in task.depends]
+            submitted[task.key] = client.submit(execute, spec, task, retries, checkpoint_seconds, *args,
+                                                key=f"{task.key}-{uuid.uuid4().hex[:8]}", pure=False)
+        keys = {future.key: key for key, future in submitted.items()}
+        for future in as_completed(list(submitted.values())):
+            key = keys[future.key]
+            try:
+                note(future.result())
+            except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after too many worker deaths
+                task = graph.tasks[key]
+                note(TaskOutcome(key, task.kind, "failed", 0.0, manifest.read_record(out, task).attempts,
+                                 f"{type(err).__name__}: {err}"))
+    study = merge(spec)
     path = io.save(study, out / "study.nc")
-    return StudyRun(study, path, tuple(outcomes))
+    return StudyRun(study, path, tuple(outcomes[k] for k in graph.tasks))
 
 
-def gather(spec: StudySpec) -> xr.Dataset:
-    """All finished points of ``spec`` as one labelled Dataset (see the module docstring)."""
-    coords = spec.coords()
-    shape = tuple(len(coords[d]) for d in DIMS)
-    index = {d: {v: i for i, v in enumerate(coords[d])} for d in DIMS}
-    dtypes = {bool: np.bool_, int: np.int64, float: np.float64}
-    arrays = {name: np.full(shape, fill, dtype=dtypes[type(fill)]) for name, (_, _, fill) in POINT_VARIABLES.items()}
-    finished = np.zeros(shape, dtype=bool)
-    methods = set()
-    for p in spec.points():
-        values = read_point(point_paths(spec.output, p)[0], p.key)
-        if values is None:
-            continue
-        at = tuple(index[d][getattr(p, d)] for d in DIMS)
-        for name in POINT_VARIABLES:
-            arrays[name][at] = values[name]
-        finished[at] = True
-        methods.add(values["method"])
-    data_vars = {}
-    for name, (long_name, units, _) in POINT_VARIABLES.items():
-        attrs = {"long_name": long_name, "units": units}
-        if name == "test_log_likelihood":
-            attrs["method"] = "; ".join(sorted(methods))
-        data_vars[name] = (DIMS, arrays[name], attrs)
-    data_vars["finished"] = (DIMS, finished, {"long_name": "point finished", "units": "1"})
-    data = load_data(spec.data)
-    data_vars["teacher_test_log_likelihood"] = ((), data.teacher_test_log_likelihood, {
-        "long_name": "mean test log-likelihood under the planted teacher (NaN without a teacher)",
-        "units": "nats per sample"})
-    data_vars["independent_test_log_likelihood"] = ((), data.independent_test_log_likelihood, {
-        "long_name": "mean test log-likelihood of independent units with the training marginals",
-        "units": "nats per sample"})
-    coord_attrs = {
-        "n_hidden": ("hidden units", "1"), "protocol": ("pruning protocol", "1"),
-        "pruning_fraction": ("fraction of connections pruned", "1"), "seed": ("replica seed", "1"),
-    }
-    ds_coords = {d: (d, np.asarray(coords[d]), {"long_name": coord_attrs[d][0], "units": coord_attrs[d][1]})
-                 for d in DIMS}
-    attrs = provenance(title=f"study {spec.name!r}", study=spec.name, spec=spec.to_json(),
-                       max_epochs=spec.training.max_epochs, n_points=int(finished.size),
-                       n_finished=int(finished.sum()),
-                       stopping_rule=(f"every {spec.stopping.every} epochs, held-out {spec.stopping.metric}; "
-                                      f"converged when the best of the last {spec.stopping.window} evaluations "
-                                      f"beats the best earlier one by less than {spec.stopping.tolerance:g} nats"))
-    return xr.Dataset(data_vars, coords=ds_coords, attrs=attrs)
+class StudyStatus(NamedTuple):
+    """Result of :func:`study_status`.
+
+    Attributes
+    ----------
+    done, failed, pending : tuple of str
+        Task keys; ``pending`` includes running tasks and tasks never started.
+    mean_seconds : float
+        Mean wall time of the finished tasks' last attempts (NaN when none).
+    eta_seconds : float
+        ``len(pending + failed) * mean_seconds``: the remaining time on one worker.
+    errors : dict of str to str
+        The last error of each failed task.
+    """
+
+    done: tuple
+    failed: tuple
+    pending: tuple
+    mean_seconds: float
+    eta_seconds: float
+    errors: dict
+
+
+def study_status(spec: StudySpec) -> StudyStatus:
+    """Done / failed / pending tasks of ``spec`` from its files and manifest, and an ETA."""
+    done, failed, pending, errors, walls = [], [], [], {}, []
+    for task in build_graph(spec).tasks.values():
+        record = manifest.read_record(spec.output, task)
+        if manifest.is_finished(spec.output, task):
+            done.append(task.key)
+            if record.status == "done":
+                walls.append(record.wall_time)
+        elif record.status == "failed":
+            failed.append(task.key)
+            errors[task.key] = record.error
+        else:
+            pending.append(task.key)
+    mean = sum(walls) / len(walls) if walls else float("nan")
+    return StudyStatus(tuple(done), tuple(failed), tuple(pending), mean, (len(pending) + len(failed)) * mean, errors)

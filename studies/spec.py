@@ -1,8 +1,9 @@
 """Study specifications: a TOML file, validated into a frozen dataclass before any compute starts.
 
-A study is the product of four axes, ``n_hidden x protocol x pruning_fraction x seed``; every
-point of the grid is trained until the stopping rule (:class:`StoppingRule`) says it has
-converged, or up to ``training.max_epochs``, and evaluated on held-out data. The TOML layout::
+A study is the product of the axes :data:`DIMS`, ``protocol x pruning_time x pruning_fraction x
+n_hidden x seed`` (each protocol with its own pruning times); every point of the grid is trained
+until the stopping rule (:class:`StoppingRule`) says it has converged, or up to
+``training.max_epochs`` after its pruning, and evaluated on held-out data. The TOML layout::
 
     name = "smoke"
     output = "runs/study-smoke"        # relative to the spec file's folder (cwd for built-ins)
@@ -39,16 +40,37 @@ converged, or up to ``training.max_epochs``, and evaluated on held-out data. The
     kind = "init"
     [protocols.after]
     kind = "after"
-    epoch = 10
+    epochs = [10, "converged"]         # pruning times: after epoch 10, after the dense run converged
     criterion = "global_magnitude"
 
-Protocol kinds (all map to :class:`dilution.pruning_rules.PruningProtocol` with one round):
-``init`` prunes the initial model, then trains; ``after`` trains ``epoch`` epochs dense, prunes,
-and fine-tunes the survivors; ``rewind`` prunes after ``epoch`` and rewinds the survivors to
+Pruning times (``epochs``, or one ``epoch``) are grid values of the ``pruning_time`` axis, labelled
+``"10"``, ``"converged"`` (:func:`time_label`; ``"0"`` for ``init``); ``"converged"`` prunes when
+the dense run's stopping rule fires, so "after training" means after convergence, not after a
+fixed budget. Protocol kinds (all map to :class:`dilution.pruning_rules.PruningProtocol` with one
+round): ``init`` prunes the initial model, then trains; ``after`` trains ``epoch`` epochs dense,
+prunes, and fine-tunes the survivors; ``rewind`` prunes after ``epoch`` and rewinds the survivors to
 their values after ``rewind_epoch`` (0: initialisation, the lottery ticket); ``reinit`` prunes
 after ``epoch`` and draws the survivors anew; ``scratch`` takes the mask that ``after`` would
 have at ``epoch`` and trains a fresh model on it (:func:`dilution.pruning_rules.from_scratch`'s
 initial model), the "from scratch at equal sparsity" baseline.
+
+Kinds that never prune a trained network (their ``pruning_time`` is one label, no epoch):
+``static`` trains on a uniformly random mask of the point's sparsity, never changed (the
+control of the rewiring rules, and ``init`` with the ``random`` criterion); ``deep-r``,
+``soft-deep-r`` and ``ncg`` (:data:`RULE_KINDS`, ``pruning_time = "during"``) move connections
+throughout training with :class:`dilution.deep_r.DeepR`, :class:`dilution.deep_r.SoftDeepR` and
+:class:`dilution.ncg.NCG`, their sparsity set by the grid's ``pruning_fraction`` f: DEEP R keeps
+``K = round((1 - f) n_pairs)`` connections active (per hidden unit, ``round((1 - f) n_visible)``,
+with ``scope = "hidden"``), soft-DEEP R's prior connectivity is ``p0 = 1 - f``, NCG's initial
+density is ``p = 1 - f`` (its final density is an outcome, recorded as ``connectivity``). The
+rule's other options go in ``rule_options`` (checked by the rule itself)::
+
+    [protocols.deep-r]
+    kind = "deep-r"
+    rule_options = {alpha = 1e-4, temperature = 1e-6}
+
+These rules apply their own prior and noise on plain SGD, so they need ``training.momentum``,
+``training.l1`` and ``training.l2`` all 0.
 
 Every error names the TOML key and what it expected, e.g.
 ``training.learning_rate: expected a number > 0, got -1``.
@@ -81,15 +103,31 @@ __all__ = [
     "spec_from_toml",
     "spec_from_dict",
     "PROTOCOL_KINDS",
+    "RULE_KINDS",
+    "DURING",
     "METRICS",
     "DIMS",
+    "CONVERGED",
+    "TIMED_KINDS",
+    "time_label",
+    "time_order",
 ]
 
-PROTOCOL_KINDS = ("init", "after", "rewind", "reinit", "scratch")
+PROTOCOL_KINDS = ("init", "after", "rewind", "reinit", "scratch", "static", "deep-r", "soft-deep-r", "ncg")
+# Connectivity rules that move connections during training; the pruning fraction sets their sparsity.
+RULE_KINDS = ("deep-r", "soft-deep-r", "ncg")
+# The pruning time of RULE_KINDS: they act throughout training, not at an epoch.
+DURING = "during"
+# The rule option that the pruning fraction sets, per rule kind.
+_SPARSITY_OPTION = {"deep-r": "k", "soft-deep-r": "p0", "ncg": "p"}
 # Optional metrics of [evaluation] metrics (studies.evaluate computes them).
 METRICS = ("classifier", "moments", "aats", "couplings", "mixing", "mask")
-# Dimension order of the gathered study Dataset.
-DIMS = ("n_hidden", "protocol", "pruning_fraction", "seed")
+# Dimension order of the merged study Dataset (studies.merge).
+DIMS = ("protocol", "pruning_time", "pruning_fraction", "n_hidden", "seed")
+# Protocol kinds that prune a dense run at chosen times (the others act from initialisation).
+TIMED_KINDS = ("after", "rewind", "reinit", "scratch")
+# The pruning time of a protocol that prunes once the dense run has converged.
+CONVERGED = "converged"
 _MNIST_TRAIN, _MNIST_TEST = 60_000, 10_000
 
 
@@ -409,6 +447,21 @@ class EvaluationSpec:
                         "scores digits: data.kind = 'mnist' only)", list(self.metrics))
 
 
+def time_label(epoch: int | str) -> str:
+    """The ``pruning_time`` coordinate of a pruning time: the epoch as a string (``"0"``: at
+    initialisation, ``"10"``: after epoch 10) or ``"converged"``. Strings, so that fixed epochs and
+    "after convergence" share one axis; sort with :func:`time_order`."""
+    return CONVERGED if epoch == CONVERGED else str(int(epoch))
+
+
+def time_order(label: str) -> tuple:
+    """Sort key of ``pruning_time`` labels: ``"during"`` (:data:`DURING`), epochs in increasing
+    order, then ``"converged"``."""
+    if label == DURING:
+        return (-1, 0)
+    return (1, 0) if label == CONVERGED else (0, int(label))
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
     """One pruning protocol (see the module docstring for the kinds).
@@ -419,13 +472,23 @@ class ProtocolSpec:
         Its label (the TOML table name, the ``protocol`` coordinate).
     kind : "init", "after", "rewind", "reinit" or "scratch"
     epoch : int
-        Epoch after which the network is pruned (0 and only 0 for ``init``).
+        Epoch after which the network is pruned (0 and only 0 for ``init``); the same as
+        ``epochs = [epoch]`` (give one of the two).
+    epochs : tuple of int or "converged"
+        The pruning times, each one grid value of the ``pruning_time`` axis: an epoch in
+        ``[1, training.max_epochs]``, or ``"converged"``, the epoch at which the dense run's
+        stopping rule fired (or ``max_epochs`` if it never did). The network trains dense up
+        to that time, is pruned, and trains up to ``training.max_epochs`` more epochs.
     rewind_epoch : int
         ``rewind`` only: the epoch whose parameters the survivors return to.
     criterion : str
         A :mod:`dilution.pruning` criterion name.
     criterion_options : dict
         Its parameters (e.g. ``{axis = "visible"}`` for ``unit_magnitude``).
+    rule_options : dict
+        :data:`RULE_KINDS` only: the rule's options but its sparsity (e.g. ``alpha``,
+        ``temperature``, ``scope`` of DEEP R; ``theta_min`` of soft-DEEP R; ``strength_ratio``,
+        ``threshold`` of NCG).
     """
 
     name: str
@@ -434,20 +497,47 @@ class ProtocolSpec:
     rewind_epoch: int = 0
     criterion: str = "global_magnitude"
     criterion_options: dict = field(default_factory=dict)
+    epochs: tuple = ()
+    rule_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.epochs, list):
+            object.__setattr__(self, "epochs", tuple(self.epochs))
 
     def validate(self, key: str, max_epochs: int) -> None:
         _choice(f"{key}.kind", self.kind, PROTOCOL_KINDS)
-        if self.kind == "init":
-            if self.epoch != 0:
-                raise _fail(f"{key}.epoch", "0 (or no epoch) for kind 'init'", self.epoch)
+        if not isinstance(self.epochs, tuple):
+            raise _fail(f"{key}.epochs", f"a list of epochs and/or {CONVERGED!r}", self.epochs)
+        if self.kind not in TIMED_KINDS:
+            if self.epoch != 0 or self.epochs:
+                raise _fail(f"{key}.epoch" if self.epoch else f"{key}.epochs",
+                            f"no pruning time for kind {self.kind!r} (it acts from initialisation; kinds with "
+                            f"pruning times: {', '.join(TIMED_KINDS)})", self.epoch or list(self.epochs))
         else:
-            _int(f"{key}.epoch", self.epoch, 1)
-            if self.epoch >= max_epochs:
-                raise _fail(f"{key}.epoch", f"an epoch before training.max_epochs = {max_epochs} "
-                            "(the pruned network must still be trained)", self.epoch)
+            if self.epoch and self.epochs:
+                raise _fail(f"{key}.epoch", f"either epoch or epochs, not both (epochs = {list(self.epochs)})",
+                            self.epoch)
+            if not self.epoch and not self.epochs:
+                raise SpecError(f"{key}.epochs: required key is missing (a list of epochs and/or {CONVERGED!r}, "
+                                f"for kind {self.kind!r})")
+            times = self.epochs or (self.epoch,)
+            for i, t in enumerate(times):
+                name = f"{key}.epochs[{i}]" if self.epochs else f"{key}.epoch"
+                if t == CONVERGED:
+                    continue
+                if isinstance(t, str):
+                    raise _fail(name, f"an epoch or {CONVERGED!r}", t)
+                _int(name, t, 1)
+                if t > max_epochs:
+                    raise _fail(name, f"an epoch <= training.max_epochs = {max_epochs} (the dense phase is at most "
+                                "max_epochs long)", t)
+            if len(set(times)) != len(times):
+                raise _fail(f"{key}.epochs", "distinct pruning times", list(times))
         _int(f"{key}.rewind_epoch", self.rewind_epoch, 0)
-        if self.kind == "rewind" and self.rewind_epoch > self.epoch:
-            raise _fail(f"{key}.rewind_epoch", f"an epoch <= {key}.epoch = {self.epoch}", self.rewind_epoch)
+        fixed = [t for t in self.pruning_epochs if t != CONVERGED]
+        if self.kind == "rewind" and fixed and self.rewind_epoch > min(fixed):
+            raise _fail(f"{key}.rewind_epoch", f"an epoch <= every pruning epoch (the first is {min(fixed)})",
+                        self.rewind_epoch)
         if not isinstance(self.criterion_options, dict):
             raise _fail(f"{key}.criterion_options", "a table of criterion parameters", self.criterion_options)
         from dilution.pruning import CRITERION_NAMES, criterion_from_name
@@ -459,22 +549,102 @@ class ProtocolSpec:
             raise SpecError(f"{key}.criterion_options: {e}") from None
 
     @property
-    def last_pruning_epoch(self) -> int:
-        """The epoch from which the stopping rule counts (0 for ``scratch``: its run never prunes)."""
-        return 0 if self.kind == "scratch" else self.epoch
+    def pruning_epochs(self) -> tuple:
+        """The pruning times as given: epochs and/or :data:`CONVERGED` (0 for the kinds that act
+        from initialisation, not in :data:`TIMED_KINDS`)."""
+        if self.kind not in TIMED_KINDS:
+            return (0,)
+        return self.epochs or (self.epoch,)
 
-    def rule(self, fraction: float, weight_scale: float):
-        """The :class:`~dilution.pruning_rules.PruningProtocol` that prunes (for ``scratch``: the one
-        whose mask the fresh model takes)."""
-        from dilution.pruning import criterion_from_name
+    @property
+    def pruning_times(self) -> tuple[str, ...]:
+        """The ``pruning_time`` labels of :attr:`pruning_epochs` (see :func:`time_label`);
+        :data:`DURING` for :data:`RULE_KINDS`."""
+        if self.kind in RULE_KINDS:
+            return (DURING,)
+        return tuple(time_label(t) for t in self.pruning_epochs)
+
+    def validate_rule(self, key: str, training: TrainingSpec, fractions: tuple, shapes: tuple) -> None:
+        """Check ``rule_options`` (and ``criterion`` for ``static``) by building the rule of every
+        grid point, ``shapes`` the ``(n_visible, n_hidden)`` of the grid's models."""
+        if not isinstance(self.rule_options, dict):
+            raise _fail(f"{key}.rule_options", "a table of rule options", self.rule_options)
+        if self.kind not in RULE_KINDS:
+            if self.rule_options:
+                raise _fail(f"{key}.rule_options", f"no rule options for kind {self.kind!r} (only for "
+                            f"{', '.join(RULE_KINDS)})", self.rule_options)
+            if self.kind == "static" and (self.criterion != "global_magnitude" or self.criterion_options):
+                raise _fail(f"{key}.criterion", "no criterion for kind 'static' (its mask is uniformly random)",
+                            self.criterion)
+            return
+        if self.criterion != "global_magnitude" or self.criterion_options:
+            raise _fail(f"{key}.criterion", f"no pruning criterion for kind {self.kind!r} (the rule moves the "
+                        "connections itself)", self.criterion)
+        for name in ("momentum", "l1", "l2"):
+            if getattr(training, name) != 0:
+                raise _fail(f"training.{name}", f"0 for protocol kind {self.kind!r} ({key}): the rule runs on plain "
+                            "SGD and applies its own prior and noise", getattr(training, name))
+        sparsity = _SPARSITY_OPTION[self.kind]
+        if sparsity in self.rule_options:
+            raise _fail(f"{key}.rule_options.{sparsity}", "no value: the grid's pruning_fraction f sets it "
+                        f"({sparsity} = {'round((1 - f) n_pairs)' if sparsity == 'k' else '1 - f'})",
+                        self.rule_options[sparsity])
+        cls = _rule_class(self.kind)
+        names = [f.name for f in fields(cls)]
+        for option in self.rule_options:
+            if option not in names:
+                raise SpecError(f"{key}.rule_options: {self.kind} has no option {option!r}; its options are "
+                                f"{', '.join(n for n in names if n != sparsity)}")
+        for f in fields(cls):
+            if f.name != sparsity and f.default is MISSING and f.name not in self.rule_options:
+                raise SpecError(f"{key}.rule_options.{f.name}: required key is missing")
+        for fraction in fractions:
+            for shape in shapes:
+                try:
+                    self.rule(fraction, training.weight_scale, shape=shape)
+                except (TypeError, ValueError) as e:
+                    raise SpecError(f"{key}.rule_options: at pruning_fraction {fraction:g} and model {shape[0]} x "
+                                    f"{shape[1]}: {e}") from None
+
+    def rule(self, fraction: float, weight_scale: float, at_epoch: int | None = None,
+             shape: tuple[int, int] | None = None):
+        """The connectivity rule of a point: the :class:`~dilution.pruning_rules.PruningProtocol`
+        that prunes after epoch ``at_epoch`` (default ``epoch``; for ``scratch``: the one whose
+        mask the fresh model takes; for ``static``: a random one at initialisation), or the
+        :data:`RULE_KINDS` rule with the sparsity of ``fraction`` on a model of ``shape``
+        ``(n_visible, n_hidden)`` (required by ``deep-r``)."""
+        from dilution.pruning import RandomPruning, criterion_from_name
         from dilution.pruning_rules import PruningProtocol
+
+        if self.kind == "static":
+            return PruningProtocol(fraction=fraction, at_epochs=(0,), criterion=RandomPruning(), then="continue")
+        if self.kind in RULE_KINDS:
+            options = dict(self.rule_options)
+            if self.kind == "deep-r":
+                if shape is None:
+                    raise ValueError("a deep-r protocol's rule needs the model shape (n_visible, n_hidden) for K")
+                pairs = shape[0] * shape[1] if options.get("scope", "global") == "global" else shape[0]
+                options["k"] = int(round((1.0 - fraction) * pairs))
+            else:
+                options[_SPARSITY_OPTION[self.kind]] = 1.0 - fraction
+            rule = _rule_class(self.kind)(**options)
+            if self.kind == "deep-r":
+                rule.check_shape(*shape)
+            return rule
 
         then = {"init": "continue", "after": "continue", "scratch": "continue", "rewind": "rewind",
                 "reinit": "reinit"}[self.kind]
         return PruningProtocol(
-            fraction=fraction, at_epochs=(self.epoch,), criterion=criterion_from_name(self.criterion, **self.criterion_options),
-            then=then, rewind_epoch=self.rewind_epoch if self.kind == "rewind" else 0, reinit_scale=weight_scale,
+            fraction=fraction, at_epochs=(self.epoch if at_epoch is None else at_epoch,),
+            criterion=criterion_from_name(self.criterion, **self.criterion_options), then=then, rewind_epoch=self.rewind_epoch if self.kind == "rewind" else 0, reinit_scale=weight_scale,
         )
+
+
+def _rule_class(kind: str):
+    from dilution.deep_r import DeepR, SoftDeepR
+    from dilution.ncg import NCG
+
+    return {"deep-r": DeepR, "soft-deep-r": SoftDeepR, "ncg": NCG}[kind]
 
 
 class GridPoint(NamedTuple):
@@ -484,17 +654,21 @@ class GridPoint(NamedTuple):
     ----------
     n_hidden : int
     protocol : str
+    pruning_time : str
+        A :func:`time_label` of one of the protocol's pruning times.
     pruning_fraction : float
     seed : int
         The replica seed (the ``seed`` coordinate); the run's own seed is derived from it.
     key : str
         Stable name: readable coordinates and a digest of everything that determines the result
-        (data, training, stopping, evaluation, the protocol's definition), so adding grid points
-        or changing the output folder never renames a point, and changing a setting does.
+        (data, training, stopping, evaluation, the protocol's definition with this point's
+        pruning time), so adding grid points (pruning times included) or changing the output
+        folder never renames a point, and changing a setting does.
     """
 
     n_hidden: int
     protocol: str
+    pruning_time: str
     pruning_fraction: float
     seed: int
     key: str
@@ -543,6 +717,8 @@ class StudySpec:
                 raise _fail(axis, "distinct values", list(values))
         for p in self.protocols:
             p.validate(f"protocols.{p.name}", self.training.max_epochs)
+            p.validate_rule(f"protocols.{p.name}", self.training, self.pruning_fractions,
+                            tuple((self.data.n_input, h) for h in self.n_hidden))
         if self.stopping.min_epochs > self.training.max_epochs:
             raise _fail("stopping.min_epochs", f"at most training.max_epochs = {self.training.max_epochs}",
                         self.stopping.min_epochs)
@@ -571,31 +747,42 @@ class StudySpec:
                 return p
         raise KeyError(f"no protocol {name!r} in study {self.name!r}; it has {[p.name for p in self.protocols]}")
 
-    def point_config(self, n_hidden: int, protocol: str, fraction: float, seed: int) -> dict:
-        """Everything that determines a point's result, as JSON-able values (what its key hashes)."""
+    def point_config(self, n_hidden: int, protocol: str, pruning_time: str, fraction: float, seed: int) -> dict:
+        """Everything that determines a point's result, as JSON-able values (what its key hashes).
+
+        The protocol enters without its list of pruning times (only this point's time), so
+        adding a time to a protocol keeps the keys of its other points.
+        """
+        proto = asdict(self.protocol(protocol))
+        del proto["epoch"], proto["epochs"]
         return {
             "data": asdict(self.data), "training": asdict(self.training), "stopping": asdict(self.stopping),
-            "evaluation": asdict(self.evaluation), "protocol": asdict(self.protocol(protocol)),
+            "evaluation": asdict(self.evaluation), "protocol": proto, "pruning_time": pruning_time,
             "n_hidden": int(n_hidden), "pruning_fraction": float(fraction), "seed": int(seed),
         }
 
     def points(self) -> list[GridPoint]:
         """Every grid point, in the order of :data:`DIMS`."""
         out = []
-        for h in self.n_hidden:
-            for p in self.protocols:
+        for p in self.protocols:
+            for t in p.pruning_times:
                 for f in self.pruning_fractions:
-                    for s in self.seeds:
-                        blob = json.dumps(self.point_config(h, p.name, f, s), sort_keys=True).encode()
-                        digest = hashlib.blake2b(blob, digest_size=6).hexdigest()
-                        key = f"{p.name}-h{h}-f{float(f):.4f}-s{s}-{digest}"
-                        out.append(GridPoint(int(h), p.name, float(f), int(s), key))
+                    for h in self.n_hidden:
+                        for s in self.seeds:
+                            blob = json.dumps(self.point_config(h, p.name, t, f, s), sort_keys=True).encode()
+                            digest = hashlib.blake2b(blob, digest_size=6).hexdigest()
+                            key = f"{p.name}-t{t}-h{h}-f{float(f):.4f}-s{s}-{digest}"
+                            out.append(GridPoint(int(h), p.name, t, float(f), int(s), key))
         return out
 
     def coords(self) -> dict[str, list]:
+        """The coordinates of :data:`DIMS`; ``pruning_time`` is the union of the protocols' times in
+        :func:`time_order` (a protocol without a time has no points there)."""
+        times = sorted({t for p in self.protocols for t in p.pruning_times}, key=time_order)
         return {
-            "n_hidden": list(self.n_hidden), "protocol": [p.name for p in self.protocols],
-            "pruning_fraction": [float(f) for f in self.pruning_fractions], "seed": list(self.seeds),
+            "protocol": [p.name for p in self.protocols], "pruning_time": times,
+            "pruning_fraction": [float(f) for f in self.pruning_fractions], "n_hidden": list(self.n_hidden),
+            "seed": list(self.seeds),
         }
 
     def to_dict(self) -> dict:

@@ -202,8 +202,8 @@ def _study(tmp_path):
 
     spec = builtin_spec("smoke", output=str(tmp_path / "study"))
     run_study(spec)
-    points = sorted((tmp_path / "study" / "points").glob("*.nc"))
-    return [dilution.io.load_dataset(tmp_path / "study" / "study.nc"), dilution.io.load_dataset(points[0])]
+    results = sorted(p for p in (tmp_path / "study" / "tasks").glob("*.nc") if not p.name.endswith(".state.nc"))
+    return [dilution.io.load_dataset(tmp_path / "study" / "study.nc"), dilution.io.load_dataset(results[0])]
 
 
 PRODUCERS: list = [

@@ -1,5 +1,5 @@
-"""One grid point: the scratch baseline starts like dilution's from_scratch, and an interrupted
-point continues from its saved state to the same result as an uninterrupted one."""
+"""One task: the scratch baseline starts like dilution's from_scratch, and an interrupted point
+continues from its saved state to the same result as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from dilution.pruning_rules import from_scratch
 from dilution.training import train
 from studies.builtin import builtin_spec
 from studies.data import load_data
-from studies.point import point_paths, run_point, scratch_start
+from studies.point import compute, scratch_start, task_paths
+from studies.tasks import build_graph
 
 
 def test_scratch_start_trains_like_from_scratch():
@@ -31,12 +32,22 @@ class _Killed(Exception):
     pass
 
 
+def _run_dependencies(spec, task, graph):
+    for key in task.depends:
+        _run_dependencies(spec, graph.tasks[key], graph)
+        compute(spec, graph.tasks[key])
+
+
 @pytest.mark.parametrize("protocol", ["after"])
 def test_interrupted_point_resumes_to_the_same_result(tmp_path, monkeypatch, protocol):
     whole = builtin_spec("smoke", output=str(tmp_path / "whole"))
     cut = builtin_spec("smoke", output=str(tmp_path / "cut"))
-    point = next(p for p in whole.points() if p.protocol == protocol and p.pruning_fraction == 0.5)
-    reference = io.load_dataset(run_point(whole, point))
+    graph = build_graph(whole)
+    task = next(t for t in graph.tasks.values()
+                if t.kind == "point" and t.point.protocol == protocol and t.point.pruning_fraction == 0.5)
+    _run_dependencies(whole, task, graph)
+    _run_dependencies(cut, task, graph)
+    reference = io.load_dataset(compute(whole, task)["result"])
 
     real = point_module.train_to_convergence
 
@@ -53,16 +64,17 @@ def test_interrupted_point_resumes_to_the_same_result(tmp_path, monkeypatch, pro
 
     monkeypatch.setattr(point_module, "train_to_convergence", dying)
     with pytest.raises(_Killed):
-        run_point(cut, point, checkpoint_seconds=0)
-    result, state = point_paths(cut.output, point)
+        compute(cut, task, checkpoint_seconds=0)
+    paths = task_paths(cut.output, task.key)
+    result, state = paths["result"], paths["partial"]
     assert state.exists() and not result.exists()
     monkeypatch.setattr(point_module, "train_to_convergence", real)
 
     def no_restart(*args):
         raise AssertionError("the point restarted instead of continuing its saved state")
 
-    monkeypatch.setattr(point_module, "_initial_state", no_restart)
-    resumed = io.load_dataset(run_point(cut, point, checkpoint_seconds=0))
+    monkeypatch.setattr(point_module, "_point_start", no_restart)
+    resumed = io.load_dataset(compute(cut, task, checkpoint_seconds=0)["result"])
     assert not state.exists()
     for name in reference.variables:
         if name != "train_time":

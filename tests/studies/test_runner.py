@@ -1,7 +1,10 @@
 """The runner: the smoke study end to end through ``dilution study run``, a rerun that skips
-everything, and the same study.nc from the serial executor and from two dask workers."""
+everything, status and merge, the same study.nc from the serial executor and from two dask
+workers, and a dask worker killed in the middle of a task."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +12,9 @@ import pytest
 from dilution import io
 from dilution.cli import main
 from studies.builtin import builtin_spec
+from studies.point import KILL_ONCE_ENV
 from studies.runner import run_study
+from studies.spec import DIMS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -29,19 +34,36 @@ def serial(tmp_path_factory):
 def test_smoke_study_runs_and_a_rerun_skips_everything(serial, capsys):
     spec = serial
     study = io.load_dataset(f"{spec.output}/study.nc")
-    assert dict(study.sizes) == {"n_hidden": 1, "protocol": 2, "pruning_fraction": 3, "seed": 2}
-    assert study["finished"].values.all()
-    assert (study["epochs_used"] <= spec.training.max_epochs).all()
+    assert study["test_log_likelihood"].dims == DIMS
+    assert dict(study.sizes) == {"protocol": 2, "pruning_time": 2, "pruning_fraction": 3, "n_hidden": 1, "seed": 2}
+    assert list(study["pruning_time"].values) == ["0", "20"]
+    # init has only time "0", after only "20": the other cells are not in the grid
+    np.testing.assert_array_equal(study["planned"].sel(protocol="init").values.any(axis=(1, 2, 3)), [True, False])
+    assert (study["finished"] == study["planned"]).all()
+    planned = study["planned"].values
+    assert (study["epochs_used"].values[planned] <= spec.training.max_epochs + 20).all()
+    np.testing.assert_array_equal(study["pruned_at_epoch"].sel(protocol="after", pruning_time="20"),
+                                  [[[-1, -1]], [[20, 20]], [[20, 20]]])
     assert study.attrs["spec"] == spec.to_json() and "dilution_version" in study.attrs
     # pruning fraction 0 under either protocol is the same dense run
-    np.testing.assert_array_equal(study["test_log_likelihood"].sel(protocol="init", pruning_fraction=0.0),
-                                  study["test_log_likelihood"].sel(protocol="after", pruning_fraction=0.0))
-    np.testing.assert_allclose(study["connectivity"].sel(pruning_fraction=0.8), round(0.2 * 96) / 96)
+    np.testing.assert_array_equal(study["test_log_likelihood"].sel(protocol="init", pruning_time="0",
+                                                                   pruning_fraction=0.0),
+                                  study["test_log_likelihood"].sel(protocol="after", pruning_time="20",
+                                                                   pruning_fraction=0.0))
+    sparse = study.sel(pruning_fraction=0.8)
+    np.testing.assert_allclose(sparse["connectivity"].values[sparse["planned"].values], round(0.2 * 96) / 96)
+    capsys.readouterr()
     assert main(["study", "run", "smoke", "--output", spec.output, "--quiet"]) == 0
-    assert "0 run, 12 skipped, 0 failed, 12/12 finished" in capsys.readouterr().out
+    assert "0 tasks run, 12 skipped, 0 failed; 12/12 points finished" in capsys.readouterr().out
     rerun = io.load_dataset(f"{spec.output}/study.nc")
     for name, value in _values(study).items():
         np.testing.assert_array_equal(rerun[name].values, value, err_msg=name)
+    assert main(["study", "status", "smoke", "--output", spec.output]) == 0
+    assert "12/12 tasks done, 0 failed, 0 pending" in capsys.readouterr().out
+    merged = spec.output + "/merged.nc"
+    assert main(["study", "merge", "smoke", "--output", spec.output, "-o", merged]) == 0
+    for name, value in _values(study).items():
+        np.testing.assert_array_equal(io.load_dataset(merged)[name].values, value, err_msg=name)
 
 
 def test_two_dask_workers_give_the_serial_study(serial, tmp_path):
@@ -58,10 +80,30 @@ def test_two_dask_workers_give_the_serial_study(serial, tmp_path):
         np.testing.assert_array_equal(ours[name].values, value, err_msg=name)
 
 
+def test_a_worker_killed_in_a_task_gets_it_retried_with_the_identical_result(serial, tmp_path, monkeypatch):
+    from studies.runner import local_client
+
+    # The first task to write a result kills its own worker process (SIGKILL, nothing cleaned
+    # up); the nanny starts a new worker and dask reruns the task there.
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
+    spec = builtin_spec("smoke", output=str(tmp_path / "dask"))
+    with local_client(2) as client:
+        result = run_study(spec, client=client)
+        client.cluster.close()
+    assert marker.exists()
+    assert result.count("done") == 12 and result.count("failed") == 0
+    attempts = [json.loads(p.read_text())["attempts"] for p in (tmp_path / "dask" / "manifest").glob("*.json")]
+    assert sorted(attempts) == [1] * 11 + [2]
+    ours, theirs = io.load_dataset(result.path), io.load_dataset(f"{serial.output}/study.nc")
+    for name, value in _values(theirs).items():
+        np.testing.assert_array_equal(ours[name].values, value, err_msg=name)
+
+
 def test_malformed_spec_fails_before_any_compute(tmp_path, capsys):
     from studies.builtin import BUILTIN
 
-    (tmp_path / "bad.toml").write_text(BUILTIN["smoke"].replace("[0.0, 0.5, 0.8]", "[0.0, 1.5]"))
+    (tmp_path / "bad.toml").write_text(BUILTIN["smoke"].toml.replace("[0.0, 0.5, 0.8]", "[0.0, 1.5]"))
     assert main(["study", "run", str(tmp_path / "bad.toml")]) != 0
     assert "pruning_fractions[1]: expected a fraction in [0, 1), got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

@@ -12,7 +12,7 @@ from studies.spec import SpecError, StoppingRule, load_spec, spec_from_dict, spe
 
 
 def _raw() -> dict:
-    return tomllib.loads(BUILTIN["smoke"])
+    return tomllib.loads(BUILTIN["smoke"].toml)
 
 
 def test_smoke_grid_is_the_product_of_the_axes():
@@ -20,15 +20,31 @@ def test_smoke_grid_is_the_product_of_the_axes():
     points = spec.points()
     assert len(points) == 1 * 2 * 3 * 2
     assert len({p.key for p in points}) == len(points)
-    assert {(p.n_hidden, p.protocol, p.pruning_fraction, p.seed) for p in points} == {
-        (6, pr, f, s) for pr in ("init", "after") for f in (0.0, 0.5, 0.8) for s in (0, 1)
+    assert {(p.n_hidden, p.protocol, p.pruning_time, p.pruning_fraction, p.seed) for p in points} == {
+        (6, pr, t, f, s) for pr, t in (("init", "0"), ("after", "20")) for f in (0.0, 0.5, 0.8) for s in (0, 1)
     }
+
+
+def test_pruning_times_are_a_grid_axis():
+    raw = _raw()
+    raw["protocols"]["after"] = {"kind": "after", "epochs": [20, "converged", 5]}
+    spec = spec_from_dict(raw)
+    assert spec.coords()["pruning_time"] == ["0", "5", "20", "converged"]
+    assert {p.pruning_time for p in spec.points() if p.protocol == "after"} == {"5", "20", "converged"}
+    assert len(spec.points()) == (1 + 3) * 3 * 2
+    # the old single epoch is the list of one epoch: same points, same keys
+    single = _raw()
+    listed = _raw()
+    listed["protocols"]["after"] = {"kind": "after", "epochs": [20]}
+    assert [p.key for p in spec_from_dict(single).points()] == [p.key for p in spec_from_dict(listed).points()]
+    assert spec_from_dict(spec.to_dict()) == spec
 
 
 def test_keys_are_stable_under_new_points_and_change_with_settings():
     raw = _raw()
     keys = {p.key for p in spec_from_dict(raw).points()}
     grown = dict(raw, pruning_fractions=[0.0, 0.5, 0.8, 0.9], seeds=[0, 1, 2], output="elsewhere")
+    grown["protocols"] = dict(raw["protocols"], after={"kind": "after", "epochs": [10, 20, "converged"]})
     assert keys < {p.key for p in spec_from_dict(grown).points()}
     changed = dict(raw, training=dict(raw["training"], learning_rate=0.2))
     assert keys.isdisjoint({p.key for p in spec_from_dict(changed).points()})
@@ -40,7 +56,7 @@ def test_round_trip_through_to_dict():
 
 
 def test_relative_paths_are_relative_to_the_spec_file(tmp_path):
-    (tmp_path / "s.toml").write_text(BUILTIN["smoke"])
+    (tmp_path / "s.toml").write_text(BUILTIN["smoke"].toml)
     assert load_spec(tmp_path / "s.toml").output == str(tmp_path / "runs" / "study-smoke")
 
 
@@ -54,7 +70,16 @@ def _edit(path: str, value):
         del table[last]
     else:
         table[last] = value
+    if last == "epochs":  # replaces the single epoch (giving both is its own error)
+        table.pop("epoch", None)
     return raw
+
+
+def test_epoch_and_epochs_together_are_refused():
+    raw = _raw()
+    raw["protocols"]["after"]["epochs"] = [10]
+    with pytest.raises(SpecError, match=r"protocols\.after\.epoch: expected either epoch or epochs"):
+        spec_from_dict(raw)
 
 
 _DELETE = object()
@@ -72,7 +97,12 @@ _DELETE = object()
         ("training.learning_rate", -1.0, ["training.learning_rate", "> 0"]),
         ("training.estimator", "sgd", ["training.estimator", "'pcd'"]),
         ("training.batch_size", 600, ["training.batch_size", "data.n_train"]),
-        ("protocols.after.epoch", 60, ["protocols.after.epoch", "max_epochs"]),
+        ("protocols.after.epoch", 61, ["protocols.after.epoch", "max_epochs"]),
+        ("protocols.after.epochs", [10, "later"], ["protocols.after.epochs[1]", "'converged'", "later"]),
+        ("protocols.after.epochs", [10, 10], ["protocols.after.epochs", "distinct"]),
+        ("protocols.after.epochs", [0], ["protocols.after.epochs[0]", ">= 1"]),
+        ("protocols.after.epochs", 10, ["protocols.after.epochs", "a list"]),
+        ("protocols.init.epochs", [5], ["protocols.init.epochs", "no pruning time", "'init'"]),
         ("protocols.after.kind", "later", ["protocols.after.kind", "'rewind'"]),
         ("protocols.after.criterion", "biggest", ["protocols.after.criterion", "'global_magnitude'"]),
         ("data.kind", "cifar", ["data.kind", "'mnist'"]),
