@@ -79,8 +79,10 @@ __all__ = [
     "finite_size_scaling",
     "fit_step",
     "fit_transition",
+    "gap_table",
     "locate_transition",
     "quality_gap",
+    "scaling_table",
     "step_curve",
     "transition_table",
 ]
@@ -573,6 +575,7 @@ _FIT_OUTPUTS = {
     "verdict": ("transition, no step, edge, broad or insufficient data (see analysis.transition)", "1"),
     "has_transition": ("a transition inside the grid (verdict == 'transition')", "1"),
     "n_seeds": ("seeds with data after the exclusions", "1"),
+    "n_points": ("grid points used (fractions x seeds with data after the exclusions)", "1"),
     "n_excluded": ("grid points excluded (not finished, or not converged when excluded)", "1"),
     "n_unconverged_used": ("grid points used although not converged", "1"),
 }
@@ -680,7 +683,8 @@ def fit_transition(
         Over the other dims, the variables of ``_FIT_OUTPUTS``: ``location`` (f*), ``width`` and
         their ``_lower``/``_upper`` bounds, ``high``, ``low``, ``drop`` (+ bounds), ``p_value``,
         ``steepest`` (+ bounds), ``susceptibility_location`` (+ bounds), ``susceptibility_peak``,
-        ``verdict`` (str), ``has_transition``, ``n_seeds``, ``n_excluded``, ``n_unconverged_used``.
+        ``verdict`` (str), ``has_transition``, ``n_seeds``, ``n_points``, ``n_excluded``,
+        ``n_unconverged_used``.
         Attrs ``method``, ``form``, ``confidence``, ``n_bootstrap``, ``exclude``, ``seed``.
     """
     if not isinstance(quality, xr.DataArray):
@@ -726,6 +730,7 @@ def fit_transition(
                             float(min_drop))
         for k, v in found.items():
             (boot if k in boot else results)[k][index] = v
+        results["n_points"][index] = np.isfinite(values[index]).sum()
         results["n_excluded"][index] = excluded[index].sum()
         results["n_unconverged_used"][index] = unconverged[index].sum()
     results["has_transition"] = results["verdict"] == "transition"
@@ -733,7 +738,7 @@ def fit_transition(
     data_vars = {}
     for k in names:
         arr = results[k]
-        if k in ("n_seeds", "n_excluded", "n_unconverged_used"):
+        if k in ("n_seeds", "n_points", "n_excluded", "n_unconverged_used"):
             arr = arr.astype(np.int64)
         elif k == "verdict":
             arr = arr.astype(str)
@@ -793,12 +798,8 @@ def transition_table(
     """
     from dilution.provenance import provenance
 
-    if not isinstance(merged, xr.Dataset):
-        raise TypeError(f"merged must be an xarray.Dataset, got {type(merged).__name__}")
-    if quality not in merged.data_vars:
-        raise ValueError(f"quality {quality!r} is not a variable of the merged Dataset; it has {sorted(merged.data_vars)}")
     table = fit_transition(
-        merged[quality], converged=merged.get("converged"), finished=merged.get("finished"), exclude=exclude,
+        _merged_quality(merged, quality), converged=merged.get("converged"), finished=merged.get("finished"), exclude=exclude,
         form=form, n_bootstrap=n_bootstrap, confidence=confidence, min_drop=min_drop,
         keep_bootstrap=keep_bootstrap, seed=seed,
     )
@@ -1118,3 +1119,64 @@ def collapse_quality(
     }
     return xr.Dataset(data_vars, coords=coords, attrs={"title": f"data collapse across {size_dim}",
                                                         "n_points": int(n_points), "exclude": exclude})
+
+
+# --------------------------------------------------------------------------- over a merged study
+
+def gap_table(
+    merged: xr.Dataset,
+    a: dict,
+    b: dict,
+    *,
+    quality: str = "test_log_likelihood",
+    exclude: Exclude = "unconverged",
+    n_bootstrap: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> xr.Dataset:
+    """:func:`quality_gap` of ``merged[quality]`` with the study's ``converged``/``finished`` flags,
+    e.g. ``gap_table(merged, {"protocol": "after"}, {"protocol": "scratch"})`` (retrained minus
+    trained from scratch at equal sparsity), with provenance attrs."""
+    from dilution.provenance import provenance
+
+    q = _merged_quality(merged, quality)
+    gap = quality_gap(q, a, b, converged=merged.get("converged"), finished=merged.get("finished"),
+                      exclude=exclude, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    gap.attrs.update(provenance(quality=quality))
+    return gap
+
+
+def scaling_table(
+    merged: xr.Dataset,
+    transitions: xr.Dataset,
+    *,
+    quality: str = "test_log_likelihood",
+    size_dim: str = "n_hidden",
+    confidence: float = 0.95,
+    require_transition: bool = True,
+) -> xr.Dataset:
+    """:func:`finite_size_scaling` of ``transitions`` (a :func:`transition_table` with its
+    bootstrap draws) and :func:`collapse_quality` of ``merged[quality]`` (with the exclusions
+    ``transitions`` was made with), in one Dataset with provenance attrs."""
+    from dilution.provenance import provenance
+
+    q = _merged_quality(merged, quality)
+    fss = finite_size_scaling(transitions, size_dim=size_dim, confidence=confidence,
+                              require_transition=require_transition)
+    col = collapse_quality(q, transitions, size_dim=size_dim, converged=merged.get("converged"),
+                           finished=merged.get("finished"), exclude=transitions.attrs.get("exclude", "unconverged"),
+                           require_transition=require_transition)
+    col = col.rename(n_sizes="n_sizes_collapsed")
+    out = fss.assign({k: col[k] for k in col.data_vars})
+    out.attrs = {}
+    out.attrs.update(provenance(quality=quality, title=f"finite-size scaling across {size_dim}",
+                                confidence=float(confidence), require_transition=int(require_transition)))
+    return out
+
+
+def _merged_quality(merged: xr.Dataset, quality: str) -> xr.DataArray:
+    if not isinstance(merged, xr.Dataset):
+        raise TypeError(f"merged must be an xarray.Dataset, got {type(merged).__name__}")
+    if quality not in merged.data_vars:
+        raise ValueError(f"quality {quality!r} is not a variable of the merged Dataset; it has {sorted(merged.data_vars)}")
+    return merged[quality]

@@ -15,7 +15,9 @@ from analysis.transition import (
     finite_size_scaling,
     fit_step,
     fit_transition,
+    gap_table,
     quality_gap,
+    scaling_table,
     step_curve,
     transition_table,
 )
@@ -166,6 +168,7 @@ def test_unconverged_points_are_excluded_and_counted():
     by_hand = q.where(converged & finished)
     reference = fit_transition(by_hand, n_bootstrap=100, seed=1)
     assert int(ds["n_excluded"]) == 6 and int(ds["n_unconverged_used"]) == 0 and int(ds["n_seeds"]) == 8
+    assert int(ds["n_points"]) == 20 * 8 - 6
     for name in ("location", "location_lower", "width", "steepest"):
         assert float(ds[name]) == float(reference[name])
     kept = fit_transition(q, converged=converged, finished=finished, exclude="unfinished", n_bootstrap=100)
@@ -206,6 +209,18 @@ def test_transition_table_lifts_over_the_other_dims_and_is_labelled():
     assert table["location_bootstrap"].sizes["bootstrap"] == 60
     with pytest.raises(ValueError, match="quality 'nll'"):
         transition_table(merged, quality="nll")
+    # the gap and scaling tables over the same study: labelled, and equal to the functions they wrap
+    gap = gap_table(merged, {"protocol": "after"}, {"protocol": "init"}, n_bootstrap=60)
+    q = merged["test_log_likelihood"]
+    direct = quality_gap(q, {"protocol": "after"}, {"protocol": "init"}, n_bootstrap=60)
+    np.testing.assert_array_equal(gap["gap_lower"], direct["gap_lower"])
+    np.testing.assert_allclose(gap["gap"], (q.sel(protocol="after") - q.sel(protocol="init")).mean("seed")
+                               .transpose(*gap["gap"].dims))
+    scaling = scaling_table(merged, table, require_transition=False)
+    np.testing.assert_array_equal(scaling["f_inf"], finite_size_scaling(table, require_transition=False)["f_inf"])
+    for ds in (gap, scaling):
+        for name, var in ds.variables.items():
+            assert var.attrs.get("long_name") and var.attrs.get("units"), name
 
 
 def test_bad_input_is_named():
