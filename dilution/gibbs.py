@@ -110,12 +110,24 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     n_nonzero = int(np.count_nonzero(weights))
     if path == "auto":
         path = _path(n_nonzero, weights.size, v.shape[0])
+    # Inputs as read-only views: numba compiles a specialisation per writeable flag, and callers
+    # pass both (training's arrays, a saved RBM's frozen ones); one costs seconds on a cold cache.
+    v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys = _read_only(
+        v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys)
     if path == "sparse":
-        return gibbs_sparse(v, *csr_arrays(weights, n_nonzero), visible_bias, hidden_bias, beta, base_bias, keys,
-                            counter, int(n_sweeps), SPARSE_BLOCK)
+        return gibbs_sparse(v, *_read_only(*csr_arrays(weights, n_nonzero)), visible_bias, hidden_bias, beta,
+                            base_bias, keys, counter, int(n_sweeps), SPARSE_BLOCK)
     with single_threaded_blas():
         return gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter,
                              int(n_sweeps), dense_block(v.shape[0]), GATHER_BELOW[dt.itemsize], gemm_address(dt))
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only views of ``arrays`` (no copy)."""
+    views = tuple(a.view() for a in arrays)
+    for a in views:
+        a.flags.writeable = False
+    return views
 
 
 def _check_beta(beta) -> float:

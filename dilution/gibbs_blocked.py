@@ -73,7 +73,7 @@ def sum_rows(w, idx, k, o):
         q += 1
 
 
-@njit(inline="always", cache=True, **FAST_JIT)
+@njit(cache=True, **FAST_JIT)
 def half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, gemm_at, f, g, idx, ef, eb):
     """Sample ``s_out`` (m, n_out) given ``s_in`` (m, n_in) for the chains of one block.
 
@@ -116,50 +116,68 @@ def half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, ge
         sample_row(fr, s_out[r], keys[r], start, ef[:n_out], eb[:n_out])
 
 
+@njit(cache=True, **FAST_JIT)
+def _run_block(v, weights, weights_t, visible_bias, hbias, beta, base_bias, keys, counter, n_sweeps, c0, c1,
+               gather_below, gemm_at, v_out, h_out):
+    """``n_sweeps`` sweeps of chains ``c0:c1`` (one block), written to ``v_out[c0:c1]`` and ``h_out[c0:c1]``."""
+    n_visible = v.shape[1]
+    n_hidden = weights.shape[1]
+    dt = weights.dtype
+    stride = np.uint64(n_visible + n_hidden)
+    one = dt.type(1.0)
+    n_max = max(n_visible, n_hidden)
+    m = c1 - c0
+    # element loops, not slice assignment: the latter compiles numba's shape-mismatch message
+    # formatting (seconds of string code) into every kernel that uses it
+    vb = np.empty((m, n_visible), dtype=dt)
+    for r in range(m):
+        for i in range(n_visible):
+            vb[r, i] = v[c0 + r, i]
+    hb = np.zeros((m, n_hidden), dtype=dt)
+    fh = np.empty((m, n_hidden), dtype=dt)
+    fv = np.empty((m, n_visible), dtype=dt)
+    bt = beta[c0:c1]
+    kb = keys[c0:c1]
+    n_rows = 1  # one bias row when the block shares one beta (keeps the gather's working set small)
+    for r in range(m):
+        if bt[r] != bt[0]:
+            n_rows = m
+    vbias = np.empty((n_rows, n_visible), dtype=dt)
+    for r in range(n_rows):
+        for i in range(n_visible):
+            vbias[r, i] = bt[r] * visible_bias[i] + (one - bt[r]) * base_bias[i]
+    g = np.empty(n_max, dtype=dt)
+    ef = np.empty(n_max, dtype=dt)
+    eb = np.empty(n_max, dtype=dt)
+    idx = np.empty(n_max, dtype=np.int64)
+    for s in range(n_sweeps):
+        start = counter + np.uint64(s) * stride
+        half_sweep(vb, weights, hb, hbias, bt, True, kb, start, gather_below, gemm_at, fh, g, idx, ef, eb)
+        half_sweep(hb, weights_t, vb, vbias, bt, False, kb, start + np.uint64(n_hidden), gather_below, gemm_at,
+                    fv, g, idx, ef, eb)
+    for r in range(m):
+        for i in range(n_visible):
+            v_out[c0 + r, i] = vb[r, i]
+        for j in range(n_hidden):
+            h_out[c0 + r, j] = hb[r, j]
+
+
 @njit(parallel=True, cache=True, **FAST_JIT)
 def gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps,
                    block, gather_below, gemm_at):
     """Dense path: chains in blocks of ``block`` (one per task of a single parallel region); each
     half-sweep is :func:`half_sweep` (gathered rows or a single-threaded GEMM, then a fused pass of
     scale + bias, vectorised sigmoid, counter-based draws and compare)."""
-    n_chains, n_visible = v.shape
+    n_chains = v.shape[0]
     n_hidden = weights.shape[1]
-    dt = weights.dtype
     v_out = np.empty_like(v)
-    h_out = np.zeros((n_chains, n_hidden), dtype=dt)
-    stride = np.uint64(n_visible + n_hidden)
+    h_out = np.empty((n_chains, n_hidden), dtype=weights.dtype)  # every row is written by its block
     n_blocks = (n_chains + block - 1) // block
-    one = dt.type(1.0)
-    n_max = max(n_visible, n_hidden)
     hbias = hidden_bias.reshape((1, n_hidden))
+    # The parallel region only calls the block function: numba's parfor passes are slow on a
+    # large loop body (about 6 s of compilation when the block's work was written inline here).
     for blk in prange(n_blocks):
         c0 = blk * block
-        c1 = min(c0 + block, n_chains)
-        m = c1 - c0
-        vb = np.empty((m, n_visible), dtype=dt)
-        vb[:] = v[c0:c1]
-        hb = np.zeros((m, n_hidden), dtype=dt)
-        fh = np.empty((m, n_hidden), dtype=dt)
-        fv = np.empty((m, n_visible), dtype=dt)
-        bt = beta[c0:c1]
-        kb = keys[c0:c1]
-        n_rows = 1  # one bias row when the block shares one beta (keeps the gather's working set small)
-        for r in range(m):
-            if bt[r] != bt[0]:
-                n_rows = m
-        vbias = np.empty((n_rows, n_visible), dtype=dt)
-        for r in range(n_rows):
-            for i in range(n_visible):
-                vbias[r, i] = bt[r] * visible_bias[i] + (one - bt[r]) * base_bias[i]
-        g = np.empty(n_max, dtype=dt)
-        ef = np.empty(n_max, dtype=dt)
-        eb = np.empty(n_max, dtype=dt)
-        idx = np.empty(n_max, dtype=np.int64)
-        for s in range(n_sweeps):
-            start = counter + np.uint64(s) * stride
-            half_sweep(vb, weights, hb, hbias, bt, True, kb, start, gather_below, gemm_at, fh, g, idx, ef, eb)
-            half_sweep(hb, weights_t, vb, vbias, bt, False, kb, start + np.uint64(n_hidden), gather_below, gemm_at,
-                        fv, g, idx, ef, eb)
-        v_out[c0:c1] = vb
-        h_out[c0:c1] = hb
+        _run_block(v, weights, weights_t, visible_bias, hbias, beta, base_bias, keys, counter, n_sweeps, c0,
+                   min(c0 + block, n_chains), gather_below, gemm_at, v_out, h_out)
     return v_out, h_out
