@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drew {o.figure.name}: {', '.join(str(p) for p in o.files)}")
     for o in report.by_status("missing"):
         print(f"missing {o.figure.name}: no {', '.join(str(p) for p in o.files)} under {args.data}; "
-              f"make it with: {' && '.join(o.figure.commands(args.data))}")
+              f"make it with: {' && '.join(o.figure.commands(args.data, [str(p) for p in o.files]))}")
     for o in report.by_status("failed"):
         print(f"failed {o.figure.name}: {o.error}", file=sys.stderr)
     print(f"gallery: {report.gallery}")

@@ -38,19 +38,33 @@ from . import (
 )
 from .style import save
 
-__all__ = ["STUDY", "DATA_COMMANDS", "FigureSpec", "FIGURES", "Outcome", "Report", "find_inputs", "render",
-           "render_all", "write_gallery"]
+__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "study_input", "DATA_COMMANDS", "FigureSpec", "FIGURES",
+           "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
 
-STUDY = "study-teacher"
+# The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
+# study, studies.merge); the transition table (analysis.transition.transition_table) and the mask
+# summary (analysis.masks.mask_summary) are computed from the study by ``dilution reproduce``.
+STUDY_FILE, TRANSITION_FILE, MASKS_FILE = "study.nc", "transition.nc", "masks.nc"
+REPRODUCE = "dilution reproduce --scale smoke"
+
+
+def study_input(study: str, file: str) -> str:
+    """The pattern of one file of a study's folder, relative to the data folder."""
+    return f"study-{study}/{file}"
+
+
+def _study_commands(study: str) -> dict[str, str]:
+    return {study_input(study, STUDY_FILE): f"dilution study run {study} --output {{data}}/study-{study}",
+            study_input(study, TRANSITION_FILE): REPRODUCE, study_input(study, MASKS_FILE): REPRODUCE}
+
+
 # Data file pattern -> the command that makes it ({data}: the data folder).
 DATA_COMMANDS = {
-    f"{STUDY}/merged.nc": "dilution study run teacher --output {data}/" + STUDY,
-    f"{STUDY}/transition.nc": "dilution study run teacher --output {data}/" + STUDY,
-    f"{STUDY}/masks.nc": "dilution study run teacher --output {data}/" + STUDY,
-    "rewiring-ncg.nc": "dilution reproduce --scale smoke --data {data}",
-    "rewiring-mnist.nc": "dilution reproduce --scale smoke --data {data}",
-    "stationary-inclusion.nc": "dilution reproduce --scale smoke --data {data}",
-    "stationary-divergence.nc": "dilution reproduce --scale smoke --data {data}",
+    **_study_commands("quick"), **_study_commands("teacher"), **_study_commands("mnist"),
+    "rewiring-ncg.nc": REPRODUCE,
+    "rewiring-mnist.nc": REPRODUCE,
+    "stationary-inclusion.nc": REPRODUCE,
+    "stationary-divergence.nc": REPRODUCE,
     "train-*/history.nc": "dilution train --output {data}/train-teacher",
 }
 
@@ -75,35 +89,42 @@ class FigureSpec:
     inputs: tuple[str, ...]
     module: ModuleType
 
-    def commands(self, data: str | Path) -> list[str]:
-        """The distinct commands that make this figure's data, in input order."""
+    def commands(self, data: str | Path, inputs: Sequence[str] | None = None) -> list[str]:
+        """The distinct commands that make this figure's data (or only ``inputs`` of it), in input order."""
         out = []
-        for pattern in self.inputs:
+        for pattern in self.inputs if inputs is None else inputs:
             command = DATA_COMMANDS[pattern].format(data=data)
             if command not in out:
                 out.append(command)
         return out
 
 
-_MERGED, _TRANSITION = f"{STUDY}/merged.nc", f"{STUDY}/transition.nc"
-FIGURES = (
-    FigureSpec("quality-vs-fraction",
-               "Test log-likelihood against the pruning fraction, one panel per pruning time, seed means with "
-               "95 % Student-t bands over seeds; the dash-dotted line and shaded span are the located transition "
-               "and its bootstrap interval; open circles mark fractions where a seed did not converge.",
-               (_MERGED, _TRANSITION), quality_fraction),
-    FigureSpec("phase-diagram",
-               "Phase diagram: seed-mean test log-likelihood over pruning fraction and pruning time, one panel "
-               "per protocol.", (_MERGED,), phase_diagram),
-    FigureSpec("retrain-vs-scratch",
-               "Retrained (fine-tuned, rewound or re-initialised survivors) against trained from scratch on the "
-               "same mask; bottom: the gap paired by seed with its 95 % interval.", (_MERGED,), retrain_scratch),
-    FigureSpec("finite-size-scaling",
-               "Location and width of the transition against the number of hidden units, with bootstrap "
-               "intervals over seeds.", (_TRANSITION,), finite_size),
-    FigureSpec("degree-maps",
-               "Visible-unit degrees (hidden units still connected) on the image grid at each pruning fraction.",
-               (f"{STUDY}/masks.nc",), degree_maps),
+_STUDY_FIGURES = (
+    # (name, caption, files of the study folder, module, studies)
+    ("quality-vs-fraction",
+     "Test log-likelihood against the pruning fraction, one panel per pruning time, seed means with 95 % "
+     "Student-t bands over seeds; the dash-dotted line and shaded span are the located transition and its "
+     "bootstrap interval; open circles mark fractions where a seed did not converge.",
+     (STUDY_FILE, TRANSITION_FILE), quality_fraction, ("quick", "teacher", "mnist")),
+    ("phase-diagram",
+     "Phase diagram: seed-mean test log-likelihood over pruning fraction and pruning time, one panel per protocol.",
+     (STUDY_FILE,), phase_diagram, ("quick", "mnist")),
+    ("retrain-vs-scratch",
+     "Retrained (fine-tuned, rewound or re-initialised survivors) against trained from scratch on the same mask; "
+     "bottom: the gap paired by seed with its 95 % interval.", (STUDY_FILE,), retrain_scratch, ("quick", "mnist")),
+    ("finite-size-scaling",
+     "Location and width of the transition against the number of hidden units, with bootstrap intervals over "
+     "seeds.", (TRANSITION_FILE,), finite_size, ("teacher",)),
+    ("degree-maps",
+     "Visible-unit degrees (hidden units still connected, mean over seeds) on the image grid at each pruning "
+     "fraction; with a planted teacher, the fraction of its connections the pruned student kept.",
+     (MASKS_FILE,), degree_maps, ("quick", "mnist")),
+)
+
+FIGURES = tuple(
+    FigureSpec(f"{name}-{study}", f"{caption} Study: {study}.", tuple(study_input(study, f) for f in files), module)
+    for name, caption, files, module, studies in _STUDY_FIGURES for study in studies
+) + (
     FigureSpec("ncg-trajectories",
                "NCG on bars-and-stripes: connection density and exact NLL against epochs, this toolkit (solid) "
                "against the reference code (dashed), seed means with 95 % bands.", ("rewiring-ncg.nc",),
@@ -203,7 +224,8 @@ def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
         parts.append("<h2>Not drawn</h2><ul>")
         for o in not_drawn:
             why = ("missing " + ", ".join(str(p) for p in o.files)) if o.status == "missing" else o.error
-            commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in o.figure.commands(data))
+            needed = o.figure.commands(data, [str(p) for p in o.files] if o.status == "missing" else None)
+            commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in needed)
             parts.append(f"<li><b>{html.escape(o.figure.name)}</b> ({html.escape(why)}); make its data with: "
                          f"{commands}</li>")
         parts.append("</ul>")
@@ -221,7 +243,7 @@ def render_all(data: str | Path, out: str | Path, figures: Sequence[FigureSpec] 
     data, out = Path(data), Path(out)
     if not data.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist (pass --data DIR, the folder holding "
-                                f"{STUDY}/, rewiring-*.nc, stationary-*.nc, train-*/)")
+                                "study-<name>/, rewiring-*.nc, stationary-*.nc, train-*/)")
     out.mkdir(parents=True, exist_ok=True)
     outcomes = tuple(render(f, data, out, dpi) for f in figures)
     return Report(outcomes, write_gallery(outcomes, out, data))

@@ -63,6 +63,9 @@ _PROVENANCE_KEYS = ("study", "git_commit", "dilution_version", "created")
 def axis_label(da: xr.DataArray) -> str:
     """``"long_name (units)"`` from a variable's CF attributes.
 
+    A long_name with an explanation after ``": "`` (``"pruning time: epoch after which ..."``) is
+    cut there: the explanation belongs in the caption, not on an axis.
+
     Raises
     ------
     ValueError
@@ -74,7 +77,7 @@ def axis_label(da: xr.DataArray) -> str:
             f"variable {da.name!r} lacks the CF attributes long_name and units (its attrs: {sorted(da.attrs)}); "
             "expected a Dataset written by dilution, which labels every variable"
         )
-    return f"{long_name} ({units})"
+    return f"{long_name.split(': ', 1)[0]} ({units})"
 
 
 def colour(index: int) -> str:

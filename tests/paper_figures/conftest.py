@@ -97,11 +97,27 @@ def make_transition() -> xr.Dataset:
 
 
 def make_masks() -> xr.Dataset:
+    """A mask summary (analysis.masks.mask_summary) over protocol x fraction x size: degrees of 16
+    visible units (a 4 x 4 image) out of 5 hidden units; the teacher overlap per seed."""
     rng = np.random.default_rng(1)
-    mask = rng.random((3, 16, 5)) < np.array([0.9, 0.5, 0.1])[:, None, None]
-    return xr.Dataset({"mask": (("pruning_fraction", "visible", "hidden"), mask, _attrs("connection survives", "1"))},
-                      coords={"pruning_fraction": ("pruning_fraction", [0.1, 0.5, 0.9],
-                                                   _attrs("fraction of connections pruned", "1"))})
+    degree = rng.integers(0, 6, (2, 3, 2, 16)).astype(float)
+    degree[1, :, 1] = np.nan  # protocol "after" has no masks at 8 hidden units
+    recall = rng.uniform(0.2, 1.0, (2, 3, 2, 3))
+    return xr.Dataset(
+        {"mean_visible_degree": (("protocol", "pruning_fraction", "n_hidden", "visible"), degree,
+                                 _attrs("connections of each visible unit, mean over seeds", "1")),
+         "teacher_recall": (("protocol", "pruning_fraction", "n_hidden", "seed"), recall,
+                            _attrs("fraction of the teacher's connections kept (hidden units matched)", "1")),
+         "teacher_chance_recall": (("protocol", "pruning_fraction", "n_hidden", "seed"), recall / 3,
+                                   _attrs("teacher recall of random masks of the same size", "1")),
+         "consensus_frequency": (("visible", "hidden"), np.zeros((16, 5)), _attrs("seeds keeping it", "1"))},
+        coords={"protocol": ("protocol", ["init", "after"], _attrs("pruning protocol", "1")),
+                "pruning_fraction": ("pruning_fraction", [0.1, 0.5, 0.9], _attrs("fraction of connections pruned",
+                                                                                 "1")),
+                "n_hidden": ("n_hidden", [4, 8], _attrs("hidden units", "1")),
+                "seed": ("seed", [0, 1, 2], _attrs("replica seed", "1")),
+                "visible": ("visible", np.arange(16), _attrs("visible unit index", "1")),
+                "hidden": ("hidden", np.arange(5), _attrs("hidden unit index", "1"))})
 
 
 def make_ncg() -> xr.Dataset:
@@ -168,13 +184,16 @@ def make_history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
 
 def write_all(data: Path) -> Path:
     """Every input of every figure under ``data`` (the layout of paper_figures.registry)."""
-    files = {
-        "study-teacher/merged.nc": make_merged(), "study-teacher/transition.nc": make_transition(),
-        "study-teacher/masks.nc": make_masks(), "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
+    files = {f"study-{study}/{name}": make(study) for study in ("quick", "teacher", "mnist")
+             for name, make in (("study.nc", lambda s: make_merged().assign_attrs(study=s)),
+                                ("transition.nc", lambda s: make_transition().assign_attrs(study=s)),
+                                ("masks.nc", lambda s: make_masks()))}
+    files.update({
+        "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
         "train-a/history.nc": make_history([-5.0, -4.0, -3.5, -3.2]),
         "train-b/history.nc": make_history([-5.5, -4.5, -3.0, -2.9]),
-    }
+    })
     for rel, ds in files.items():
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         dilution.io.save(ds, data / rel)

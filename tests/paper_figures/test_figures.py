@@ -208,16 +208,27 @@ def test_finite_size_points_are_the_located_transitions_with_their_intervals(syn
 # --------------------------------------------------------------------------- degree maps
 
 
-def test_degree_maps_show_each_visible_units_surviving_connections_on_the_image_grid(synthetic):
+def test_degree_maps_show_the_mean_degrees_on_the_image_grid_and_the_teacher_recall(synthetic):
     ds = synthetic.masks()
     assert degree_maps.image_shape(ds) == (4, 4)
+    # the last protocol with data ("after"), at its largest size with data (4: 8 is all NaN there)
+    assert degree_maps.chosen_point(ds) == {"protocol": "after", "n_hidden": 4}
+    ds["mean_visible_degree"][1] = np.nan  # now "after" has no data at all: "init" at 8 hidden units
+    assert degree_maps.chosen_point(ds) == {"protocol": "init", "n_hidden": 8}
     fig = degree_maps.draw(ds)
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 3
     for f, image in enumerate(images):
-        np.testing.assert_array_equal(image.get_array(), ds["mask"].values[f].sum(axis=1).reshape(4, 4))
+        np.testing.assert_array_equal(image.get_array(), ds["mean_visible_degree"].values[0, f, 1].reshape(4, 4))
         assert image.get_clim() == (0, 5)
-    ds["mask"].attrs["image_shape"] = [2, 9]
+    recall_ax = next(ax for ax in fig.axes if ax.lines)
+    mean, lower, upper = _mean_ci(ds["teacher_recall"].values[0, :, 1])
+    np.testing.assert_allclose(_line(recall_ax, "student").get_ydata(), mean)
+    np.testing.assert_allclose(_band_bounds(_bands(recall_ax)[0], [0.1, 0.5, 0.9]), np.stack([lower, upper], 1))
+    np.testing.assert_allclose(_line(recall_ax, "random masks").get_ydata(),
+                               ds["teacher_chance_recall"].values[0, :, 1].mean(axis=-1))
+    assert recall_ax.get_ylabel().replace("\n", " ") == "fraction of the teacher's connections kept (hidden units matched) (1)"
+    ds["mean_visible_degree"].attrs["image_shape"] = [2, 9]
     with pytest.raises(ValueError, match="image_shape 2x9 does not hold the 16 visible units"):
         degree_maps.image_shape(ds)
 

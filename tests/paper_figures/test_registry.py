@@ -18,7 +18,8 @@ from paper_figures import registry  # noqa: E402
 from paper_figures.__main__ import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDS_MERGED = {"quality-vs-fraction", "phase-diagram", "retrain-vs-scratch"}
+NEEDS_MERGED = {"quality-vs-fraction-quick", "phase-diagram-quick", "retrain-vs-scratch-quick"}
+MERGED = registry.study_input("quick", registry.STUDY_FILE)
 
 
 def test_every_input_has_a_command_and_every_figure_a_unique_name():
@@ -27,12 +28,12 @@ def test_every_input_has_a_command_and_every_figure_a_unique_name():
     for figure in registry.FIGURES:
         assert figure.inputs and all(p in registry.DATA_COMMANDS for p in figure.inputs)
         assert callable(figure.module.load) and callable(figure.module.draw)
-    needing = {f.name for f in registry.FIGURES if f"{registry.STUDY}/merged.nc" in f.inputs}
+    needing = {f.name for f in registry.FIGURES if MERGED in f.inputs}
     assert needing == NEEDS_MERGED
 
 
 def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draws_the_others(figures_data, tmp_path):
-    (figures_data / registry.STUDY / "merged.nc").unlink()
+    (figures_data / MERGED).unlink()
     out = tmp_path / "figures"
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     res = subprocess.run([sys.executable, "-m", "paper_figures", "--data", str(figures_data), "--out", str(out),
@@ -40,9 +41,10 @@ def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draw
     assert res.returncode == 0, res.stderr
     missing = {line.split()[1].rstrip(":"): line for line in res.stdout.splitlines() if line.startswith("missing ")}
     assert set(missing) == NEEDS_MERGED
-    command = registry.DATA_COMMANDS[f"{registry.STUDY}/merged.nc"].format(data=figures_data)
+    command = registry.DATA_COMMANDS[MERGED].format(data=figures_data)
+    assert command == f"dilution study run quick --output {figures_data}/study-quick"
     for line in missing.values():
-        assert line.endswith(f"make it with: {command}") and f"{registry.STUDY}/merged.nc" in line
+        assert line.endswith(f"make it with: {command}") and MERGED in line
     drawn = {f.name for f in registry.FIGURES} - NEEDS_MERGED
     assert {line.split()[1].rstrip(":") for line in res.stdout.splitlines() if line.startswith("drew ")} == drawn
     assert sorted(p.name for p in out.iterdir()) == sorted(

@@ -16,6 +16,8 @@ from paper_figures import intervals, schema, style  # noqa: E402
 def test_axis_label_reads_long_name_and_units_and_refuses_a_variable_without_them():
     da = xr.DataArray([1.0], dims="x", name="q", attrs={"long_name": "quality", "units": "nats"})
     assert style.axis_label(da) == "quality (nats)"
+    da.attrs["long_name"] = "pruning time: epoch after which the network is pruned ('0': at initialisation)"
+    assert style.axis_label(da) == "pruning time (nats)"  # the explanation belongs in the caption
     da.attrs.pop("units")
     with pytest.raises(ValueError, match="'q' lacks the CF attributes long_name and units"):
         style.axis_label(da)
