@@ -8,8 +8,8 @@ Dims :data:`studies.spec.DIMS` = ``(protocol, pruning_time, pruning_fraction, n_
   point was actually pruned at is the variable ``pruned_at_epoch``;
 * ``pruning_fraction`` (float64), ``n_hidden`` (int64), ``seed`` (int64, the replica seed).
 
-One variable per scalar result (:data:`studies.point.POINT_VARIABLES`), missing points filled
-with NaN, -1 or False; ``finished`` (the point's result is in), ``planned`` (the point is in the
+One variable per scalar result (:func:`studies.point.point_variables`: the evaluation's metrics
+and the run's epochs, flags and connectivity), missing points filled with NaN, -1 or False; ``finished`` (the point's result is in), ``planned`` (the point is in the
 grid: False where a protocol has no such pruning time); ``dense_epochs`` and
 ``dense_converged`` over ``(n_hidden, seed)``, when the dense run converged; the data's
 reference levels; provenance (the spec as JSON, package version, git commit). Fraction-0
@@ -24,7 +24,7 @@ import xarray as xr
 from dilution.provenance import provenance
 
 from .data import load_data
-from .point import POINT_VARIABLES, read_point, task_paths
+from .point import point_variables, read_point, task_paths
 from .spec import DIMS, StudySpec
 from .tasks import build_graph
 
@@ -46,7 +46,8 @@ def merge(spec: StudySpec) -> xr.Dataset:
     shape = tuple(len(coords[d]) for d in DIMS)
     index = {d: {v: i for i, v in enumerate(coords[d])} for d in DIMS}
     dtypes = {bool: np.bool_, int: np.int64, float: np.float64}
-    arrays = {name: np.full(shape, fill, dtype=dtypes[type(fill)]) for name, (_, _, fill) in POINT_VARIABLES.items()}
+    variables = point_variables(spec)
+    arrays = {name: np.full(shape, fill, dtype=dtypes[type(fill)]) for name, (_, _, fill) in variables.items()}
     finished = np.zeros(shape, dtype=bool)
     planned = np.zeros(shape, dtype=bool)
     dense_shape = (len(coords["n_hidden"]), len(coords["seed"]))
@@ -59,11 +60,11 @@ def merge(spec: StudySpec) -> xr.Dataset:
         at = tuple(index[d][getattr(p, d)] for d in DIMS)
         planned[at] = True
         if key not in cache:
-            cache[key] = read_point(task_paths(spec.output, key)["result"], key)
+            cache[key] = read_point(task_paths(spec.output, key)["result"], key, tuple(variables))
         values = cache[key]
         if values is None:
             continue
-        for name in POINT_VARIABLES:
+        for name in variables:
             arrays[name][at] = values[name]
         finished[at] = True
         methods.add(values["method"])
@@ -74,7 +75,7 @@ def merge(spec: StudySpec) -> xr.Dataset:
             dense_epochs[at] = values["epochs_used"]
             dense_converged[at] = values["converged"]
     data_vars = {}
-    for name, (long_name, units, _) in POINT_VARIABLES.items():
+    for name, (long_name, units, _) in variables.items():
         attrs = {"long_name": long_name, "units": units}
         if name == "test_log_likelihood":
             attrs["method"] = "; ".join(sorted(methods))

@@ -10,7 +10,8 @@ Files, in ``<output>/tasks/`` and named by the task's key:
 
 * ``<key>.state.nc``: a ``dense`` or ``converged`` task's training state, one update before the
   end of the pruning epoch (attrs ``key``, ``pruned_at_epoch``, ``dense_converged``);
-* ``<key>.nc``: a ``point`` or ``converged`` task's result: coordinates, :data:`POINT_VARIABLES`,
+* ``<key>.nc``: a ``point`` or ``converged`` task's result: coordinates, the scalars of
+  :func:`point_variables` (:func:`studies.evaluate.evaluate`'s metrics and :data:`POINT_VARIABLES`),
   the stopping trace, the final model and provenance;
 * ``<key>.partial.nc``: a running point's training state, saved at evaluations (at most every
   ``checkpoint_seconds``), so an interrupted point continues from there bit-identically.
@@ -46,11 +47,13 @@ from dilution.training import TrainState, checkpoint_steps, init_state, initiali
 
 from .convergence import Convergence, held_out_metric, train_to_convergence
 from .data import StudyData, load_data
+from .evaluate import Evaluation, evaluate, metric_variables, study_classifier
 from .spec import TIMED_KINDS, StudySpec
 from .tasks import Task
 
 __all__ = [
     "POINT_VARIABLES",
+    "point_variables",
     "PAUSE_ENV",
     "KILL_ONCE_ENV",
     "run_seed",
@@ -61,12 +64,9 @@ __all__ = [
     "read_state_attrs",
 ]
 
-# Scalar results of a point: name -> (long_name, units, fill value in the merged study).
+# Scalar results of every run besides its evaluation: name -> (long_name, units, fill value in
+# the merged study).
 POINT_VARIABLES = {
-    "test_log_likelihood": ("mean test log-likelihood", "nats per sample", math.nan),
-    "test_log_likelihood_se": ("standard error of the mean test log-likelihood over test samples",
-                               "nats per sample", math.nan),
-    "log_partition": ("log partition function", "nats", math.nan),
     "validation_metric": ("held-out stopping metric at the end", "nats per sample", math.nan),
     "stopping_gain": ("last improvement measured by the stopping rule", "nats per sample", math.nan),
     "epochs_used": ("epochs trained, the dense phase before pruning included", "epochs", -1),
@@ -173,34 +173,33 @@ def _point_start(spec: StudySpec, task: Task, data: StudyData, seed: int, out: P
     return init_state(start, data.train, fixed, seed=seed), 0, t
 
 
-def _evaluate(spec: StudySpec, rbm: RBM, data: StudyData, seed: int) -> dict:
-    from analysis.likelihood import ais_log_likelihood, exact_log_likelihood
-
-    ev = spec.evaluation
-    if ev.log_likelihood == "exact":
-        ds = exact_log_likelihood(rbm, data.test)
-        method = "exact enumeration of the smaller layer"
-    else:
-        from dilution.schedules import linear
-
-        ds = ais_log_likelihood(rbm, data.test, n_chains=ev.ais_chains, seed=int(derive_seed(seed, "studies.ais")
-                                .generate_state(1)[0]), betas=linear(ev.ais_betas), base_data=data.train,
-                                progress=False)
-        method = f"AIS, {ev.ais_chains} chains, {ev.ais_betas} linear betas"
-    return {
-        "test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
-        "log_partition": float(ds["log_z"]), "method": method,
-    }
+def point_variables(spec: StudySpec) -> dict[str, tuple]:
+    """``name -> (long_name, units, fill value)`` of every scalar a result file of ``spec`` holds:
+    the evaluation's (:func:`studies.evaluate.metric_variables`, fill NaN), then :data:`POINT_VARIABLES`."""
+    out = {name: (long_name, units, math.nan) for name, (long_name, units) in metric_variables(spec.evaluation).items()}
+    out.update(POINT_VARIABLES)
+    return out
 
 
-def _dataset(spec: StudySpec, task: Task, run: Convergence, pruned_at: int, metrics: dict, seed: int,
+# The auxiliary classifier of a study, trained (or loaded) once per process.
+_CLASSIFIERS: dict[tuple, Any] = {}
+
+
+def _evaluate(spec: StudySpec, rbm: RBM, data: StudyData, seed: int) -> Evaluation:
+    classifier = None
+    if "classifier" in spec.evaluation.metrics:
+        where = (spec.output, spec.evaluation.classifier_seed, getattr(spec.data, "path", ""))
+        if where not in _CLASSIFIERS:
+            _CLASSIFIERS[where] = study_classifier(spec)
+        classifier = _CLASSIFIERS[where]
+    return evaluate(spec.evaluation, rbm, data, seed, classifier=classifier)
+
+
+def _dataset(spec: StudySpec, task: Task, run: Convergence, pruned_at: int, evaluation: Evaluation, seed: int,
              wall: float) -> xr.Dataset:
     state = run.state
     mask = state.params.mask
     values = {
-        "test_log_likelihood": metrics["test_log_likelihood"],
-        "test_log_likelihood_se": metrics["test_log_likelihood_se"],
-        "log_partition": metrics["log_partition"],
         "validation_metric": run.values[-1] if run.values else math.nan,
         "stopping_gain": spec.stopping.gain(run.values),
         "epochs_used": np.int64(run.epochs_used),
@@ -210,9 +209,11 @@ def _dataset(spec: StudySpec, task: Task, run: Convergence, pruned_at: int, metr
         "n_connections": np.int64(np.count_nonzero(mask)),
         "train_time": float(state.train_time),
     }
-    data_vars = {name: ((), value, {"long_name": POINT_VARIABLES[name][0], "units": POINT_VARIABLES[name][1]})
-                 for name, value in values.items()}
-    data_vars["test_log_likelihood"][2]["method"] = metrics["method"]
+    data_vars = {name: ((), np.float64(m.value), {"long_name": m.long_name, "units": m.units})
+                 for name, m in evaluation.metrics.items()}
+    data_vars.update({name: ((), value, {"long_name": POINT_VARIABLES[name][0], "units": POINT_VARIABLES[name][1]})
+                      for name, value in values.items()})
+    data_vars["test_log_likelihood"][2]["method"] = evaluation.method
     data_vars["validation_trace"] = ("evaluation", np.array(run.values, dtype=np.float64),
                                      {"long_name": f"held-out {spec.stopping.metric.replace('_', ' ')}",
                                       "units": "nats per sample"})
@@ -358,15 +359,16 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
             on_evaluation=lambda s, e, v: checkpoint(s, {**fixed, "epochs": list(e), "values": list(v)}),
         )
         written = {"result": paths["result"]}
-    metrics = _evaluate(spec, run.state.model, data, seed)
-    _save(_dataset(spec, task, run, pruned_at, metrics, seed, time.perf_counter() - t0), paths["result"])
+    evaluation = _evaluate(spec, run.state.model, data, seed)
+    _save(_dataset(spec, task, run, pruned_at, evaluation, seed, time.perf_counter() - t0), paths["result"])
     paths["partial"].unlink(missing_ok=True)
     return written
 
 
-def read_point(path: str | Path, key: str) -> dict | None:
-    """The scalar results of a finished task (:data:`POINT_VARIABLES` and the test method), or
-    None when ``path`` is missing, unreadable or holds another key.
+def read_point(path: str | Path, key: str, names=("test_log_likelihood", *POINT_VARIABLES)) -> dict | None:
+    """The scalars ``names`` of a finished task (default: the test log-likelihood and
+    :data:`POINT_VARIABLES`; all of them: :func:`point_variables`), its test method and wall time,
+    or None when ``path`` is missing, unreadable, holds another key or lacks one of ``names``.
 
     Result files are written atomically, so a file under its final name is complete; reading
     the scalars with h5py directly is ten times faster than opening the Dataset.
@@ -378,9 +380,9 @@ def read_point(path: str | Path, key: str) -> dict | None:
             stored = f.attrs.get("key")
             if isinstance(stored, bytes):
                 stored = stored.decode()
-            if stored != key or any(name not in f for name in POINT_VARIABLES):
+            if stored != key or any(name not in f for name in names):
                 return None
-            out = {name: f[name][()] for name in POINT_VARIABLES}
+            out = {name: f[name][()] for name in names}
             method = f["test_log_likelihood"].attrs.get("method", "")
             out["wall_time"] = float(np.ravel(f.attrs.get("wall_time", math.nan))[0])
     except (OSError, KeyError, ValueError):

@@ -128,3 +128,14 @@ def test_a_corrupt_result_is_recomputed_and_nothing_else(tmp_path):
         if name != "train_time":
             np.testing.assert_array_equal(rerun.study[name].values, first.study[name].values, err_msg=name)
     assert io.load_dataset(target).attrs["key"] == tasks[("point", "after")].key
+
+
+def test_the_evaluation_metrics_are_merged_with_their_attributes(tmp_path):
+    text = _TOML.format(output=tmp_path / "study") + '\n[evaluation]\nmetrics = ["mask"]\n'
+    study = run_study(spec_from_toml(text)).study
+    planned = study["planned"].values
+    degree = study["mask_mean_hidden_degree"]
+    assert degree.dims == study["connectivity"].dims and degree.attrs["long_name"] and degree.attrs["units"]
+    # the mean hidden degree is the number of connections over the number of hidden units (3)
+    np.testing.assert_array_equal(degree.values[planned], study["n_connections"].values[planned] / 3)
+    assert np.isnan(degree.values[~planned]).all()
