@@ -11,7 +11,8 @@ smeared by a Gaussian of standard deviation ``w``) or ``S(x) = 1 / (1 + e^x)`` (
 [a quarter of the smallest grid spacing, the grid's span]. Least squares: a grid search over
 (``f*``, ``log w``), where ``high`` and ``low`` are linear and solved in closed form (variable
 projection, Golub & Pereyra 1973), then Levenberg-Marquardt steps from the best grid point; all
-curves (the data and every bootstrap resample) are fitted at once.
+curves (the data and every bootstrap resample, of every block of the other dims) are fitted in
+one vectorised batch.
 
 Uncertainty. Seeds are the independent replicas: resample them with replacement, recompute the
 seed-mean curve and every estimate. Intervals are *expanded* percentile intervals (Hesterberg
@@ -298,7 +299,6 @@ def locate_transition(
 
 StepForm = Literal["erf", "logistic"]
 Exclude = Literal["unconverged", "unfinished", "none"]
-Verdict = Literal["transition", "no step", "edge", "broad", "insufficient data"]
 
 # 10-90 % fall of the unit step in units of w: 2 * 1.2816 (erf), 2 * ln 9 (logistic)
 _RISE = {"erf": 2 * 1.2815515655446004, "logistic": 2 * math.log(9.0)}
