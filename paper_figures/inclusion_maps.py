@@ -1,14 +1,18 @@
 """Marginal inclusion probabilities P(M_ij = 1), one map per method, side by side.
 
-Input: ``stationary-inclusion.nc`` with ``inclusion`` of dims (``method``, ``visible``,
-``hidden``), ``method`` e.g. ``"reference"``, ``"deep-r"``, ``"soft-deep-r"``, ``"ncg"``; the
-reference is drawn first. One colour scale from 0 to 1.
+Input: ``stationary-inclusion.nc``: :func:`analysis.stationary.inclusion_probabilities` results
+stacked over ``method``, i.e. ``inclusion`` of dims (``method``, ``visible``, ``hidden``), ``method``
+e.g. ``"deep-r"``, ``"soft-deep-r"``, ``"ncg"``. The reference posterior is either a ``method``
+named ``"reference"`` or the variable ``reference`` (``visible``, ``hidden``, and possibly
+``method``: the same map repeated, the first is drawn). The reference is drawn first. One colour
+scale from 0 to 1.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
@@ -16,7 +20,7 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import SEQUENTIAL, axis_label, new_figure
 
-__all__ = ["INCLUSION", "load", "method_order", "draw"]
+__all__ = ["INCLUSION", "load", "panels", "draw"]
 
 INCLUSION = Schema(variables={"inclusion": ("method", "visible", "hidden")},
                    description="inclusion probabilities per method (analysis.stationary.inclusion_probabilities)")
@@ -26,20 +30,26 @@ def load(path: Path) -> tuple[xr.Dataset]:
     return (load_checked(path, INCLUSION),)
 
 
-def method_order(ds: xr.Dataset) -> list[str]:
+def panels(ds: xr.Dataset) -> list[tuple[str, np.ndarray]]:
+    """(title, map of shape (visible, hidden)) in drawing order: the reference first."""
+    inclusion = ds["inclusion"].transpose("method", "visible", "hidden")
     methods = [str(m) for m in ds["method"].values]
-    return sorted(methods, key=lambda m: m != "reference")
+    out = [(m, inclusion.values[i]) for i, m in enumerate(methods)]
+    if "reference" not in methods and "reference" in ds:
+        ref = ds["reference"]
+        ref = ref.isel(method=0) if "method" in ref.dims else ref
+        out.append(("reference", ref.transpose("visible", "hidden").values))
+    return sorted(out, key=lambda item: item[0] != "reference")
 
 
 def draw(ds: xr.Dataset) -> Figure:
-    """The figure: panel i shows method_order(ds)[i]'s map, rows = visible, columns = hidden units."""
-    methods = method_order(ds)
-    fig, axes = new_figure(2, ncols=len(methods), aspect=0.9)
+    """The figure: panel i shows panels(ds)[i]'s map, rows = visible, columns = hidden units."""
+    maps = panels(ds)
+    fig, axes = new_figure(2, ncols=len(maps), aspect=0.9)
     image = None
-    for ax, method in zip(axes.flat, methods):
-        probabilities = ds["inclusion"].sel({"method": method}).transpose("visible", "hidden").values
+    for ax, (title, probabilities) in zip(axes.flat, maps):
         image = ax.imshow(probabilities, cmap=SEQUENTIAL, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-        ax.set_title(method)
+        ax.set_title(title)
         ax.set_xticks(range(ds.sizes["hidden"]))
         ax.set_yticks(range(ds.sizes["visible"]))
         ax.set_xlabel(axis_label(ds["hidden"]))

@@ -136,8 +136,9 @@ FIGURES = tuple(
                "Marginal inclusion probabilities of every connection: the reference posterior beside DEEP R, "
                "soft-DEEP R and NCG.", ("stationary-inclusion.nc",), inclusion_maps),
     FigureSpec("divergence-vs-steps",
-               "Divergence of the algorithms' mask laws from the reference posterior against steps, per gradient "
-               "estimator, with 95 % intervals; dotted: the noise floor of the effective sample size.",
+               "Divergence (KL and total variation) of the algorithms' mask laws from the reference posterior "
+               "against run length, per gradient estimator; dotted: the noise floor set by the effective sample "
+               "size, grey up to its 95 % quantile.",
                ("stationary-divergence.nc",), divergence),
     FigureSpec("training-curves",
                "Exact log-likelihood (or reconstruction error) of training runs against parameter updates.",

@@ -279,16 +279,32 @@ def test_inclusion_maps_put_the_reference_first_and_show_the_probabilities(synth
     assert panels[0].get_ylabel() == "visible unit (1)"
 
 
+def test_inclusion_reference_may_be_the_variable_inclusion_probabilities_writes(synthetic):
+    ds = synthetic.inclusion()
+    reference = ds["inclusion"].sel({"method": "reference"})
+    ds = ds.drop_sel({"method": "reference"})
+    ds["reference"] = reference.drop_vars("method").expand_dims(method=ds["method"].values).assign_attrs(
+        long_name="reference inclusion probability", units="1")
+    fig = inclusion_maps.draw(ds)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["reference", "deep-r", "soft-deep-r", "ncg"]
+    np.testing.assert_array_equal(panels[0].images[0].get_array(), reference.values)
+
+
 def test_divergence_lines_bands_and_floor_are_the_data(synthetic):
     ds = synthetic.divergence()
     fig = divergence.draw(ds)
-    ax = fig.axes[0]
+    kl_ax, tv_ax = fig.axes
     steps = ds["steps"].values
     for k, est in enumerate(ds["estimator"].values):
-        np.testing.assert_allclose(_line(ax, est).get_ydata(), ds["divergence"].values[k])
-        np.testing.assert_allclose(_band_bounds(_bands(ax)[k], steps),
-                                   np.stack([ds["divergence_lower"].values[k], ds["divergence_upper"].values[k]], 1))
-    floors = [line for line in ax.lines if line.get_linestyle() == ":"]
-    np.testing.assert_allclose([f.get_ydata() for f in floors], [[0.01] * 3] * 2)
-    assert ax.get_ylabel() == "KL(reference || estimate) over masks (nats)"
-    assert ax.get_xscale() == ax.get_yscale() == "log"
+        np.testing.assert_allclose(_line(kl_ax, est).get_ydata(), ds["kl_reference_estimate"].values[k])
+        np.testing.assert_allclose(_line(tv_ax, est).get_ydata(), ds["total_variation"].values[k])
+        np.testing.assert_allclose(_band_bounds(_bands(tv_ax)[k], steps),
+                                   np.stack([ds["total_variation_lower"].values[k],
+                                             ds["total_variation_upper"].values[k]], 1))
+        np.testing.assert_allclose(_line(kl_ax, f"{est}: noise floor").get_ydata(), [0.01] * 3)
+        np.testing.assert_allclose(_band_bounds(_bands(kl_ax)[k], steps), [[0.01, 0.02]] * 3)
+    assert len(_bands(kl_ax)) == 2  # the KL has floor bands but no confidence band in this file
+    assert kl_ax.get_ylabel() == "KL(reference || estimate) over masks (nats)"
+    assert tv_ax.get_ylabel() == "total variation distance over masks (1)"
+    assert tv_ax.get_xscale() == tv_ax.get_yscale() == "log"

@@ -63,13 +63,13 @@ def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draw
 
 def test_a_file_without_a_needed_variable_fails_that_figure_only_naming_file_and_variable(figures_data, tmp_path,
                                                                                           capsys):
-    divergence = dilution.io.load_dataset(figures_data / "stationary-divergence.nc").drop_vars("divergence_upper")
+    divergence = dilution.io.load_dataset(figures_data / "stationary-divergence.nc").drop_vars("total_variation")
     dilution.io.save(divergence, figures_data / "stationary-divergence.nc")
     figures = [f for f in registry.FIGURES if f.name in ("divergence-vs-steps", "inclusion-maps")]
     report = registry.render_all(figures_data, tmp_path / "out", figures, dpi=40)
     failed, = report.by_status("failed")
     assert failed.figure.name == "divergence-vs-steps"
-    assert "stationary-divergence.nc" in failed.error and "lacks the variable 'divergence_upper'" in failed.error
+    assert "stationary-divergence.nc" in failed.error and "lacks the variable 'total_variation'" in failed.error
     assert [o.figure.name for o in report.by_status("drawn")] == ["inclusion-maps"]
     assert not (tmp_path / "out" / "divergence-vs-steps.pdf").exists()
 
