@@ -136,8 +136,9 @@ def _merge(args: argparse.Namespace) -> int:
     from dilution import io
 
     from .merge import merge
+    from .refine import refined_spec
 
-    spec = _spec(args.spec, args.output)
+    spec = refined_spec(_spec(args.spec, args.output))
     study = merge(spec)
     path = io.save(study, args.file if args.file is not None else Path(spec.output) / "study.nc")
     print(f"study {spec.name!r}: {int(study['finished'].sum())}/{int(study['planned'].sum())} points finished; "

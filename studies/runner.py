@@ -44,6 +44,7 @@ from dilution import io
 from . import manifest
 from .merge import merge
 from .point import compute
+from .refine import next_fractions, refined_spec, save_refined
 from .spec import StudySpec
 from .tasks import Task, build_graph
 
@@ -172,11 +173,35 @@ def run_study(
     Returns
     -------
     StudyRun
+        With ``[refine]``, of the refined spec (:func:`studies.refine.refined_spec`), after every
+        round; ``outcomes`` of every round.
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     out = Path(spec.output)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
+    current = refined_spec(spec)
+    outcomes: dict[str, TaskOutcome] = {}
+    while True:
+        for outcome in _run_graph(current, client, retries, checkpoint_seconds, report):
+            # a later round skips what an earlier one did: keep the earlier outcome
+            if outcome.key not in outcomes or outcome.status != "skipped":
+                outcomes[outcome.key] = outcome
+        study = merge(current)
+        if spec.refine is None:
+            break
+        budget = spec.refine.max_points - (len(current.pruning_fractions) - len(spec.pruning_fractions))
+        new = next_fractions(current, study, budget)
+        if not new:
+            break
+        current = replace(current, pruning_fractions=tuple(sorted(current.pruning_fractions + new)))
+        save_refined(spec, current)
+    path = io.save(study, out / "study.nc")
+    return StudyRun(study, path, tuple(outcomes.values()))
+
+
+def _run_graph(spec: StudySpec, client: Any, retries: int, checkpoint_seconds: float, report) -> list[TaskOutcome]:
+    out = Path(spec.output)
     graph = build_graph(spec)
     outcomes: dict[str, TaskOutcome] = {}
 
@@ -208,9 +233,7 @@ def run_study(
                 task = graph.tasks[key]
                 note(TaskOutcome(key, task.kind, "failed", 0.0, manifest.read_record(out, task).attempts,
                                  f"{type(err).__name__}: {err}"))
-    study = merge(spec)
-    path = io.save(study, out / "study.nc")
-    return StudyRun(study, path, tuple(outcomes[k] for k in graph.tasks))
+    return [outcomes[k] for k in graph.tasks]
 
 
 class StudyStatus(NamedTuple):
@@ -237,7 +260,9 @@ class StudyStatus(NamedTuple):
 
 
 def study_status(spec: StudySpec) -> StudyStatus:
-    """Done / failed / pending tasks of ``spec`` from its files and manifest, and an ETA."""
+    """Done / failed / pending tasks of ``spec`` (refined, :func:`studies.refine.refined_spec`) from
+    its files and manifest, and an ETA."""
+    spec = refined_spec(spec)
     done, failed, pending, errors, walls = [], [], [], {}, []
     for task in build_graph(spec).tasks.values():
         record = manifest.read_record(spec.output, task)

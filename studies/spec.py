@@ -98,6 +98,7 @@ __all__ = [
     "EvaluationSpec",
     "ProtocolSpec",
     "GridPoint",
+    "RefineSpec",
     "StudySpec",
     "load_spec",
     "spec_from_toml",
@@ -647,6 +648,35 @@ def _rule_class(kind: str):
     return {"deep-r": DeepR, "soft-deep-r": SoftDeepR, "ncg": NCG}[kind]
 
 
+@dataclass(frozen=True)
+class RefineSpec:
+    """Adaptive refinement of the fraction axis (:mod:`studies.refine`).
+
+    After the grid is computed, the transition of ``test_log_likelihood`` against the fraction
+    is located on every ``(protocol, pruning_time, n_hidden)`` curve
+    (:func:`analysis.transition.locate_transition`, bootstrap over seeds); wherever its
+    ``confidence`` interval, widened to the grid cell that contains the location, is wider than
+    ``target_width``, the midpoints of the grid intervals that it overlaps become new fractions,
+    and the new points are computed; until every interval is narrower, or ``max_points``
+    fractions have been added, or the grid cannot be split further (spacing ``resolution``).
+    """
+
+    target_width: float
+    max_points: int
+    confidence: float = 0.95
+    n_bootstrap: int = 1000
+    resolution: float = 0.001
+
+    def validate(self, key: str = "refine") -> None:
+        _float(f"{key}.target_width", self.target_width, 0.0, strict=True)
+        _int(f"{key}.max_points", self.max_points, 1)
+        c = _float(f"{key}.confidence", self.confidence, 0.0, strict=True)
+        if c >= 1:
+            raise _fail(f"{key}.confidence", "a number in (0, 1)", c)
+        _int(f"{key}.n_bootstrap", self.n_bootstrap, 10)
+        _float(f"{key}.resolution", self.resolution, 0.0, strict=True)
+
+
 class GridPoint(NamedTuple):
     """One point of the grid.
 
@@ -688,6 +718,7 @@ class StudySpec:
     evaluation: EvaluationSpec
     stopping: StoppingRule
     output: str
+    refine: RefineSpec | None = None
 
     def __post_init__(self):
         self.validate()
@@ -738,6 +769,11 @@ class StudySpec:
                             f"held-out log-likelihood needs {smaller})", "log_likelihood")
         if not isinstance(self.output, str) or not self.output:
             raise _fail("output", "a folder path", self.output)
+        if self.refine is not None:
+            self.refine.validate("refine")
+            if len(self.seeds) < 2:
+                raise _fail("seeds", "at least 2 seeds with [refine] (the transition's interval is a bootstrap "
+                            "over seeds)", list(self.seeds))
 
     # -- the grid --------------------------------------------------------------------------
 
@@ -796,7 +832,7 @@ class StudySpec:
             "name": self.name, "output": self.output, "n_hidden": list(self.n_hidden),
             "pruning_fractions": list(self.pruning_fractions), "seeds": list(self.seeds), "data": asdict(self.data),
             "training": asdict(self.training), "stopping": asdict(self.stopping), "evaluation": asdict(self.evaluation),
-            "protocols": protocols,
+            "protocols": protocols, **({"refine": asdict(self.refine)} if self.refine is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -804,7 +840,7 @@ class StudySpec:
 
 
 _TOP = ("name", "output", "n_hidden", "pruning_fractions", "seeds", "data", "training", "stopping", "evaluation",
-        "protocols")
+        "protocols", "refine")
 
 
 def _list(key: str, value: Any) -> tuple:
@@ -856,6 +892,9 @@ def spec_from_dict(raw: dict, *, base: str | os.PathLike | None = None) -> Study
                                                       StoppingRule))
     evaluation = _build("evaluation", EvaluationSpec,
                         _take("evaluation", _table("evaluation", raw.get("evaluation", {})), EvaluationSpec))
+    refine = None
+    if "refine" in raw:
+        refine = _build("refine", RefineSpec, _take("refine", _table("refine", raw["refine"]), RefineSpec))
     protocols = []
     for label, table in _table("protocols", raw["protocols"]).items():
         table = _take(f"protocols.{label}", _table(f"protocols.{label}", table), ProtocolSpec)
@@ -869,7 +908,7 @@ def spec_from_dict(raw: dict, *, base: str | os.PathLike | None = None) -> Study
     return StudySpec(
         name=raw["name"], data=data_value, n_hidden=_list("n_hidden", raw["n_hidden"]), training=training,
         protocols=tuple(protocols), pruning_fractions=_list("pruning_fractions", raw["pruning_fractions"]),
-        seeds=_list("seeds", raw["seeds"]), evaluation=evaluation, stopping=stopping, output=output,
+        seeds=_list("seeds", raw["seeds"]), evaluation=evaluation, stopping=stopping, output=output, refine=refine,
     )
 
 
