@@ -576,7 +576,7 @@ _FIT_OUTPUTS = {
     "has_transition": ("a transition inside the grid (verdict == 'transition')", "1"),
     "n_seeds": ("seeds with data after the exclusions", "1"),
     "n_points": ("grid points used (fractions x seeds with data after the exclusions)", "1"),
-    "n_excluded": ("grid points excluded (not finished, or not converged when excluded)", "1"),
+    "n_excluded": ("grid points with a value left out (not finished, or not converged when excluded)", "1"),
     "n_unconverged_used": ("grid points used although not converged", "1"),
 }
 
@@ -699,8 +699,8 @@ def fit_transition(
         raise ValueError(f"n_bootstrap must be an integer >= 50, got {n_bootstrap!r}")
     ordered = quality.sortby(fraction_dim)
     fractions = np.asarray(ordered[fraction_dim].values, dtype=np.float64)
-    if fractions.size < _MIN_FRACTIONS or np.any(np.diff(fractions) <= 0):
-        raise ValueError(f"{fraction_dim} must hold at least {_MIN_FRACTIONS} distinct values, got {fractions}")
+    if np.any(np.diff(fractions) <= 0):
+        raise ValueError(f"{fraction_dim} must hold distinct values, got {fractions}")
     others = [d for d in ordered.dims if d not in (fraction_dim, seed_dim)]
     stacked = ordered.transpose(*others, fraction_dim, seed_dim)
     flags = {k: (v.sortby(fraction_dim) if isinstance(v, xr.DataArray) and fraction_dim in v.dims else v)
@@ -1018,8 +1018,10 @@ def finite_size_scaling(
 
 def _collapse(x: list[np.ndarray], y: list[np.ndarray], n_points: int) -> float:
     """Mean over pairs of the mean squared distance of curves (x_i, y_i) on their common x range."""
+    if len(x) < 2:
+        return math.nan
     lo, hi = max(v.min() for v in x), min(v.max() for v in x)
-    if len(x) < 2 or not hi > lo:
+    if not hi > lo:
         return math.nan
     grid = np.linspace(lo, hi, n_points)
     curves = np.stack([np.interp(grid, xi, yi) for xi, yi in zip(x, y)])  # (k, n_points)

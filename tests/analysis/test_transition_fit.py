@@ -230,8 +230,11 @@ def test_bad_input_is_named():
         fit_transition(_sweep(4, 0), form="tanh")
     with pytest.raises(ValueError, match="n_bootstrap must be"):
         fit_transition(_sweep(4, 0), n_bootstrap=10)
-    with pytest.raises(ValueError, match="at least 4 distinct"):
-        fit_transition(_sweep(4, 0).isel(pruning_fraction=slice(0, 3)))
+    with pytest.raises(ValueError, match="must hold distinct values"):
+        fit_transition(_sweep(4, 0).isel(pruning_fraction=[0, 1, 1, 2]))
+    # a grid too short to fit is not an error: every block says so
+    short = fit_transition(_sweep(4, 0).isel(pruning_fraction=slice(0, 3)), n_bootstrap=50)
+    assert str(short["verdict"].values) == "insufficient data" and np.isnan(float(short["location"]))
 
 
 # --------------------------------------------------------------------------- protocol gap
