@@ -175,6 +175,57 @@ def tiny_training_row(args, results):
           results["tiny_training"], flush=True)
 
 
+def replicas_row(args, results):
+    """Replica-updates per minute of :func:`dilution.replicas.run_replicas` on the 4 x 2 model
+    (2 x 2 bars-and-stripes, exact gradient; issue 12 asks for 10^7 per minute on 2 cores), against
+    the per-replica Python loop of the rule path (``dilution.training.train`` with the same config,
+    one run per replica), timed in the same rounds. Quick: DEEP R only, fewer updates."""
+    from dilution.data import bars_stripes
+    from dilution.deep_r import DeepR, SoftDeepR
+    from dilution.ncg import NCG
+    from dilution.replicas import replica_seeds, run_replicas, trainer_config
+    from dilution.training import train
+
+    data = bars_stripes.patterns(2).astype(np.float64)
+    rules = {"DeepR": (DeepR(k=4, alpha=0.05, temperature=0.02), 0.05)}
+    if not args.quick:
+        rules["SoftDeepR"] = (SoftDeepR(alpha=0.05, temperature=0.02, p0=0.5), 0.05)
+        rules["NCG"] = (NCG(p=0.5), 0.5)
+    n_replicas, steps = (256, 2000) if args.quick else (1024, 10000)
+    ref_replicas, ref_steps = (2, 100) if args.quick else (4, 250)
+    results["replicas"] = []
+    for name, (rule, lr) in rules.items():
+        config = trainer_config(rule, data.shape[0], ref_steps, learning_rate=lr)
+        seeds = replica_seeds(0, ref_replicas)
+
+        def kernel():
+            run_replicas(rule, n_replicas, data, steps, steps, init=(4, 2), learning_rate=lr, seed=0)
+
+        def python_loop():
+            for s in seeds:
+                train((4, 2), data, config, seed=int(s), progress=False)
+
+        runs = {"kernel": (kernel, n_replicas * steps), "python loop": (python_loop, ref_replicas * ref_steps)}
+        rates = {k: [] for k in runs}
+        cpu = []
+        for _ in range(args.rounds + 1):  # first round is the warm-up (and the compilation)
+            for k, (run, work) in runs.items():
+                c0 = time.process_time()
+                rates[k].append(work * 60.0 / _timed(run))
+                if k == "kernel":
+                    cpu.append(work * 60.0 / (time.process_time() - c0))
+        rates = {k: v[1:] for k, v in rates.items()}
+        row = {"rule": name, "model": "4 x 2", "gradient": "exact", "n_replicas": n_replicas, "steps": steps,
+               "replica_steps_per_min": {k: _median(v) for k, v in rates.items()},
+               "kernel_replica_steps_per_cpu_min": _median(cpu[1:]),
+               "kernel_over_python_loop": _median(np.array(rates["kernel"]) / np.array(rates["python loop"]))}
+        results["replicas"].append(row)
+        print(f"replicas {name} 4x2 exact: " + "  ".join(f"{k}={v:,.0f}/min" for k, v in
+                                                        row["replica_steps_per_min"].items())
+              + f" | per CPU-minute {row['kernel_replica_steps_per_cpu_min']:,.0f}"
+              + f" | kernel/loop {row['kernel_over_python_loop']:.0f}", flush=True)
+
+
 def ais_row(args, cd25, results):
     try:
         from dilution.ais import log_partition
@@ -233,7 +284,7 @@ def main(argv=None):
     p.add_argument("--work", type=float, default=2e9, help="multiply-adds per timed call")
     p.add_argument("--data", default="../shared/data/mnist/mnist.npz")
     p.add_argument("--out", default="benchmark_results.json")
-    p.add_argument("--only", default="gibbs,exact,train,tiny,ais,memory")
+    p.add_argument("--only", default="gibbs,exact,train,tiny,replicas,ais,memory")
     args = p.parse_args(argv)
     import numba
 
@@ -258,6 +309,8 @@ def main(argv=None):
         training_rows(args, contenders.cd25("float32", 1.0), results)
     if "tiny" in only:
         tiny_training_row(args, results)
+    if "replicas" in only:
+        replicas_row(args, results)
     if "ais" in only:
         ais_row(args, contenders.cd25("float64", 1.0), results)
     if "memory" in only:

@@ -280,11 +280,11 @@ def _record(rec, kind, theta, strengths, w, mask, a, b, ll, r_theta, r_strength,
 
 
 @njit(cache=True)
-def _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget, per_hidden,
-                 bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys, strengths, stored,
-                 mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
+def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget,
+                 per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys, strengths,
+                 stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
                  r_removed):
-    """``n_steps`` updates of one replica; its state arrays are updated in place."""
+    """Updates ``first_step + 1 .. first_step + n_steps`` of one replica; its state arrays are updated in place."""
     n, n_v = data.shape
     n_h = theta.shape[1]
     n_pairs = n_v * n_h
@@ -293,8 +293,8 @@ def _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, thet
     was = np.empty(n_pairs, dtype=np.bool_)
     candidates = np.empty(n_pairs, dtype=np.int64)
     streams = n_pairs + n_v + n_h
-    counter = np.uint64(0)
     draws = np.uint64(k * (n_v + n_h))
+    counter = np.uint64(first_step) * draws
     zero = 0.0
     lr_ = np.float64(lr)
     for i in range(n_v):
@@ -310,7 +310,7 @@ def _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, thet
     n_rem = 0
     gw, ga, gb = s[2], s[3][0], s[4][0]
     for t in range(n_steps):
-        step = t + 1
+        step = first_step + t + 1
         _gradient(data, w, a, b, estimator, k, chains, keys, counter, s)
         counter += draws
         if kind == _NCG:
@@ -370,8 +370,8 @@ def _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, thet
                     b[j] = b[j] + (zero * zero + lr_ * gb[j])
                     if bias_noise:
                         b[j] = b[j] + noise_scale * normal_draw(rule_keys[0], first + np.uint64(n_v + j))
-        if step % record_every == 0:
-            rec = step // record_every
+        if (t + 1) % record_every == 0:
+            rec = (t + 1) // record_every
             r_added[rec] = n_add
             r_removed[rec] = n_rem
             n_add = 0
@@ -382,13 +382,13 @@ def _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, thet
 
 
 @njit(parallel=True, cache=True)
-def _replica_kernel(data, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget, per_hidden,
-                    bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys, strengths, stored,
-                    mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
-                    r_removed):
+def _replica_kernel(data, first_step, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect,
+                    budget, per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys,
+                    strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b,
+                    r_ll, r_added, r_removed):
     """All replicas (leading axis of every state and record array), in parallel; arrays updated in place."""
     for r in prange(theta.shape[0]):
-        _run_replica(data, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget,
+        _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget,
                      per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta[r], sign[r],
                      rule_keys[r], strengths[r], stored[r], mask[r], a[r], b[r], a0[r], b0[r], chains[r], keys[r],
                      r_theta[r], r_strength[r], r_w[r], r_mask[r], r_a[r], r_b[r], r_ll[r], r_added[r], r_removed[r])
@@ -477,10 +477,11 @@ def run_replicas(
     steps: int,
     record_every: int,
     *,
-    init: RBM | tuple[int, int],
     learning_rate: float,
     seed: int,
+    init: RBM | tuple[int, int] | None = None,
     estimator: Literal["exact"] | Exact | CD | PCD = "exact",
+    resume: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """Run ``n_replicas`` independent replicas of a rewiring rule for ``steps`` updates each.
 
@@ -496,18 +497,24 @@ def run_replicas(
     data : array_like, shape (n_samples, n_visible)
         Binary training data; every update uses all of it.
     steps : int
-        Updates per replica.
+        Updates per replica (in this call).
     record_every : int
-        Record after every ``record_every``-th update (and at update 0).
-    init : RBM or (n_visible, n_hidden)
-        The starting model (as the trainer's ``rbm_or_shape``): the rule's ``init`` replaces its
-        weights and mask (NCG its biases too); a shape starts from the trainer's biases.
+        Record after every ``record_every``-th update of this call, and the state it starts from.
     learning_rate : float
         Constant, > 0.
     seed : int
+    init : RBM or (n_visible, n_hidden)
+        The starting model (as the trainer's ``rbm_or_shape``): the rule's ``init`` replaces its
+        weights and mask (NCG its biases too); a shape starts from the trainer's biases.
+        Required unless ``resume`` is given.
     estimator : "exact", Exact, CD or PCD
         The gradient: exact enumeration, CD-k from the data rows, or PCD-k (default as many
         persistent chains as data rows).
+    resume : xarray.Dataset, optional
+        The output of an earlier call with the same rule, replicas, data, learning rate, seed
+        and estimator whose last record is its last update (``steps`` a multiple of
+        ``record_every``): continue from there. The draws are those of one long run, so ``m``
+        updates and then ``n`` more equal ``m + n`` updates, record for record.
 
     Returns
     -------
@@ -516,15 +523,17 @@ def run_replicas(
         ``mask`` (bool), ``weights`` (zero off the mask), ``visible_bias``, ``hidden_bias``,
         ``log_likelihood`` (exact mean over ``data``), ``connections_added`` and
         ``connections_removed`` (since the previous record); DEEP R rules add ``theta`` (NaN on
-        DEEP R's dormant pairs) and ``sign`` (replica, visible, hidden); NCG adds ``strength``
-        and ``stored_weight`` (the weights of every pair at the last update). Coordinate
-        ``replica_seed``. Provenance attrs.
+        DEEP R's dormant pairs), ``sign`` (replica, visible, hidden) and ``rule_key`` (replica,
+        stream); NCG adds ``strength`` and ``stored_weight`` (the weights of every pair after the
+        last update); PCD adds ``chains`` (replica, chain, visible) after the last update.
+        Coordinate ``replica_seed``; provenance attrs, with ``last_step`` the updates done.
 
     Raises
     ------
     ValueError
         For a bad count, rate or seed, data that is not binary with ``n_visible`` columns, a
-        smaller layer above :data:`MAX_ENUMERATED` units, or an unsupported estimator.
+        smaller layer above :data:`MAX_ENUMERATED` units, an unsupported estimator, or a
+        ``resume`` Dataset made with other settings or without its final state.
     """
     kind = _check_rule(rule)
     n_replicas = check_int("n_replicas", n_replicas, low=1)
@@ -535,17 +544,70 @@ def run_replicas(
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     seed = check_seed(seed)
     est = _estimator(estimator)
-    n_visible = init.n_visible if isinstance(init, RBM) else None
-    if n_visible is None:
+    if resume is None and init is None:
+        raise ValueError("run_replicas needs init (an RBM or (n_visible, n_hidden)) unless it continues a resume "
+                         "Dataset")
+    if resume is not None:
+        n_visible = int(resume.sizes["visible"])
+    elif isinstance(init, RBM):
+        n_visible = init.n_visible
+    else:
         try:
             n_visible = check_int("init n_visible", init[0], low=1)
-        except (TypeError, IndexError):
+        except (TypeError, IndexError, KeyError):
             raise TypeError(f"init must be an RBM or a tuple (n_visible, n_hidden), got {init!r}") from None
     v_data = check_binary("data", data, n_visible, np.float64)
     if v_data.shape[0] == 0:
         raise ValueError("data must hold at least one sample, got 0 rows")
-    start = _initial_model(init, v_data)
-    n_v, n_h = start.n_visible, start.n_hidden
+    n = v_data.shape[0]
+    n_chains = (est.n_chains or n) if isinstance(est, PCD) else (n if isinstance(est, CD) else 1)
+    k = est.k if isinstance(est, (CD, PCD)) else 1
+    estimator_kind = _CD if isinstance(est, CD) else (_PCD if isinstance(est, PCD) else _EXACT)
+    seeds = replica_seeds(seed, n_replicas)
+    config = _config(rule, est, lr)
+    if resume is None:
+        start = _initial_model(init, v_data)
+        _check_size(rule, start.n_visible, start.n_hidden)
+        state, first_step = _fresh_state(rule, kind, est, estimator_kind, start, v_data, seeds, n_chains), 0
+    else:
+        _check_size(rule, n_visible, int(resume.sizes["hidden"]))
+        state, first_step = _resumed_state(resume, config, kind, est, estimator_kind, v_data, seed, seeds, n_chains)
+    theta, sign, rule_keys, strengths, stored, mask, a, b, chains, keys = state
+    a0, b0 = a.copy(), b.copy()
+    n_v, n_h = mask.shape[1:]
+
+    n_records = steps // record_every + 1
+    cube = (n_replicas, n_records, n_v, n_h)
+    r_theta = np.empty(cube if kind != _NCG else (n_replicas, 1, 1, 1))
+    r_strength = np.empty(cube if kind == _NCG else (n_replicas, 1, 1, 1))
+    r_w = np.empty(cube)
+    r_mask = np.empty(cube, dtype=bool)
+    r_a = np.empty((n_replicas, n_records, n_v))
+    r_b = np.empty((n_replicas, n_records, n_h))
+    r_ll = np.empty((n_replicas, n_records))
+    r_added = np.zeros((n_replicas, n_records), dtype=np.int64)
+    r_removed = np.zeros((n_replicas, n_records), dtype=np.int64)
+
+    soft = kind == _SOFT_DEEP_R
+    if kind == _NCG:
+        rule_args = (0.0, 0.0, 0.0, False, 0, False, 1, False, rule.strength_ratio * lr, rule.threshold)
+    else:
+        # The rule's own expression (DeepR._noise_scale), so that the noise is the same float.
+        noise_scale = math.sqrt(2.0 * lr * rule.temperature)
+        rule_args = (
+            rule.alpha, noise_scale, rule.floor_value if soft else 0.0, soft and rule.floor == "reflect",
+            0 if soft else rule.k, (not soft) and rule.scope == "hidden", _BIAS_MODES[rule.biases],
+            rule.biases == "langevin" and rule.temperature > 0, 0.0, 0.0,
+        )
+    _replica_kernel(v_data, first_step, steps, record_every, lr, kind, *rule_args, estimator_kind, k, theta, sign,
+                    rule_keys, strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask,
+                    r_a, r_b, r_ll, r_added, r_removed)
+    records = (r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added, r_removed)
+    final = (sign, rule_keys, stored, chains if estimator_kind == _PCD else None)
+    return _dataset(rule, kind, config, seed, seeds, first_step, steps, record_every, v_data, records, final)
+
+
+def _check_size(rule, n_v: int, n_h: int) -> None:
     if min(n_v, n_h) > MAX_ENUMERATED:
         raise ValueError(
             f"run_replicas enumerates the smaller layer at every update and record: {n_v} x {n_h} has "
@@ -553,12 +615,19 @@ def run_replicas(
         )
     if isinstance(rule, DeepR):
         rule.check_shape(n_v, n_h)
-    n = v_data.shape[0]
-    seeds = replica_seeds(seed, n_replicas)
-    n_chains = (est.n_chains or n) if isinstance(est, PCD) else (n if isinstance(est, CD) else 1)
-    k = est.k if isinstance(est, (CD, PCD)) else 1
-    estimator_kind = _CD if isinstance(est, CD) else (_PCD if isinstance(est, PCD) else _EXACT)
 
+
+def _config(rule, est, lr: float) -> str:
+    return json.dumps({"rule": {"type": type(rule).__name__, **dataclasses.asdict(rule)},
+                       "estimator": {"type": type(est).__name__, **dataclasses.asdict(est)},
+                       "learning_rate": lr, "batch": "whole data set"}, sort_keys=True)
+
+
+def _fresh_state(rule, kind, est, estimator_kind, start: RBM, v_data, seeds, n_chains):
+    """Every replica's state at update 0: the rule's and the estimator's ``init`` with the replica's seed."""
+    n_replicas = seeds.shape[0]
+    n_v, n_h = start.n_visible, start.n_hidden
+    n = v_data.shape[0]
     theta = np.full((n_replicas, n_v, n_h), np.nan)
     sign = np.ones((n_replicas, n_v, n_h), dtype=np.int8)
     rule_keys = np.zeros((n_replicas, 2), dtype=np.uint64)
@@ -572,8 +641,7 @@ def run_replicas(
     base = Parameters(*(_read_only(x) for x in (start.weights, start.visible_bias, start.hidden_bias, start.mask)))
     for r, rs in enumerate(seeds):
         rs = int(rs)
-        context = StepContext(0, 0, False, 0.0, 0.0, steps, 1, max(steps, 1), rs)
-        new, state, _ = rule.init(base, context)
+        new, state, _ = rule.init(base, StepContext(0, 0, False, 0.0, 0.0, 1, 1, 1, rs))
         mask[r] = new.mask
         a[r] = new.visible_bias
         b[r] = new.hidden_bias
@@ -586,35 +654,51 @@ def run_replicas(
             keys[r] = chain_state.keys[:n_chains]
             if chain_state.chains is not None:
                 chains[r] = chain_state.chains
-    a0, b0 = a.copy(), b.copy()
+    return theta, sign, rule_keys, strengths, stored, mask, a, b, chains, keys
 
-    n_records = steps // record_every + 1
-    r_theta = np.empty((n_replicas, n_records, n_v, n_h) if kind != _NCG else (n_replicas, 1, 1, 1))
-    r_strength = np.empty((n_replicas, n_records, n_v, n_h) if kind == _NCG else (n_replicas, 1, 1, 1))
-    r_w = np.empty((n_replicas, n_records, n_v, n_h))
-    r_mask = np.empty((n_replicas, n_records, n_v, n_h), dtype=bool)
-    r_a = np.empty((n_replicas, n_records, n_v))
-    r_b = np.empty((n_replicas, n_records, n_h))
-    r_ll = np.empty((n_replicas, n_records))
-    r_added = np.zeros((n_replicas, n_records), dtype=np.int64)
-    r_removed = np.zeros((n_replicas, n_records), dtype=np.int64)
 
-    soft = kind == _SOFT_DEEP_R
+def _resumed_state(ds: xr.Dataset, config: str, kind, est, estimator_kind, v_data, seed, seeds, n_chains):
+    """The state after the last update of ``ds`` (checked to be a run of the same settings)."""
+    from .training import data_fingerprint
+
+    expected = {"config": config, "seed": seed, "data_fingerprint": data_fingerprint(v_data)}
+    for key, value in expected.items():
+        if ds.attrs.get(key) != value:
+            raise ValueError(f"resume Dataset has {key}={ds.attrs.get(key)!r}, this call has {value!r}: a run "
+                             "continues only with the rule, estimator, learning rate, seed and data it started with")
+    if ds.sizes["replica"] != seeds.shape[0]:
+        raise ValueError(f"resume Dataset has {ds.sizes['replica']} replicas, this call asks for {seeds.shape[0]}")
+    last = int(ds.attrs["last_step"])
+    if int(ds["step"].values[-1]) != last:
+        raise ValueError(f"resume Dataset's last record is update {int(ds['step'].values[-1])}, its run ended at "
+                         f"update {last}: continuing needs the final state (steps a multiple of record_every)")
+    n_replicas, n_v, n_h = seeds.shape[0], ds.sizes["visible"], ds.sizes["hidden"]
+    end = ds.isel(record=-1)
+    mask = np.array(end["mask"].values, dtype=bool)
+    a = np.array(end["visible_bias"].values, dtype=np.float64)
+    b = np.array(end["hidden_bias"].values, dtype=np.float64)
+    theta = np.full((n_replicas, n_v, n_h), np.nan)
+    sign = np.ones((n_replicas, n_v, n_h), dtype=np.int8)
+    rule_keys = np.zeros((n_replicas, 2), dtype=np.uint64)
+    strengths = np.zeros((n_replicas, n_v, n_h))
+    stored = np.zeros((n_replicas, n_v, n_h))
     if kind == _NCG:
-        rule_args = (0.0, 0.0, 0.0, False, 0, False, 1, False, rule.strength_ratio * lr, rule.threshold)
+        strengths[:] = end["strength"].values
+        stored[:] = ds["stored_weight"].values
     else:
-        # The rule's own expression (DeepR._noise_scale), so the noise is the same float.
-        noise_scale = math.sqrt(2.0 * lr * rule.temperature)
-        rule_args = (
-            rule.alpha, noise_scale, rule.floor_value if soft else 0.0, soft and rule.floor == "reflect",
-            0 if soft else rule.k, (not soft) and rule.scope == "hidden", _BIAS_MODES[rule.biases],
-            rule.biases == "langevin" and rule.temperature > 0, 0.0, 0.0,
-        )
-    _replica_kernel(v_data, steps, record_every, lr, kind, *rule_args, estimator_kind, k, theta, sign, rule_keys,
-                    strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b,
-                    r_ll, r_added, r_removed)
-    return _dataset(rule, kind, est, lr, seed, seeds, steps, record_every, v_data, r_theta, r_strength, r_w, r_mask,
-                    r_a, r_b, r_ll, r_added, r_removed, sign, stored)
+        theta[:] = end["theta"].values
+        sign[:] = ds["sign"].values
+        rule_keys[:] = ds["rule_key"].values
+    chains = np.zeros((n_replicas, n_chains, n_v))
+    keys = np.zeros((n_replicas, n_chains), dtype=np.uint64)
+    if estimator_kind != _EXACT:
+        # The chain keys are a function of the replica's seed (the chains PCD draws here are not used).
+        base = Parameters(np.zeros((n_v, n_h)), np.zeros(n_v), np.zeros(n_h), np.ones((n_v, n_h), dtype=bool))
+        for r, rs in enumerate(seeds):
+            keys[r] = est.init(base, v_data, v_data.shape[0], int(rs)).keys[:n_chains]
+        if estimator_kind == _PCD:
+            chains[:] = ds["chains"].values
+    return (theta, sign, rule_keys, strengths, stored, mask, a, b, chains, keys), last
 
 
 def _read_only(x: np.ndarray) -> np.ndarray:
@@ -623,46 +707,51 @@ def _read_only(x: np.ndarray) -> np.ndarray:
     return view
 
 
-def _dataset(rule, kind, est, lr, seed, seeds, steps, record_every, v_data, r_theta, r_strength, r_w, r_mask, r_a,
-             r_b, r_ll, r_added, r_removed, sign, stored) -> xr.Dataset:
+def _var(dims, values, long_name, units="1", **extra):
+    return dims, values, {"long_name": long_name, "units": units, **extra}
+
+
+def _dataset(rule, kind, config, seed, seeds, first_step, steps, record_every, v_data, records, final) -> xr.Dataset:
     from .training import data_fingerprint
 
+    r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added, r_removed = records
+    sign, rule_keys, stored, chains = final
     cube = ("replica", "record", "visible", "hidden")
     data_vars = {
-        "mask": (cube, r_mask, {"long_name": "connection mask", "units": "1"}),
-        "weights": (cube, r_w, {"long_name": "weight (0 off the mask)", "units": "1"}),
-        "visible_bias": (("replica", "record", "visible"), r_a, {"long_name": "visible bias", "units": "1"}),
-        "hidden_bias": (("replica", "record", "hidden"), r_b, {"long_name": "hidden bias", "units": "1"}),
-        "log_likelihood": (("replica", "record"), r_ll,
-                           {"long_name": "mean log-likelihood of the data", "units": "nats",
-                            "comment": "exact: log Z by enumeration of the smaller layer"}),
-        "connections_added": (("replica", "record"), r_added,
-                              {"long_name": "connections added since the previous record", "units": "1"}),
-        "connections_removed": (("replica", "record"), r_removed,
-                                {"long_name": "connections removed since the previous record", "units": "1"}),
+        "mask": _var(cube, r_mask, "connection mask"),
+        "weights": _var(cube, r_w, "weight (0 off the mask)"),
+        "visible_bias": _var(("replica", "record", "visible"), r_a, "visible bias"),
+        "hidden_bias": _var(("replica", "record", "hidden"), r_b, "hidden bias"),
+        "log_likelihood": _var(("replica", "record"), r_ll, "mean log-likelihood of the data", "nats",
+                               comment="exact: log Z by enumeration of the smaller layer"),
+        "connections_added": _var(("replica", "record"), r_added, "connections added since the previous record"),
+        "connections_removed": _var(("replica", "record"), r_removed,
+                                    "connections removed since the previous record"),
     }
     if kind == _NCG:
-        data_vars["strength"] = (cube, r_strength, {"long_name": "NCG connection strength", "units": "1"})
-        data_vars["stored_weight"] = (("replica", "visible", "hidden"), stored,
-                                      {"long_name": "NCG stored weight of every pair after the last update",
-                                       "units": "1"})
+        data_vars["strength"] = _var(cube, r_strength, "NCG connection strength")
+        data_vars["stored_weight"] = _var(("replica", "visible", "hidden"), stored,
+                                          "NCG stored weight of every pair after the last update")
     else:
-        data_vars["theta"] = (cube, r_theta, {"long_name": "DEEP R parameter theta (active where >= 0)", "units": "1",
-                                              "comment": "NaN on DEEP R's dormant pairs"})
-        data_vars["sign"] = (("replica", "visible", "hidden"), sign, {"long_name": "DEEP R fixed sign", "units": "1"})
-    n_records = r_ll.shape[1]
+        data_vars["theta"] = _var(cube, r_theta, "DEEP R parameter theta (active where >= 0)",
+                                  comment="NaN on DEEP R's dormant pairs")
+        data_vars["sign"] = _var(("replica", "visible", "hidden"), sign, "DEEP R fixed sign")
+        data_vars["rule_key"] = _var(("replica", "stream"), rule_keys,
+                                     "DEEP R counter-based stream keys (noise, reactivation choices)")
+    if chains is not None:
+        data_vars["chains"] = _var(("replica", "chain", "visible"), chains,
+                                   "PCD persistent chains after the last update")
     coords = {
-        "replica": ("replica", np.arange(r_ll.shape[0]), {"long_name": "replica", "units": "1"}),
-        "replica_seed": ("replica", seeds, {"long_name": "trainer seed of the replica", "units": "1"}),
-        "step": ("record", np.arange(n_records, dtype=np.int64) * record_every,
-                 {"long_name": "updates done", "units": "updates"}),
-        "visible": ("visible", np.arange(r_w.shape[2]), {"long_name": "visible unit", "units": "1"}),
-        "hidden": ("hidden", np.arange(r_w.shape[3]), {"long_name": "hidden unit", "units": "1"}),
+        "replica": _var("replica", np.arange(r_ll.shape[0]), "replica"),
+        "replica_seed": _var("replica", seeds, "trainer seed of the replica"),
+        "step": _var("record", first_step + np.arange(r_ll.shape[1], dtype=np.int64) * record_every, "updates done",
+                     "updates"),
+        "visible": _var("visible", np.arange(r_w.shape[2]), "visible unit"),
+        "hidden": _var("hidden", np.arange(r_w.shape[3]), "hidden unit"),
     }
-    config = {"rule": {"type": type(rule).__name__, **dataclasses.asdict(rule)}, "estimator": est.describe(),
-              "learning_rate": lr, "steps": steps, "record_every": record_every, "batch": "whole data set"}
     attrs = provenance(
-        title=f"{type(rule).__name__} replicas ({est.describe()} gradient)", config=json.dumps(config),
-        seed=int(seed), n_samples=int(v_data.shape[0]), data_fingerprint=data_fingerprint(v_data),
+        title=f"{type(rule).__name__} replicas ({json.loads(config)['estimator']['type']} gradient)", config=config,
+        seed=int(seed), last_step=int(first_step + steps), record_every=int(record_every),
+        n_samples=int(v_data.shape[0]), data_fingerprint=data_fingerprint(v_data),
     )
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

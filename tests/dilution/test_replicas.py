@@ -163,6 +163,7 @@ def test_dataset_labels():
     ds = run_replicas(NCG(p=0.5), 2, DATA, 4, 2, init=(4, 2), learning_rate=0.1, seed=0)
     assert ds["mask"].dims == ("replica", "record", "visible", "hidden") and ds["mask"].dtype == bool
     assert set(ds.data_vars) >= {"strength", "stored_weight", "log_likelihood", "weights"}
+    assert ds["step"].values.tolist() == [0, 2, 4]
     for name in list(ds.data_vars) + list(ds.coords):
         assert {"long_name", "units"} <= set(ds[name].attrs), name
     assert ds.attrs["seed"] == 0 and "dilution_version" in ds.attrs
@@ -191,3 +192,37 @@ def test_bad_input_names_what_was_wrong(change, message):
     rule, n, data, steps, every = (args.pop(k) for k in ("rule", "n_replicas", "data", "steps", "record_every"))
     with pytest.raises((ValueError, TypeError), match=message):
         run_replicas(rule, n, data, steps, every, **args)
+
+
+@pytest.mark.parametrize("name, estimator", [("soft-deep-r", PCD(k=1, n_chains=3)), ("ncg", "exact"),
+                                             ("deep-r", CD(k=1))])
+def test_resume_continues_the_same_chains(name, estimator):
+    rule, lr = RULES[name]
+    args = dict(learning_rate=lr, seed=4, estimator=estimator)
+    whole = run_replicas(rule, 3, DATA, 100, 20, init=(4, 2), **args)
+    first = run_replicas(rule, 3, DATA, 60, 20, init=(4, 2), **args)
+    rest = run_replicas(rule, 3, DATA, 40, 20, resume=first, **args)
+    assert rest["step"].values.tolist() == [60, 80, 100] and rest.attrs["last_step"] == 100
+    for var in whole.data_vars:
+        if var.startswith("connections_"):  # counts since the previous record: none before the first
+            np.testing.assert_array_equal(rest[var].values[:, 1:], whole[var].values[:, 4:], err_msg=var)
+        elif "record" in whole[var].dims:
+            np.testing.assert_array_equal(rest[var].values, whole[var].values[:, 3:], err_msg=var)
+        else:
+            np.testing.assert_array_equal(rest[var].values, whole[var].values, err_msg=var)
+
+
+def test_resume_refuses_other_settings_or_a_run_without_its_final_state():
+    rule, lr = RULES["deep-r"]
+    done = run_replicas(rule, 2, DATA, 10, 5, init=(4, 2), learning_rate=lr, seed=1)
+    with pytest.raises(ValueError, match="config"):
+        run_replicas(rule, 2, DATA, 10, 5, learning_rate=lr / 2, seed=1, resume=done)
+    with pytest.raises(ValueError, match="seed"):
+        run_replicas(rule, 2, DATA, 10, 5, learning_rate=lr, seed=2, resume=done)
+    with pytest.raises(ValueError, match="asks for 3"):
+        run_replicas(rule, 3, DATA, 10, 5, learning_rate=lr, seed=1, resume=done)
+    ragged = run_replicas(rule, 2, DATA, 12, 5, init=(4, 2), learning_rate=lr, seed=1)
+    with pytest.raises(ValueError, match="final state"):
+        run_replicas(rule, 2, DATA, 10, 5, learning_rate=lr, seed=1, resume=ragged)
+    with pytest.raises(ValueError, match="needs init"):
+        run_replicas(rule, 2, DATA, 10, 5, learning_rate=lr, seed=1)
