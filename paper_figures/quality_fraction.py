@@ -4,7 +4,8 @@ Inputs: a merged study (``merged.nc``) and its transition table (``transition.nc
 One line per protocol: the seed mean of ``test_log_likelihood`` at the largest ``n_hidden``,
 with its Student-t confidence band over seeds (:func:`paper_figures.intervals.seed_interval`).
 Where the table's ``verdict`` is ``"transition"``, a vertical line marks ``location`` and a
-shaded span its interval [``location_lower``, ``location_upper``]. Fractions where a finished
+shaded span its interval [``location_lower``, ``location_upper``]; otherwise the verdict
+("no step", "edge", ...) is written in the panel's corner. Fractions where a finished
 seed did not converge get an open marker. Horizontal references: the planted teacher's and the
 independent-pixel model's test log-likelihood when the study has them.
 """
@@ -81,6 +82,7 @@ def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
     summary = seed_interval(quality)
     fractions = merged["pruning_fraction"].values
     for ax, time in zip(axes.flat, times):
+        notes = []  # curves without a located transition, with the table's verdict
         for p, protocol in enumerate(merged["protocol"].values):
             at = {"protocol": protocol, "pruning_time": time}
             s = summary.sel(at)
@@ -94,7 +96,10 @@ def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
                 ax.plot(fractions[flags], s["mean"].values[flags], linestyle="none", marker="o", ms=6,
                         markerfacecolor="white", markeredgecolor=c, label=f"{protocol}: a seed unconverged")
             row = transition.sel({k: v for k, v in {**at, "n_hidden": size}.items() if k in transition.dims})
-            if str(row["verdict"].values) == "transition":
+            verdict = str(row["verdict"].values)
+            if verdict != "transition":
+                notes.append(f"{protocol}: {verdict}")
+            else:
                 ax.axvspan(float(row["location_lower"]), float(row["location_upper"]), color=c, alpha=0.15,
                            linewidth=0)
                 ax.axvline(float(row["location"]), color=c, linestyle="-.", linewidth=1,
@@ -103,6 +108,9 @@ def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
             if name in merged and np.isfinite(float(merged[name])):
                 ax.axhline(float(merged[name]), color="black", linestyle=style, linewidth=0.8, label=text)
         ax.set_title(panel_title(time))
+        if notes:
+            ax.text(0.98, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=6,
+                    gid="verdicts")
     label(fig, axes, axis_label(merged["pruning_fraction"]), axis_label(merged[QUALITY]))
     axes.flat[0].legend(loc="lower left")
     fig.suptitle(f"{merged.attrs.get('study', 'study')}: {size} hidden units", fontsize=8)

@@ -30,6 +30,7 @@ from . import (
     divergence,
     finite_size,
     inclusion_maps,
+    ising_couplings,
     ncg_trajectories,
     phase_diagram,
     quality_fraction,
@@ -38,13 +39,14 @@ from . import (
 )
 from .style import save
 
-__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "study_input", "DATA_COMMANDS", "FigureSpec", "FIGURES",
+__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "study_input", "DATA_COMMANDS", "FigureSpec", "FIGURES",
            "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
 
 # The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
 # study, studies.merge); the transition table (analysis.transition.transition_table) and the mask
-# summary (analysis.masks.mask_summary) are computed from the study by ``dilution reproduce``.
-STUDY_FILE, TRANSITION_FILE, MASKS_FILE = "study.nc", "transition.nc", "masks.nc"
+# summary (analysis.masks.mask_summary) and the effective couplings of a dense and a pruned model
+# (analysis.ising.ising_parameters, stacked over ``model``) are computed by ``dilution reproduce``.
+STUDY_FILE, TRANSITION_FILE, MASKS_FILE, ISING_FILE = "study.nc", "transition.nc", "masks.nc", "ising.nc"
 REPRODUCE = "dilution reproduce --scale smoke"
 
 
@@ -55,7 +57,8 @@ def study_input(study: str, file: str) -> str:
 
 def _study_commands(study: str) -> dict[str, str]:
     return {study_input(study, STUDY_FILE): f"dilution study run {study} --output {{data}}/study-{study}",
-            study_input(study, TRANSITION_FILE): REPRODUCE, study_input(study, MASKS_FILE): REPRODUCE}
+            study_input(study, TRANSITION_FILE): REPRODUCE, study_input(study, MASKS_FILE): REPRODUCE,
+            study_input(study, ISING_FILE): REPRODUCE}
 
 
 # Data file pattern -> the command that makes it ({data}: the data folder).
@@ -119,6 +122,10 @@ _STUDY_FIGURES = (
      "Visible-unit degrees (hidden units still connected, mean over seeds) on the image grid at each pruning "
      "fraction; with a planted teacher, the fraction of its connections the pruned student kept.",
      (MASKS_FILE,), degree_maps, ("quick", "mnist")),
+    ("ising-couplings",
+     "Effective Ising couplings J_jk of the visible marginal (the generalized Ising mapping) of a dense and a "
+     "pruned model: distribution over pairs, and the strongest couplings on the image grid (blue J > 0, "
+     "vermillion J < 0).", (ISING_FILE,), ising_couplings, ("quick", "mnist")),
 )
 
 FIGURES = tuple(

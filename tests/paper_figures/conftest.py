@@ -173,6 +173,22 @@ def make_divergence() -> xr.Dataset:
                 "steps": ("steps", steps, _attrs("updates", "updates"))})
 
 
+def make_ising() -> xr.Dataset:
+    """Couplings of a dense and a pruned model on 9 visible units (a 3 x 3 image)."""
+    rng = np.random.default_rng(5)
+    j = rng.normal(0, 0.5, (2, 9, 9))
+    j = (j + j.transpose(0, 2, 1)) / 2
+    j[1] *= rng.random((9, 9)) < 0.3
+    j[1] = np.triu(j[1], 1) + np.triu(j[1], 1).T
+    j[:, np.arange(9), np.arange(9)] = 0
+    return xr.Dataset(
+        {"coupling": (("model", "visible", "visible_2"), j,
+                      _attrs("effective pairwise coupling J_jk (symmetric, zero diagonal)", "1"))},
+        coords={"model": ("model", ["dense", "pruned 0.7"], _attrs("model", "1")),
+                "visible": ("visible", np.arange(9), _attrs("visible unit index j", "1")),
+                "visible_2": ("visible_2", np.arange(9), _attrs("visible unit index k", "1"))})
+
+
 def make_history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
     """A history.nc as `dilution train` writes it, reduced to what the figure reads."""
     n = len(steps)
@@ -191,7 +207,7 @@ def write_all(data: Path) -> Path:
     files = {f"study-{study}/{name}": make(study) for study in ("quick", "teacher", "mnist")
              for name, make in (("study.nc", lambda s: make_merged().assign_attrs(study=s)),
                                 ("transition.nc", lambda s: make_transition().assign_attrs(study=s)),
-                                ("masks.nc", lambda s: make_masks()))}
+                                ("masks.nc", lambda s: make_masks()), ("ising.nc", lambda s: make_ising()))}
     files.update({
         "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
@@ -215,5 +231,5 @@ def synthetic():
     import types
 
     return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
-                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence,
+                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence, ising=make_ising,
                                  history=make_history, write_all=write_all)

@@ -19,6 +19,7 @@ from paper_figures import (  # noqa: E402
     divergence,
     finite_size,
     inclusion_maps,
+    ising_couplings,
     ncg_trajectories,
     phase_diagram,
     quality_fraction,
@@ -111,6 +112,8 @@ def test_quality_lines_are_seed_means_bands_are_t_intervals_and_the_marker_sits_
                     for p in ("after", "scratch"))
     np.testing.assert_allclose(xs, expect)
     assert len(axes[2].patches) == 1
+    verdicts = [t.get_text() for ax in axes for t in ax.texts if t.get_gid() == "verdicts"]
+    assert verdicts == ["after: no step"]  # after at "converged": no transition, said in its panel
     references = {line.get_label(): line.get_ydata()[0] for line in axes[0].lines}
     assert references["planted teacher"] == -7.5 and references["independent pixels"] == -12.5
 
@@ -308,3 +311,32 @@ def test_divergence_lines_bands_and_floor_are_the_data(synthetic):
     assert kl_ax.get_ylabel() == "KL(reference || estimate) over masks (nats)"
     assert tv_ax.get_ylabel() == "total variation distance over masks (1)"
     assert tv_ax.get_xscale() == tv_ax.get_yscale() == "log"
+
+
+# --------------------------------------------------------------------------- effective couplings
+
+
+def test_coupling_histograms_count_the_pairs_and_the_network_joins_the_strongest_pairs(synthetic):
+    ds = synthetic.ising()
+    fig = ising_couplings.draw(ds)
+    hist_ax, *network_axes = fig.axes
+    pairs = [ds["coupling"].values[m][np.triu_indices(9, 1)] for m in range(2)]
+    edges = np.linspace(min(p.min() for p in pairs), max(p.max() for p in pairs), ising_couplings.BINS + 1)
+    for m, stairs in enumerate(hist_ax.patches):
+        values, drawn_edges, _ = stairs.get_data()
+        np.testing.assert_allclose(drawn_edges, edges)
+        np.testing.assert_array_equal(values, np.histogram(pairs[m], bins=edges)[0])
+        assert values.sum() == 36  # every pair j < k of 9 units counted once
+    assert [ax.get_title() for ax in network_axes] == ["dense: 36 strongest |J|", "pruned 0.7: 36 strongest |J|"]
+    xy = np.array([(i % 3, 2 - i // 3) for i in range(9)], dtype=float)  # row-major pixels, row 0 on top
+    for m, ax in enumerate(network_axes):
+        segments = np.array(ax.collections[0].get_segments())
+        J = ds["coupling"].values[m]
+        # the slow way: every pair j < k, sorted by |J| (stable), the first TOP kept
+        ranked = sorted(((abs(J[a, b]), a, b) for a in range(9) for b in range(a + 1, 9)), key=lambda t: -t[0])
+        expected = np.array([[xy[a], xy[b]] for _, a, b in ranked[:ising_couplings.TOP]])
+        np.testing.assert_allclose(segments, expected)
+        colours = ax.collections[0].get_colors()
+        signs = np.array([J[a, b] > 0 for _, a, b in ranked[:ising_couplings.TOP]])
+        np.testing.assert_allclose(colours[signs, :3], [matplotlib.colors.to_rgb("#0072B2")] * signs.sum())
+    assert hist_ax.get_xlabel().replace("\n", " ") == "effective pairwise coupling J_jk (symmetric, zero diagonal) (1)"
