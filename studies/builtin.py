@@ -1,10 +1,37 @@
-"""Built-in study specs, runnable by name: ``dilution study run smoke``."""
+"""Built-in study specs, runnable by name (``dilution study run quick``) and listed by ``dilution study list``.
+
+* ``smoke``: a 16 x 4 teacher and 16 x 6 students, two protocols, for tests (seconds);
+* ``quick``: the planted teacher of issue 10 (64 visible, 10 hidden at connectivity 0.25),
+  students of 16 hidden units (exact likelihood), pruning at initialisation, after convergence
+  (fine-tuned), rewound to initialisation, and from scratch on the converged run's mask, nine
+  fractions, three seeds: the README's first study, minutes on 2 cores;
+* ``teacher``: the same teacher, finite-size scaling over ``n_hidden`` = 8, 12, 16, 24;
+* ``mnist``: binarised MNIST with 16, 20 and 24 hidden units (exact likelihood);
+* ``mnist-500``: MNIST at the papers' scale, 500 hidden units, likelihood by AIS.
+
+The MNIST studies read ``mnist.npz`` from ``data=`` (the command line's ``--data``) or from
+``$DILUTION_DATA/mnist/mnist.npz``.
+"""
 
 from __future__ import annotations
 
-from .spec import StudySpec, spec_from_toml
+import os
+import tomllib
+from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["BUILTIN", "builtin_spec"]
+from .spec import SpecError, StudySpec, spec_from_dict
+
+__all__ = ["BuiltinStudy", "BUILTIN", "builtin_spec", "mnist_path"]
+
+
+class BuiltinStudy(NamedTuple):
+    """A built-in study: a one-line description, its cost as measured, and its TOML text."""
+
+    description: str
+    cost: str
+    toml: str
+
 
 # Planted teacher 16 x 4, students 16 x 6: exact likelihood everywhere, well under a minute.
 _SMOKE = """
@@ -51,14 +78,175 @@ kind = "after"
 epoch = 20
 """
 
-BUILTIN = {"smoke": _SMOKE}
+# The teacher of issue 10 (64 x 10 at connectivity 0.25) and its students: the data, training
+# and stopping tables shared by quick and teacher.
+_TEACHER_COMMON = """
+[data]
+kind = "teacher"
+n_visible = 64
+n_hidden = 10
+connectivity = 0.25
+weight_scale = 3.0
+seed = 0
+n_train = 5000
+n_validation = 1000
+n_test = 2000
+
+[training]
+estimator = "pcd"
+k = 10
+batch_size = 100
+learning_rate = 0.05
+weight_scale = 0.01
+max_epochs = {max_epochs}
+
+[stopping]
+every = 2
+window = 5
+tolerance = 0.005
+min_epochs = {min_epochs}
+
+[evaluation]
+log_likelihood = "exact"
+metrics = ["mask"]
+
+[protocols.init]
+kind = "init"
+
+[protocols.after]
+kind = "after"
+epochs = ["converged"]
+
+[protocols.rewind]
+kind = "rewind"
+epochs = ["converged"]
+rewind_epoch = 0
+
+[protocols.scratch]
+kind = "scratch"
+epochs = ["converged"]
+"""
+
+_QUICK = """
+name = "quick"
+output = "runs/study-quick"
+n_hidden = [16]
+pruning_fractions = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]
+seeds = [0, 1, 2]
+""" + _TEACHER_COMMON.format(max_epochs=60, min_epochs=30)
+
+_TEACHER = """
+name = "teacher"
+output = "runs/study-teacher"
+n_hidden = [8, 12, 16, 24]
+pruning_fractions = [0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+seeds = [0, 1, 2, 3, 4]
+""" + _TEACHER_COMMON.format(max_epochs=200, min_epochs=20)
+
+_MNIST_COMMON = """
+[data]
+kind = "mnist"
+n_train = 10000
+n_validation = 1000
+n_test = 2000
+binarize = "threshold"
+
+[training]
+estimator = "pcd"
+k = 10
+n_chains = 100
+batch_size = 100
+learning_rate = 0.01
+max_epochs = {max_epochs}
+
+[stopping]
+every = 2
+window = 5
+tolerance = 0.01
+min_epochs = 10
+metric = "{metric}"
+
+[evaluation]
+log_likelihood = "{log_likelihood}"
+ais_chains = 100
+ais_betas = 10000
+metrics = ["classifier", "moments", "mask"]
+
+[protocols.init]
+kind = "init"
+
+[protocols.after]
+kind = "after"
+epochs = ["converged"]
+
+[protocols.scratch]
+kind = "scratch"
+epochs = ["converged"]
+"""
+
+_MNIST = """
+name = "mnist"
+output = "runs/study-mnist"
+n_hidden = [16, 20, 24]
+pruning_fractions = [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
+seeds = [0, 1, 2]
+""" + _MNIST_COMMON.replace("{max_epochs}", "100").replace("{metric}", "log_likelihood").replace(
+    "{log_likelihood}", "exact")
+
+_MNIST_500 = """
+name = "mnist-500"
+output = "runs/study-mnist-500"
+n_hidden = [500]
+pruning_fractions = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98]
+seeds = [0, 1]
+""" + _MNIST_COMMON.replace("{max_epochs}", "50").replace("{metric}", "pseudo_log_likelihood").replace(
+    "{log_likelihood}", "ais")
+
+BUILTIN = {
+    "smoke": BuiltinStudy("16 x 4 teacher, 16 x 6 students, init and after pruning (tests)", "seconds", _SMOKE),
+    "quick": BuiltinStudy("64 x 10 planted teacher, 64 x 16 students, init / after convergence / rewind / "
+                          "scratch, 9 fractions, 3 seeds, exact likelihood", "minutes", _QUICK),
+    "teacher": BuiltinStudy("finite-size scaling on the planted teacher: n_hidden 8, 12, 16, 24, 10 fractions, "
+                            "5 seeds", "hours", _TEACHER),
+    "mnist": BuiltinStudy("binarised MNIST, 784 x 16/20/24 (exact likelihood), init / after / scratch, "
+                          "classifier score", "hours", _MNIST),
+    "mnist-500": BuiltinStudy("binarised MNIST at the papers' scale, 784 x 500, likelihood by AIS",
+                              "days", _MNIST_500),
+}
 
 
-def builtin_spec(name: str, *, output: str | None = None) -> StudySpec:
-    """A built-in spec by name (its relative output folder is relative to the current folder)."""
+def mnist_path(data: str | os.PathLike | None = None) -> str:
+    """``data``, or ``$DILUTION_DATA/mnist/mnist.npz``; a SpecError naming both when neither is given."""
+    if data is not None:
+        return str(data)
+    root = os.environ.get("DILUTION_DATA")
+    if not root:
+        raise SpecError("data.path: this study reads MNIST; pass its mnist.npz (or IDX folder) with --data PATH, "
+                        "or set DILUTION_DATA to the folder holding mnist/mnist.npz")
+    return str(Path(root) / "mnist" / "mnist.npz")
+
+
+def builtin_spec(name: str, *, output: str | None = None, data: str | os.PathLike | None = None) -> StudySpec:
+    """A built-in spec by name (its relative output folder is relative to the current folder).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`BUILTIN`.
+    output : str, optional
+        Replaces the spec's output folder.
+    data : path-like, optional
+        MNIST studies: the mnist.npz file or IDX folder (default ``$DILUTION_DATA/mnist/mnist.npz``);
+        refused for the teacher studies, which generate their data.
+    """
     if name not in BUILTIN:
         raise KeyError(f"no built-in study {name!r}; built-in studies: {', '.join(sorted(BUILTIN))}")
-    text = BUILTIN[name]
+    raw = tomllib.loads(BUILTIN[name].toml)
+    if raw["data"]["kind"] == "mnist":
+        raw["data"]["path"] = mnist_path(data)
+    elif data is not None:
+        raise SpecError(f"data.path: study {name!r} generates its data (a planted teacher); --data is for the "
+                        f"MNIST studies ({', '.join(n for n in BUILTIN if 'mnist' in n)})")
     if output is not None:
-        text = text.replace('output = "runs/study-smoke"', f"output = {output!r}".replace("'", '"'))
-    return spec_from_toml(text)
+        raw["output"] = output
+    return spec_from_dict(raw)

@@ -75,7 +75,7 @@ def _two_visible_model(w1: float, w2: float, b: float) -> RBM:
 def test_optional_metrics_against_closed_forms():
     data = load_data(builtin_spec("smoke").data)
     ev = EvaluationSpec(metrics=("moments", "aats", "couplings", "mixing", "mask"), n_samples=500, n_sweeps=10,
-                        mixing_chains=8, mixing_sweeps=1000, mixing_burn_in=10, coupling_threshold=0.1)
+                        mixing_chains=16, mixing_sweeps=400, mixing_burn_in=10, coupling_threshold=0.1)
     # With zero weights the visible units are redrawn independently at every sweep: the free
     # energy trace is i.i.d., tau = 1 exactly; allow 4 Madras-Sokal relative errors.
     zero = RBM.random(16, 6, weight_scale=0.0, bias_scale=1.0, seed=0)
