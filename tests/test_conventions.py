@@ -196,6 +196,18 @@ def _train_cli(tmp_path):
     return [dilution.io.load_dataset(out / name) for name in ("model.nc", "history.nc", "state.nc", "test.nc")]
 
 
+def _replicas(tmp_path):
+    from dilution.deep_r import SoftDeepR
+    from dilution.estimators import PCD
+    from dilution.ncg import NCG
+    from dilution.replicas import run_replicas
+
+    data = bars_stripes.patterns(2)
+    soft = SoftDeepR(alpha=0.05, temperature=0.02, p0=0.5)
+    return [run_replicas(soft, 2, data, 4, 2, init=(4, 2), learning_rate=0.05, seed=0, estimator=PCD(k=1)),
+            run_replicas(NCG(p=0.5), 2, data, 4, 2, init=(4, 2), learning_rate=0.5, seed=0)]
+
+
 def _study(tmp_path):
     from studies.builtin import builtin_spec
     from studies.runner import run_study
@@ -223,6 +235,7 @@ PRODUCERS: list = [
     _training_history,
     _sample_cli,
     _train_cli,
+    _replicas,
     _study,
 ]
 

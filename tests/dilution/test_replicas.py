@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import pytest
 
+import dilution
 from dilution import exact
 from dilution.data import bars_stripes
 from dilution.deep_r import DeepR, SoftDeepR
@@ -226,3 +227,16 @@ def test_resume_refuses_other_settings_or_a_run_without_its_final_state():
         run_replicas(rule, 2, DATA, 10, 5, learning_rate=lr, seed=1, resume=ragged)
     with pytest.raises(ValueError, match="needs init"):
         run_replicas(rule, 2, DATA, 10, 5, learning_rate=lr, seed=1)
+
+
+def test_a_saved_run_resumes_from_disk(tmp_path):
+    rule, lr = RULES["deep-r"]
+    args = dict(learning_rate=lr, seed=6, estimator=PCD(k=1))
+    whole = run_replicas(rule, 2, DATA, 20, 10, init=(4, 2), **args)
+    first = run_replicas(rule, 2, DATA, 10, 10, init=(4, 2), **args)
+    dilution.io.save(first, tmp_path / "replicas.nc")
+    loaded = dilution.io.load_dataset(tmp_path / "replicas.nc")
+    assert loaded["mask"].dtype == bool and loaded["rule_key"].dtype == np.uint64
+    rest = run_replicas(rule, 2, DATA, 10, 10, resume=loaded, **args)
+    np.testing.assert_array_equal(rest["theta"].values[:, -1], whole["theta"].values[:, -1])
+    np.testing.assert_array_equal(rest["chains"].values, whole["chains"].values)
