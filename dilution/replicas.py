@@ -211,7 +211,12 @@ def _gibbs(chains, w, a, b, keys, counter, k, hk, fh, fv):
 
 @njit(cache=True)
 def _gradient(data, w, a, b, estimator, k, chains, keys, counter, s):
-    """The estimator's gradient of the mean log-likelihood of ``data`` into ``s.gw, s.ga, s.gb``."""
+    """The estimator's gradient of the mean log-likelihood of ``data`` into ``s[2]``, ``s[3][0]``, ``s[4][0]``.
+
+    Weights, visible and hidden bias, as :class:`dilution.estimators.Exact`, ``CD`` or ``PCD``
+    compute them (same kernels, same summation order, except the exact model moments). CD
+    overwrites ``chains`` with the data; PCD advances them. ``s`` is :func:`_scratch`.
+    """
     n, n_v = data.shape
     ph, fh = s[0], s[1]
     for r in range(n):
@@ -254,7 +259,14 @@ def _gradient(data, w, a, b, estimator, k, chains, keys, counter, s):
 
 @njit(cache=True)
 def _scratch(n, n_v, n_h, n_chains):
-    """Work arrays of one replica, as a tuple of 2-D float64 arrays (see :func:`_gradient`)."""
+    """Work arrays of one replica, a tuple of 2-D float64 arrays (one type, so numba can index it).
+
+    0 ``p(h | data)`` (n, n_h); 1 hidden field (1, n_h); 2-4 gradient of W, a, b ((n_v, n_h),
+    (1, n_v), (1, n_h)); 5-6 data means of v and h; 7-8 float64 rows of :func:`gradient_row`;
+    9-10 the zero model row of the exact data term; 11-13 model means of v, h, v h; 14 log weight
+    of every enumerated state (1, 2**n_e); 15 field of the other layer (1, n_o); 16-17 chains'
+    hidden samples and ``p(h | chain)`` (n_chains, n_h); 18 visible field (1, n_v).
+    """
     n_e = min(n_v, n_h)
     n_o = max(n_v, n_h)
     return (
@@ -268,6 +280,7 @@ def _scratch(n, n_v, n_h, n_chains):
 
 @njit(cache=True)
 def _record(rec, kind, theta, strengths, w, mask, a, b, ll, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll):
+    """Copy one replica's state into record ``rec`` of its record arrays (``theta`` or NCG's ``strengths``)."""
     if kind == _NCG:
         r_strength[rec] = strengths
     else:
