@@ -4,7 +4,7 @@ Input: ``ising.nc``: :func:`analysis.ising.ising_parameters` of several models s
 ``model`` (labels such as ``"dense"``, ``"pruned 0.8"``), i.e. ``coupling`` of dims (``model``,
 ``visible``, ``visible_2``), symmetric with a zero diagonal. First panel: the number of pairs
 j < k per bin of J_jk (shared bins, log count), one step line per model. Then one panel per
-model: the :data:`TOP` strongest couplings by |J| drawn as segments between the two pixels on
+model: the :data:`TOP` strongest non-zero couplings by |J| drawn as segments between the two pixels on
 the image grid (shape from the attr ``image_shape``, else square, else one row), blue for J > 0
 and vermillion for J < 0, width proportional to |J| over the largest |J| of all models.
 """
@@ -42,10 +42,12 @@ def pair_values(coupling: np.ndarray) -> np.ndarray:
 
 
 def strongest(coupling: np.ndarray, top: int = TOP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(j, k, J_jk) of the ``top`` pairs j < k with the largest |J|, strongest first (ties by pair order)."""
+    """(j, k, J_jk) of the ``top`` pairs j < k with the largest non-zero |J|, strongest first (ties by
+    pair order); pairs without a coupling (no shared hidden unit) are never drawn."""
     j, k = np.triu_indices(coupling.shape[0], 1)
     values = coupling[j, k]
-    order = np.argsort(-np.abs(values), kind="stable")[:top]
+    nonzero = np.flatnonzero(values != 0)
+    order = nonzero[np.argsort(-np.abs(values[nonzero]), kind="stable")][:top]
     return j[order], k[order], values[order]
 
 

@@ -35,18 +35,21 @@ from . import (
     phase_diagram,
     quality_fraction,
     retrain_scratch,
+    sample_grids,
     training_curves,
 )
 from .style import save
 
-__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "study_input", "DATA_COMMANDS", "FigureSpec", "FIGURES",
+__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "study_input", "DATA_COMMANDS", "FigureSpec", "FIGURES",
            "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
 
 # The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
 # study, studies.merge); the transition table (analysis.transition.transition_table) and the mask
 # summary (analysis.masks.mask_summary) and the effective couplings of a dense and a pruned model
-# (analysis.ising.ising_parameters, stacked over ``model``) are computed by ``dilution reproduce``.
-STUDY_FILE, TRANSITION_FILE, MASKS_FILE, ISING_FILE = "study.nc", "transition.nc", "masks.nc", "ising.nc"
+# (analysis.ising.ising_parameters, stacked over ``model``) and samples of the models per fraction
+# (dilution sample, stacked over ``pruning_fraction``) are computed by ``dilution reproduce``.
+STUDY_FILE, TRANSITION_FILE, MASKS_FILE = "study.nc", "transition.nc", "masks.nc"
+ISING_FILE, SAMPLES_FILE = "ising.nc", "samples.nc"
 REPRODUCE = "dilution reproduce --scale smoke"
 
 
@@ -58,7 +61,7 @@ def study_input(study: str, file: str) -> str:
 def _study_commands(study: str) -> dict[str, str]:
     return {study_input(study, STUDY_FILE): f"dilution study run {study} --output {{data}}/study-{study}",
             study_input(study, TRANSITION_FILE): REPRODUCE, study_input(study, MASKS_FILE): REPRODUCE,
-            study_input(study, ISING_FILE): REPRODUCE}
+            study_input(study, ISING_FILE): REPRODUCE, study_input(study, SAMPLES_FILE): REPRODUCE}
 
 
 # Data file pattern -> the command that makes it ({data}: the data folder).
@@ -126,6 +129,9 @@ _STUDY_FIGURES = (
      "Effective Ising couplings J_jk of the visible marginal (the generalized Ising mapping) of a dense and a "
      "pruned model: distribution over pairs, and the strongest couplings on the image grid (blue J > 0, "
      "vermillion J < 0).", (ISING_FILE,), ising_couplings, ("quick", "mnist")),
+    ("sample-grids",
+     "Samples of the trained model at each pruning fraction (Gibbs chains from random states; black = 1).",
+     (SAMPLES_FILE,), sample_grids, ("quick", "mnist")),
 )
 
 FIGURES = tuple(

@@ -189,6 +189,16 @@ def make_ising() -> xr.Dataset:
                 "visible_2": ("visible_2", np.arange(9), _attrs("visible unit index k", "1"))})
 
 
+def make_samples() -> xr.Dataset:
+    """Samples of three models (fractions), 20 samples each of 12 visible units (image_shape 3 x 4)."""
+    rng = np.random.default_rng(6)
+    return xr.Dataset(
+        {"samples": (("pruning_fraction", "sample", "visible"), (rng.random((3, 20, 12)) < 0.4).astype(np.uint8),
+                     {**_attrs("final visible state of each chain", "1"), "image_shape": [3, 4]})},
+        coords={"pruning_fraction": ("pruning_fraction", [0.0, 0.5, 0.9],
+                                     _attrs("fraction of connections pruned", "1"))})
+
+
 def make_history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
     """A history.nc as `dilution train` writes it, reduced to what the figure reads."""
     n = len(steps)
@@ -207,7 +217,8 @@ def write_all(data: Path) -> Path:
     files = {f"study-{study}/{name}": make(study) for study in ("quick", "teacher", "mnist")
              for name, make in (("study.nc", lambda s: make_merged().assign_attrs(study=s)),
                                 ("transition.nc", lambda s: make_transition().assign_attrs(study=s)),
-                                ("masks.nc", lambda s: make_masks()), ("ising.nc", lambda s: make_ising()))}
+                                ("masks.nc", lambda s: make_masks()), ("ising.nc", lambda s: make_ising()),
+                                ("samples.nc", lambda s: make_samples()))}
     files.update({
         "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
@@ -231,5 +242,5 @@ def synthetic():
     import types
 
     return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
-                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence, ising=make_ising,
+                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence, ising=make_ising, samples=make_samples,
                                  history=make_history, write_all=write_all)

@@ -24,6 +24,7 @@ from paper_figures import (  # noqa: E402
     phase_diagram,
     quality_fraction,
     retrain_scratch,
+    sample_grids,
 )
 from paper_figures.schema import SchemaError  # noqa: E402
 
@@ -327,16 +328,38 @@ def test_coupling_histograms_count_the_pairs_and_the_network_joins_the_strongest
         np.testing.assert_allclose(drawn_edges, edges)
         np.testing.assert_array_equal(values, np.histogram(pairs[m], bins=edges)[0])
         assert values.sum() == 36  # every pair j < k of 9 units counted once
-    assert [ax.get_title() for ax in network_axes] == ["dense: 36 strongest |J|", "pruned 0.7: 36 strongest |J|"]
+    nonzero = [int((p != 0).sum()) for p in pairs]
+    assert nonzero[1] < 36  # the pruned model leaves pairs without a shared hidden unit: J = 0, not drawn
+    assert [ax.get_title() for ax in network_axes] == [f"dense: {nonzero[0]} strongest |J|",
+                                                       f"pruned 0.7: {nonzero[1]} strongest |J|"]
     xy = np.array([(i % 3, 2 - i // 3) for i in range(9)], dtype=float)  # row-major pixels, row 0 on top
     for m, ax in enumerate(network_axes):
         segments = np.array(ax.collections[0].get_segments())
         J = ds["coupling"].values[m]
-        # the slow way: every pair j < k, sorted by |J| (stable), the first TOP kept
-        ranked = sorted(((abs(J[a, b]), a, b) for a in range(9) for b in range(a + 1, 9)), key=lambda t: -t[0])
+        # the slow way: every coupled pair j < k, sorted by |J| (stable), the first TOP kept
+        ranked = sorted(((abs(J[a, b]), a, b) for a in range(9) for b in range(a + 1, 9) if J[a, b] != 0),
+                        key=lambda t: -t[0])
         expected = np.array([[xy[a], xy[b]] for _, a, b in ranked[:ising_couplings.TOP]])
         np.testing.assert_allclose(segments, expected)
         colours = ax.collections[0].get_colors()
         signs = np.array([J[a, b] > 0 for _, a, b in ranked[:ising_couplings.TOP]])
         np.testing.assert_allclose(colours[signs, :3], [matplotlib.colors.to_rgb("#0072B2")] * signs.sum())
     assert hist_ax.get_xlabel().replace("\n", " ") == "effective pairwise coupling J_jk (symmetric, zero diagonal) (1)"
+
+
+# --------------------------------------------------------------------------- sample grids
+
+
+def test_sample_grids_tile_each_fractions_samples_row_major(synthetic):
+    ds = synthetic.samples()
+    assert sample_grids.image_shape(ds) == (3, 4)
+    fig = sample_grids.draw(ds)
+    assert [ax.get_title() for ax in fig.axes] == ["fraction 0", "fraction 0.5", "fraction 0.9"]
+    for f, ax in enumerate(fig.axes):
+        drawn = ax.images[0].get_array()
+        assert drawn.shape == (4 * 4 - 1, 4 * 5 - 1)
+        for i in range(16):  # tile i at row i // 4, column i % 4, each 3 x 4 plus a one-pixel gap
+            r, c = divmod(i, 4)
+            np.testing.assert_array_equal(drawn[4 * r: 4 * r + 3, 5 * c: 5 * c + 4],
+                                          ds["samples"].values[f, i].reshape(3, 4))
+        assert drawn.mask[3, :].all() and drawn.mask[:, 4].all()  # the gaps are masked (drawn grey)
