@@ -23,7 +23,10 @@ plain percentile interval's under-coverage with few seeds (about 0.90 for a nomi
 Model-free estimates. *Steepest descent*: the midpoint of the grid interval where the seed-mean
 curve falls fastest (largest ``(m(f_i) - m(f_{i+1})) / (f_{i+1} - f_i)``). *Susceptibility*: the
 fraction where the seed-to-seed variance of ``q`` peaks (replicas disagree most where each
-collapses at a slightly different fraction). Both with bootstrap intervals as above.
+collapses at a slightly different fraction). Both with bootstrap intervals as above; both take
+grid values only, so their intervals have the grid's resolution (on a uniform grid of spacing
+0.05 the steepest-descent interval covered a true midpoint 0.005 off a grid midpoint in 84 of
+200 replications, the step fit's in 190).
 
 Verdict "no transition inside the grid". Checked in this order; the first that applies is the
 verdict (``has_transition`` is True only for ``"transition"``):
