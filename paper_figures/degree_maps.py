@@ -5,9 +5,9 @@ Input: a study's mask summary (``masks.nc``, :func:`analysis.masks.mask_summary`
 final masks) with ``mean_visible_degree`` of dims (``pruning_fraction``, ``visible``) and any of
 ``protocol``, ``pruning_time``, ``n_hidden``; optionally ``teacher_recall`` and
 ``teacher_chance_recall`` (those dims and ``seed``). The maps are drawn for one grid point of the
-other dims: the last combination with data, in dim order (named in the title). The image shape is the attr ``image_shape`` of the variable or of the file,
-else the square of side sqrt(n_visible), else one row. One panel per pruning fraction with data,
-one colour scale from 0 to n_hidden. With the teacher variables, a last panel shows the seed mean
+other dims: the last combination with data, in dim order (named in the title). The image shape is
+the attr ``image_shape`` of the variable or of the file, else the square of side sqrt(n_visible),
+else one row. One panel per pruning fraction with data, one colour scale from 0 to n_hidden. With the teacher variables, a last panel shows the seed mean
 of ``teacher_recall`` against the fraction with its 95 % band and the chance level (dashed).
 """
 

@@ -2,9 +2,11 @@
 
 The colour bar is labelled with the quality's long_name and units; its values are seed means.
 
-Input: a merged study. One panel per protocol that has data, at the largest ``n_hidden``; rows
-are the ``pruning_time`` labels in the study's order, columns the pruning fractions (cells
-centred on them). Cells without data are blank. One colour scale for all panels.
+Inputs: a merged study and its transition table. One panel per protocol that has data, at the
+largest ``n_hidden``; rows are the ``pruning_time`` labels in the study's order, columns the
+pruning fractions (cells centred on them). Cells without data are blank. One colour scale for all
+panels. The phase boundary: in each row whose ``verdict`` is ``"transition"``, a white diamond at
+``location`` with a horizontal bar over [``location_lower``, ``location_upper``].
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from .intervals import seed_interval
-from .quality_fraction import MERGED, QUALITY, largest_size, panel_title
+from .quality_fraction import MERGED, QUALITY, TRANSITION, largest_size, panel_title
 from .schema import load as load_checked
 from .style import SEQUENTIAL, axis_label, label, new_figure
 
 __all__ = ["load", "draw", "cell_edges"]
 
 
-def load(merged: Path) -> tuple[xr.Dataset]:
-    return (load_checked(merged, MERGED),)
+def load(merged: Path, transition: Path) -> tuple[xr.Dataset, xr.Dataset]:
+    return load_checked(merged, MERGED), load_checked(transition, TRANSITION)
 
 
 def cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -36,8 +38,9 @@ def cell_edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
-def draw(merged: xr.Dataset) -> Figure:
-    """The figure; each panel's ``QuadMesh`` holds the seed means, rows = pruning times."""
+def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
+    """The figure; each panel's ``QuadMesh`` holds the seed means, rows = pruning times; its errorbar
+    container (if any transition is located) the boundary, one point per located row."""
     size = largest_size(merged)
     mean = seed_interval(merged[QUALITY].sel(n_hidden=size))["mean"].sortby("pruning_fraction")
     protocols = [p for p in merged["protocol"].values if bool(mean.sel(protocol=p).notnull().any())]
@@ -51,6 +54,16 @@ def draw(merged: xr.Dataset) -> Figure:
     for ax, protocol in zip(axes.flat, protocols):
         grid = np.ma.masked_invalid(mean.sel(protocol=protocol).transpose("pruning_time", "pruning_fraction").values)
         mesh = ax.pcolormesh(x_edges, y_edges, grid, cmap=SEQUENTIAL, vmin=vmin, vmax=vmax)
+        rows = transition.sel({k: v for k, v in {"protocol": protocol, "n_hidden": size}.items()
+                               if k in transition.dims})
+        located = [(i, rows.sel(pruning_time=t)) for i, t in enumerate(times) if t in rows["pruning_time"].values
+                   and str(rows.sel(pruning_time=t)["verdict"].values) == "transition"]
+        if located:
+            x = np.array([float(r["location"]) for _, r in located])
+            xerr = np.array([[x_ - float(r["location_lower"]), float(r["location_upper"]) - x_]
+                             for x_, (_, r) in zip(x, located)]).T
+            ax.errorbar(x, np.array([i for i, _ in located], dtype=float), xerr=xerr, fmt="D", color="white",
+                        markeredgecolor="black", ecolor="white", capsize=2, label="transition")
         ax.set_title(str(protocol))
         ax.set_yticks(np.arange(len(times)), [panel_title(t).removeprefix("pruned ") for t in times])
     label(fig, axes, axis_label(merged["pruning_fraction"]), axis_label(merged["pruning_time"]))

@@ -40,7 +40,8 @@ from . import (
 )
 from .style import save
 
-__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "study_input", "DATA_COMMANDS", "FigureSpec", "FIGURES",
+__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "study_input",
+           "DATA_COMMANDS", "FigureSpec", "FIGURES",
            "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
 
 # The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
@@ -113,8 +114,9 @@ _STUDY_FIGURES = (
      "bootstrap interval; open circles mark fractions where a seed did not converge.",
      (STUDY_FILE, TRANSITION_FILE), quality_fraction, ("quick", "teacher", "mnist")),
     ("phase-diagram",
-     "Phase diagram: seed-mean test log-likelihood over pruning fraction and pruning time, one panel per protocol.",
-     (STUDY_FILE,), phase_diagram, ("quick", "mnist")),
+     "Phase diagram: seed-mean test log-likelihood over pruning fraction and pruning time, one panel per "
+     "protocol; white diamonds: the located transition with its bootstrap interval.",
+     (STUDY_FILE, TRANSITION_FILE), phase_diagram, ("quick", "mnist")),
     ("retrain-vs-scratch",
      "Retrained (fine-tuned, rewound or re-initialised survivors) against trained from scratch on the same mask; "
      "bottom: the gap paired by seed with its 95 % interval.", (STUDY_FILE,), retrain_scratch, ("quick", "mnist")),

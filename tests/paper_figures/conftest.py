@@ -242,5 +242,6 @@ def synthetic():
     import types
 
     return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
-                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence, ising=make_ising, samples=make_samples,
+                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence,
+                                 ising=make_ising, samples=make_samples,
                                  history=make_history, write_all=write_all)

@@ -134,8 +134,8 @@ def test_quality_figure_refuses_a_quality_without_units_and_a_table_without_verd
 
 
 def test_phase_diagram_cells_are_the_seed_means(synthetic):
-    merged = synthetic.merged()
-    fig = phase_diagram.draw(merged)
+    merged, table = synthetic.merged(), synthetic.transition()
+    fig = phase_diagram.draw(merged, table)
     axes = [ax for ax in fig.axes if ax.get_title()]  # the colour bar's axes has no title
     assert [ax.get_title() for ax in axes] == ["init", "after", "scratch"]
     q = merged["test_log_likelihood"].values[:, :, :, 1, :]
@@ -143,6 +143,15 @@ def test_phase_diagram_cells_are_the_seed_means(synthetic):
         mean = _mean_ci(q[p])[0]  # (time, fraction)
         drawn = ax.collections[0].get_array()
         np.testing.assert_allclose(np.ma.filled(drawn, np.nan).reshape(mean.shape), mean)
+    # the boundary: one point per row with a located transition, at (location, row) with its interval
+    for protocol, ax, rows in (("init", axes[0], [0]), ("after", axes[1], [1]), ("scratch", axes[2], [1, 2])):
+        container, = ax.containers
+        t = table.sel(protocol=protocol, n_hidden=8).isel(pruning_time=rows)
+        np.testing.assert_allclose(container.lines[0].get_xdata(), t["location"].values)
+        np.testing.assert_allclose(container.lines[0].get_ydata(), rows)
+        segments = np.array(container.lines[2][0].get_segments())
+        np.testing.assert_allclose(segments[:, :, 0], np.stack([t["location_lower"].values,
+                                                                t["location_upper"].values], 1))
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["at initialisation", "after epoch 20",
                                                                  "after convergence"]
     colourbar = fig.axes[-1]
@@ -231,7 +240,8 @@ def test_degree_maps_show_the_mean_degrees_on_the_image_grid_and_the_teacher_rec
     np.testing.assert_allclose(_band_bounds(_bands(recall_ax)[0], [0.1, 0.5, 0.9]), np.stack([lower, upper], 1))
     np.testing.assert_allclose(_line(recall_ax, "random masks").get_ydata(),
                                ds["teacher_chance_recall"].values[0, :, 1].mean(axis=-1))
-    assert recall_ax.get_ylabel().replace("\n", " ") == "fraction of the teacher's connections kept (hidden units matched) (1)"
+    assert recall_ax.get_ylabel().replace("\n", " ") == \
+        "fraction of the teacher's connections kept (hidden units matched) (1)"
     ds["mean_visible_degree"].attrs["image_shape"] = [2, 9]
     with pytest.raises(ValueError, match="image_shape 2x9 does not hold the 16 visible units"):
         degree_maps.image_shape(ds)
