@@ -4,6 +4,11 @@ Input: a transition table (``transition.nc``) with dims ``protocol``, ``pruning_
 ``n_hidden``. One line per (protocol, pruning time) that has a located transition at some size,
 with error bars from ``location_lower``/``location_upper`` and ``width_lower``/``width_upper``;
 sizes whose ``verdict`` is not ``"transition"`` are left out (their location is undefined).
+
+When the table also holds the fit of :func:`analysis.transition.finite_size_scaling` (variables
+``f_inf``, ``inverse_size_slope``, ``width_amplitude``, ``width_exponent`` over ``protocol`` and
+``pruning_time``, merged into the file), the fitted laws f*(N) = f_inf + a / N and
+w(N) = c N^-theta are drawn dashed over the sizes' range, and f_inf is given in the legend.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, colour, new_figure
 
-__all__ = ["TABLE", "load", "draw"]
+__all__ = ["TABLE", "FIT", "load", "fitted", "draw"]
 
 _DIMS = ("protocol", "pruning_time", "n_hidden")
 TABLE = Schema(
@@ -27,6 +32,20 @@ TABLE = Schema(
                                   "width_upper", "verdict")},
     description="a transition table over sizes (analysis.transition.transition_table)",
 )
+
+
+FIT = ("f_inf", "inverse_size_slope", "width_amplitude", "width_exponent")
+
+
+def fitted(row: xr.Dataset, n: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The fitted location and width at sizes ``n`` for one (protocol, pruning time), or None
+    without a (finite) fit."""
+    if not all(k in row for k in FIT):
+        return None
+    f_inf, a, c, theta = (float(row[k]) for k in FIT)
+    if not np.isfinite([f_inf, a]).all():
+        return None
+    return f_inf + a / n, c * n ** -theta
 
 
 def load(transition: Path) -> tuple[xr.Dataset]:
@@ -45,6 +64,12 @@ def draw(table: xr.Dataset) -> Figure:
             if not located.any():
                 continue
             label = f"{protocol}, {panel_title(time)}"
+            n = np.geomspace(sizes.min(), sizes.max(), 50)
+            fit = fitted(row, n)
+            if fit is not None:
+                label += f" (f_inf = {float(row['f_inf']):.3g})"
+                for ax, curve in zip(axes[0], fit):
+                    ax.plot(n, curve, linestyle="--", linewidth=0.8, color=colour(k), label=f"{label}: fit")
             for ax, name in zip(axes[0], ("location", "width")):
                 y = np.where(located, row[name].values, np.nan)
                 lower = np.where(located, row[f"{name}_lower"].values, np.nan)

@@ -218,6 +218,25 @@ def test_finite_size_points_are_the_located_transitions_with_their_intervals(syn
         np.testing.assert_allclose(segments[:, 1, 1], row[f"{name}_upper"].values)
 
 
+def test_finite_size_fit_curves_are_the_fitted_laws(synthetic):
+    table = synthetic.transition()
+    dims = ("protocol", "pruning_time")
+    for k, v in (("f_inf", 0.8), ("inverse_size_slope", -1.0), ("width_amplitude", 0.2), ("width_exponent", 0.5)):
+        table[k] = (dims, np.full((3, 3), v), {"long_name": k, "units": "1"})
+    table["f_inf"][0, 0] = np.nan  # init at "0": no fit, no curve
+    fig = finite_size.draw(table)
+    location_ax, width_ax = fig.axes
+    fits = [line for line in location_ax.lines if line.get_label().endswith(": fit")]
+    assert [line.get_label() for line in fits] == [
+        "after, pruned after epoch 20 (f_inf = 0.8): fit", "scratch, pruned after epoch 20 (f_inf = 0.8): fit",
+        "scratch, pruned after convergence (f_inf = 0.8): fit"]
+    n = fits[0].get_xdata()
+    assert n[0] == 4 and n[-1] == 8
+    np.testing.assert_allclose(fits[0].get_ydata(), 0.8 - 1.0 / n)
+    width_fit = next(line for line in width_ax.lines if line.get_label().endswith(": fit"))
+    np.testing.assert_allclose(width_fit.get_ydata(), 0.2 * n ** -0.5)
+
+
 # --------------------------------------------------------------------------- degree maps
 
 

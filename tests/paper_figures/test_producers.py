@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from analysis.masks import mask_summary  # noqa: E402
-from analysis.transition import transition_table  # noqa: E402
+from analysis.transition import finite_size_scaling, transition_table  # noqa: E402
 from paper_figures import degree_maps, finite_size, quality_fraction  # noqa: E402
 from paper_figures.schema import check  # noqa: E402
 
@@ -40,8 +40,15 @@ def test_transition_table_of_the_study_draws_its_markers_at_the_located_fraction
             else:
                 assert markers == []
     assert located == 5  # the synthetic step sits inside the grid at every (protocol, time) with data
-    check(table, finite_size.TABLE, "transition_table(merged)")
-    finite_size.draw(table)
+    # the finite-size fit merged into the table, as transition.nc is expected to hold it
+    full = transition_table(merged, n_bootstrap=50)
+    fit = finite_size_scaling(full)
+    table = xr.merge([table, fit], combine_attrs="override")
+    fig = finite_size.draw(check(table, finite_size.TABLE, "transition_table + finite_size_scaling"))
+    curve = next(line for line in fig.axes[0].lines if line.get_label().startswith("after, pruned after epoch 20"))
+    row = fit.sel(protocol="after", pruning_time="20")
+    n = curve.get_xdata()
+    np.testing.assert_allclose(curve.get_ydata(), float(row["f_inf"]) + float(row["inverse_size_slope"]) / n)
 
 
 def test_mask_summary_draws_the_seed_mean_degrees(synthetic):
