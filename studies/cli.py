@@ -10,7 +10,9 @@ from pathlib import Path
 __all__ = ["register"]
 
 EPILOG = """\
-SPEC is a study TOML file (see studies/spec.py for its keys) or a built-in study name (smoke).
+SPEC is a study TOML file (see studies/spec.py for its keys) or a built-in study name
+(`dilution study list`: smoke, quick, teacher, mnist, mnist-500; the MNIST ones read --data or
+$DILUTION_DATA/mnist/mnist.npz). The estimated cost is printed before the study starts.
 The study is a graph of tasks (dense runs shared by the points pruned from them, and one task
 per pruned point); finished tasks are skipped, so rerunning a study continues it, and a failed
 task is retried --retries times without stopping the others (exit status 1 if some failed).
@@ -42,6 +44,8 @@ def register(subparsers) -> None:
     where.add_argument("--workers", type=int, help="dask LocalCluster with this many worker processes")
     where.add_argument("--scheduler", help="address of a running dask scheduler")
     run.add_argument("--output", "-o", help="output folder (default: the spec's)")
+    run.add_argument("--data", help="built-in MNIST studies: mnist.npz or IDX folder (default "
+                     "$DILUTION_DATA/mnist/mnist.npz)")
     run.add_argument("--checkpoint-seconds", type=float, default=60.0,
                      help="save a running point's training state at most this often (default 60)")
     run.add_argument("--retries", type=int, default=2,
@@ -57,24 +61,29 @@ def register(subparsers) -> None:
     merge.add_argument("--output", help="output folder of the study (default: the spec's)")
     merge.add_argument("-o", "--file", help="where to write the Dataset (default OUTPUT/study.nc)")
     merge.set_defaults(func=_merge)
+    listing = sub.add_parser("list", help="the built-in studies: name, cost, description")
+    listing.set_defaults(func=_list)
 
 
-def _spec(text: str, output: str | None):
+def _spec(text: str, output: str | None, data: str | None = None):
     from dataclasses import replace
 
     from .builtin import BUILTIN, builtin_spec
     from .spec import load_spec
 
     if text in BUILTIN and not Path(text).exists():
-        return builtin_spec(text, output=output)
+        return builtin_spec(text, output=output, data=data)
+    if data is not None:
+        raise ValueError(f"--data is for the built-in MNIST studies; the spec file {text} sets its data in [data]")
     spec = load_spec(text)
     return replace(spec, output=output) if output is not None else spec
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .cost import estimate_cost, format_cost
     from .runner import local_client, run_study, warm_numba
 
-    spec = _spec(args.spec, args.output)  # validated before any compute starts
+    spec = _spec(args.spec, args.output, args.data)  # validated before any compute starts
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.retries < 0:
@@ -86,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
                     f"attempt {outcome.attempts})")
             print(line if outcome.status != "failed" else f"{line}\n{outcome.error}", flush=True)
 
+    print(format_cost(estimate_cost(spec, workers=args.workers or 1)) + " (a fresh run; finished tasks are skipped)",
+          flush=True)
     t0 = time.perf_counter()
     client = None
     if args.workers is not None:
@@ -143,4 +154,13 @@ def _merge(args: argparse.Namespace) -> int:
     path = io.save(study, args.file if args.file is not None else Path(spec.output) / "study.nc")
     print(f"study {spec.name!r}: {int(study['finished'].sum())}/{int(study['planned'].sum())} points finished; "
           f"wrote {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .builtin import BUILTIN
+
+    width = max(map(len, BUILTIN))
+    for name, study in BUILTIN.items():
+        print(f"{name:<{width}}  {study.cost:<28}  {study.description}")
     return 0

@@ -1,13 +1,15 @@
 """How long a study will take: measured per-update and per-evaluation times times the work of its task graph.
 
 :func:`estimate_cost` times, for every ``n_hidden`` of the spec, a few training updates of a fresh
-model on the study's data, one held-out evaluation of the stopping rule, and the final
-evaluation of a point (AIS and the sampling metrics timed on a short run and scaled to their
-budget) and the saving of a training state (every task writes files), then counts the work of the task graph (:func:`studies.tasks.build_graph`): every run
-trains at least until the stopping rule can first fire (``max(min_epochs, window * every)``
-epochs, ``low``) and at most ``training.max_epochs`` (``high``). The estimate is their
+model on the study's data, one held-out evaluation of the stopping rule, the final evaluation
+of a point (AIS and the sampling metrics timed on a short run and scaled to their budget) and
+the saving of a training state (every task writes files), then counts the work of the task
+graph (:func:`studies.tasks.build_graph`): every run trains at least until the stopping rule
+can first fire (``window * every`` epochs after its pruning epoch and not before epoch
+``min_epochs``: ``low``) and at most ``training.max_epochs`` (``high``). The estimate is their
 geometric mean, divided among the workers; a study whose grid points all train to
 ``max_epochs`` takes ``high``. Finished tasks are not subtracted: this is the cost of a fresh run.
+Times are wall-clock times of this machine as loaded now.
 """
 
 from __future__ import annotations
@@ -161,6 +163,15 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1) -> CostEstimate:
 
     earliest = min(tr.max_epochs, max(st.min_epochs, st.window * st.every))
     graph = build_graph(spec)
+
+    def first_stop(task) -> int:
+        """Fewest epochs a run can train: the rule needs ``window + 1`` evaluations from the pruning
+        epoch ``t`` and an absolute epoch >= ``min_epochs`` (a scratch run starts again at 0)."""
+        if task.kind == "converged" or not task.depends or spec.protocol(task.point.protocol).kind == "scratch":
+            return earliest
+        start = graph.tasks[task.depends[0]]
+        t = start.until if start.kind == "dense" else earliest
+        return min(tr.max_epochs, max(st.min_epochs - t, st.window * st.every))
     low = high = 0.0
     for task in graph.tasks.values():
         h = task.n_hidden
@@ -172,7 +183,7 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1) -> CostEstimate:
             low += fixed
             high += fixed
             continue
-        low += earliest * epoch_cost(h) + per_point[h]
+        low += first_stop(task) * epoch_cost(h) + per_point[h]
         high += tr.max_epochs * epoch_cost(h) + per_point[h]
     if "classifier" in spec.evaluation.metrics:
         low += _CLASSIFIER_SECONDS

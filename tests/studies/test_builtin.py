@@ -57,3 +57,22 @@ def test_cost_estimate_is_within_a_factor_3_of_a_tiny_study(tmp_path):
     run_study(spec)
     measured = time.perf_counter() - t0
     assert estimate.seconds / 3 <= measured <= 3 * estimate.seconds, (estimate, measured)
+
+
+def test_study_list_names_every_builtin_with_its_cost(capsys):
+    from dilution.cli import main
+
+    assert main(["study", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(BUILTIN)
+    for line, study in zip(lines, BUILTIN.values()):
+        assert study.cost in line and study.description in line
+
+
+def test_data_flag_is_refused_for_a_spec_file(tmp_path, capsys):
+    from dilution.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text("name = 'x'\n")
+    assert main(["study", "run", str(spec), "--data", str(tmp_path)]) != 0
+    assert "--data is for the built-in MNIST studies" in capsys.readouterr().err
