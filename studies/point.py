@@ -326,6 +326,10 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
     out = Path(spec.output)
     paths = task_paths(out, task.key)
     paths["result"].parent.mkdir(parents=True, exist_ok=True)
+    # Temporary files of an earlier attempt killed inside a write (only this task writes them).
+    folder = paths["result"].parent
+    for stale in (*folder.glob(f".{task.key}.*.tmp"), *folder.glob(f"..{task.key}.*.tmp")):
+        stale.unlink(missing_ok=True)
     data = load_data(spec.data)
     seed = run_seed(task.n_hidden, task.seed)
     if task.kind == "dense":

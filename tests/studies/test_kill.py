@@ -124,6 +124,7 @@ def test_sigkill_at_five_moments_then_rerun(tmp_path):
         seen = {"files": {**now["files"], **seen["files"]}, "done": {**now["done"], **seen["done"]}}
     assert kills >= 3  # the study outlived most kills: they landed in its work
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    assert not list((out / "tasks").glob("*.tmp"))  # the killed writes' temporary files were cleared
     final = _finished(out)
     for name, stamp in seen["files"].items():
         assert final["files"][name] == stamp, f"{name} was rewritten after it had finished"

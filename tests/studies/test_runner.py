@@ -66,6 +66,12 @@ def test_smoke_study_runs_and_a_rerun_skips_everything(serial, capsys):
         np.testing.assert_array_equal(io.load_dataset(merged)[name].values, value, err_msg=name)
 
 
+def _numba_threads() -> int:
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def test_two_dask_workers_give_the_serial_study(serial, tmp_path):
     from studies.runner import local_client
 
@@ -73,7 +79,9 @@ def test_two_dask_workers_give_the_serial_study(serial, tmp_path):
     spec = builtin_spec("smoke", output=str(tmp_path / "dask"))
     with local_client(2) as client:
         result = run_study(spec, client=client)
+        threads = client.run(_numba_threads)
         client.cluster.close()
+    assert list(threads.values()) == [1, 1]  # set before numba was imported in each worker
     assert result.count("done") == 12
     ours, theirs = io.load_dataset(result.path), io.load_dataset(reference)
     for name, value in _values(theirs).items():

@@ -1,0 +1,107 @@
+"""Study runner scaling: throughput of 2 dask workers against 1, and what the runner itself costs.
+
+``python -m benchmarks.study_scaling [--study quick] [--fractions 0.0,0.5,0.8] [--seeds 0,1]``
+runs the same study (fresh output folders, a subset of its grid if asked) on a ``LocalCluster``
+of 1 and of 2 single-threaded workers and prints, as JSON and as a table:
+
+* ``throughput`` (tasks per second of wall time) of each, and their ratio;
+* ``compute``: the sum of the tasks' own wall times (from the manifest; a task's time includes
+  reading its dense state and writing its files);
+* ``io``: the time of that reading and writing, measured again in this process on the finished
+  files (each task's files read once and written once to a scratch copy);
+* ``overhead``: ``workers x wall - compute``, the time workers were not running a task (start-up
+  of the workers, numba's cache, scheduling, waiting for dependencies at the end of the graph);
+* ``merge``: the time :func:`studies.merge.merge` takes on the finished study.
+
+Numba is warmed in this process first (:func:`studies.runner.warm_numba`), as the CLI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+__all__ = ["measure", "main"]
+
+
+def _io_seconds(spec, graph) -> float:
+    from dilution import io
+    from studies.point import task_paths
+
+    scratch = Path(tempfile.mkdtemp(prefix="study-io-"))
+    t0 = time.perf_counter()
+    for task in graph.tasks.values():
+        for path in task_paths(spec.output, task.key).values():
+            if path.exists():
+                io.save(io.load_dataset(path), scratch / path.name)
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(scratch)
+    return seconds
+
+
+def measure(spec, workers: int) -> dict:
+    """Run ``spec`` on ``workers`` local workers and return the quantities of the module docstring."""
+    from studies import manifest
+    from studies.merge import merge
+    from studies.runner import local_client, run_study
+    from studies.tasks import build_graph
+
+    t0 = time.perf_counter()
+    with local_client(workers) as client:
+        result = run_study(spec, client=client)
+        client.cluster.close()
+    wall = time.perf_counter() - t0
+    graph = build_graph(spec)
+    compute = sum(manifest.read_record(spec.output, t).wall_time for t in graph.tasks.values())
+    t1 = time.perf_counter()
+    merge(spec)
+    merge_seconds = time.perf_counter() - t1
+    io_seconds = _io_seconds(spec, graph)
+    n = len(graph.tasks)
+    return {
+        "workers": workers, "tasks": n, "failed": result.count("failed"), "wall": wall, "throughput": n / wall,
+        "compute": compute, "io": io_seconds, "overhead": workers * wall - compute, "merge": merge_seconds,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="quick", help="built-in study name (default quick)")
+    parser.add_argument("--fractions", help="comma-separated subset of the pruning fractions")
+    parser.add_argument("--seeds", help="comma-separated subset of the seeds")
+    parser.add_argument("--output", help="write the JSON here")
+    args = parser.parse_args(argv)
+    from studies.builtin import builtin_spec
+    from studies.runner import warm_numba
+
+    root = Path(tempfile.mkdtemp(prefix="study-scaling-"))
+    base = builtin_spec(args.study, output=str(root / "warm"))
+    if args.fractions:
+        base = replace(base, pruning_fractions=tuple(float(f) for f in args.fractions.split(",")))
+    if args.seeds:
+        base = replace(base, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    warm_numba(base)
+    rows = [measure(replace(base, output=str(root / f"w{w}")), w) for w in (1, 2)]
+    ratio = rows[1]["throughput"] / rows[0]["throughput"]
+    report = {"study": args.study, "fractions": list(base.pruning_fractions), "seeds": list(base.seeds),
+              "rows": rows, "throughput_ratio": ratio}
+    print(f"{'workers':>7} {'tasks':>5} {'wall s':>8} {'tasks/s':>8} {'compute s':>9} {'io %':>6} "
+          f"{'overhead %':>10} {'merge %':>7}")
+    for r in rows:
+        c = r["compute"]
+        print(f"{r['workers']:>7} {r['tasks']:>5} {r['wall']:>8.1f} {r['throughput']:>8.3f} {c:>9.1f} "
+              f"{100 * r['io'] / c:>6.1f} {100 * r['overhead'] / c:>10.1f} {100 * r['merge'] / c:>7.2f}")
+    print(f"throughput ratio 2 workers / 1 worker: {ratio:.2f}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=1))
+    shutil.rmtree(root)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
