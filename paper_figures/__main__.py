@@ -20,7 +20,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m paper_figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Figures: " + ", ".join(f.name for f in FIGURES))
+        epilog="figures and the files they read under --data:\n" + "\n".join(
+            f"  {f.name}: {', '.join(f.inputs)}" for f in FIGURES))
     parser.add_argument("--data", type=Path, default=Path("figures-data"),
                         help="folder holding the datasets (default: figures-data)")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures)")

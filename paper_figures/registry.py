@@ -202,8 +202,8 @@ def _datasets(loaded) -> list[xr.Dataset]:
 
 
 def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome:
-    """Draw one figure if its data exist (PNG at ``dpi``); never raises for bad data (the outcome says
-    what failed)."""
+    """Draw one figure if its data exist (PNG at ``dpi``); never raises (the outcome says what failed,
+    so one bad file or figure does not stop the others)."""
     paths, missing = find_inputs(figure, data)
     if missing:
         return Outcome(figure, "missing", tuple(Path(m) for m in missing))
@@ -215,7 +215,7 @@ def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome
                            dpi=dpi)
         finally:
             plt.close(fig)
-    except (ValueError, KeyError, TypeError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - one figure's failure must not stop the others; it is reported
         return Outcome(figure, "failed", tuple(paths), f"{type(err).__name__}: {err}")
     return Outcome(figure, "drawn", written)
 

@@ -84,3 +84,18 @@ def test_a_missing_data_folder_or_a_bad_dpi_is_an_error_naming_it(tmp_path, caps
 @pytest.mark.parametrize("pattern", sorted(registry.DATA_COMMANDS))
 def test_commands_name_the_data_folder_or_a_runnable_program(pattern):
     assert registry.DATA_COMMANDS[pattern].startswith("dilution ")
+
+
+def test_a_figure_that_raises_is_reported_and_does_not_stop_the_others(figures_data, tmp_path):
+    import types
+
+    def broken(*_):
+        raise IndexError("a bug in a figure module")
+
+    bad = registry.FigureSpec("broken", "never drawn", ("rewiring-ncg.nc",),
+                              types.SimpleNamespace(load=lambda *paths: (), draw=broken))
+    good = next(f for f in registry.FIGURES if f.name == "inclusion-maps")
+    report = registry.render_all(figures_data, tmp_path / "out", [bad, good], dpi=40)
+    assert [(o.figure.name, o.status) for o in report.outcomes] == [("broken", "failed"), ("inclusion-maps", "drawn")]
+    assert report.outcomes[0].error == "IndexError: a bug in a figure module"
+    assert "<b>broken</b> (IndexError: a bug in a figure module)" in report.gallery.read_text()
