@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import matplotlib.pyplot as plt
 import xarray as xr
@@ -42,7 +42,7 @@ from .style import save
 
 __all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "study_input",
            "DATA_COMMANDS", "FigureSpec", "FIGURES",
-           "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
+           "Status", "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
 
 # The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
 # study, studies.merge); the transition table (analysis.transition.transition_table) and the mask
@@ -161,20 +161,25 @@ FIGURES = tuple(
 )
 
 
+Status = Literal["drawn", "missing", "failed"]
+
+
 class Outcome(NamedTuple):
-    """What became of one figure: ``status`` is "drawn", "missing" or "failed"."""
+    """What became of one figure."""
 
     figure: FigureSpec
-    status: str
+    status: Status
     files: tuple[Path, ...]  # the PDF and PNG when drawn, the missing input patterns when missing
     error: str = ""
 
 
 class Report(NamedTuple):
+    """The outcome of every figure, in :data:`FIGURES` order, and the gallery written."""
+
     outcomes: tuple[Outcome, ...]
     gallery: Path
 
-    def by_status(self, status: str) -> list[Outcome]:
+    def by_status(self, status: Status) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
 
 
