@@ -54,7 +54,7 @@ def load(transition: Path) -> tuple[xr.Dataset]:
 
 def draw(table: xr.Dataset) -> Figure:
     """The figure: axes[0, 0] location, axes[0, 1] width; one errorbar container per curve, in order."""
-    fig, axes = new_figure(2, ncols=2, aspect=0.7, sharex=True)
+    fig, axes = new_figure(2, ncols=2, aspect=0.9, sharex=True)
     sizes = table["n_hidden"].values.astype(float)
     k = 0
     for protocol in table["protocol"].values:

@@ -45,7 +45,7 @@ def panels(ds: xr.Dataset) -> list[tuple[str, np.ndarray]]:
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: panel i shows panels(ds)[i]'s map, rows = visible, columns = hidden units."""
     maps = panels(ds)
-    fig, axes = new_figure(2, ncols=len(maps), aspect=0.9)
+    fig, axes = new_figure(2, ncols=len(maps), aspect=1.4)
     image = None
     for ax, (title, probabilities) in zip(axes.flat, maps):
         image = ax.imshow(probabilities, cmap=SEQUENTIAL, vmin=0, vmax=1, interpolation="nearest", aspect="auto")

@@ -33,7 +33,7 @@ def load(path: Path) -> tuple[xr.Dataset]:
 
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: axes[0, 0] density, axes[0, 1] NLL; lines in order (implementation, initial density)."""
-    fig, axes = new_figure(2, ncols=2, aspect=0.7, sharex=True)
+    fig, axes = new_figure(2, ncols=2, aspect=0.9, sharex=True)
     epochs = ds["epoch"].values
     for ax, name in zip(axes[0], ("density", "nll")):
         for impl in ds["implementation"].values:
