@@ -15,8 +15,10 @@ from . import (
     likelihood,
     moments,
     pca,
+    posterior,
     pseudolikelihood,
     reconstruction,
+    stationary,
 )
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "likelihood",
     "moments",
     "pca",
+    "posterior",
     "pseudolikelihood",
     "reconstruction",
+    "stationary",
 ]
