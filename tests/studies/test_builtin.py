@@ -45,13 +45,14 @@ def test_cost_estimate_is_within_a_factor_3_of_a_tiny_study(tmp_path):
     raw = builtin_spec("smoke").to_dict()
     raw.update(output=str(tmp_path / "tiny"), pruning_fractions=[0.0, 0.5], seeds=[0])
     raw["training"] = dict(raw["training"], max_epochs=16)
-    # Every run trains to max_epochs, so the low and high bounds meet and the estimate is a
-    # measurement of the per-update and per-evaluation times, not of when runs converge.
+    # No run stops before max_epochs but the point pruned after epoch 6 (at most 16 more epochs):
+    # the bounds are close, and the estimate tests the measured per-update, per-evaluation and
+    # per-task times, not a guess of when runs converge.
     raw["stopping"] = dict(raw["stopping"], min_epochs=16)
     raw["protocols"]["after"] = {"kind": "after", "epoch": 6}
     spec = spec_from_dict(raw)
     estimate = estimate_cost(spec)
-    assert estimate.low == pytest.approx(estimate.high)
+    assert estimate.low <= estimate.seconds <= estimate.high < 1.5 * estimate.low
     assert "estimated cost" in format_cost(estimate)
     t0 = time.perf_counter()
     run_study(spec)
