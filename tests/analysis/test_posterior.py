@@ -258,3 +258,22 @@ def test_mask_profiles_are_nested_sign_constrained_and_name_the_oracle():
     fit = profile_log_likelihood(data, np.array([[True], [False], [False]]), seed=1)
     rbm = RBM(fit.weights, fit.visible_bias, fit.hidden_bias)
     assert exact.log_likelihood(rbm, data).mean() == pytest.approx(fit.log_likelihood, abs=1e-10)
+
+
+def test_deep_r_posterior_is_soft_deep_r_conditioned_on_the_count():
+    """With data, pi_K(M) ∝ J(M) is soft-DEEP R's mask law restricted to |M| = K (digest B.7):
+    the swap-only DEEP R chain and the soft chain's size-K slice agree within the two-sample noise floor."""
+    data = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [1, 1, 1], [0, 0, 1], [1, 1, 0]], dtype=float)
+    signs = np.array([[1, -1], [1, 1], [-1, 1]])
+    common = dict(alpha=0.5, temperature=1 / 6, data=data, bias_l2=0.05)
+    soft = sample_posterior(Posterior("soft-deep-r", signs, theta_min=-0.2, **common),
+                            n_chains=16, n_draws=500, n_warmup=150, seed=6)
+    deep = sample_posterior(Posterior("deep-r", signs, n_active=3, **common), n_chains=16, n_draws=300, n_warmup=150, seed=7)
+    assert (soft.masks.sum(axis=(2, 3)) == 3).mean() > 0.1
+    div = mask_divergence(deep.masks, soft.masks, n_active=3, level=0.999, n_boot=500, seed=0)
+    assert float(div["total_variation"]) <= float(div["total_variation_floor_upper"])
+    on_k = soft.masks.sum(axis=(2, 3)) == 3
+    ll_soft = soft.log_likelihood[on_k]
+    se = np.hypot(deep.log_likelihood.std() / np.sqrt(effective_sample_size(deep.log_likelihood)),
+                  ll_soft.std() / np.sqrt(_pooled_n_eff(ll_soft, soft.masks.astype(float))))
+    assert abs(deep.log_likelihood.mean() - ll_soft.mean()) < Z_FAIL * se
