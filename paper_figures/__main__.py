@@ -1,7 +1,8 @@
 """``python -m paper_figures [--data DIR] [--out DIR]``: draw every figure whose data exist.
 
-Figures whose data are missing are listed with the command that makes their data; the exit
-status is 0 then. A figure whose data exist but cannot be drawn (a file without a variable the
+Figures whose data are missing (no file, or a study without the grid points the figure needs,
+such as a scratch protocol) are listed with the command that makes their data; the exit status
+is 0 then. A figure whose data exist but cannot be drawn (a file without a variable the
 figure needs, ...) is reported with the reason and makes the exit status 1, after all the
 others are drawn.
 """
@@ -35,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     for o in report.by_status("drawn"):
         print(f"drew {o.figure.name}: {', '.join(str(p) for p in o.files)}")
     for o in report.by_status("missing"):
-        print(f"missing {o.figure.name}: no {', '.join(str(p) for p in o.files)} under {args.data}; "
-              f"make it with: {' && '.join(o.figure.commands(args.data, [str(p) for p in o.files]))}")
+        why = o.error or f"no {', '.join(str(p) for p in o.files)} under {args.data}"
+        commands = o.figure.commands(args.data, [str(p) for p in o.files] if o.files else None)
+        print(f"missing {o.figure.name}: {why}; make it with: {' && '.join(commands)}")
     for o in report.by_status("failed"):
         print(f"failed {o.figure.name}: {o.error}", file=sys.stderr)
     print(f"gallery: {report.gallery}")

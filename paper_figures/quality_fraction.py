@@ -19,7 +19,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from .intervals import seed_interval
-from .schema import Schema, load as load_checked
+from .schema import MissingData, Schema
+from .schema import load as load_checked
 from .style import axis_label, band, colour, label, new_figure
 
 __all__ = ["MERGED", "TRANSITION", "QUALITY", "load", "draw", "panel_title", "largest_size"]
@@ -60,7 +61,7 @@ def largest_size(merged: xr.Dataset) -> int:
     has = merged[QUALITY].notnull().any([d for d in merged[QUALITY].dims if d != "n_hidden"])
     sizes = merged["n_hidden"].values[has.values]
     if sizes.size == 0:
-        raise ValueError(f"the merged study has no finite {QUALITY!r} at any n_hidden: nothing to draw")
+        raise MissingData(f"the merged study has no finite {QUALITY!r} at any n_hidden: nothing to draw")
     return int(sizes.max())
 
 

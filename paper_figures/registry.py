@@ -38,6 +38,7 @@ from . import (
     sample_grids,
     training_curves,
 )
+from .schema import MissingData
 from .style import save
 
 __all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "study_input",
@@ -170,7 +171,7 @@ class Outcome(NamedTuple):
     figure: FigureSpec
     status: Status
     files: tuple[Path, ...]  # the PDF and PNG when drawn, the missing input patterns when missing
-    error: str = ""
+    error: str = ""  # why it failed, or what a file that exists lacks when missing
 
 
 class Report(NamedTuple):
@@ -220,6 +221,8 @@ def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome
                            dpi=dpi)
         finally:
             plt.close(fig)
+    except MissingData as err:
+        return Outcome(figure, "missing", (), str(err))
     except Exception as err:  # noqa: BLE001 - one figure's failure must not stop the others; it is reported
         return Outcome(figure, "failed", tuple(paths), f"{type(err).__name__}: {err}")
     return Outcome(figure, "drawn", written)
@@ -244,8 +247,8 @@ def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
     if not_drawn:
         parts.append("<h2>Not drawn</h2><ul>")
         for o in not_drawn:
-            why = ("missing " + ", ".join(str(p) for p in o.files)) if o.status == "missing" else o.error
-            needed = o.figure.commands(data, [str(p) for p in o.files] if o.status == "missing" else None)
+            why = o.error or "missing " + ", ".join(str(p) for p in o.files)
+            needed = o.figure.commands(data, [str(p) for p in o.files] if o.files else None)
             commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in needed)
             parts.append(f"<li><b>{html.escape(o.figure.name)}</b> ({html.escape(why)}); make its data with: "
                          f"{commands}</li>")

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from .intervals import seed_interval
 from .quality_fraction import MERGED, QUALITY, largest_size, panel_title
-from .schema import SchemaError
+from .schema import MissingData
 from .schema import load as load_checked
 from .style import RC, axis_label, band, colour, new_figure
 
@@ -34,7 +34,7 @@ RETRAINED_KINDS = ("after", "rewind", "reinit")
 def load(merged: Path) -> tuple[xr.Dataset]:
     ds = load_checked(merged, MERGED)
     if "scratch" not in protocol_kinds(ds).values():
-        raise SchemaError(f"{merged} has no protocol of kind 'scratch' (protocols and kinds: {protocol_kinds(ds)}); "
+        raise MissingData(f"{merged} has no protocol of kind 'scratch' (protocols and kinds: {protocol_kinds(ds)}); "
                           "add a [protocols.scratch] table with kind = \"scratch\" to the study")
     return (ds,)
 

@@ -16,11 +16,16 @@ import xarray as xr
 
 from dilution.io import load_dataset
 
-__all__ = ["Schema", "SchemaError", "load", "check"]
+__all__ = ["Schema", "SchemaError", "MissingData", "load", "check"]
 
 
 class SchemaError(ValueError):
     """A data file does not hold what a figure draws."""
+
+
+class MissingData(SchemaError):
+    """The file is well formed but lacks the grid points a figure needs (a study without a
+    ``scratch`` protocol, no finite value anywhere): the figure is missing, not broken."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from paper_figures import (  # noqa: E402
     retrain_scratch,
     sample_grids,
 )
-from paper_figures.schema import SchemaError  # noqa: E402
+from paper_figures.schema import MissingData, SchemaError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -191,7 +191,7 @@ def test_retrain_kinds_come_from_a_coordinate_first_and_a_study_without_scratch_
     plain.attrs["spec"] = '{"protocols": {"init": {"kind": "init"}, "after": {"kind": "after"}, ' \
                           '"scratch": {"kind": "after"}}}'
     dilution.io.save(plain, tmp_path / "merged.nc")
-    with pytest.raises(SchemaError, match="merged.nc has no protocol of kind 'scratch'"):
+    with pytest.raises(MissingData, match="merged.nc has no protocol of kind 'scratch'"):
         retrain_scratch.load(tmp_path / "merged.nc")
 
 

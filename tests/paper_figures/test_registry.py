@@ -99,3 +99,21 @@ def test_a_figure_that_raises_is_reported_and_does_not_stop_the_others(figures_d
     assert [(o.figure.name, o.status) for o in report.outcomes] == [("broken", "failed"), ("inclusion-maps", "drawn")]
     assert report.outcomes[0].error == "IndexError: a bug in a figure module"
     assert "<b>broken</b> (IndexError: a bug in a figure module)" in report.gallery.read_text()
+
+
+def test_a_study_without_a_scratch_protocol_lists_the_retrain_figure_as_missing_with_the_reason(figures_data,
+                                                                                                 tmp_path, capsys):
+    merged = dilution.io.load_dataset(figures_data / MERGED)
+    merged = merged.drop_sel(protocol="scratch")
+    merged.attrs["spec"] = '{"protocols": {"init": {"kind": "init"}, "after": {"kind": "after"}}}'
+    data = tmp_path / "data"
+    (data / "study-quick").mkdir(parents=True)
+    dilution.io.save(merged, data / MERGED)  # the only file: the other figures are missing, and quick to list
+    assert main(["--data", str(data), "--out", str(tmp_path / "out"), "--dpi", "40"]) == 0
+    lines = {line.split()[1].rstrip(":"): line for line in capsys.readouterr().out.splitlines()
+             if line.split()[0] in ("drew", "missing")}
+    assert [n for n, line in lines.items() if line.startswith("drew ")] == []
+    line = lines["retrain-vs-scratch-quick"]
+    assert line.startswith("missing retrain-vs-scratch-quick: ") and "has no protocol of kind 'scratch'" in line
+    assert line.endswith(f"make it with: dilution study run quick --output {data}/study-quick")
+    assert lines["phase-diagram-quick"].startswith("missing phase-diagram-quick: no study-quick/transition.nc")
