@@ -44,6 +44,7 @@ __all__ = [
     "density_continuity",
     "expected_log_likelihood",
     "flip_statistics",
+    "first_order_optimality",
     "mixing",
     "stationarity",
 ]
@@ -766,4 +767,67 @@ def stationarity(masks, log_likelihood=None, *, pseudo_count: float = 0.5, level
         )
     ds = xr.Dataset(data, coords=_pair_coords(*m.shape[2:]))
     ds.attrs.update(provenance(metric="stationarity: first half against second half", level=level, seed=seed))
+    return ds
+
+
+def first_order_optimality(masks, gradient, *, signs=None, alpha: float | None = None, weights=None) -> xr.Dataset:
+    """Absent pairs whose addition would raise the objective to first order (digest C.3, C.5 row 9).
+
+    DEEP R (``signs`` and ``alpha``): an absent pair is *improving* when ``s_ij g_ij > alpha`` (its
+    re-entry at ``theta = 0`` survives the prior step on average). NCG (``weights``, the stored
+    weights of absent pairs): when ``W_ij g_ij > 0``. Zero improving pairs is NCG's fixed-point
+    condition; a sampler keeps a positive count.
+
+    Parameters
+    ----------
+    masks : array_like of bool, shape (replica, visible, hidden)
+        Final masks.
+    gradient : array_like, shape (replica, visible, hidden)
+        Mean log-likelihood gradient ``g`` at the final parameters (every pair).
+    signs : array_like of ±1, shape (visible, hidden) or (replica, visible, hidden), optional
+    alpha : float, optional
+        With ``signs``: DEEP R's criterion.
+    weights : array_like, shape (replica, visible, hidden), optional
+        Instead of ``signs``/``alpha``: NCG's criterion.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims (replica, visible, hidden): ``improving`` (bool as 0/1); dim replica: ``n_improving``,
+        ``n_absent``, ``fraction_improving``.
+    """
+    m = np.asarray(masks)
+    g = np.asarray(gradient, dtype=np.float64)
+    if m.ndim != 3 or g.shape != m.shape:
+        raise ValueError(f"masks and gradient must both have shape (replica, visible, hidden), got {m.shape} and {g.shape}")
+    m = m.astype(bool)
+    if (signs is None) == (weights is None):
+        raise ValueError("give signs and alpha (DEEP R's criterion s g > alpha) or weights (NCG's W g > 0), not both")
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != m.shape:
+            raise ValueError(f"weights must have shape {m.shape}, got {w.shape}")
+        score, criterion = w * g, "W g > 0"
+    else:
+        if alpha is None:
+            raise ValueError("alpha (DEEP R's L1 coefficient) is required with signs")
+        a = check_finite("alpha", alpha)
+        s = np.broadcast_to(np.asarray(signs), m.shape)
+        score, criterion = s * g - a, "s g > alpha"
+    improving = ~m & (score > 0)
+    n_absent = (~m).sum(axis=(1, 2))
+    n_imp = improving.sum(axis=(1, 2))
+    r, v, h = m.shape
+    ds = xr.Dataset(
+        {
+            "improving": _var(("replica", "visible", "hidden"), improving.astype(np.int8),
+                              f"absent pair with {criterion} (1) or not (0)"),
+            "n_improving": _var("replica", n_imp, f"absent pairs with {criterion}"),
+            "n_absent": _var("replica", n_absent, "absent pairs"),
+            "fraction_improving": _var("replica", np.where(n_absent > 0, n_imp / np.maximum(n_absent, 1), 0.0),
+                                       f"fraction of absent pairs with {criterion}"),
+        },
+        coords={**_pair_coords(v, h), "replica": ("replica", np.arange(r), {"long_name": "replica", "units": _ONE})},
+    )
+    ds.attrs.update(provenance(metric="first-order optimality of final masks", criterion=criterion))
     return ds

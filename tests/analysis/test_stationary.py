@@ -17,6 +17,7 @@ from analysis.stationary import (
     density_continuity,
     effective_sample_size,
     expected_log_likelihood,
+    first_order_optimality,
     flip_statistics,
     inclusion_probabilities,
     mask_codes,
@@ -274,3 +275,18 @@ def test_stationarity_halves():
 def test_bad_input_is_refused_by_name(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_first_order_optimality_counts_by_hand():
+    masks = np.array([[[True, False], [False, False]]])
+    g = np.array([[[5.0, 0.3], [-0.4, 0.1]]])
+    signs = np.array([[1, 1], [-1, 1]])
+    deep = first_order_optimality(masks, g, signs=signs, alpha=0.2)
+    assert not _missing_attrs(deep)
+    # Absent pairs: s g - alpha = 0.1, 0.2, -0.1 -> two improving; the active pair never counts.
+    assert deep["improving"].values.tolist() == [[[0, 1], [1, 0]]]
+    assert int(deep["n_improving"][0]) == 2 and float(deep["fraction_improving"][0]) == pytest.approx(2 / 3)
+    ncg = first_order_optimality(masks, g, weights=np.array([[[1.0, -1.0], [-1.0, 0.0]]]))
+    assert ncg["improving"].values.tolist() == [[[0, 0], [1, 0]]]
+    with pytest.raises(ValueError, match="not both"):
+        first_order_optimality(masks, g, signs=signs, alpha=0.2, weights=g)
