@@ -248,7 +248,8 @@ def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
         parts.append("<h2>Not drawn</h2><ul>")
         for o in not_drawn:
             why = o.error or "missing " + ", ".join(str(p) for p in o.files)
-            needed = o.figure.commands(data, [str(p) for p in o.files] if o.files else None)
+            missing = [str(p) for p in o.files] if o.status == "missing" and o.files else None
+            needed = o.figure.commands(data, missing)
             commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in needed)
             parts.append(f"<li><b>{html.escape(o.figure.name)}</b> ({html.escape(why)}); make its data with: "
                          f"{commands}</li>")
