@@ -34,18 +34,20 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 
 import numba
 import numpy as np
 import xarray as xr
+from numba.core import event as numba_event
 
-from . import exact
+from . import ais, exact
 from .io import load_state, state_dataset
 from .connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
 from .estimators import PCD, GradientEstimator
-from .conditionals import hidden_probabilities
+from .conditionals import free_energy, hidden_probabilities
 from .model import RBM, SUPPORTED_DTYPES, check_connectivity
 from .optim import SGD, Schedule, SGDState
 from .parameters import Parameters
@@ -71,6 +73,11 @@ __all__ = [
     "history",
     "checkpoint_steps",
     "data_fingerprint",
+    "TrainingWarning",
+    "LikelihoodCollapseWarning",
+    "RunawayWeightsWarning",
+    "COLLAPSE_NATS",
+    "RUNAWAY_WEIGHT",
 ]
 
 # Rows per chunk when a checkpoint evaluates the whole training set (bounds memory on MNIST).
@@ -79,8 +86,68 @@ _EVAL_CHUNK = 8192
 # costs more than the work (milliseconds per parallel region when other processes compete for
 # the cores). Results do not depend on the thread count.
 _PARALLEL_WORK = 2e6
+_LL_METHODS = ("auto", "exact", "ais", "none")
+# The train log-likelihood may fall this far (nats per sample) below its best checkpoint before the
+# run is reported as collapsed; SGD fluctuations of small models stay well below it.
+COLLAPSE_NATS = 0.5
+# Largest |W| before the weights are reported as running away (sigmoid(20) = 1 - 2e-9: units frozen).
+RUNAWAY_WEIGHT = 20.0
+
+
+class TrainingWarning(RuntimeWarning):
+    """A run that ended but did not learn what it should (base class of the checks below)."""
+
+
+class LikelihoodCollapseWarning(TrainingWarning):
+    """The final checkpoint's train log-likelihood is more than :data:`COLLAPSE_NATS` below the best
+    checkpoint's (beyond three combined standard errors when estimated by AIS).
+
+    Attributes
+    ----------
+    best, final : float
+        Best and final train log-likelihood (nats per sample).
+    best_step : int
+        Update count of the best checkpoint (the history's ``best_step`` attribute).
+    """
+
+    def __init__(self, message: str, best: float, final: float, best_step: int):
+        super().__init__(message)
+        self.best, self.final, self.best_step = best, final, best_step
+
+
+class RunawayWeightsWarning(TrainingWarning):
+    """The largest ``|W|`` exceeds :data:`RUNAWAY_WEIGHT` at the end of the run (``largest``)."""
+
+    def __init__(self, message: str, largest: float):
+        super().__init__(message)
+        self.largest = largest
 # RuleInfo fields that are instructions to the trainer, not measurements to log.
 _RESET_FIELDS = ("reset_optimizer", "reset_chains", "schedule_step")
+
+
+class _CompileClock(numba_event.Listener):
+    """Seconds numba has spent compiling in this process (outermost compilations only; loading
+    from its cache is not compiling). Training times exclude them: on a cold cache the first
+    updates compile for tens of seconds, which is not the speed of training."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._depth = 0
+        self._start = 0.0
+
+    def on_start(self, ev):
+        if self._depth == 0:
+            self._start = time.perf_counter()
+        self._depth += 1
+
+    def on_end(self, ev):
+        self._depth -= 1
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._start
+
+
+_COMPILE_CLOCK = _CompileClock()
+numba_event.register("numba:compile", _COMPILE_CLOCK)
 
 
 @dataclass(frozen=True)
@@ -110,10 +177,18 @@ class TrainConfig:
         (:func:`checkpoint_steps`); a tuple lists update counts. The initial model (update 0)
         is always evaluated as well.
     exact_log_likelihood : bool
-        Evaluate the exact train log-likelihood and log Z at checkpoints when the smaller layer
-        has at most ``exact_max_units`` units.
+        False: no log-likelihood at checkpoints, whatever ``checkpoint_log_likelihood`` says.
     exact_max_units : int
         Default :data:`dilution.exact.MAX_UNITS`.
+    checkpoint_log_likelihood : "auto", "exact", "ais" or "none"
+        How checkpoints measure the train log-likelihood and log Z: by enumeration ("exact", NaN
+        when the smaller layer has more than ``exact_max_units`` units), by a short forward AIS
+        ("ais": ``checkpoint_ais_chains`` chains, ``checkpoint_ais_betas`` betas linear in beta,
+        base rates of the training data, the same streams at every checkpoint; its standard
+        error goes to the history's ``log_likelihood_se``), or not at all. "auto" (default):
+        exact when enumerable, else AIS.
+    checkpoint_ais_chains, checkpoint_ais_betas : int
+        Size of the checkpoint AIS (default 100 chains, 1000 betas).
     dtype : "float32", "float64" or None
         Precision of the run; None keeps the dtype of a given RBM (float64 for a shape).
     shuffle : bool
@@ -135,6 +210,9 @@ class TrainConfig:
     checkpoints: int | tuple[int, ...] = 10
     exact_log_likelihood: bool = True
     exact_max_units: int = exact.MAX_UNITS
+    checkpoint_log_likelihood: Literal["auto", "exact", "ais", "none"] = "auto"
+    checkpoint_ais_chains: int = 100
+    checkpoint_ais_betas: int = 1000
     dtype: str | None = None
     shuffle: bool = True
 
@@ -167,6 +245,11 @@ class TrainConfig:
         if not isinstance(self.exact_log_likelihood, (bool, np.bool_)):
             raise TypeError(f"exact_log_likelihood must be True or False, got {self.exact_log_likelihood!r}")
         check_int("exact_max_units", self.exact_max_units, low=1)
+        if self.checkpoint_log_likelihood not in _LL_METHODS:
+            raise ValueError(f"checkpoint_log_likelihood must be one of {', '.join(map(repr, _LL_METHODS))}, "
+                             f"got {self.checkpoint_log_likelihood!r}")
+        check_int("checkpoint_ais_chains", self.checkpoint_ais_chains, low=2)  # two for a standard error
+        check_int("checkpoint_ais_betas", self.checkpoint_ais_betas, low=2)
         if not isinstance(self.shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {self.shuffle!r}")
         if self.dtype is not None:
@@ -261,8 +344,10 @@ class TrainState(NamedTuple):
     tally : EpochTally
     log : HistoryLog
     train_time : float
-        Seconds of training so far, checkpoint evaluations excluded (not reproducible, and not
-        compared when runs are).
+        Seconds of training so far, checkpoint evaluations and numba compilation excluded (not
+        reproducible, and not compared when runs are).
+    compile_time : float
+        Seconds numba spent compiling kernels during the updates (a cold cache; 0 once cached).
     """
 
     config: TrainConfig
@@ -278,6 +363,7 @@ class TrainState(NamedTuple):
     tally: EpochTally
     log: HistoryLog
     train_time: float
+    compile_time: float = 0.0
 
     @property
     def epoch(self) -> int:
@@ -332,6 +418,8 @@ class CheckpointRecord(NamedTuple):
         The checkpoint's row of the history.
     state : TrainState
         The full training state (save it with :func:`dilution.save` to continue later).
+    log_likelihood_se : float
+        Standard error of ``log_likelihood`` (0 when exact, NaN when not computed).
     """
 
     index: int
@@ -348,6 +436,7 @@ class CheckpointRecord(NamedTuple):
     weight_l2: float
     wall_time: float
     state: TrainState
+    log_likelihood_se: float = math.nan
 
 
 class TrainResult(NamedTuple):
@@ -679,14 +768,29 @@ def _close_epoch(state: TrainState, info: StepInfo) -> TrainState:
     return state._replace(tally=EpochTally(), log=state.log._replace(epochs=state.log.epochs + (row,)))
 
 
+def _ll_method(config: TrainConfig, n_visible: int, n_hidden: int) -> str:
+    """The checkpoints' log-likelihood method in effect: "exact", "ais" or "none"."""
+    chosen = config.checkpoint_log_likelihood if config.exact_log_likelihood else "none"
+    if chosen == "auto":
+        return "exact" if min(n_visible, n_hidden) <= config.exact_max_units else "ais"
+    return chosen
+
+
 def _exact_note(config: TrainConfig, n_visible: int, n_hidden: int) -> str:
-    """How the checkpoints' log-likelihood is computed ("exact, ..." or "not computed: ...")."""
+    """How the checkpoints' log-likelihood is computed ("exact, ...", "AIS, ..." or "not computed: ...")."""
     n_e = min(n_visible, n_hidden)
-    if not config.exact_log_likelihood:
-        return "not computed: exact_log_likelihood=False"
+    method = _ll_method(config, n_visible, n_hidden)
+    if method == "none":
+        why = "exact_log_likelihood=False" if not config.exact_log_likelihood else "checkpoint_log_likelihood='none'"
+        return f"not computed: {why}"
+    if method == "ais":
+        return (f"AIS, forward, {config.checkpoint_ais_chains} chains x {config.checkpoint_ais_betas} betas linear "
+                "in beta from the training data's base rates, the same streams at every checkpoint (a stochastic "
+                "lower bound on log Z, so an upper bound in expectation on the log-likelihood up to its standard "
+                "error log_likelihood_se)")
     if n_e > config.exact_max_units:
         return (f"not computed: exact enumeration of the smaller layer ({n_e} units) exceeds "
-                f"exact_max_units={config.exact_max_units}; estimate with AIS")
+                f"exact_max_units={config.exact_max_units}; estimate with AIS (checkpoint_log_likelihood='ais')")
     return f"exact, enumerating the smaller layer ({n_e} units)"
 
 
@@ -700,6 +804,8 @@ class _Evaluator:
         # checkpoints come from the model, not from the draws.
         self.keys = chain_keys(derive_seed(seed, "checkpoint-reconstruction"), data.shape[0])
         self.exact = _exact_note(config, n_visible, n_hidden).startswith("exact")
+        self.ais = _ll_method(config, n_visible, n_hidden) == "ais"
+        self.ais_seed = int(derive_seed(seed, "checkpoint-ais").generate_state(1)[0])
 
     def __call__(self, params: Parameters) -> dict[str, float]:
         w, a, b, mask = params
@@ -710,20 +816,42 @@ class _Evaluator:
             v = self.data[lo : lo + _EVAL_CHUNK]
             ph = hidden_probabilities(v, w, b, 1.0)
             errors[lo : lo + len(v)] = reconstruction_errors(v, ph, w_t, a, self.keys[lo : lo + len(v)], np.uint64(0))
-        out = {"reconstruction_error": float(errors.mean()), "log_likelihood": math.nan, "log_partition": math.nan}
+        out = {"reconstruction_error": float(errors.mean()), "log_likelihood": math.nan, "log_partition": math.nan,
+               "log_likelihood_se": math.nan}
         if self.exact:
             model = RBM(w, a, b, mask)
             log_z = exact.log_partition(model, max_units=self.config.exact_max_units)
             total = 0.0
             for lo in range(0, n, _EVAL_CHUNK):
                 total += float(exact.log_likelihood(model, self.data[lo : lo + _EVAL_CHUNK], log_z=log_z).sum())
-            out["log_likelihood"] = total / n
-            out["log_partition"] = log_z
+            out.update(log_likelihood=total / n, log_partition=log_z, log_likelihood_se=0.0)
+        elif self.ais:
+            out.update(self._ais(RBM(w, a, b, mask)))
         w64 = w.astype(np.float64)
         out["connectivity"] = float(np.count_nonzero(mask)) / mask.size
         out["weight_l1"] = float(np.abs(w64).sum())
         out["weight_l2"] = float(math.sqrt((w64 * w64).sum()))
         return out
+
+
+    def _ais(self, model: RBM) -> dict[str, float]:
+        """Train log-likelihood, log Z and the likelihood's standard error from a short forward AIS."""
+        cfg = self.config
+        with warnings.catch_warnings():
+            # a degenerate run still has a (large) standard error, which the history records
+            warnings.simplefilter("ignore", ais.DegenerateWeightsWarning)
+            log_z = ais.log_partition(model, n_chains=cfg.checkpoint_ais_chains,
+                                      betas=np.linspace(0.0, 1.0, cfg.checkpoint_ais_betas), data=self.data,
+                                      seed=self.ais_seed, reverse=False, n_bootstrap=0, progress=False)
+        n = self.data.shape[0]
+        neg_f = np.empty(n)
+        zeros = np.zeros(model.n_visible, dtype=model.dtype)
+        for lo in range(0, n, _EVAL_CHUNK):
+            v = self.data[lo : lo + _EVAL_CHUNK]
+            neg_f[lo : lo + len(v)] = -free_energy(v, model.weights, model.visible_bias, model.hidden_bias, 1.0, zeros)
+        lz, lz_se = float(log_z["log_z"]), float(log_z["log_z_std"])
+        # the training set is the whole population here: only log Z carries sampling error
+        return {"log_likelihood": float(neg_f.mean()) - lz, "log_partition": lz, "log_likelihood_se": lz_se}
 
 
 def _checkpoint(state: TrainState, evaluator: _Evaluator, callbacks, threads: int) -> TrainState:
@@ -750,10 +878,40 @@ def _checkpoint(state: TrainState, evaluator: _Evaluator, callbacks, threads: in
             reconstruction_error=metrics["reconstruction_error"], log_likelihood=metrics["log_likelihood"],
             log_partition=metrics["log_partition"], connectivity=metrics["connectivity"],
             weight_l1=metrics["weight_l1"], weight_l2=metrics["weight_l2"], wall_time=state.train_time, state=state,
+            log_likelihood_se=metrics["log_likelihood_se"],
         )
         for cb in callbacks:
             cb(record)
     return state
+
+
+def _best_checkpoint(rows) -> int | None:
+    """Index of the checkpoint with the highest train log-likelihood, None when none was computed."""
+    ll = np.array([r["log_likelihood"] for r in rows], dtype=np.float64)
+    return int(np.nanargmax(ll)) if np.isfinite(ll).any() else None
+
+
+def _warn_if_unhealthy(state: TrainState) -> None:
+    """At the end of a run: warn when the likelihood collapsed below its best checkpoint or the weights ran away."""
+    rows = state.log.checkpoints
+    best = _best_checkpoint(rows)
+    if best is not None and math.isfinite(rows[-1]["log_likelihood"]):
+        top, final = rows[best], rows[-1]
+        # estimated likelihoods (AIS) fluctuate by their standard errors: three of them more are allowed
+        noise = 3 * math.hypot(top.get("log_likelihood_se", 0.0), final.get("log_likelihood_se", 0.0))
+        if final["log_likelihood"] < top["log_likelihood"] - COLLAPSE_NATS - noise:
+            warnings.warn(LikelihoodCollapseWarning(
+                f"the train log-likelihood fell from {top['log_likelihood']:.3f} (update {top['update']}) to "
+                f"{final['log_likelihood']:.3f} nats per sample at the end of the run; the best checkpoint is "
+                "recorded in the history (attrs best_step, best_log_likelihood). Lower the learning rate or the "
+                "momentum, or use more persistent chains.",
+                top["log_likelihood"], final["log_likelihood"], int(top["update"])), stacklevel=3)
+    w = state.params.weights
+    largest = float(np.abs(w).max()) if w.size else 0.0
+    if largest > RUNAWAY_WEIGHT:
+        warnings.warn(RunawayWeightsWarning(
+            f"the largest |weight| is {largest:.1f} (> {RUNAWAY_WEIGHT:g}) at the end of the run: the weights are "
+            "running away and the units freeze; lower the learning rate or add L2 decay.", largest), stacklevel=3)
 
 
 def _work_per_update(state: TrainState) -> float:
@@ -774,6 +932,11 @@ def iterate(
     Checkpoints (the history's rows) are evaluated here, between updates, and each is passed
     to the callbacks as a :class:`CheckpointRecord`. The update-0 checkpoint is evaluated first
     if the state has none yet.
+
+    Warns
+    -----
+    LikelihoodCollapseWarning, RunawayWeightsWarning
+        After the last update of the plan, when the run collapsed or its weights ran away.
 
     Parameters
     ----------
@@ -804,10 +967,12 @@ def iterate(
                 order_epoch, order = epoch, _epoch_order(state.config, state.seed, epoch, plan.n_samples)
             batch = v_data[order[b_idx * plan.batch_size : (b_idx + 1) * plan.batch_size]]
             epoch_end = b_idx == plan.updates_per_epoch - 1
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _COMPILE_CLOCK.seconds
             state, info = train_step(state, batch, data=v_data, epoch_end=epoch_end)
-            seconds = time.perf_counter() - t0
-            state = state._replace(tally=_tally(state.tally, info, seconds), train_time=state.train_time + seconds)
+            compiling = _COMPILE_CLOCK.seconds - c0
+            seconds = time.perf_counter() - t0 - compiling
+            state = state._replace(tally=_tally(state.tally, info, seconds), train_time=state.train_time + seconds,
+                                   compile_time=state.compile_time + compiling)
             if epoch_end:
                 if not np.all(np.isfinite(state.params.weights)):
                     raise FloatingPointError(
@@ -817,6 +982,8 @@ def iterate(
                 state = _close_epoch(state, info)
             if state.step in checkpoint_set:
                 state = _checkpoint(state, evaluator, callbacks, threads)
+            if state.done:
+                _warn_if_unhealthy(state)
             yield state
     finally:
         numba.set_num_threads(threads)
@@ -921,20 +1088,23 @@ _CHECKPOINT_ATTRS = {
     "reconstruction_error": ("reconstruction error", "1",
                              "mean over training samples and visible units of (v_i - p(v'_i=1|h))^2, h sampled "
                              "from p(h|v); same random streams at every checkpoint"),
-    "log_likelihood": ("train log-likelihood", "nats", "mean exact log-likelihood of the training set"),
-    "log_partition": ("log partition function", "nats", "exact log partition function log Z"),
+    "log_likelihood": ("train log-likelihood", "nats", "mean log-likelihood of the training set (method: attrs)"),
+    "log_likelihood_se": ("standard error of the train log-likelihood", "nats",
+                          "0 when exact; the AIS standard error of log Z (delta method) when estimated"),
+    "log_partition": ("log partition function", "nats", "log partition function log Z (method: attrs)"),
     "connectivity": ("connectivity", "1", "fraction of connected visible-hidden pairs"),
     "n_connections": ("connections", "1", "number of connected visible-hidden pairs"),
     "weight_l1": ("L1 norm of the weights", "1", "sum of |W_ij|"),
     "weight_l2": ("L2 norm of the weights", "1", "Frobenius norm of W"),
-    "wall_time": ("training time", "s", "training wall time since the start, checkpoint evaluations excluded"),
+    "wall_time": ("training time", "s", "training wall time since the start, checkpoint evaluations and numba "
+                                        "compilation excluded"),
 }
 _EPOCH_ATTRS = {
     "epoch_reconstruction_error": ("epoch reconstruction error", "1",
                                    "reconstruction error averaged over the epoch's batches (parameters changing "
                                    "during the epoch)"),
     "epoch_wall_time": ("epoch training time", "s", "training wall time of the epoch, checkpoint evaluations "
-                                                     "excluded"),
+                                                     "and numba compilation excluded"),
     "learning_rate": ("learning rate", "1", "learning rate of the epoch's last update"),
     "connectivity_end": ("connectivity at epoch end", "1", "fraction of connected pairs at the end of the epoch"),
     "connections_added": ("connections added", "1", "connections added by the connectivity rule during the epoch"),
@@ -944,17 +1114,27 @@ _EPOCH_ATTRS = {
 }
 
 
+def _best_attrs(rows) -> dict[str, Any]:
+    best = _best_checkpoint(rows)
+    if best is None:
+        return {}
+    return {"best_checkpoint": best, "best_step": int(rows[best]["update"]),
+            "best_log_likelihood": float(rows[best]["log_likelihood"])}
+
+
 def history(state: TrainState) -> xr.Dataset:
     """The labelled history of a run so far.
 
     Dims ``checkpoint`` (coords ``step``: updates done, ``epochs_trained``) with
-    ``reconstruction_error``, ``log_likelihood``, ``log_partition``, ``connectivity``,
+    ``reconstruction_error``, ``log_likelihood``, ``log_likelihood_se``, ``log_partition``, ``connectivity``,
     ``n_connections``, ``weight_l1``, ``weight_l2``, ``wall_time`` and ``mask`` (int8, dims
     ``checkpoint, visible, hidden``); ``epoch`` (1-based) with ``epoch_reconstruction_error``,
     ``epoch_wall_time``, ``learning_rate``, ``connectivity_end``, ``connections_added``,
     ``connections_removed``, ``resets`` and ``rule_<field>`` (the mean per update of every
     further numeric field of the rule's info). Attributes hold the config (JSON), the rule and
-    estimator, the seed, sizes and provenance.
+    estimator, the seed, sizes, provenance, ``log_likelihood_method``, ``compile_seconds`` and,
+    when a likelihood was computed, the best checkpoint by it (``best_checkpoint``,
+    ``best_step``, ``best_log_likelihood``).
     """
     log, plan, model = state.log, state.plan, state.model
     rows, epoch_rows = log.checkpoints, log.epochs
@@ -966,9 +1146,10 @@ def history(state: TrainState) -> xr.Dataset:
         if name == "n_connections":
             values = np.array([int(np.count_nonzero(m)) for m in log.masks], dtype=np.int64)
         else:
-            values = np.array([r[name] for r in rows], dtype=np.float64)
+            # rows of states saved before a variable existed lack it
+            values = np.array([r.get(name, math.nan) for r in rows], dtype=np.float64)
         attrs = {"long_name": long_name, "units": units, "comment": desc}
-        if name in ("log_likelihood", "log_partition"):
+        if name in ("log_likelihood", "log_likelihood_se", "log_partition"):
             attrs["method"] = exact_note
         data_vars[name] = ("checkpoint", values, attrs)
     masks = np.array(log.masks, dtype=np.int8).reshape(len(log.masks), plan.n_visible, plan.n_hidden)
@@ -1010,6 +1191,9 @@ def history(state: TrainState) -> xr.Dataset:
         updates_per_epoch=plan.updates_per_epoch,
         total_steps=plan.total_steps,
         steps_done=state.step,
+        compile_seconds=state.compile_time,
+        **_best_attrs(rows),
+        log_likelihood_method=_ll_method(cfg, plan.n_visible, plan.n_hidden),
         dtype=model.dtype.name,
         **{f"rule_at_init_{k}": v for k, v in log.init_rule.items()},
     )

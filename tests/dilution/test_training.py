@@ -300,7 +300,7 @@ def test_history_layout_and_callbacks(tmp_path):
 
 def test_log_likelihood_absent_when_not_enumerable():
     data = _data9(10)
-    cfg = TrainConfig(epochs=1, batch_size=5, exact_max_units=3, checkpoints=1)
+    cfg = TrainConfig(epochs=1, batch_size=5, exact_max_units=3, checkpoints=1, checkpoint_log_likelihood="exact")
     h = train((9, 4), data, cfg, seed=0).history
     assert np.all(np.isnan(h.log_likelihood.values)) and "exceeds exact_max_units=3" in h.log_likelihood.attrs["method"]
 
