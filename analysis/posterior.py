@@ -50,20 +50,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Literal, NamedTuple
 
 import numpy as np
 import xarray as xr
 from scipy.optimize import minimize
-from scipy.special import expit, logsumexp
+from scipy.special import expit
 
 from dilution.exact import all_states
 from dilution.provenance import provenance
 from dilution.rng import derive_seed
 from dilution.validation import check_finite, check_int, check_seed
 
-from .stationary import effective_sample_size, mask_codes, masks_from_codes, split_rhat
+from .stationary import effective_sample_size, masks_from_codes, split_rhat
 
 __all__ = [
     "MAX_HIDDEN",
@@ -87,6 +88,19 @@ def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
+def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """logsumexp over the last axis (scipy's costs more than the likelihood itself at these sizes)."""
+    m = x.max(axis=-1)
+    return m + np.log(np.exp(x - m[..., None]).sum(axis=-1))
+
+
+@lru_cache(maxsize=None)
+def _hidden_states(n_hidden: int) -> np.ndarray:
+    states = all_states(n_hidden)
+    states.flags.writeable = False
+    return states
+
+
 def _check_params(weights, visible_bias, hidden_bias):
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 2:
@@ -103,11 +117,11 @@ def _check_params(weights, visible_bias, hidden_bias):
 
 def _terms(data, w, b, c):
     """log Z (C,), mean data free-energy term (C,), and the pieces the gradient reuses."""
-    hs = all_states(w.shape[2])                                   # (S, H)
-    act_v = b[:, None, :] + np.einsum("cvh,sh->csv", w, hs)       # (C, S, V)
-    log_w = np.einsum("sh,ch->cs", hs, c) + _softplus(act_v).sum(axis=2)
-    log_z = logsumexp(log_w, axis=1)
-    act_h = c[:, None, :] + np.einsum("nv,cvh->cnh", data, w)     # (C, N, H)
+    hs = _hidden_states(w.shape[2])                               # (S, H)
+    act_v = b[:, None, :] + hs @ w.transpose(0, 2, 1)             # (C, S, V)
+    log_w = c @ hs.T + _softplus(act_v).sum(axis=2)               # (C, S)
+    log_z = _logsumexp_rows(log_w)
+    act_h = c[:, None, :] + data @ w                              # (C, N, H)
     minus_f = data @ b.T + _softplus(act_h).sum(axis=2).T          # (N, C)
     return hs, act_v, log_w, log_z, act_h, minus_f.mean(axis=0)
 
@@ -153,12 +167,13 @@ def batched_gradient(data, weights, visible_bias, hidden_bias):
     hs, act_v, log_w, log_z, act_h, mean_minus_f = _terms(x, w, b, c)
     p = np.exp(log_w - log_z[:, None])                            # (C, S)
     sig_v = expit(act_v)
-    model_v = np.einsum("cs,csv->cv", p, sig_v)
+    weighted = sig_v * p[:, :, None]                              # (C, S, V)
+    model_v = weighted.sum(axis=1)
     model_h = p @ hs
-    model_vh = np.einsum("cs,csv,sh->cvh", p, sig_v, hs)
+    model_vh = weighted.transpose(0, 2, 1) @ hs
     ph = expit(act_h)                                             # (C, N, H)
     n = x.shape[0]
-    data_vh = np.einsum("nv,cnh->cvh", x, ph) / n
+    data_vh = x.T @ ph / n
     return (mean_minus_f - log_z, data_vh - model_vh, x.mean(axis=0)[None, :] - model_v, ph.mean(axis=1) - model_h)
 
 

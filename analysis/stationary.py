@@ -329,7 +329,7 @@ def mask_divergence(
     support = all_codes
     if n_active is not None:
         n_active = check_int("n_active", n_active, low=0, high=d)
-        support = all_codes[np.bitwise_count(all_codes.astype(np.uint64)) == n_active]
+        support = all_codes[masks_from_codes(all_codes, (v, h)).sum(axis=(1, 2)) == n_active]
     index = np.full(2**d, -1)
     index[support] = np.arange(support.size)
 

@@ -29,6 +29,7 @@ from analysis.stationary import (
     inclusion_probabilities,
     mask_codes,
     mask_divergence,
+    masks_from_codes,
 )
 from dilution import exact
 from dilution.deep_r import inclusion_probability
@@ -143,7 +144,7 @@ def test_deep_r_prior_limit_is_uniform_over_size_k_masks():
     assert np.all(np.isnan(draws.theta[~draws.masks]))
     uniform = np.zeros(2**8)
     codes = np.arange(2**8)
-    uniform[np.bitwise_count(codes) == k] = 1 / comb(8, k)
+    uniform[masks_from_codes(codes, (4, 2)).sum(axis=(1, 2)) == k] = 1 / comb(8, k)
     div = mask_divergence(draws.masks, uniform, n_active=k, level=0.999, n_boot=1000, seed=0)
     assert div.sizes["mask"] == comb(8, k, exact=True)
     for name in ("total_variation", "kl_estimate_reference", "kl_reference_estimate"):
