@@ -278,3 +278,35 @@ def test_deep_r_posterior_is_soft_deep_r_conditioned_on_the_count():
     se = np.hypot(deep.log_likelihood.std() / np.sqrt(effective_sample_size(deep.log_likelihood)),
                   ll_soft.std() / np.sqrt(_pooled_n_eff(ll_soft, soft.masks.astype(float))))
     assert abs(deep.log_likelihood.mean() - ll_soft.mean()) < Z_FAIL * se
+
+
+def test_deep_r_single_connection_masks_match_quadrature():
+    """K = 1 on a 3 x 1 model with fixed biases: pi_K(M_k) ∝ J_k = ∫_0^inf exp((lbar(s_k theta e_k) - alpha theta)/T) dtheta,
+    a 1-D integral per mask, so the exact mask law and each conditional weight law are known."""
+    data = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [1, 1, 1], [0, 0, 1], [1, 1, 0]], dtype=float)
+    signs = np.array([[1], [-1], [1]])
+    b, c = np.array([0.2, -0.1, 0.3]), np.array([-0.5])
+    alpha, temperature = 0.3, 1 / 6
+    post = Posterior("deep-r", signs, alpha, temperature, data=data, n_active=1, visible_bias=b, hidden_bias=c)
+
+    def log_f(theta, k):
+        w = np.zeros((np.size(theta), 3, 1))
+        w[:, k, 0] = signs[k, 0] * np.atleast_1d(theta)
+        return (batched_log_likelihood(data, w, b, c) - alpha * np.atleast_1d(theta)) / temperature
+
+    shift = log_f(0.0, 0)[0]
+    j = np.array([integrate.quad(lambda t: np.exp(log_f(t, k)[0] - shift), 0, np.inf)[0] for k in range(3)])
+    exact_law = np.zeros(8)
+    exact_law[[1, 2, 4]] = j / j.sum()  # mask codes of pairs 0, 1, 2
+    draws = sample_posterior(post, n_chains=16, n_draws=600, n_warmup=150, seed=8)
+    div = mask_divergence(draws.masks, exact_law, n_active=1, level=0.999, n_boot=500, seed=0)
+    assert float(div["total_variation"]) <= float(div["total_variation_floor_upper"])
+    grid = np.linspace(0, 10 * temperature / alpha, 20001)
+    for k in range(3):
+        theta_k = draws.theta[:, :, k, 0]
+        sample = theta_k[draws.masks[:, :, k, 0]]
+        density = np.exp(log_f(grid, k) - shift)
+        cdf = integrate.cumulative_trapezoid(density, grid, initial=0.0) / j[k]
+        n_eff = _pooled_n_eff(sample, np.nan_to_num(draws.theta, nan=-1.0)[:, :, k:k + 1])
+        ks = stats.ks_1samp(sample, lambda x: np.interp(x, grid, cdf, right=1.0)).statistic
+        assert ks < KS_999 / np.sqrt(n_eff), k
