@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
+
+def _quiet_start_up_interrupt(signum, frame) -> None:
+    """Ctrl-C while the command starts (numpy, numba and the subcommands importing): nothing has
+    been written, so leave at once with one line, not a traceback from inside an import."""
+    os.write(2, b"dilution: interrupted\n")
+    os._exit(130)
+
+
+# The program itself (the ``dilution`` script or ``python -m dilution.cli``, not an importer such as
+# a test): the quiet handler goes in before the imports below, which take a quarter of a second.
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "dilution":
+    signal.signal(signal.SIGINT, _quiet_start_up_interrupt)
+    if os.environ.get("DILUTION_TEST_INTERRUPT") == "start-up":  # test hook, see _test_interrupt
+        os.kill(os.getpid(), signal.SIGINT)
+
 import argparse
 import contextlib
 import json
-import signal
 import math
-import sys
 import time
 import tomllib
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Sequence
@@ -73,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "output": None,
     "checkpoints": 10,
+    "checkpoint_log_likelihood": "auto",
     "rule": "static",
     "rule_options": {},
     "n_train": 20000,
@@ -146,6 +165,7 @@ def _option(group, *flags: str, help: str, **kwargs: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.teacher import MAX_HIDDEN
+    from .exact import MAX_UNITS
     from .version import __version__
 
     parser = argparse.ArgumentParser(
@@ -194,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     _option(g, "--l2", type=float, help="L2 weight decay")
     _option(g, "--l1", type=float, help="L1 weight decay")
     _option(g, "--checkpoints", type=int, help="log-spaced checkpoints in the history")
+    _option(g, "--checkpoint-log-likelihood", choices=["auto", "exact", "ais", "none"],
+            help="train log-likelihood at checkpoints: by enumeration, by a short AIS (100 chains x 1000 betas, "
+                 f"with its standard error), or none; auto: exact when the smaller layer has at most "
+                 f"{MAX_UNITS} units, else AIS")
     _option(g, "--seed", type=int, help="seed of every random choice")
     g = tr.add_argument_group(
         "connectivity rule",
@@ -280,7 +304,7 @@ DATASET_OPTIONS = {
 }
 CHOICES = {
     "dataset": tuple(DATASET_DEFAULTS), "method": ("pcd", "cd", "ptpcd", "exact"), "binarize": ("threshold", "stochastic"),
-    "dtype": ("float32", "float64"), "rule": RULES,
+    "dtype": ("float32", "float64"), "rule": RULES, "checkpoint_log_likelihood": ("auto", "exact", "ais", "none"),
 }
 # (lowest, highest) of the integer options; None: unbounded.
 INT_RANGES = {
@@ -296,11 +320,6 @@ FLOAT_RANGES = {
 }
 # What a run writes in its folder; --overwrite removes these (and nothing else) first.
 RUN_FILES = ("model.nc", "history.nc", "state.nc", "test.nc", "samples.png", "data.png", "best-model.nc")
-# The train log-likelihood may fall this far (nats per sample) below its best checkpoint before the
-# run is reported as collapsed; SGD fluctuations of small models stay well below it.
-COLLAPSE_NATS = 0.5
-# Largest |W| before the weights are reported as running away (sigmoid(20) = 1 - 2e-9: units frozen).
-RUNAWAY_WEIGHT = 20.0
 
 
 def _flag(name: str) -> str:
@@ -455,7 +474,7 @@ def _train_config(opts: dict[str, Any]):
         estimator=estimator_from_name(opts["method"], **est_params), epochs=opts["epochs"], rule=_rule(opts),
         batch_size=opts["batch_size"], learning_rate=opts["learning_rate"], momentum=opts["momentum"],
         l2=opts["l2"], l1=opts["l1"], connectivity=opts["connectivity"], checkpoints=opts["checkpoints"],
-        dtype=opts["dtype"],
+        dtype=opts["dtype"], checkpoint_log_likelihood=opts["checkpoint_log_likelihood"],
     )
 
 
@@ -531,6 +550,18 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+def _test_interrupt(moment: str) -> None:
+    """Test hook: this process sends itself SIGINT at ``moment`` ("start-up", "compilation": when numba
+    starts compiling a kernel, "checkpoint-save", "results") when $DILUTION_TEST_INTERRUPT names it:
+    moments a timed signal cannot hit reliably. Once per process: a second Ctrl-C means "stop now"."""
+    if os.environ.get("DILUTION_TEST_INTERRUPT") == moment and moment not in _INTERRUPTED:
+        _INTERRUPTED.add(moment)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+_INTERRUPTED: set[str] = set()
+
+
 def _is_interrupt(err: BaseException) -> bool:
     """A Ctrl-C, also when numba's dispatcher wrapped it in a SystemError ("returned a result with an
     exception set") because the signal arrived inside a compiled call or the compiler."""
@@ -544,9 +575,25 @@ def _is_interrupt(err: BaseException) -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from numba.core import event as numba_event
+
+    class _InterruptCompiler(numba_event.Listener):
+        def on_start(self, ev):
+            _test_interrupt("compilation")
+
+        def on_end(self, ev):
+            pass
+
+    # numba's compilation (tens of seconds on a cold cache) is reported apart from the training speed
+    with numba_event.install_listener("numba:compile", numba_event.TimingListener()) as compiling, \
+            numba_event.install_listener("numba:compile", _InterruptCompiler()):
+        return _train_run(args, lambda: compiling.duration if compiling.done else 0.0)
+
+
+def _train_run(args: argparse.Namespace, compile_seconds) -> int:
     from . import io
     from .io import load_state
-    from .training import init_state, iterate
+    from .training import TrainingWarning, init_state, iterate
 
     progress = False if getattr(args, "quiet", False) else None
     resuming = getattr(args, "resume", None) is not None
@@ -580,12 +627,13 @@ def _train(args: argparse.Namespace) -> int:
     config = state.config
     from .progress import progress_bar
 
-    # The best checkpoint by exact train log-likelihood (when the model is small enough to have one).
+    # The best checkpoint by train log-likelihood (exact, or estimated by AIS for large models).
     logged = [r["log_likelihood"] for r in state.log.checkpoints if math.isfinite(r["log_likelihood"])]
     best = {"log_likelihood": max(logged) if logged and (out / "best-model.nc").exists() else -math.inf,
             "step": -1}
 
     def save_state(record) -> None:
+        _test_interrupt("checkpoint-save")
         io.save(record.state, out / "state.nc", attrs={"cli_options": cli_options})
         if math.isfinite(record.log_likelihood) and record.log_likelihood > best["log_likelihood"]:
             best.update(log_likelihood=record.log_likelihood, step=record.step)
@@ -595,6 +643,9 @@ def _train(args: argparse.Namespace) -> int:
 
     guard = contextlib.ExitStack()
     stop = guard.enter_context(_deferred_interrupt())
+    # the library's end-of-run checks (collapse, running-away weights) become the CLI's one-line warnings
+    caught = guard.enter_context(warnings.catch_warnings(record=True))
+    warnings.simplefilter("always", TrainingWarning)
     trained = False
     try:
         print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {opts['connectivity']}) on "
@@ -607,9 +658,9 @@ def _train(args: argparse.Namespace) -> int:
                 if stop.requested:
                     raise KeyboardInterrupt
         guard.close()  # while the results are written, Ctrl-C raises at once again
+        _report_warnings(caught, out)
         trained = True
-        _finish_training(state, opts, train_x, test_x, reference, out, time.perf_counter() - t0, progress)
-        _warn_if_collapsed(state, best, out)
+        _finish_training(state, opts, train_x, test_x, reference, out, t0, progress, compile_seconds)
     except (KeyboardInterrupt, SystemError) as err:
         if not _is_interrupt(err):
             raise
@@ -625,22 +676,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_if_collapsed(state, best: dict[str, float], out: Path) -> None:
-    """Say so when the exact likelihood fell well below its best checkpoint, or the weights ran away."""
-    rows = state.log.checkpoints
-    final = rows[-1]["log_likelihood"] if rows else math.nan
-    if math.isfinite(final) and final < best["log_likelihood"] - COLLAPSE_NATS:
-        at = f" (update {best['step']})" if best["step"] >= 0 else ""
-        print(f"dilution train: warning: the train log-likelihood fell from {best['log_likelihood']:.3f}{at} to "
-              f"{final:.3f} nats per sample; the best model is in {out / 'best-model.nc'}. Lower the learning rate "
-              "or the momentum, or use more persistent chains (--n-chains).", file=sys.stderr)
-    largest = float(np.abs(state.params.weights).max()) if state.params.weights.size else 0.0
-    if largest > RUNAWAY_WEIGHT:
-        print(f"dilution train: warning: the largest |weight| is {largest:.1f} (> {RUNAWAY_WEIGHT:g}): the weights "
-              "are running away and the units freeze; lower the learning rate or add --l2 decay.", file=sys.stderr)
+def _report_warnings(caught, out: Path) -> None:
+    """The library's end-of-run warnings as one line each (the best model is in best-model.nc);
+    any other warning is shown as Python would have."""
+    from .training import RUNAWAY_WEIGHT, LikelihoodCollapseWarning, RunawayWeightsWarning
+
+    for w in caught:
+        msg = w.message
+        if isinstance(msg, LikelihoodCollapseWarning):
+            print(f"dilution train: warning: the train log-likelihood fell from {msg.best:.3f} (update "
+                  f"{msg.best_step}) to {msg.final:.3f} nats per sample; the best model is in "
+                  f"{out / 'best-model.nc'}. Lower the learning rate or the momentum, or use more persistent "
+                  "chains (--n-chains).", file=sys.stderr)
+        elif isinstance(msg, RunawayWeightsWarning):
+            print(f"dilution train: warning: the largest |weight| is {msg.largest:.1f} (> {RUNAWAY_WEIGHT:g}): the "
+                  "weights are running away and the units freeze; lower the learning rate or add --l2 decay.",
+                  file=sys.stderr)
+        else:
+            warnings.showwarning(msg, w.category, w.filename, w.lineno)
 
 
-def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds: float, progress) -> None:
+def _finish_training(state, opts, train_x, test_x, reference, out: Path, t0: float, progress, compile_seconds) -> None:
     import xarray as xr
 
     from . import exact, io
@@ -651,7 +707,7 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
     model = state.model
     hist = history(state)
     summary: dict[str, Any] = {
-        "dataset": opts["dataset"], "connectivity": model.connectivity, "seconds": round(seconds, 2),
+        "dataset": opts["dataset"], "connectivity": model.connectivity,
         "seconds_per_epoch": float(hist["epoch_wall_time"].mean()),
         "final_reconstruction_error": float(hist["reconstruction_error"][-1]),
     }
@@ -660,6 +716,9 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
         summary["log_partition"] = log_z
         summary["test_log_likelihood"] = float(exact.log_likelihood(model, test_x, log_z=log_z).mean())
         summary["train_log_likelihood"] = float(exact.log_likelihood(model, train_x[:20000], log_z=log_z).mean())
+    else:
+        summary.update(_ais_test_log_likelihood(model, train_x, test_x, opts["seed"], progress))
+    summary["independent_pixels_test_log_likelihood"] = _independent_pixels(train_x, test_x)
     if "teacher_test_log_likelihood" in reference:
         summary["teacher_test_log_likelihood"] = reference["teacher_test_log_likelihood"]
         summary["test_log_likelihood_gap"] = summary["teacher_test_log_likelihood"] - summary["test_log_likelihood"]
@@ -667,10 +726,13 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
         from .data import bars_stripes
 
         summary["kl_data_to_model"] = bars_stripes.kl_divergence(opts["bars_size"], exact.log_prob_visible(model))
+    summary["compile_seconds"] = round(compile_seconds(), 2)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
     cli_options = json.dumps(opts, default=str)
     run_attrs = {"seed": state.seed, "config": state.config.to_json(), "cli_options": cli_options,
                  **{f"summary_{k}": v for k, v in summary.items()}}
     io.save(model, out / "model.nc", attrs=run_attrs)
+    _test_interrupt("results")
     io.save(hist, out / "history.nc", attrs={f"summary_{k}": v for k, v in summary.items()})
     written = ["model.nc", "history.nc", "state.nc"] + (["best-model.nc"] if (out / "best-model.nc").exists() else [])
     if opts["dataset"] != "mnist":
@@ -687,7 +749,36 @@ def _finish_training(state, opts, train_x, test_x, reference, out: Path, seconds
     save_sample_grid(test_x[: opts["grid_samples"]], out / "data.png", image_shape=shape,
                      title=f"{opts['dataset']} test data")
     written += [f"samples.png ({how})", "data.png (test data)"]
+    # the printed times cover the whole command (the files hold them as of writing model.nc)
+    summary.update(compile_seconds=compile_seconds(), seconds=time.perf_counter() - t0)
     _print_summary(summary, out, written)
+
+
+# The final AIS of a model too large to enumerate (Salakhutdinov & Murray's 14,500 betas is the
+# careful version, `dilution evaluate --ais`; this one costs a few epochs' worth of sweeps at most).
+FINAL_AIS_CHAINS = 100
+FINAL_AIS_BETAS = 5000
+
+
+def _ais_test_log_likelihood(model, train_x, test_x, seed: int, progress) -> dict[str, Any]:
+    from . import ais
+
+    with warnings.catch_warnings():
+        # a degenerate run shows in its standard error, which is printed
+        warnings.simplefilter("ignore", ais.DegenerateWeightsWarning)
+        ds = ais.log_likelihood(model, test_x, n_chains=FINAL_AIS_CHAINS, betas=np.linspace(0.0, 1.0, FINAL_AIS_BETAS),
+                                base_data=train_x, seed=seed, reverse=False, n_bootstrap=0, progress=progress)
+    return {"test_log_likelihood": float(ds["log_likelihood"]), "test_log_likelihood_se": float(ds["log_likelihood_std"]),
+            "log_partition": float(ds["log_z"]), "log_partition_se": float(ds["log_z_std"]),
+            "test_log_likelihood_method": f"forward AIS, {FINAL_AIS_CHAINS} chains x {FINAL_AIS_BETAS} betas"}
+
+
+def _independent_pixels(train_x, test_x) -> float:
+    """Test log-likelihood of independent pixels with the training marginals (clipped like the
+    trainer's initial biases): the baseline any RBM should beat."""
+    p = np.clip(np.asarray(train_x, dtype=np.float64).mean(axis=0), 1e-3, 1 - 1e-3)
+    t = np.asarray(test_x, dtype=np.float64)
+    return float((t @ np.log(p) + (1 - t) @ np.log1p(-p)).mean())
 
 
 def _grid_samples(state, opts, progress) -> tuple[np.ndarray, str]:
@@ -715,14 +806,20 @@ def _print_summary(summary: dict[str, Any], out: Path, written: list[str]) -> No
         "teacher_test_log_likelihood": "teacher's test log-likelihood (the optimum)",
         "test_log_likelihood_gap": "gap to the teacher (nats/sample)",
         "train_log_likelihood": "exact train log-likelihood",
+        "independent_pixels_test_log_likelihood": "independent pixels' test log-likelihood",
         "kl_data_to_model": "KL(data || model) (nats)",
         "final_reconstruction_error": "reconstruction error (proxy)",
         "connectivity": "connectivity",
-        "seconds_per_epoch": "seconds per epoch",
+        "seconds_per_epoch": "seconds per epoch (compilation excluded)",
+        "compile_seconds": "numba compilation, s (0 once cached)",
+        "seconds": "seconds in all (data, training, results)",
     }
+    if "test_log_likelihood_se" in summary:
+        labels["test_log_likelihood"] = "test log-likelihood, AIS (nats/sample)"
     for key, label in labels.items():
         if key in summary:
-            print(f"  {label:<45} {summary[key]:.4f}")
+            se = f" +- {summary['test_log_likelihood_se']:.4f}" if key == "test_log_likelihood" and "test_log_likelihood_se" in summary else ""
+            print(f"  {label:<45} {summary[key]:.4f}{se}")
     print(f"wrote {', '.join(written)} in {out}")
 
 
@@ -811,6 +908,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dilution: interrupted", file=sys.stderr)
         return 130
+    if signal.getsignal(signal.SIGINT) is _quiet_start_up_interrupt:
+        # from here on a Ctrl-C is a KeyboardInterrupt that the command handles (saving its state)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, FloatingPointError) as e:
