@@ -77,8 +77,14 @@ def _gradient_kernel(v_data, h_data, v_model, h_model):
     _column_means(v_model, mv_model)
     _column_means(h_data, mh_data)
     _column_means(h_model, mh_model)
-    grad_a = (mv_data - mv_model).astype(dt)
-    grad_b = (mh_data - mh_model).astype(dt)
+    # element loops: in a parallel kernel every array expression becomes a parallel loop of its own
+    # (seconds of compilation each on a cold cache)
+    grad_a = np.empty(n_visible, dtype=dt)
+    for i in range(n_visible):
+        grad_a[i] = mv_data[i] - mv_model[i]
+    grad_b = np.empty(n_hidden, dtype=dt)
+    for j in range(n_hidden):
+        grad_b[j] = mh_data[j] - mh_model[j]
     return grad_w, grad_a, grad_b
 
 
