@@ -399,6 +399,35 @@ class PosteriorDraws(NamedTuple):
     step_size: np.ndarray
     diagnostics: xr.Dataset
 
+    def to_dataset(self) -> xr.Dataset:
+        """The draws as a labelled Dataset (dims replica, record, visible, hidden), diagnostics merged.
+
+        ``masks`` is stored as int8 0/1 (netCDF has no boolean type); the attrs are the
+        diagnostics' provenance, so the reference regenerates figures without the sampler.
+        """
+        cell = ("replica", "record", "visible", "hidden")
+        ds = xr.Dataset(
+            {
+                "masks": (cell, self.masks.astype(np.int8), {"long_name": "connection active (1) or dormant (0)",
+                                                             "units": "1"}),
+                "theta": (cell, self.theta, {"long_name": "rewiring parameter theta (NaN: DEEP R dormant)",
+                                             "units": "weight units"}),
+                "weights": (cell, self.weights, {"long_name": "effective weight s theta on active pairs",
+                                                 "units": "weight units"}),
+                "visible_bias": (("replica", "record", "visible"), self.visible_bias,
+                                 {"long_name": "visible bias", "units": "weight units"}),
+                "hidden_bias": (("replica", "record", "hidden"), self.hidden_bias,
+                                {"long_name": "hidden bias", "units": "weight units"}),
+                "log_likelihood": (("replica", "record"), self.log_likelihood,
+                                   {"long_name": "exact mean log-likelihood of the data", "units": "nats per sample"}),
+                "step_size": ("replica", self.step_size, {"long_name": "frozen MALA step (times the preconditioner)",
+                                                          "units": "1"}),
+            },
+            coords={"record": ("record", np.arange(self.masks.shape[1]), {"long_name": "recorded draw", "units": "1"})},
+        )
+        ds.attrs.update(self.diagnostics.attrs)
+        return xr.merge([ds, self.diagnostics], combine_attrs="override")
+
 
 def _log_fold(y, mu, sigma, lower):
     """log density at ``y`` of N(mu, sigma²) folded at ``lower`` (``-inf``: no fold)."""

@@ -310,3 +310,19 @@ def test_deep_r_single_connection_masks_match_quadrature():
         n_eff = _pooled_n_eff(sample, np.nan_to_num(draws.theta, nan=-1.0)[:, :, k:k + 1])
         ks = stats.ks_1samp(sample, lambda x: np.interp(x, grid, cdf, right=1.0)).statistic
         assert ks < KS_999 / np.sqrt(n_eff), k
+
+
+def test_draws_dataset_is_labelled_and_round_trips(tmp_path):
+    from dilution import io
+
+    data = np.array([[1, 0], [0, 1], [1, 1]], dtype=float)
+    post = Posterior("deep-r", np.array([[1], [-1]]), 0.5, 1 / 3, data=data, n_active=1)
+    draws = sample_posterior(post, n_chains=4, n_draws=20, n_warmup=20, seed=9)
+    ds = draws.to_dataset()
+    assert not _missing_attrs(ds)
+    assert ds["masks"].dims == ("replica", "record", "visible", "hidden")
+    io.save(ds, tmp_path / "reference.nc")
+    back = io.load_dataset(tmp_path / "reference.nc")
+    assert np.array_equal(back["masks"].values.astype(bool), draws.masks)
+    assert np.array_equal(back["theta"].values, draws.theta, equal_nan=True)
+    assert back.attrs["kind"] == "deep-r"
