@@ -7,7 +7,7 @@
   fractions, three seeds: the README's first study, minutes on 2 cores;
 * ``teacher``: the same teacher, finite-size scaling over ``n_hidden`` = 8, 12, 16, 24;
 * ``mnist``: binarised MNIST with 16, 20 and 24 hidden units (exact likelihood);
-* ``mnist-500``: MNIST at the papers' scale, 500 hidden units, likelihood by AIS.
+* ``mnist-500``: MNIST with the papers' 500 hidden units (10,000 training images), likelihood by AIS.
 
 The MNIST studies read ``mnist.npz`` from ``data=`` (the command line's ``--data``) or from
 ``$DILUTION_DATA/mnist/mnist.npz``.
@@ -26,7 +26,14 @@ __all__ = ["BuiltinStudy", "BUILTIN", "builtin_spec", "mnist_path"]
 
 
 class BuiltinStudy(NamedTuple):
-    """A built-in study: a one-line description, its cost as measured, and its TOML text."""
+    """A built-in study: a one-line description, its cost and its TOML text.
+
+    ``cost`` is the wall time with 2 workers on this project's 2 idle cores: measured for smoke
+    and quick (2026-12-02: smoke 27 s on one worker of the loaded machine; quick 401 CPU-seconds,
+    178 s per worker, 15 min wall with the machine at load 15), from
+    :func:`studies.cost.estimate_cost` timed in CPU seconds for the others (the geometric mean
+    of its bounds).
+    """
 
     description: str
     cost: str
@@ -203,15 +210,15 @@ seeds = [0, 1]
     "{log_likelihood}", "ais")
 
 BUILTIN = {
-    "smoke": BuiltinStudy("16 x 4 teacher, 16 x 6 students, init and after pruning (tests)", "seconds", _SMOKE),
+    "smoke": BuiltinStudy("16 x 4 teacher, 16 x 6 students, init and after pruning (tests)", "< 30 s (measured)", _SMOKE),
     "quick": BuiltinStudy("64 x 10 planted teacher, 64 x 16 students, init / after convergence / rewind / "
-                          "scratch, 9 fractions, 3 seeds, exact likelihood", "minutes", _QUICK),
+                          "scratch, 9 fractions, 3 seeds, exact likelihood", "~4 min (measured)", _QUICK),
     "teacher": BuiltinStudy("finite-size scaling on the planted teacher: n_hidden 8, 12, 16, 24, 10 fractions, "
-                            "5 seeds", "hours", _TEACHER),
+                            "5 seeds", "~4.5 h (estimated)", _TEACHER),
     "mnist": BuiltinStudy("binarised MNIST, 784 x 16/20/24 (exact likelihood), init / after / scratch, "
-                          "classifier score", "hours", _MNIST),
-    "mnist-500": BuiltinStudy("binarised MNIST at the papers' scale, 784 x 500, likelihood by AIS",
-                              "days", _MNIST_500),
+                          "classifier score", "~5 h (estimated)", _MNIST),
+    "mnist-500": BuiltinStudy("binarised MNIST, 784 x 500 (the papers' model size), 10,000 training images, "
+                              "likelihood by AIS", "~2.5 h (estimated)", _MNIST_500),
 }
 
 
