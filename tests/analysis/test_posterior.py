@@ -255,6 +255,10 @@ def test_mask_profiles_are_nested_sign_constrained_and_name_the_oracle():
         of_size = free["n_active"].values == k
         best = codes[of_size][np.argmax(values[of_size])]
         assert int(free["oracle_mask"].sel(size=k)) == best
+    sliced = mask_profiles(data, (3, 1), sizes=[1], n_restarts=2, seed=0)
+    assert np.array_equal(sliced["mask"].values, [1, 2, 4])
+    assert np.allclose(sliced["profile_log_likelihood"].values,
+                       free["profile_log_likelihood"].sel(mask=[1, 2, 4]).values, atol=1e-9)
     # The single-connection profile matches the general-purpose fit of the 1-connection RBM.
     fit = profile_log_likelihood(data, np.array([[True], [False], [False]]), seed=1)
     rbm = RBM(fit.weights, fit.visible_bias, fit.hidden_bias)
@@ -326,3 +330,38 @@ def test_draws_dataset_is_labelled_and_round_trips(tmp_path):
     assert np.array_equal(back["masks"].values.astype(bool), draws.masks)
     assert np.array_equal(back["theta"].values, draws.theta, equal_nan=True)
     assert back.attrs["kind"] == "deep-r"
+
+
+def _converged(draws) -> dict[str, float]:
+    g = draws.diagnostics
+    return {name: float(g[name].max()) for name in ("rhat_log_likelihood", "rhat_n_active", "rhat_inclusion", "rhat_weight")}
+
+
+def test_reference_converges_on_the_4x2_bars_and_stripes_model():
+    """Digest C.4: >= 8 chains with R-hat < 1.01 (every inclusion indicator and weight) on the 4 x 2 model."""
+    from dilution.data import bars_stripes
+
+    data = bars_stripes.patterns(2).astype(float)
+    temperature = 1 / len(data)
+    post = Posterior("soft-deep-r", _signs((4, 2), 10), alpha=2 * temperature, temperature=temperature, data=data,
+                     theta_min=-0.5)
+    draws = sample_posterior(post, n_chains=16, n_draws=4000, n_warmup=1000, seed=10)
+    assert max(_converged(draws).values()) < 1.01, _converged(draws)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape, kind", [((6, 3), "deep-r"), ((9, 3), "soft-deep-r")])
+def test_reference_converges_on_larger_models(shape, kind):
+    """The 6 x 3 model (K = 4) and bars-and-stripes 3 x 3 with 3 hidden units, as the 4 x 2 test."""
+    from dilution.data import bars_stripes
+
+    if shape == (9, 3):
+        data = bars_stripes.patterns(3).astype(float)
+    else:
+        data = (np.random.default_rng(11).random((12, 6)) < 0.5).astype(float)
+        data[:, 1] = data[:, 0]
+    temperature = 1 / len(data)
+    extra = dict(n_active=4) if kind == "deep-r" else dict(theta_min=-0.5)
+    post = Posterior(kind, _signs(shape, 12), alpha=2 * temperature, temperature=temperature, data=data, **extra)
+    draws = sample_posterior(post, n_chains=16, n_draws=12000, n_warmup=2000, seed=11)
+    assert max(_converged(draws).values()) < 1.01, _converged(draws)
