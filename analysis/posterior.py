@@ -36,14 +36,21 @@ iteration is
    (a symmetric involution that keeps ``|M|``, accepted with the density ratio). DEEP R's mask
    moves only by swaps; for soft-DEEP R they speed up mixing between masks of equal size.
 
-Step sizes are adapted per chain during warm-up (towards MALA's optimal acceptance 0.574) with a
-diagonal preconditioner estimated at mid warm-up, then frozen, so the recorded chain is a
-time-homogeneous Metropolis-Hastings chain with ``pi`` as its stationary law.
+Step sizes are adapted per chain during warm-up (Robbins-Monro towards MALA's optimal acceptance
+0.574) under a diagonal preconditioner (one pooled scale for all ``theta``, one per bias)
+estimated at mid warm-up and again at its end, followed by a short re-adaptation; then
+everything is frozen, so the recorded chain is a time-homogeneous Metropolis-Hastings chain with
+``pi`` as its stationary law. Measured (16 chains x 4000 draws, 1000 warm-up, ``T = 1/N``,
+``alpha = 2T``): split R-hat <= 1.006 on the 4 x 2 model with bars-and-stripes 2 x 2 data,
+<= 1.008 on 6 x 3, <= 1.012 on bars-and-stripes 3 x 3 with 3 hidden units (weights mix slowest:
+hidden-unit modes); 4-5 s each on one core.
 
 Per-mask optimisation (:func:`profile_log_likelihood`, :func:`mask_profiles`): the profile
-likelihood ``max_{W on M, b, c} lbar`` by L-BFGS-B with restarts, sign-constrained
+likelihood ``sup_{W on M, b, c} lbar`` by L-BFGS-B with restarts, sign-constrained
 (``s_ij W_ij >= 0``) for DEEP R parity or free; and the oracle best mask of every size
-(digest C.4).
+(digest C.4). The supremum may lie at infinite weights (bars-and-stripes does): the optimiser
+then stops at its gradient tolerance with the value converged (to ~1e-8 nats across restarts)
+and large finite weights. Cost: ~0.2 s per mask at 4 x 2 with 3 restarts.
 """
 
 from __future__ import annotations
