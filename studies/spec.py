@@ -62,7 +62,10 @@ throughout training with :class:`dilution.deep_r.DeepR`, :class:`dilution.deep_r
 :class:`dilution.ncg.NCG`, their sparsity set by the grid's ``pruning_fraction`` f: DEEP R keeps
 ``K = round((1 - f) n_pairs)`` connections active (per hidden unit, ``round((1 - f) n_visible)``,
 with ``scope = "hidden"``), soft-DEEP R's prior connectivity is ``p0 = 1 - f``, NCG's initial
-density is ``p = 1 - f`` (its final density is an outcome, recorded as ``connectivity``). The
+density is ``p = 1 - f`` (its final density is an outcome, recorded as ``connectivity``).
+soft-DEEP R's floor ``theta_min`` is then derived from ``p0`` so that the prior's inclusion
+probability is ``p0``; an explicit ``theta_min`` (needed at f = 0) leaves ``p0`` only the initial
+density, the prior's inclusion probability being ``(T/alpha) / (T/alpha + |theta_min|)``. The
 rule's other options go in ``rule_options`` (checked by the rule itself)::
 
     [protocols.deep-r]
