@@ -32,11 +32,17 @@ weights and mask by its own draw (signs, ``theta``); the biases are kept.
 Biases
 ------
 ``biases="langevin"`` (default) adds ``sqrt(2 eta T) nu`` to the optimiser's SGD step of the
-biases (a flat prior): only then is the stationary law of the joint chain the tempered posterior
-``exp((1/T)[mean log-likelihood - alpha sum theta_active])`` of weights *and* biases that the
-paper's theorems describe (Theorems 1 and 2 with exact gradients; digest C.2, option b). At the
-paper's small temperatures the extra noise is negligible, so the default costs nothing in
-practice. ``"sgd"`` keeps the optimiser's plain step (the paper's practice; the biases are then
+biases: only then is the stationary law of the joint chain the tempered posterior
+``exp((1/T)[mean log-likelihood - alpha sum theta_active - (bias_l2/2)(|b|^2 + |c|^2)])`` of
+weights *and* biases that the paper's theorems describe (Theorems 1 and 2 with exact gradients;
+digest C.2, option b), the target of :class:`analysis.posterior.Posterior`. ``bias_l2 = lambda``
+is a Gaussian prior on the biases, i.e. weight decay: after the optimiser's step
+``b' = b + eta g_b`` the rule sets ``b <- b' - eta lambda b' + sqrt(2 eta T) nu`` (decaying the
+post-step value differs from decaying ``b`` by ``O(eta^2)``, the order of the Euler scheme's own
+error). The default ``bias_l2 = 0`` is the flat prior, which on a tiny RBM is improper (a hidden
+bias can drift to ``-inf``, switching its unit off at no cost in likelihood): use ``bias_l2 > 0``
+to sample the posterior. At the paper's small temperatures the extra noise is negligible, so the
+default costs nothing in practice. ``"sgd"`` keeps the optimiser's plain step (the paper's practice; the biases are then
 optimised, not sampled); ``"fixed"`` keeps the initial biases.
 
 Prior-only limit
@@ -332,6 +338,12 @@ def _check_common(rule) -> None:
     object.__setattr__(rule, "temperature", float(rule.temperature))
     if rule.biases not in _BIASES:
         raise ValueError(f"{name}.biases must be one of {_BIASES}, got {rule.biases!r}")
+    if check_finite(f"{name}.bias_l2", rule.bias_l2) < 0:
+        raise ValueError(f"{name}.bias_l2 (Gaussian prior on the biases) must be >= 0, got {rule.bias_l2!r}")
+    object.__setattr__(rule, "bias_l2", float(rule.bias_l2))
+    if rule.bias_l2 > 0 and rule.biases == "fixed":
+        raise ValueError(f"{name}.bias_l2={rule.bias_l2!r} decays biases that biases='fixed' never moves; use "
+                         "biases='langevin' (or 'sgd'), or bias_l2=0")
     if rule.init_scale is not None:
         if not check_finite(f"{name}.init_scale", rule.init_scale) > 0:
             raise ValueError(f"{name}.init_scale must be > 0 or None (1 / sqrt(n_visible)), got {rule.init_scale!r}")
@@ -400,14 +412,19 @@ class _Rewiring:
         )
         w, mask = _weights_and_mask(theta, state.sign)
         new = params._replace(weights=w, mask=mask)
+        if self.bias_l2 > 0:
+            # The same expression as dilution.replicas' kernel, so the two agree to the last bit.
+            decay = eta * self.bias_l2
+            new = new._replace(visible_bias=new.visible_bias - (decay * new.visible_bias).astype(new.visible_bias.dtype),
+                               hidden_bias=new.hidden_bias - (decay * new.hidden_bias).astype(new.hidden_bias.dtype))
         if self.biases == "langevin" and self.temperature > 0:
             noise = self._noise_scale(eta) * _normals(
                 state.keys[0], np.uint64(context.step) * np.uint64(streams) + np.uint64(v * h), v + h
             )
             dt = params.visible_bias.dtype
             new = new._replace(
-                visible_bias=params.visible_bias + noise[:v].astype(dt),
-                hidden_bias=params.hidden_bias + noise[v:].astype(dt),
+                visible_bias=new.visible_bias + noise[:v].astype(dt),
+                hidden_bias=new.hidden_bias + noise[v:].astype(dt),
             )
         elif self.biases == "fixed":
             new = new._replace(visible_bias=state.visible_bias.copy(), hidden_bias=state.hidden_bias.copy())
@@ -441,6 +458,8 @@ class DeepR(_Rewiring):
     init_scale : float or None
         Initial active ``theta`` are ``|N(0, init_scale**2)|`` on ``k`` uniformly random pairs
         (the reference script's ``|w_0|``); None is ``1 / sqrt(n_visible)``, as there.
+    bias_l2 : float
+        ``lambda >= 0``: Gaussian prior (weight decay) on the biases (module docstring); 0 is flat.
 
     Notes
     -----
@@ -456,6 +475,7 @@ class DeepR(_Rewiring):
     scope: Literal["global", "hidden"] = "global"
     biases: Literal["langevin", "sgd", "fixed"] = "langevin"
     init_scale: float | None = None
+    bias_l2: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "k", check_int("DeepR.k (active connections)", self.k, low=1))
@@ -514,6 +534,8 @@ class SoftDeepR(_Rewiring):
     biases : "langevin", "sgd" or "fixed"
     init_scale : float or None
         None is ``1 / sqrt(n_visible)``.
+    bias_l2 : float
+        ``lambda >= 0``: Gaussian prior (weight decay) on the biases (module docstring); 0 is flat.
     """
 
     alpha: float
@@ -523,6 +545,7 @@ class SoftDeepR(_Rewiring):
     floor: Literal["reflect", "clip"] = "reflect"
     biases: Literal["langevin", "sgd", "fixed"] = "langevin"
     init_scale: float | None = None
+    bias_l2: float = 0.0
 
     def __post_init__(self):
         _check_common(self)

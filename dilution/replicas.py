@@ -294,8 +294,8 @@ def _record(rec, kind, theta, strengths, w, mask, a, b, ll, r_theta, r_strength,
 
 @njit(cache=True)
 def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget,
-                 per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys, strengths,
-                 stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
+                 per_hidden, bias_mode, bias_noise, bias_l2, eta_a, threshold, estimator, k, theta, sign, rule_keys,
+                 strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b, r_ll, r_added,
                  r_removed):
     """Updates ``first_step + 1 .. first_step + n_steps`` of one replica; its state arrays are updated in place."""
     n, n_v = data.shape
@@ -367,13 +367,16 @@ def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise
                     active = theta[i, j] >= 0.0
                     mask[i, j] = active
                     w[i, j] = np.float64(sign[i, j]) * theta[i, j] if active else 0.0
-            # dilution.deep_r: the optimiser's SGD step of the biases, then the rule's noise (or the start values).
+            # dilution.deep_r: the optimiser's SGD step of the biases, the rule's decay bias_l2 and noise (or the
+            # start values).
             first = np.uint64(step) * np.uint64(streams) + np.uint64(n_pairs)
             for i in range(n_v):
                 if bias_mode == 2:
                     a[i] = a0[i]
                 else:
                     a[i] = a[i] + (zero * zero + lr_ * ga[i])
+                    if bias_l2 > 0.0:
+                        a[i] = a[i] - lr_ * bias_l2 * a[i]
                     if bias_noise:
                         a[i] = a[i] + noise_scale * normal_draw(rule_keys[0], first + np.uint64(i))
             for j in range(n_h):
@@ -381,6 +384,8 @@ def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise
                     b[j] = b0[j]
                 else:
                     b[j] = b[j] + (zero * zero + lr_ * gb[j])
+                    if bias_l2 > 0.0:
+                        b[j] = b[j] - lr_ * bias_l2 * b[j]
                     if bias_noise:
                         b[j] = b[j] + noise_scale * normal_draw(rule_keys[0], first + np.uint64(n_v + j))
         if (t + 1) % record_every == 0:
@@ -396,13 +401,13 @@ def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise
 
 @njit(parallel=True, cache=True)
 def _replica_kernel(data, first_step, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect,
-                    budget, per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta, sign, rule_keys,
-                    strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b,
+                    budget, per_hidden, bias_mode, bias_noise, bias_l2, eta_a, threshold, estimator, k, theta, sign,
+                    rule_keys, strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask, r_a, r_b,
                     r_ll, r_added, r_removed):
     """All replicas (leading axis of every state and record array), in parallel; arrays updated in place."""
     for r in prange(theta.shape[0]):
         _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise_scale, theta_min, reflect, budget,
-                     per_hidden, bias_mode, bias_noise, eta_a, threshold, estimator, k, theta[r], sign[r],
+                     per_hidden, bias_mode, bias_noise, bias_l2, eta_a, threshold, estimator, k, theta[r], sign[r],
                      rule_keys[r], strengths[r], stored[r], mask[r], a[r], b[r], a0[r], b0[r], chains[r], keys[r],
                      r_theta[r], r_strength[r], r_w[r], r_mask[r], r_a[r], r_b[r], r_ll[r], r_added[r], r_removed[r])
 
@@ -603,14 +608,14 @@ def run_replicas(
 
     soft = kind == _SOFT_DEEP_R
     if kind == _NCG:
-        rule_args = (0.0, 0.0, 0.0, False, 0, False, 1, False, rule.strength_ratio * lr, rule.threshold)
+        rule_args = (0.0, 0.0, 0.0, False, 0, False, 1, False, 0.0, rule.strength_ratio * lr, rule.threshold)
     else:
         # The rule's own expression (DeepR._noise_scale), so that the noise is the same float.
         noise_scale = math.sqrt(2.0 * lr * rule.temperature)
         rule_args = (
             rule.alpha, noise_scale, rule.floor_value if soft else 0.0, soft and rule.floor == "reflect",
             0 if soft else rule.k, (not soft) and rule.scope == "hidden", _BIAS_MODES[rule.biases],
-            rule.biases == "langevin" and rule.temperature > 0, 0.0, 0.0,
+            rule.biases == "langevin" and rule.temperature > 0, rule.bias_l2, 0.0, 0.0,
         )
     _replica_kernel(v_data, first_step, steps, record_every, lr, kind, *rule_args, estimator_kind, k, theta, sign,
                     rule_keys, strengths, stored, mask, a, b, a0, b0, chains, keys, r_theta, r_strength, r_w, r_mask,

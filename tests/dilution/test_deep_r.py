@@ -379,6 +379,30 @@ def test_biases_modes():
     assert new.visible_bias is params.visible_bias and new.hidden_bias is params.hidden_bias
 
 
+def test_bias_l2_is_weight_decay_on_the_biases_before_their_noise():
+    # b <- b' - eta lambda b' + sqrt(2 eta T) nu, b' the optimiser's step (the module docstring),
+    # the Langevin step of the Gaussian prior exp(-lambda |b|^2 / (2 T)) of analysis.posterior.
+    rule = DeepR(5, 0.05, 0.02, bias_l2=0.5)
+    params = Parameters(np.zeros((6, 4)), np.zeros(6), np.zeros(4), np.zeros((6, 4), bool))
+    params, state, _ = rule.init(params, _context(0, 0.0, seed=2))
+    params = params._replace(visible_bias=np.linspace(-1, 1, 6), hidden_bias=np.array([2.0, -3.0, 0.5, 0.0]))
+    zero = GradientEstimate(np.zeros((6, 4)), np.zeros(6), np.zeros(4))
+    new, _, _ = rule.update(params, state, zero, _context(5, 0.1, seed=2))
+    draws = np.array([_ref_normal(state.keys[0], 5 * 34 + 24 + i) for i in range(10)])
+    before = np.concatenate([params.visible_bias, params.hidden_bias])
+    np.testing.assert_allclose(np.concatenate([new.visible_bias, new.hidden_bias]),
+                               before * (1 - 0.1 * 0.5) + math.sqrt(2 * 0.1 * 0.02) * draws, rtol=0, atol=1e-15)
+    sgd, _, _ = DeepR(5, 0.05, 0.02, biases="sgd", bias_l2=0.5).update(params, state, zero, _context(5, 0.1, seed=2))
+    np.testing.assert_allclose(sgd.hidden_bias, params.hidden_bias * 0.95, rtol=1e-15)
+    # The default is the flat prior, bit for bit.
+    flat, _, _ = DeepR(5, 0.05, 0.02).update(params, state, zero, _context(5, 0.1, seed=2))
+    np.testing.assert_array_equal(flat.hidden_bias, params.hidden_bias + math.sqrt(2 * 0.1 * 0.02) * draws[6:])
+    with pytest.raises(ValueError, match="bias_l2 .*must be >= 0"):
+        SoftDeepR(0.1, 0.1, p0=0.5, bias_l2=-1.0)
+    with pytest.raises(ValueError, match="biases='fixed' never moves"):
+        DeepR(3, 0.1, 0.1, biases="fixed", bias_l2=0.1)
+
+
 _NEW_PROCESS = textwrap.dedent(
     """
     import sys, numpy as np, dilution

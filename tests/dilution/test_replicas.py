@@ -75,6 +75,9 @@ RULES = {
     "soft-deep-r": (SoftDeepR(alpha=0.05, temperature=0.02, p0=0.5), 0.05),
     "soft-deep-r-clip-fixed": (SoftDeepR(alpha=0.05, temperature=0.02, p0=0.3, floor="clip", biases="fixed"), 0.05),
     "ncg": (NCG(p=0.5), 0.5),
+    # A Gaussian bias prior (weight decay on the biases) large enough to move them visibly per update.
+    "deep-r-bias-l2": (DeepR(k=4, alpha=0.05, temperature=0.02, bias_l2=0.5), 0.05),
+    "soft-deep-r-bias-l2-sgd": (SoftDeepR(alpha=0.05, temperature=0.02, p0=0.5, biases="sgd", bias_l2=0.5), 0.05),
 }
 
 
