@@ -117,7 +117,7 @@ def half_sweep(s_in, w, s_out, bias, beta, hidden, keys, start, gather_below, ge
 
 
 @njit(cache=True, **FAST_JIT)
-def _run_block(v, weights, weights_t, visible_bias, hbias, beta, base_bias, keys, counter, n_sweeps, c0, c1,
+def _run_block(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps, c0, c1,
                gather_below, gemm_at, v_out, h_out):
     """``n_sweeps`` sweeps of chains ``c0:c1`` (one block), written to ``v_out[c0:c1]`` and ``h_out[c0:c1]``."""
     n_visible = v.shape[1]
@@ -146,15 +146,22 @@ def _run_block(v, weights, weights_t, visible_bias, hbias, beta, base_bias, keys
     for r in range(n_rows):
         for i in range(n_visible):
             vbias[r, i] = bt[r] * visible_bias[i] + (one - bt[r]) * base_bias[i]
+    # local (writeable) like vbias, so that both half-sweeps have one signature
+    hbias = np.empty((1, n_hidden), dtype=dt)
+    for j in range(n_hidden):
+        hbias[0, j] = hidden_bias[j]
     g = np.empty(n_max, dtype=dt)
     ef = np.empty(n_max, dtype=dt)
     eb = np.empty(n_max, dtype=dt)
     idx = np.empty(n_max, dtype=np.int64)
+    # a run-time flag (a block is never empty), not the literals True and False: numba would
+    # compile half_sweep once for each (seconds on a cold cache)
+    to_hidden = m > 0
     for s in range(n_sweeps):
         start = counter + np.uint64(s) * stride
-        half_sweep(vb, weights, hb, hbias, bt, True, kb, start, gather_below, gemm_at, fh, g, idx, ef, eb)
-        half_sweep(hb, weights_t, vb, vbias, bt, False, kb, start + np.uint64(n_hidden), gather_below, gemm_at,
-                    fv, g, idx, ef, eb)
+        half_sweep(vb, weights, hb, hbias, bt, to_hidden, kb, start, gather_below, gemm_at, fh, g, idx, ef, eb)
+        half_sweep(hb, weights_t, vb, vbias, bt, not to_hidden, kb, start + np.uint64(n_hidden), gather_below,
+                   gemm_at, fv, g, idx, ef, eb)
     for r in range(m):
         for i in range(n_visible):
             v_out[c0 + r, i] = vb[r, i]
@@ -173,11 +180,10 @@ def gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_b
     v_out = np.empty_like(v)
     h_out = np.empty((n_chains, n_hidden), dtype=weights.dtype)  # every row is written by its block
     n_blocks = (n_chains + block - 1) // block
-    hbias = hidden_bias.reshape((1, n_hidden))
     # The parallel region only calls the block function: numba's parfor passes are slow on a
     # large loop body (about 6 s of compilation when the block's work was written inline here).
     for blk in prange(n_blocks):
         c0 = blk * block
-        _run_block(v, weights, weights_t, visible_bias, hbias, beta, base_bias, keys, counter, n_sweeps, c0,
+        _run_block(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps, c0,
                    min(c0 + block, n_chains), gather_below, gemm_at, v_out, h_out)
     return v_out, h_out
