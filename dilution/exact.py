@@ -156,8 +156,12 @@ def _log_partition_fused_kernel(w_e, e_bias, o_bias, block_bits, chunk):
     n_blocks = 1 << (n_e - low_bits)
     n_steps = 1 << low_bits
     n_chunks = (n_o + chunk - 1) // chunk
-    # row n_e: factors of 1 for the first state of a block, which flips nothing
-    table = np.ones((2 * n_e + 1, n_o))
+    # row n_e: factors of 1 for the first state of a block, which flips nothing. Element loops, not
+    # np.ones / np.zeros: in a parallel kernel each of those becomes a parallel loop of its own
+    # (a second or so of compilation on a cold cache).
+    table = np.empty((2 * n_e + 1, n_o))
+    for k in range(n_o):
+        table[2 * n_e, k] = 1.0
     for u in range(n_e):
         for k in range(n_o):
             table[2 * u, k] = math.exp(w_e[u, k])
@@ -167,7 +171,9 @@ def _log_partition_fused_kernel(w_e, e_bias, o_bias, block_bits, chunk):
     for blk in prange(n_blocks):
         field = np.empty(n_o)
         ex = np.empty(n_o)
-        state = np.zeros(low_bits, dtype=np.bool_)
+        state = np.empty(low_bits, dtype=np.bool_)
+        for u in range(low_bits):
+            state[u] = False
         lin = _block_start(blk, low_bits, w_e, e_bias, o_bias, field)
         for k in range(n_o):
             ex[k] = math.exp(field[k])
