@@ -66,6 +66,7 @@ def train_to_convergence(
     epochs: tuple = (),
     values: tuple = (),
     on_evaluation: Callable[[TrainState, tuple, tuple], None] | None = None,
+    baseline: float = -math.inf,
 ) -> Convergence:
     """Train ``state`` until ``rule`` says its held-out quality converged, or to the plan's end.
 
@@ -86,6 +87,8 @@ def train_to_convergence(
         The trace so far (when continuing a saved state).
     on_evaluation : callable, optional
         ``on_evaluation(state, epochs, values)`` after every evaluation (checkpoints).
+    baseline : float
+        The held-out metric of the independent-unit model, for ``rule.plateau_margin``.
 
     Returns
     -------
@@ -103,9 +106,9 @@ def train_to_convergence(
         values += (held_out_metric(state.model, held_out, rule.metric),)
         if on_evaluation is not None:
             on_evaluation(state, epochs, values)
-        return epoch >= rule.min_epochs and rule.converged(values)
+        return epoch >= rule.min_epochs and rule.converged(values, baseline)
 
-    if values and epochs[-1] >= rule.min_epochs and rule.converged(values):  # saved after it converged
+    if values and epochs[-1] >= rule.min_epochs and rule.converged(values, baseline):  # saved after it converged
         return Convergence(state, math.ceil(state.step / upe), True, epochs, values)
     if state.step % upe == 0 and due(state.step // upe) and (not epochs or epochs[-1] < state.step // upe):
         if record(state, state.step // upe):

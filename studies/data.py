@@ -35,6 +35,12 @@ class StudyData(NamedTuple):
     teacher_test_log_likelihood: float
     independent_test_log_likelihood: float
 
+    @property
+    def independent_validation_log_likelihood(self) -> float:
+        """The independent-unit model's mean validation log-likelihood (equal to its
+        pseudo-log-likelihood): the plateau of the stopping rule's ``plateau_margin``."""
+        return independent_log_likelihood(self.train, self.validation)
+
 
 def independent_log_likelihood(train: np.ndarray, test: np.ndarray, clip: float = 1e-3) -> float:
     """Mean log-likelihood of ``test`` under independent units with the marginals of ``train``.

@@ -287,7 +287,7 @@ def _run_converged(spec: StudySpec, task: Task, data: StudyData, seed: int, out:
         nonlocal epochs, values
         epochs += (state.step // upe,)
         values += (held_out_metric(state.model, data.validation, rule.metric),)
-        return epochs[-1] >= rule.min_epochs and rule.converged(values)
+        return epochs[-1] >= rule.min_epochs and rule.converged(values, data.independent_validation_log_likelihood)
 
     if not epochs:
         evaluate(state)  # a fresh run (epoch 0) cannot have converged: the rule needs window + 1 values
@@ -361,6 +361,7 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
             state, data.train, data.validation, spec.stopping, count_from_epoch=count_from, epochs=epochs,
             values=values,
             on_evaluation=lambda s, e, v: checkpoint(s, {**fixed, "epochs": list(e), "values": list(v)}),
+            baseline=data.independent_validation_log_likelihood,
         )
         written = {"result": paths["result"]}
     evaluation = _evaluate(spec, run.state.model, data, seed)

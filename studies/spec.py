@@ -364,14 +364,21 @@ class StoppingRule:
     than the last value keeps the rule from stopping on one noisy PCD dip. No run stops before
     ``min_epochs`` epochs: a diluted model can sit on the initial plateau (the independent-unit
     model) for longer than a window before it starts to learn, and the rule would call that
-    plateau converged. A run that reaches ``training.max_epochs`` first is recorded with
-    ``converged = False``.
+    plateau converged. ``min_epochs`` alone does not settle that (on the planted teacher a model
+    pruned at initialisation to 80 % leaves the plateau near epoch 50 and still gains at 120), so
+    with ``plateau_margin`` > 0 the rule fires only once the best held-out value is at least
+    ``plateau_margin`` nats above the independent-unit model's (fitted to the training set; the
+    ``baseline`` of :meth:`converged`): a run that never leaves the plateau trains to
+    ``training.max_epochs`` and is recorded as not converged, so the analysis flags it instead
+    of reading the plateau as the collapse. A run that reaches ``training.max_epochs`` first is
+    recorded with ``converged = False``.
     """
 
     every: int = 1
     window: int = 5
     tolerance: float = 0.01
     min_epochs: int = 0
+    plateau_margin: float = 0.0
     metric: Literal["log_likelihood", "pseudo_log_likelihood"] = "log_likelihood"
 
     def validate(self, key: str = "stopping") -> None:
@@ -379,6 +386,7 @@ class StoppingRule:
         _int(f"{key}.every", self.every, 1)
         _int(f"{key}.window", self.window, 1)
         _float(f"{key}.tolerance", self.tolerance, 0.0)
+        _float(f"{key}.plateau_margin", self.plateau_margin, 0.0)
         _choice(f"{key}.metric", self.metric, ("log_likelihood", "pseudo_log_likelihood"))
 
     def gain(self, values) -> float:
@@ -388,8 +396,12 @@ class StoppingRule:
             return math.inf
         return float(values[-self.window:].max() - values[: -self.window].max())
 
-    def converged(self, values) -> bool:
-        return self.gain(values) < self.tolerance
+    def converged(self, values, baseline: float = -math.inf) -> bool:
+        """Whether the trace ``values`` has converged; ``baseline`` is the held-out value of the
+        independent-unit model (the plateau), which the best value must clear by ``plateau_margin``."""
+        if self.gain(values) >= self.tolerance:
+            return False
+        return self.plateau_margin <= 0.0 or max(values) >= baseline + self.plateau_margin
 
 
 @dataclass(frozen=True)

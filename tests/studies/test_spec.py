@@ -154,3 +154,20 @@ def test_stopping_rule_gain_by_hand():
     assert not rule.converged([1.0, 2.0, 1.5, 2.2])
     # a dip below the best is "no gain": negative
     assert rule.gain([1.0, 2.0, 1.5, 1.9]) == pytest.approx(-0.1)
+
+
+def test_stopping_rule_does_not_call_the_independent_unit_plateau_converged():
+    """A flat trace at the independent-unit level (a diluted model that has not started to learn)
+    converges by the gain alone, but not with plateau_margin: its best value must clear the
+    baseline by the margin first. A trace that left the plateau converges as before."""
+    flat = [-19.40, -19.401, -19.399, -19.400, -19.400]
+    plain = StoppingRule(window=2, tolerance=0.01)
+    guarded = StoppingRule(window=2, tolerance=0.01, plateau_margin=0.05)
+    assert plain.converged(flat, baseline=-19.40)
+    assert not guarded.converged(flat, baseline=-19.40)
+    assert guarded.converged([-19.4, -18.9, -18.8, -18.801, -18.80], baseline=-19.40)
+    # the margin is a strict requirement on the best value: 0.049 above the baseline is not enough
+    assert not guarded.converged([-19.4, -19.351, -19.352, -19.351], baseline=-19.40)
+    assert guarded.converged([-19.4, -19.349, -19.352, -19.351], baseline=-19.40)
+    with pytest.raises(SpecError, match="stopping.plateau_margin"):
+        StoppingRule(plateau_margin=-1.0).validate()
