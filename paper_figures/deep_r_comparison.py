@@ -3,7 +3,8 @@
 Input: ``rewiring-mnist.nc`` with ``test_log_likelihood`` of dims (``method``, ``connectivity``,
 ``seed``), ``method`` e.g. ``"deep-r"``, ``"soft-deep-r"``, ``"static"``, ``"magnitude"``, ``"ncg"``.
 One line per method: the seed mean against the connectivity (log axis) with Student-t error bars
-over seeds.
+over seeds. The method ``"dense"`` (the same at every connectivity: a reference level, as
+``studies.rewiring.mnist_comparison`` writes it) is a black dashed line with its band.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from matplotlib.figure import Figure
 from .intervals import seed_interval
 from .schema import Schema
 from .schema import load as load_checked
-from .style import axis_label, colour, new_figure
+from .style import axis_label, band, colour, new_figure
 
-__all__ = ["COMPARISON", "QUALITY", "load", "draw"]
+__all__ = ["COMPARISON", "QUALITY", "DENSE", "load", "draw"]
 
 QUALITY = "test_log_likelihood"
+DENSE = "dense"
 COMPARISON = Schema(variables={QUALITY: ("method", "connectivity", "seed")},
                     description="rewiring methods against static masks and pruning")
 
@@ -30,13 +32,17 @@ def load(path: Path) -> tuple[xr.Dataset]:
 
 
 def draw(ds: xr.Dataset) -> Figure:
-    """The figure: one errorbar container per method, in the file's order."""
+    """The figure: one errorbar container per method but ``dense``, in the file's order; ``dense`` a line."""
     fig, axes = new_figure(1, aspect=0.9)
     ax = axes[0, 0]
     x = ds["connectivity"].values
     for k, method in enumerate(ds["method"].values):
         s = seed_interval(ds[QUALITY].sel({"method": method}))
         mean = s["mean"].values
+        if method == DENSE:
+            ax.plot(x, mean, linestyle="--", color="black", linewidth=0.8, label=DENSE)
+            band(ax, x, s["lower"].values, s["upper"].values, "black")
+            continue
         ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
                     color=colour(k), label=str(method))
     ax.set_xscale("log")

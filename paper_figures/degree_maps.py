@@ -7,8 +7,9 @@ final masks) with ``mean_visible_degree`` of dims (``pruning_fraction``, ``visib
 ``teacher_chance_recall`` (those dims and ``seed``). The maps are drawn for one grid point of the
 other dims: the last combination with data, in dim order (named in the title). The image shape is
 the attr ``image_shape`` of the variable or of the file, else the square of side sqrt(n_visible),
-else one row. One panel per pruning fraction with data, one colour scale from 0 to n_hidden. With the teacher variables, a last panel shows the seed mean
-of ``teacher_recall`` against the fraction with its 95 % band and the chance level (dashed).
+else one row. One panel per pruning fraction with data, one colour scale from 0 to n_hidden. With
+the teacher variables, a last panel shows the seed mean of ``teacher_recall`` against the
+fraction with its 95 % band and the chance level (dashed).
 """
 
 from __future__ import annotations

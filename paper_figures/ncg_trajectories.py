@@ -1,10 +1,12 @@
 """NCG's density and NLL against epochs, this toolkit's implementation beside the reference code's.
 
 Input: ``rewiring-ncg.nc`` with ``density`` and ``nll`` of dims (``implementation``,
-``initial_density``, ``seed``, ``epoch``); ``implementation`` holds ``"reference"`` (the
-authors' C++ code) and this toolkit's label(s). One colour per initial density, solid for this
-toolkit and dashed for the reference; lines are seed means with Student-t bands over seeds. The
-epoch axis is symmetric-log so that epoch 0 is drawn.
+``initial_density``, ``seed``, ``epoch``), as ``studies.rewiring.ncg_trajectories`` writes it;
+``implementation`` holds :data:`TOOLKIT` (this toolkit's NCG) and references: the authors' C++
+code's runs, or ``"reference-quirks"`` (this toolkit with the reference code's quirks). One
+colour per initial density, solid for this toolkit and dashed for every reference; lines are
+seed means with Student-t bands over seeds. The epoch axis is symmetric-log so that epoch 0 is
+drawn.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
-__all__ = ["TRAJECTORIES", "REFERENCE", "load", "draw"]
+__all__ = ["TRAJECTORIES", "TOOLKIT", "load", "draw"]
 
-REFERENCE = "reference"
+TOOLKIT = "dilution"
 _DIMS = ("implementation", "initial_density", "seed", "epoch")
 TRAJECTORIES = Schema(variables={"density": _DIMS, "nll": _DIMS},
                       description="NCG trajectories of this toolkit and of the reference code")
@@ -40,7 +42,7 @@ def draw(ds: xr.Dataset) -> Figure:
             for k, p in enumerate(ds["initial_density"].values):
                 s = seed_interval(ds[name].sel(implementation=impl, initial_density=p))
                 c = colour(k)
-                ax.plot(epochs, s["mean"].values, color=c, linestyle="--" if impl == REFERENCE else "-",
+                ax.plot(epochs, s["mean"].values, color=c, linestyle="-" if impl == TOOLKIT else "--",
                         label=f"{impl}, p = {p:g}")
                 band(ax, epochs, s["lower"].values, s["upper"].values, c)
         ax.set_xscale("symlog", linthresh=1)

@@ -143,7 +143,8 @@ FIGURES = tuple(
 ) + (
     FigureSpec("ncg-trajectories",
                "NCG on bars-and-stripes: connection density and exact NLL against epochs, this toolkit (solid) "
-               "against the reference code (dashed), seed means with 95 % bands.", ("rewiring-ncg.nc",),
+               "against the reference (dashed: the authors' code, or this toolkit with its quirks), seed means with "
+               "95 % bands.", ("rewiring-ncg.nc",),
                ncg_trajectories),
     FigureSpec("deep-r-vs-static",
                "DEEP R against static random masks and magnitude pruning at equal connectivity: test "

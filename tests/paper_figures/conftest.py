@@ -128,7 +128,7 @@ def make_ncg() -> xr.Dataset:
     return xr.Dataset(
         {"density": (dims, rng.uniform(0.1, 1, shape), _attrs("fraction of connected pairs", "1")),
          "nll": (dims, rng.uniform(3, 6, shape), _attrs("exact negative log-likelihood", "nats per sample"))},
-        coords={"implementation": ("implementation", ["dilution", "reference"], _attrs("implementation", "1")),
+        coords={"implementation": ("implementation", ["dilution", "reference-quirks"], _attrs("implementation", "1")),
                 "initial_density": ("initial_density", [1.0, 0.5], _attrs("initial density p", "1")),
                 "seed": ("seed", np.arange(4), _attrs("seed", "1")),
                 "epoch": ("epoch", epochs, _attrs("epochs trained", "epochs"))},
@@ -139,9 +139,9 @@ def make_deep_r() -> xr.Dataset:
     rng = np.random.default_rng(3)
     dims = ("method", "connectivity", "seed")
     return xr.Dataset(
-        {"test_log_likelihood": (dims, rng.normal(-100, 3, (3, 3, 4)), _attrs("test log-likelihood (AIS)",
+        {"test_log_likelihood": (dims, rng.normal(-100, 3, (4, 3, 4)), _attrs("test log-likelihood (AIS)",
                                                                                 "nats per sample"))},
-        coords={"method": ("method", ["deep-r", "static", "magnitude"], _attrs("method", "1")),
+        coords={"method": ("method", ["deep-r", "static", "magnitude", "dense"], _attrs("method", "1")),
                 "connectivity": ("connectivity", [0.01, 0.02, 0.05], _attrs("fraction of connected pairs", "1")),
                 "seed": ("seed", np.arange(4), _attrs("seed", "1"))})
 

@@ -281,7 +281,7 @@ def test_ncg_lines_are_seed_means_reference_dashed(synthetic):
                 mean, lower, upper = _mean_ci(ds[name].values[i, k].T)
                 np.testing.assert_allclose(line.get_ydata(), mean)
                 np.testing.assert_array_equal(line.get_xdata(), ds["epoch"].values)
-                assert line.get_linestyle() == ("--" if impl == "reference" else "-")
+                assert line.get_linestyle() == ("-" if impl == "dilution" else "--")
                 band = _bands(ax)[2 * i + k]
                 np.testing.assert_allclose(_band_bounds(band, ds["epoch"].values), np.stack([lower, upper], 1))
 
@@ -296,6 +296,12 @@ def test_deep_r_error_bars_are_t_intervals_over_seeds(synthetic):
         np.testing.assert_allclose(container.lines[0].get_ydata(), mean)
         segments = np.array(container.lines[2][0].get_segments())
         np.testing.assert_allclose(segments[:, :, 1], np.stack([lower, upper], 1))
+    # dense: a reference level, a dashed line with its band, not an errorbar per connectivity
+    mean, lower, upper = _mean_ci(ds["test_log_likelihood"].values[3])
+    dense = _line(ax, "dense")
+    np.testing.assert_allclose(dense.get_ydata(), mean)
+    assert dense.get_linestyle() == "--"
+    np.testing.assert_allclose(_band_bounds(_bands(ax)[0], ds["connectivity"].values), np.stack([lower, upper], 1))
     assert ax.get_xlabel() == "fraction of connected pairs (1)"
     assert ax.get_ylabel() == "test log-likelihood (AIS) (nats per sample)"
 
