@@ -30,6 +30,7 @@ task is submitted.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 import uuid
@@ -143,7 +144,10 @@ def local_client(n_workers: int):
     from distributed import Client, LocalCluster
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ": SINGLE_THREAD_ENV}):
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # silence_logs: the nannies' shutdown chatter ("still alive after 4.0 seconds, killing")
+        # is not the user's business; errors still print
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
     return Client(cluster)
 
 
