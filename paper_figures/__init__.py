@@ -6,8 +6,9 @@ against the figure's :class:`~paper_figures.schema.Schema`), the table of figure
 only reads netCDF files and draws: it never trains, samples or estimates, and imports nothing
 first-party but :mod:`dilution.io`.
 
-The data folder (``--data``, default ``figures-data``) holds, for each built-in study
-``<name>`` (quick, teacher, mnist) a folder ``study-<name>/`` with
+The data folder (``--data``, default ``reproduce/data`` where ``dilution reproduce`` writes)
+holds, for each built-in study ``<name>`` (quick, teacher, mnist) a folder ``study-<name>/``
+written by ``dilution study run <name> --output DATA/study-<name> --report`` with
 
 * ``study.nc``: the merged study (``dilution study run <name>``; dims ``protocol``,
   ``pruning_time``, ``pruning_fraction``, ``n_hidden``, ``seed``; ``test_log_likelihood``,
@@ -24,6 +25,8 @@ The data folder (``--data``, default ``figures-data``) holds, for each built-in 
   ``model`` (``coupling``);
 * ``samples.nc``: ``dilution sample``'s ``samples`` of one model per fraction, stacked over
   ``pruning_fraction``;
+* ``gap.nc``: ``analysis.transition.gap_table`` of the first ``after`` protocol against the
+  first ``scratch`` one (``gap``, ``gap_lower``, ``gap_upper``);
 
 and beside them ``rewiring-ncg.nc`` (``density``, ``nll`` over ``implementation``,
 ``initial_density``, ``seed``, ``epoch``), ``rewiring-mnist.nc`` (``test_log_likelihood`` over

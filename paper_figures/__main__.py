@@ -23,9 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m paper_figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="figures and the files they read under --data:\n" + "\n".join(
             f"  {f.name}: {', '.join(f.inputs)}" for f in FIGURES))
-    parser.add_argument("--data", type=Path, default=Path("figures-data"),
-                        help="folder holding the datasets (default: figures-data)")
-    parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures)")
+    parser.add_argument("--data", type=Path, default=Path("reproduce/data"),
+                        help="folder holding the datasets (default: reproduce/data, where `dilution reproduce` "
+                             "writes them)")
+    parser.add_argument("--out", type=Path, default=Path("reproduce/figures"),
+                        help="output folder (default: reproduce/figures)")
     parser.add_argument("--dpi", type=int, default=200, help="PNG resolution in dots per inch (default: 200)")
     args = parser.parse_args(argv)
     try:

@@ -41,18 +41,18 @@ from . import (
 from .schema import MissingData
 from .style import save
 
-__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "study_input",
+__all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "GAP_FILE", "study_input",
            "DATA_COMMANDS", "FigureSpec", "FIGURES",
            "Status", "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
 
 # The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
-# study, studies.merge); the transition table (analysis.transition.transition_table) and the mask
-# summary (analysis.masks.mask_summary) and the effective couplings of a dense and a pruned model
-# (analysis.ising.ising_parameters, stacked over ``model``) and samples of the models per fraction
-# (dilution sample, stacked over ``pruning_fraction``) are computed by ``dilution reproduce``.
+# study, studies.merge); its --report (studies.report) the transition table, the mask summary, the
+# effective couplings of a dense and a pruned model, samples per fraction and the gap table.
 STUDY_FILE, TRANSITION_FILE, MASKS_FILE = "study.nc", "transition.nc", "masks.nc"
-ISING_FILE, SAMPLES_FILE = "ising.nc", "samples.nc"
-REPRODUCE = "dilution reproduce --scale smoke"
+ISING_FILE, SAMPLES_FILE, GAP_FILE = "ising.nc", "samples.nc", "gap.nc"
+# ``dilution reproduce --output DIR`` writes every file into DIR/data: {reproduce} is that DIR
+# when the data folder is named "data", else a placeholder saying so.
+REPRODUCE = "dilution reproduce --scale smoke --output {reproduce}"
 
 
 def study_input(study: str, file: str) -> str:
@@ -61,9 +61,10 @@ def study_input(study: str, file: str) -> str:
 
 
 def _study_commands(study: str) -> dict[str, str]:
-    return {study_input(study, STUDY_FILE): f"dilution study run {study} --output {{data}}/study-{study}",
-            study_input(study, TRANSITION_FILE): REPRODUCE, study_input(study, MASKS_FILE): REPRODUCE,
-            study_input(study, ISING_FILE): REPRODUCE, study_input(study, SAMPLES_FILE): REPRODUCE}
+    # the run writes study.nc; --report writes the analysis files beside it (studies.report)
+    command = f"dilution study run {study} --output {{data}}/study-{study} --report"
+    return {study_input(study, f): command
+            for f in (STUDY_FILE, TRANSITION_FILE, MASKS_FILE, ISING_FILE, SAMPLES_FILE, GAP_FILE)}
 
 
 # Data file pattern -> the command that makes it ({data}: the data folder).
@@ -100,8 +101,10 @@ class FigureSpec:
     def commands(self, data: str | Path, inputs: Sequence[str] | None = None) -> list[str]:
         """The distinct commands that make this figure's data (or only ``inputs`` of it), in input order."""
         out = []
+        data = Path(data)
+        reproduce = data.parent if data.name == "data" else "DIR (it writes DIR/data: pass --data DIR/data)"
         for pattern in self.inputs if inputs is None else inputs:
-            command = DATA_COMMANDS[pattern].format(data=data)
+            command = DATA_COMMANDS[pattern].format(data=data, reproduce=reproduce)
             if command not in out:
                 out.append(command)
         return out
@@ -120,7 +123,8 @@ _STUDY_FIGURES = (
      (STUDY_FILE, TRANSITION_FILE), phase_diagram, ("quick", "mnist")),
     ("retrain-vs-scratch",
      "Retrained (fine-tuned, rewound or re-initialised survivors) against trained from scratch on the same mask; "
-     "bottom: the gap paired by seed with its 95 % interval.", (STUDY_FILE,), retrain_scratch, ("quick", "mnist")),
+     "bottom: the gap from the study's gap table with its 95 % bootstrap interval.", (STUDY_FILE, GAP_FILE),
+     retrain_scratch, ("quick", "mnist")),
     ("finite-size-scaling",
      "Location and width of the transition against the number of hidden units, with bootstrap intervals over "
      "seeds.", (TRANSITION_FILE,), finite_size, ("teacher",)),

@@ -199,6 +199,21 @@ def make_samples() -> xr.Dataset:
                                      _attrs("fraction of connections pruned", "1"))})
 
 
+def make_gap() -> xr.Dataset:
+    """A gap table (analysis.transition.gap_table) over pruning_time x pruning_fraction x n_hidden."""
+    rng = np.random.default_rng(7)
+    dims = ("pruning_time", "pruning_fraction", "n_hidden")
+    gap = rng.normal(0, 0.3, (len(TIMES), len(FRACTIONS), len(SIZES)))
+    gap[0] = np.nan  # no scratch at initialisation
+    return xr.Dataset(
+        {"gap": (dims, gap, _attrs("mean quality of a minus mean quality of b", "nats per sample")),
+         "gap_lower": (dims, gap - 0.2, _attrs("lower confidence bound of the gap", "nats per sample")),
+         "gap_upper": (dims, gap + 0.3, _attrs("upper confidence bound of the gap", "nats per sample"))},
+        coords={"pruning_time": ("pruning_time", TIMES, _attrs("pruning time", "1")),
+                "pruning_fraction": ("pruning_fraction", FRACTIONS, _attrs("fraction of connections pruned", "1")),
+                "n_hidden": ("n_hidden", SIZES, _attrs("hidden units", "1"))})
+
+
 def make_history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
     """A history.nc as `dilution train` writes it, reduced to what the figure reads."""
     n = len(steps)
@@ -218,7 +233,7 @@ def write_all(data: Path) -> Path:
              for name, make in (("study.nc", lambda s: make_merged().assign_attrs(study=s)),
                                 ("transition.nc", lambda s: make_transition().assign_attrs(study=s)),
                                 ("masks.nc", lambda s: make_masks()), ("ising.nc", lambda s: make_ising()),
-                                ("samples.nc", lambda s: make_samples()))}
+                                ("samples.nc", lambda s: make_samples()), ("gap.nc", lambda s: make_gap()))}
     files.update({
         "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
@@ -243,5 +258,5 @@ def synthetic():
 
     return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
                                  deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence,
-                                 ising=make_ising, samples=make_samples,
+                                 ising=make_ising, samples=make_samples, gap=make_gap,
                                  history=make_history, write_all=write_all)

@@ -166,19 +166,19 @@ def test_cell_edges_centre_the_cells_on_the_fractions():
 # --------------------------------------------------------------------------- retrained vs scratch
 
 
-def test_retrain_gap_is_the_seed_paired_difference_with_its_interval(synthetic):
-    merged = synthetic.merged()
+def test_retrain_lines_are_seed_means_and_the_gap_is_the_gap_tables(synthetic):
+    merged, gap = synthetic.merged(), synthetic.gap()
     assert retrain_scratch.protocol_kinds(merged) == {"init": "init", "after": "after", "scratch": "scratch"}
-    fig = retrain_scratch.draw(merged)
+    fig = retrain_scratch.draw(merged, gap)
     top, bottom = fig.axes[:2], fig.axes[2:4]
     assert [ax.get_title() for ax in top] == ["pruned after epoch 20", "pruned after convergence"]
     q = merged["test_log_likelihood"].values[:, :, :, 1, :]
     for i, t in enumerate((1, 2)):
         np.testing.assert_allclose(_line(top[i], "scratch (scratch)").get_ydata(), _mean_ci(q[2, t])[0])
-        mean, lower, upper = _mean_ci(q[1, t] - q[2, t])  # paired by seed: the unfinished seed drops out
-        np.testing.assert_allclose(_line(bottom[i], "after - scratch").get_ydata(), mean)
+        np.testing.assert_allclose(_line(top[i], "after (after)").get_ydata(), _mean_ci(q[1, t])[0])
+        np.testing.assert_allclose(_line(bottom[i], "retrained - scratch").get_ydata(), gap["gap"].values[t, :, 1])
         np.testing.assert_allclose(_band_bounds(_bands(bottom[i])[0], merged["pruning_fraction"].values),
-                                   np.stack([lower, upper], axis=1))
+                                   np.stack([gap["gap_lower"].values[t, :, 1], gap["gap_upper"].values[t, :, 1]], 1))
     assert top[0].get_ylabel() == "mean test log-likelihood (nats per sample)"
     assert bottom[0].get_ylabel() == "retrained - scratch (nats per sample)"
 
@@ -191,8 +191,9 @@ def test_retrain_kinds_come_from_a_coordinate_first_and_a_study_without_scratch_
     plain.attrs["spec"] = '{"protocols": {"init": {"kind": "init"}, "after": {"kind": "after"}, ' \
                           '"scratch": {"kind": "after"}}}'
     dilution.io.save(plain, tmp_path / "merged.nc")
+    dilution.io.save(synthetic.gap(), tmp_path / "gap.nc")
     with pytest.raises(MissingData, match="merged.nc has no protocol of kind 'scratch'"):
-        retrain_scratch.load(tmp_path / "merged.nc")
+        retrain_scratch.load(tmp_path / "merged.nc", tmp_path / "gap.nc")
 
 
 # --------------------------------------------------------------------------- finite-size scaling

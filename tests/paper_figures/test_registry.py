@@ -42,7 +42,7 @@ def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draw
     missing = {line.split()[1].rstrip(":"): line for line in res.stdout.splitlines() if line.startswith("missing ")}
     assert set(missing) == NEEDS_MERGED
     command = registry.DATA_COMMANDS[MERGED].format(data=figures_data)
-    assert command == f"dilution study run quick --output {figures_data}/study-quick"
+    assert command == f"dilution study run quick --output {figures_data}/study-quick --report"
     for line in missing.values():
         assert line.endswith(f"make it with: {command}") and MERGED in line
     drawn = {f.name for f in registry.FIGURES} - NEEDS_MERGED
@@ -84,6 +84,7 @@ def test_a_missing_data_folder_or_a_bad_dpi_is_an_error_naming_it(tmp_path, caps
 @pytest.mark.parametrize("pattern", sorted(registry.DATA_COMMANDS))
 def test_commands_name_the_data_folder_or_a_runnable_program(pattern):
     assert registry.DATA_COMMANDS[pattern].startswith("dilution ")
+    assert "{data}" in registry.DATA_COMMANDS[pattern] or "{reproduce}" in registry.DATA_COMMANDS[pattern]
 
 
 def test_a_figure_that_raises_is_reported_and_does_not_stop_the_others(figures_data, tmp_path):
@@ -108,12 +109,15 @@ def test_a_study_without_a_scratch_protocol_lists_the_retrain_figure_as_missing_
     merged.attrs["spec"] = '{"protocols": {"init": {"kind": "init"}, "after": {"kind": "after"}}}'
     data = tmp_path / "data"
     (data / "study-quick").mkdir(parents=True)
-    dilution.io.save(merged, data / MERGED)  # the only file: the other figures are missing, and quick to list
+    dilution.io.save(merged, data / MERGED)  # a gap.nc left from an earlier version of the study
+    dilution.io.save(dilution.io.load_dataset(figures_data / "study-quick" / "gap.nc"), data / "study-quick/gap.nc")
     assert main(["--data", str(data), "--out", str(tmp_path / "out"), "--dpi", "40"]) == 0
     lines = {line.split()[1].rstrip(":"): line for line in capsys.readouterr().out.splitlines()
              if line.split()[0] in ("drew", "missing")}
     assert [n for n, line in lines.items() if line.startswith("drew ")] == []
     line = lines["retrain-vs-scratch-quick"]
     assert line.startswith("missing retrain-vs-scratch-quick: ") and "has no protocol of kind 'scratch'" in line
-    assert line.endswith(f"make it with: dilution study run quick --output {data}/study-quick")
+    assert line.endswith(f"make it with: dilution study run quick --output {data}/study-quick --report")
     assert lines["phase-diagram-quick"].startswith("missing phase-diagram-quick: no study-quick/transition.nc")
+    # the data folder is named "data": reproduce's output is its parent
+    assert lines["ncg-trajectories"].endswith(f"make it with: dilution reproduce --scale smoke --output {tmp_path}")
