@@ -74,6 +74,7 @@ DATA_COMMANDS = {
     "rewiring-mnist.nc": REPRODUCE,
     "stationary-inclusion.nc": REPRODUCE,
     "stationary-divergence.nc": REPRODUCE,
+    "stationary-divergence-soft-deep-r.nc": REPRODUCE,
     "train-*/history.nc": "dilution train --output {data}/train-teacher",
 }
 
@@ -157,10 +158,13 @@ FIGURES = tuple(
                "Marginal inclusion probabilities of every connection: the reference posterior beside DEEP R, "
                "soft-DEEP R and NCG.", ("stationary-inclusion.nc",), inclusion_maps),
     FigureSpec("divergence-vs-steps",
-               "Divergence (KL and total variation) of the algorithms' mask laws from the reference posterior "
+               "Divergence (KL and total variation) of DEEP R's mask law from the size-K reference posterior "
                "against run length, per gradient estimator; dotted: the noise floor set by the effective sample "
                "size, grey up to its 95 % quantile.",
                ("stationary-divergence.nc",), divergence),
+    FigureSpec("divergence-vs-steps-soft-deep-r",
+               "As divergence-vs-steps, for soft-DEEP R against its unrestricted reference posterior.",
+               ("stationary-divergence-soft-deep-r.nc",), divergence),
     FigureSpec("training-curves",
                "Exact log-likelihood (or reconstruction error) of training runs against parameter updates.",
                ("train-*/history.nc",), training_curves),

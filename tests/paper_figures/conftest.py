@@ -237,6 +237,7 @@ def write_all(data: Path) -> Path:
     files.update({
         "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
+        "stationary-divergence-soft-deep-r.nc": make_divergence(),
         "train-a/history.nc": make_history([-5.0, -4.0, -3.5, -3.2]),
         "train-b/history.nc": make_history([-5.5, -4.5, -3.0, -2.9]),
     })
