@@ -1,4 +1,4 @@
-"""``dilution study run|status|merge SPEC|NAME``: studies, registered through the ``dilution.commands`` entry points."""
+"""``dilution study run|status|merge|report|list``: studies (a ``dilution.commands`` entry point)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ Examples:
   dilution study run studies/teacher.toml --workers 2
   dilution study run studies/teacher.toml --scheduler tcp://10.0.0.5:8786
   dilution study status smoke
-  dilution study merge smoke -o smoke.nc"""
+  dilution study merge smoke -o smoke.nc
+  dilution study run quick --workers 2 --report
+  dilution study report quick --figures figures"""
 
 
 def register(subparsers) -> None:
-    """Add the ``study`` command (with its ``run``, ``status`` and ``merge`` subcommands) to the ``dilution`` parser."""
+    """Add the ``study`` command (subcommands ``run``, ``status``, ``merge``, ``report``, ``list``) to ``dilution``."""
     st = subparsers.add_parser("study", help="phase-diagram studies: sweep pruning fraction x protocol x size x seed",
                                description="Run a study: every grid point trained to convergence and evaluated.")
     sub = st.add_subparsers(dest="study_command", required=True)
@@ -51,6 +53,9 @@ def register(subparsers) -> None:
     run.add_argument("--retries", type=int, default=2,
                      help="attempts after a failed one, per task (default 2)")
     run.add_argument("--quiet", action="store_true", help="no per-task lines")
+    run.add_argument("--report", action="store_true",
+                     help="then report: analysis files, the transition table and the figures (as `study report`)")
+    run.add_argument("--figures", help="with --report: figures folder (default OUTPUT/figures)")
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="done / failed / pending tasks of a study and an ETA")
     status.add_argument("spec", help="study TOML file or built-in study name")
@@ -61,6 +66,15 @@ def register(subparsers) -> None:
     merge.add_argument("--output", help="output folder of the study (default: the spec's)")
     merge.add_argument("-o", "--file", help="where to write the Dataset (default OUTPUT/study.nc)")
     merge.set_defaults(func=_merge)
+    report = sub.add_parser("report", help="a finished study's analysis files, transition table and figures",
+                            description="Merge the study and write beside study.nc: transition.nc, masks.nc, "
+                            "ising.nc, samples.nc and gap.nc (studies.report); print the transition table; draw "
+                            "the study's figures with python -m paper_figures.")
+    report.add_argument("spec", help="study TOML file or built-in study name")
+    report.add_argument("--output", help="output folder of the study (default: the spec's)")
+    report.add_argument("--data", help="built-in MNIST studies: mnist.npz or IDX folder")
+    report.add_argument("--figures", help="figures folder (default OUTPUT/figures)")
+    report.set_defaults(func=_report)
     listing = sub.add_parser("list", help="the built-in studies: name, cost, description")
     listing.set_defaults(func=_list)
 
@@ -122,7 +136,30 @@ def _run(args: argparse.Namespace) -> int:
           f"{result.count('failed')} failed; {int(finished.sum())}/{int(study['planned'].sum())} points finished "
           f"({not_converged} stopped at max_epochs without converging) in {time.perf_counter() - t0:.1f} s; "
           f"wrote {result.path}")
-    return 1 if result.count("failed") else 0
+    failed = 1 if result.count("failed") else 0
+    if args.report:
+        return max(failed, _print_report(spec, args.figures, study))
+    return failed
+
+
+def _print_report(spec, figures: str | None, study=None) -> int:
+    from .report import draw_study_figures, format_transitions, study_report
+
+    made = study_report(spec, study=study)
+    print(format_transitions(made.study, made.transition))
+    print("wrote " + ", ".join(str(p) for p in made.files.values()) + ("" if made.recomputed else " (up to date)"))
+    folder = Path(figures) if figures is not None else Path(spec.output) / "figures"
+    drawn = draw_study_figures(spec, folder)
+    for line in drawn.stdout.splitlines():
+        if line.startswith(("drew ", "gallery")):
+            print(line)
+    if drawn.returncode != 0:
+        print(drawn.stderr, file=sys.stderr, end="")
+    return 0 if drawn.returncode == 0 else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    return _print_report(_spec(args.spec, args.output, args.data), args.figures)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -1,0 +1,111 @@
+"""studies.report: the report files of the smoke study against direct computations from its task files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from analysis.ising import ising_parameters
+from analysis.transition import transition_table
+from dilution import io
+from dilution.gibbs import sample
+from dilution.model import RBM
+from dilution.rng import derive_seed
+from studies.builtin import builtin_spec
+from studies.point import task_paths
+from studies.report import figure_study_name, format_transitions, study_report
+from studies.runner import run_study
+from studies.tasks import build_graph
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "study-smoke"
+    spec = builtin_spec("smoke", output=str(out))
+    run_study(spec)
+    return spec, study_report(spec, n_samples=8, n_sweeps=20)
+
+
+def _model(spec, **at) -> RBM:
+    key = next(k for p, k in build_graph(spec).cells.items() if all(getattr(p, d) == v for d, v in at.items()))
+    ds = io.load_dataset(task_paths(spec.output, key)["result"])
+    return RBM(ds["weights"].values, ds["visible_bias"].values, ds["hidden_bias"].values,
+               ds["mask"].values.astype(bool))
+
+
+def test_files_and_transition_equal_the_analysis_of_the_study(smoke):
+    spec, made = smoke
+    assert set(made.files) == {"study.nc", "transition.nc", "masks.nc", "ising.nc", "samples.nc"}  # no scratch: no gap
+    saved = io.load_dataset(made.files["transition.nc"])
+    again = transition_table(made.study, seed=int(derive_seed(0, "studies.report.transition").generate_state(1)[0]))
+    xr.testing.assert_allclose(saved[["location", "width", "n_seeds", "n_excluded"]],
+                               again[["location", "width", "n_seeds", "n_excluded"]])
+    assert list(saved["verdict"].values.ravel()) == list(again["verdict"].values.ravel())
+
+
+def test_masks_are_the_task_files_masks_and_the_dense_student_keeps_the_whole_teacher(smoke):
+    spec, made = smoke
+    masks = io.load_dataset(made.files["masks.nc"])
+    for protocol, time in (("init", "0"), ("after", "20")):
+        for f in spec.pruning_fractions:
+            # slow reference: each visible unit's connections, mean over the two seeds
+            expected = np.mean([_model(spec, protocol=protocol, pruning_time=time, pruning_fraction=f,
+                                       seed=s).mask.sum(axis=1) for s in spec.seeds], axis=0)
+            got = masks["mean_visible_degree"].sel(protocol=protocol, pruning_time=time, pruning_fraction=f).values
+            np.testing.assert_array_equal(got, expected)
+    # A fully connected student contains every teacher connection: recall exactly 1.
+    dense = masks["teacher_recall"].sel(pruning_fraction=0.0, protocol="init", pruning_time="0")
+    np.testing.assert_array_equal(dense.values, 1.0)
+    # Pairs of (protocol, time) outside the grid hold no values.
+    assert np.isnan(masks["mean_visible_degree"].sel(protocol="init", pruning_time="20")).all()
+
+
+def test_couplings_and_samples_are_those_of_the_saved_models(smoke):
+    spec, made = smoke
+    ising = io.load_dataset(made.files["ising.nc"])
+    assert list(ising["model"].values) == ["dense", "pruned 0.8"]
+    at = dict(protocol=ising.attrs["protocol"], pruning_time=ising.attrs["pruning_time"], seed=ising.attrs["seed"])
+    for label, f in (("dense", 0.0), ("pruned 0.8", 0.8)):
+        expected = ising_parameters(_model(spec, pruning_fraction=f, **at))["coupling"].values
+        np.testing.assert_allclose(ising["coupling"].sel(model=label).values, expected, rtol=1e-12)
+    samples = io.load_dataset(made.files["samples.nc"])
+    assert samples["samples"].dims == ("pruning_fraction", "sample", "visible")
+    seed = int(samples.attrs["seed"])
+    for i, f in enumerate(samples["pruning_fraction"].values):
+        chain_seed = int(derive_seed(seed, "studies.report.samples", 6, i).generate_state(1)[0])
+        expected = sample(_model(spec, pruning_fraction=float(f), **at), 8, 20, seed=chain_seed, progress=False)
+        np.testing.assert_array_equal(samples["samples"].sel(pruning_fraction=f).values, expected)
+
+
+def test_a_second_report_recomputes_nothing_and_the_table_has_a_row_per_planned_block(smoke):
+    spec, made = smoke
+    stamps = {name: path.stat().st_mtime_ns for name, path in made.files.items()}
+    again = study_report(spec, n_samples=8, n_sweeps=20)
+    assert not again.recomputed
+    assert {name: path.stat().st_mtime_ns for name, path in again.files.items()} == stamps
+    assert study_report(spec, n_samples=9, n_sweeps=20).recomputed  # other settings: made again
+    table = format_transitions(made.study, made.transition).splitlines()
+    rows = [line.split()[:3] for line in table[2:]]
+    assert rows == [["init", "0", "6"], ["after", "20", "6"]]
+    assert figure_study_name(spec) == "quick"
+
+
+def test_report_rejects_a_bad_budget(smoke):
+    spec, _ = smoke
+    with pytest.raises(ValueError, match="n_sweeps"):
+        study_report(spec, n_sweeps=0)
+
+
+@pytest.mark.slow  # the figures are drawn in the default suite by tests/studies/test_reproduce.py
+def test_cli_report_prints_the_table_and_draws_the_study_figures(smoke, tmp_path):
+    spec, _ = smoke
+    done = subprocess.run([sys.executable, "-m", "dilution.cli", "study", "report", "smoke", "--output", spec.output,
+                           "--figures", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "location [95% CI]" in done.stdout and "init" in done.stdout
+    for name in ("quality-vs-fraction-quick", "degree-maps-quick", "ising-couplings-quick", "sample-grids-quick"):
+        assert (tmp_path / f"{name}.pdf").exists() and (tmp_path / f"{name}.png").exists()
