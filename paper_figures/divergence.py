@@ -11,6 +11,7 @@ quantile, a grey band from the floor up to it): a divergence inside that band is
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,9 @@ def load(path: Path) -> tuple[xr.Dataset]:
 
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: one panel per divergence present (in :data:`DIVERGENCES` order); in each, the
-    estimators' lines in the file's order, then their floors."""
+    estimators' lines in the file's order, then their dotted floors (in the same order)."""
     names = [n for n in DIVERGENCES if n in ds]
-    fig, axes = new_figure(2 if len(names) > 1 else 1, ncols=len(names), aspect=0.9)
+    fig, axes = new_figure(2 if len(names) > 1 else 1, ncols=len(names), aspect=1.2 if len(names) > 1 else 0.9)
     steps = ds["steps"].values
     for ax, name in zip(axes.flat, names):
         for k, est in enumerate(ds["estimator"].values):
@@ -51,13 +52,14 @@ def draw(ds: xr.Dataset) -> Figure:
         if f"{name}_floor" in ds:
             for k, est in enumerate(ds["estimator"].values):
                 floor = np.broadcast_to(ds[f"{name}_floor"].sel(estimator=est).values, steps.shape)
-                ax.plot(steps, floor, linestyle=":", color=colour(k), linewidth=0.8, label=f"{est}: noise floor")
+                ax.plot(steps, floor, linestyle=":", color=colour(k), linewidth=0.8,
+                        label="noise floor (dotted; grey: its upper quantile)" if k == 0 else "_nolegend_")
                 if f"{name}_floor_upper" in ds:
                     upper = np.broadcast_to(ds[f"{name}_floor_upper"].sel(estimator=est).values, steps.shape)
                     ax.fill_between(steps, floor, upper, color="grey", alpha=0.15, linewidth=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(axis_label(ds["steps"]))
-        ax.set_ylabel(axis_label(ds[name]))
+        ax.set_ylabel(textwrap.fill(axis_label(ds[name]), 30))  # three panels: a long label would be cut
     axes.flat[0].legend(loc="best", title="gradient", title_fontsize=7)
     return fig
