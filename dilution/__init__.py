@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .version import __version__
-
 if TYPE_CHECKING:  # pragma: no cover
     from . import ais, connectivity, data, estimators, exact, io, pruning, pruning_rules, schedules, tempering
     from .gibbs import sample
@@ -36,6 +34,12 @@ __all__ = sorted(_SUBMODULES | set(_NAMES) | {"__version__"})
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # lazy as well: reading the distribution's metadata takes 25 ms, in the window before the
+        # dilution command installs its quiet Ctrl-C handler
+        from .version import __version__
+
+        return __version__
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     if name in _NAMES:
