@@ -1,0 +1,481 @@
+"""Where do the rewiring algorithms converge? The stationary-law experiments of issue 12.
+
+Every experiment runs on the 4 x 2 RBM with the six patterns of 2 x 2 bars-and-stripes as data
+(``N = 6``) at the Bayesian temperature ``T = 1/N`` (digest ``ncg_deepr.md`` C.6), ``alpha = 2 T``
+(prior mean magnitude ``T / alpha = 0.5``). Why this model: its posterior mixes (reference split
+R-hat <= 1.01 in seconds), so run length and learning rate can be taken to the noise floor. Its
+drawback: the likelihood hardly moves the masks (DEEP R inclusion probabilities measured
+0.49-0.51 against the prior's 0.5), and no CD-1 bias of them was found on it. Two-cluster data (30 x ``1111``,
+10 each of ``0000``, ``1100``, ``0011``; ``T = 1/60``) has informative masks (reference
+inclusion 0.24-0.83) but a multimodal posterior that neither the reference sampler (16 chains x 1000 draws:
+weight R-hat 2.7) nor DEEP R (20,000 updates: replica means of ``lbar`` from -2.50 to -2.20)
+mixed across at the budget here; at 15/5/5/5 copies a rare strong-weight mode still separates
+chains, at 6/2/2/2 the masks are prior-like again. The biases are Langevin-sampled under the Gaussian prior
+``bias_l2`` (:class:`analysis.posterior.Posterior`'s default 0.01) and one set of fixed signs
+shared by every replica and the reference (digest C.7: compare under the same ``s``). The rules'
+dynamics then target exactly the reference's law: DEEP R's ``theta <- theta + eta (s g - alpha)
++ sqrt(2 eta T) nu`` with ``g`` the gradient of the *mean* log-likelihood has the stationary
+density ``exp((lbar - alpha theta) / T)`` of :meth:`~analysis.posterior.Posterior.log_density`,
+and the biases' ``b <- b + eta (g_b - lambda b) + sqrt(2 eta T) nu`` its
+``exp(-(lambda/2) |b|^2 / T)``.
+
+Experiments (:func:`run_experiments`; issue 12, "what it must show", items 2-4):
+
+``stationary-divergence.nc`` (and ``stationary-divergence-soft-deep-r.nc``)
+    DEEP R (``K`` fixed; the size-``K`` posterior) and soft-DEEP R: the mask law of the replicas'
+    records up to a run length against the reference draws
+    (:func:`analysis.stationary.mask_divergence`), stacked over ``estimator`` (exact, CD-1,
+    CD-10, PCD-1) and ``steps``, with the noise floors.
+``stationary-learning-rate.nc``
+    the same divergence, the inclusion probabilities and ``E[lbar]`` at the end of runs of equal
+    length in time ``eta * steps`` for ``eta``, ``eta/2``, ``eta/4``: the discretisation bias.
+``stationary-estimators.nc``
+    per gradient estimator and rule, the inclusion probabilities minus the reference with
+    intervals (replica and reference errors in quadrature) and a table: root-mean-square and
+    largest deviation, pairs whose interval excludes 0, ``chi2 = sum z^2`` over the pairs.
+``stationary-inclusion.nc``
+    :func:`analysis.stationary.inclusion_probabilities` stacked over ``method`` (reference =
+    the soft-DEEP R posterior, deep-r, soft-deep-r, ncg), each with its own reference map.
+``stationary-ncg.nc``
+    NCG's final masks over seeds: profile-likelihood rank among masks of their size
+    (:func:`analysis.posterior.mask_profiles`, unconstrained signs), regret against the oracle
+    mask, the step of the last flip, and across seeds the split R-hat of the likelihood and the
+    distance of the modal-size masks from the DEEP R posterior of that size.
+
+Every file is written atomically (:func:`dilution.io.save`) with provenance. Run from the shell as
+``python -m studies.stationary --scale smoke --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from analysis.posterior import Posterior, mask_profiles, sample_posterior
+from analysis.stationary import (
+    expected_log_likelihood,
+    inclusion_probabilities,
+    mask_codes,
+    mask_divergence,
+    split_rhat,
+)
+from dilution.data import bars_stripes
+from dilution.deep_r import DeepR, SoftDeepR
+from dilution.estimators import CD, PCD, Exact
+from dilution.io import save
+from dilution.ncg import NCG
+from dilution.progress import progress_bar
+from dilution.provenance import provenance
+from dilution.replicas import run_replicas
+from dilution.rng import derive_seed
+from dilution.validation import check_seed
+
+__all__ = ["Scale", "SCALES", "ESTIMATORS", "stream_seed", "experiment_setup", "fixed_sign_replicas", "run_experiments",
+           "main"]
+
+_ONE = "1"
+_NATS = "nats per sample"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one run of the experiments.
+
+    Attributes
+    ----------
+    replicas : int
+        Replicas per rule and gradient estimator.
+    steps : int
+        Updates per replica at the base learning rate (the longest run length).
+    records : int
+        Records per replica (``steps / records`` updates apart).
+    learning_rate : float
+        The base ``eta``; the halving experiment adds ``eta/2`` and ``eta/4`` with 2 and 4 times
+        the steps.
+    reference_chains, reference_draws, reference_thin, reference_warmup : int
+        :func:`analysis.posterior.sample_posterior` settings.
+    ncg_seeds, ncg_steps : int
+        NCG replicas (seeds) and updates; ``ncg_learning_rate`` its ``eta``.
+    ncg_learning_rate : float
+    profile_restarts : int
+        L-BFGS restarts per mask profile.
+    profile_all_sizes : bool
+        Profile every mask size NCG ends at (else only the modal size).
+    """
+
+    replicas: int
+    steps: int
+    records: int
+    learning_rate: float
+    reference_chains: int
+    reference_draws: int
+    reference_thin: int
+    reference_warmup: int
+    ncg_seeds: int
+    ncg_steps: int
+    ncg_learning_rate: float
+    profile_restarts: int
+    profile_all_sizes: bool
+
+
+SCALES = {
+    "smoke": Scale(replicas=16, steps=2_000, records=400, learning_rate=0.05, reference_chains=16,
+                   reference_draws=1_000, reference_thin=2, reference_warmup=500, ncg_seeds=50, ncg_steps=2_000,
+                   ncg_learning_rate=0.1, profile_restarts=1, profile_all_sizes=False),
+    "paper": Scale(replicas=32, steps=50_000, records=1_000, learning_rate=0.05, reference_chains=32,
+                   reference_draws=4_000, reference_thin=5, reference_warmup=2_000, ncg_seeds=100,
+                   ncg_steps=20_000, ncg_learning_rate=0.01, profile_restarts=3, profile_all_sizes=True),
+}
+
+ESTIMATORS = {"exact": Exact(), "cd-1": CD(k=1), "cd-10": CD(k=10), "pcd": PCD(k=1)}
+
+# DEEP R's budget: half of the 8 pairs, the size with the most masks (70).
+_K = 4
+_SHAPE = (4, 2)
+_BIAS_L2 = 0.01
+
+
+def stream_seed(seed: int, *purpose: str) -> int:
+    """The integer seed of one run of the experiments: ``derive_seed(seed, "stationary-experiments", *purpose)``."""
+    return int(derive_seed(seed, "stationary-experiments", *purpose).generate_state(1)[0] >> np.uint64(1))
+
+
+def experiment_setup(seed: int) -> dict:
+    """The model of every experiment: data, temperature, prior, signs, and the three rules.
+
+    Returns
+    -------
+    dict
+        ``data`` (6, 4), ``temperature``, ``alpha``, ``theta_min``, ``bias_l2``, ``signs``
+        (4, 2) int8 (from ``derive_seed(seed, "stationary-experiments", "signs")``), ``deep_r``,
+        ``soft_deep_r`` (rules with those settings), ``k``.
+    """
+    data = bars_stripes.patterns(2).astype(np.float64)
+    temperature = 1.0 / data.shape[0]
+    alpha = 2.0 * temperature
+    rng = np.random.default_rng(derive_seed(seed, "stationary-experiments", "signs"))
+    signs = np.where(rng.random(_SHAPE) < 0.5, -1, 1).astype(np.int8)
+    soft = SoftDeepR(alpha=alpha, temperature=temperature, p0=0.5, bias_l2=_BIAS_L2)
+    deep = DeepR(k=_K, alpha=alpha, temperature=temperature, bias_l2=_BIAS_L2)
+    return dict(data=data, temperature=temperature, alpha=alpha, theta_min=soft.floor_value, bias_l2=_BIAS_L2,
+                signs=signs, deep_r=deep, soft_deep_r=soft, k=_K)
+
+
+def fixed_sign_replicas(rule, signs, n_replicas, data, steps, record_every, *, learning_rate, seed, estimator):
+    """:func:`dilution.replicas.run_replicas` with every replica's fixed signs replaced by ``signs``.
+
+    The rules draw their signs from each replica's seed; a comparison with one reference needs
+    one sign pattern (digest C.7). The replicas' update-0 state is built by a zero-step run, its
+    signs are overwritten and the run continues from it (``resume``): the same draws as a run
+    started with those signs, since the kernel rebuilds the weights from ``theta`` and the signs.
+    """
+    signs = np.asarray(signs, dtype=np.int8)
+    start = run_replicas(rule, n_replicas, data, 0, 1, init=signs.shape, learning_rate=learning_rate, seed=seed,
+                         estimator=estimator)
+    start["sign"] = start["sign"].copy(data=np.broadcast_to(signs, start["sign"].shape).copy())
+    return run_replicas(rule, n_replicas, data, steps, record_every, learning_rate=learning_rate, seed=seed,
+                        estimator=estimator, resume=start)
+
+
+def _reference(setup, kind: Literal["soft-deep-r", "deep-r"], scale: Scale, seed: int, k: int | None = None):
+    post = Posterior(kind, setup["signs"], setup["alpha"], setup["temperature"], data=setup["data"],
+                     theta_min=setup["theta_min"] if kind == "soft-deep-r" else None,
+                     n_active=k if kind == "deep-r" else None, bias_l2=setup["bias_l2"])
+    return sample_posterior(post, n_chains=scale.reference_chains, n_draws=scale.reference_draws,
+                            thin=scale.reference_thin, n_warmup=scale.reference_warmup,
+                            seed=stream_seed(seed, "reference", kind, str(k)))
+
+
+def _burned(ds: xr.Dataset) -> np.ndarray:
+    """Masks after the first tenth of the records (burn-in), shape (replica, record, 4, 2)."""
+    m = ds["mask"].values
+    return m[:, m.shape[1] // 10:]
+
+
+def _divergence_over_steps(ds: xr.Dataset, reference, steps_grid, n_active, seed) -> xr.Dataset:
+    """mask_divergence of the records up to each run length (the initial state excluded)."""
+    step = ds["step"].values
+    out = []
+    for n in steps_grid:
+        masks = ds["mask"].values[:, 1:][:, step[1:] <= n]
+        div = mask_divergence(masks, reference, n_active=n_active, seed=seed)
+        out.append(div.drop_vars(["probability", "reference"]).drop_dims("mask"))
+    return xr.concat(out, dim="steps", combine_attrs="override").assign_coords(
+        steps=("steps", np.asarray(steps_grid, dtype=np.int64), {"long_name": "run length", "units": "updates"}))
+
+
+def _estimator_table(masks: np.ndarray, reference_masks: np.ndarray, level: float = 0.95) -> xr.Dataset:
+    """Inclusion probabilities minus the reference's, both sampled, with the errors in quadrature."""
+    est = inclusion_probabilities(masks, level=level)
+    ref = inclusion_probabilities(reference_masks, level=level)
+    diff = est["inclusion"] - ref["inclusion"]
+    se = np.sqrt(est["standard_error"] ** 2 + ref["standard_error"] ** 2)
+    z = 1.959963984540054
+    zs = xr.where(se > 0, diff / se, 0.0)
+    pair = ("visible", "hidden")
+    excludes = (np.abs(diff) > z * se).values
+    return xr.Dataset({
+        "inclusion": (pair, est["inclusion"].values, {"long_name": "marginal inclusion probability", "units": _ONE}),
+        "reference": (pair, ref["inclusion"].values, {"long_name": "reference inclusion probability", "units": _ONE}),
+        "difference": (pair, diff.values, {"long_name": "inclusion probability minus the reference", "units": _ONE}),
+        "difference_lower": (pair, (diff - z * se).values, {"long_name": "lower end of the 95% interval of the "
+                                                                          "difference", "units": _ONE}),
+        "difference_upper": (pair, (diff + z * se).values, {"long_name": "upper end of the 95% interval of the "
+                                                                          "difference", "units": _ONE}),
+        "z_score": (pair, zs.values, {"long_name": "difference over its standard error", "units": _ONE}),
+        "rms_deviation": ((), float(np.sqrt((diff.values ** 2).mean())),
+                          {"long_name": "root-mean-square inclusion deviation over pairs", "units": _ONE}),
+        "max_abs_deviation": ((), float(np.abs(diff.values).max()),
+                              {"long_name": "largest absolute inclusion deviation", "units": _ONE}),
+        "n_pairs_excluding_zero": ((), int(excludes.sum()),
+                                   {"long_name": "pairs whose 95% interval of the difference excludes 0",
+                                    "units": _ONE}),
+        "chi2": ((), float((zs.values ** 2).sum()),
+                 {"long_name": "sum of squared z-scores over pairs (chi2 with 8 dof if unbiased)", "units": _ONE}),
+    }, coords={k: v for k, v in est.coords.items()})
+
+
+def _ll_difference(ds: xr.Dataset, reference_ll: np.ndarray) -> xr.Dataset:
+    ll = ds["log_likelihood"].values
+    out = expected_log_likelihood(ll[:, ll.shape[1] // 10:], reference=reference_ll)
+    return out[["mean", "standard_error", "reference", "difference", "difference_lower", "difference_upper"]]
+
+
+def _ncg_table(runs: xr.Dataset, setup, scale: Scale, seed: int, k_posterior) -> xr.Dataset:
+    """Rank, regret and freeze step of every seed's final mask; R-hat and the size-K distance over seeds."""
+    data = setup["data"]
+    final = runs["mask"].values[:, -1]
+    codes = mask_codes(final[:, None])[:, 0]
+    sizes = final.sum(axis=(1, 2))
+    modal = int(np.bincount(sizes).argmax())
+    profiled = sorted(set(sizes.tolist())) if scale.profile_all_sizes else [modal]
+    profiles = mask_profiles(data, _SHAPE, sizes=profiled, n_restarts=scale.profile_restarts,
+                             seed=stream_seed(seed, "profiles"))
+    table = profiles["profile_log_likelihood"]
+    rank = np.full(codes.size, np.nan)
+    regret = np.full(codes.size, np.nan)
+    n_masks = np.full(codes.size, np.nan)
+    profile = np.full(codes.size, np.nan)
+    # Masks whose profiles agree within the optimiser's tolerance share a rank.
+    tol = 1e-6
+    for r, (code, size) in enumerate(zip(codes, sizes)):
+        if size not in profiled:
+            continue
+        same = table.values[profiles["n_active"].values == size]
+        mine = float(table.sel(mask=code))
+        profile[r] = mine
+        rank[r] = 1 + int((same > mine + tol).sum())
+        regret[r] = float(same.max()) - mine
+        n_masks[r] = same.size
+    flips = (runs["connections_added"].values + runs["connections_removed"].values) > 0
+    step = runs["step"].values
+    last_flip = np.array([step[np.flatnonzero(f)[-1]] if f.any() else 0 for f in flips], dtype=np.int64)
+    ll = runs["log_likelihood"].values
+    half = ll[:, ll.shape[1] // 2:]
+    count = runs["mask"].values.sum(axis=(2, 3))[:, ll.shape[1] // 2:]
+    modal_masks = final[sizes == modal][None]
+    distance = mask_divergence(modal_masks, k_posterior.masks, n_active=modal, seed=seed) if modal_masks.shape[1] >= 4 \
+        else None
+    seed_dim = ("seed",)
+    ds = xr.Dataset({
+        "final_mask": (seed_dim, codes, {"long_name": "code of the final mask (bit k: row-major pair k)",
+                                         "units": _ONE}),
+        "final_size": (seed_dim, sizes.astype(np.int64), {"long_name": "active connections of the final mask",
+                                                          "units": _ONE}),
+        "final_log_likelihood": (seed_dim, ll[:, -1], {"long_name": "final mean log-likelihood", "units": _NATS}),
+        "profile_log_likelihood": (seed_dim, profile, {"long_name": "profile mean log-likelihood of the final mask",
+                                                       "units": _NATS}),
+        "rank": (seed_dim, rank, {"long_name": "rank of the final mask among masks of its size by profile "
+                                               "likelihood (1 = best; NaN: size not profiled)", "units": _ONE}),
+        "n_masks_of_size": (seed_dim, n_masks, {"long_name": "masks of the final mask's size", "units": _ONE}),
+        "regret": (seed_dim, regret, {"long_name": "oracle profile likelihood minus the final mask's",
+                                      "units": _NATS}),
+        "last_flip_step": (seed_dim, last_flip, {"long_name": "update of the last record with a mask flip "
+                                                              "(record resolution)", "units": "updates"}),
+        "rhat_log_likelihood": ((), split_rhat(half), {"long_name": "split R-hat of the log-likelihood across "
+                                                                    "seeds (second half of the run)", "units": _ONE}),
+        "rhat_active_count": ((), split_rhat(count), {"long_name": "split R-hat of the active count across seeds "
+                                                                   "(second half of the run)", "units": _ONE}),
+        "modal_size": ((), modal, {"long_name": "most frequent final mask size", "units": _ONE}),
+        "oracle_mask": (("size",), profiles["oracle_mask"].values, {"long_name": "code of the best mask of this "
+                                                                                 "size", "units": _ONE}),
+        "oracle_log_likelihood": (("size",), profiles["oracle_log_likelihood"].values,
+                                  {"long_name": "profile mean log-likelihood of the best mask", "units": _NATS}),
+    }, coords={"seed": ("seed", np.arange(codes.size), {"long_name": "NCG replica (seed index)", "units": _ONE}),
+               "size": ("size", profiles["size"].values, {"long_name": "active connections", "units": _ONE})})
+    if distance is not None:
+        for name in ("total_variation", "kl_reference_estimate", "kl_estimate_reference"):
+            for suffix in ("", "_floor", "_floor_upper"):
+                src = distance[name + suffix]
+                ds[f"posterior_{name}{suffix}"] = ((), float(src), {
+                    "long_name": f"modal-size NCG masks against the size-K DEEP R posterior: {src.attrs['long_name']}",
+                    "units": src.attrs["units"]})
+    return ds
+
+
+def run_experiments(scale: Literal["smoke", "paper"] = "smoke", out: str | Path = ".", seed: int = 0,
+                    progress: bool | None = None) -> list[Path]:
+    """Run the stationary-law experiments (module docstring) and write their Datasets into ``out``.
+
+    Parameters
+    ----------
+    scale : "smoke" or "paper"
+        :data:`SCALES`; smoke takes about a minute on 2 cores.
+    out : path
+        An existing folder.
+    seed : int
+    progress : bool or None
+        Report progress on stderr (None: :func:`dilution.progress.progress_bar`'s default).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    seed = check_seed(seed)
+    out = Path(out)
+    if not out.is_dir():
+        raise ValueError(f"out must be an existing folder, got {str(out)!r}")
+    sc = SCALES[scale]
+    setup = experiment_setup(seed)
+    data = setup["data"]
+    record_every = max(sc.steps // sc.records, 1)
+    rules = {"deep-r": setup["deep_r"], "soft-deep-r": setup["soft_deep_r"]}
+    lrs = (sc.learning_rate, sc.learning_rate / 2, sc.learning_rate / 4)
+    n_jobs = 3 + len(rules) * len(ESTIMATORS) + 2 + 2
+    common = dict(seed=seed, scale=scale, scale_settings=json.dumps(asdict(sc)), model="4 x 2 RBM, bars-and-stripes "
+                  "2 x 2 (6 patterns)", temperature=setup["temperature"], alpha=setup["alpha"],
+                  theta_min=setup["theta_min"], bias_l2=setup["bias_l2"], deep_r_k=setup["k"],
+                  signs=json.dumps(setup["signs"].tolist()))
+    paths = []
+    with progress_bar(n_jobs, "stationary experiments", enabled=progress) as bar:
+        refs = {"soft-deep-r": _reference(setup, "soft-deep-r", sc, seed)}
+        bar.update(1)
+        refs["deep-r"] = _reference(setup, "deep-r", sc, seed, k=setup["k"])
+        bar.update(1)
+        runs = {}
+        for name, rule in rules.items():
+            for est_name, est in ESTIMATORS.items():
+                runs[name, est_name] = fixed_sign_replicas(
+                    rule, setup["signs"], sc.replicas, data, sc.steps, record_every, learning_rate=sc.learning_rate,
+                    seed=stream_seed(seed, name, est_name),
+                    estimator=est)
+                bar.update(1)
+        # Divergence against run length, per estimator (items 2 and 3).
+        grid = np.unique(np.geomspace(4 * record_every, sc.steps, 6).round().astype(np.int64))
+        for name in rules:
+            k = setup["k"] if name == "deep-r" else None
+            div = xr.concat([_divergence_over_steps(runs[name, e], refs[name].masks, grid, k, seed)
+                             for e in ESTIMATORS], dim="estimator", combine_attrs="override")
+            div = div.assign_coords(estimator=("estimator", list(ESTIMATORS), {"long_name": "gradient estimator",
+                                                                               "units": _ONE}))
+            div.attrs = provenance(title=f"{name}: mask law against the reference posterior as run length grows",
+                                   method=name, n_active_slice=k if k is not None else "all", **common)
+            suffix = "" if name == "deep-r" else f"-{name}"
+            paths.append(save(div, out / f"stationary-divergence{suffix}.nc"))
+        # The estimators' inclusion table (item 3).
+        tables = []
+        for name in rules:
+            rows = [_estimator_table(_burned(runs[name, e]), refs[name].masks)
+                    .merge(_ll_difference(runs[name, e], refs[name].log_likelihood).rename(
+                        {v: f"log_likelihood_{v}" for v in ("mean", "standard_error", "reference", "difference",
+                                                            "difference_lower", "difference_upper")}))
+                    for e in ESTIMATORS]
+            tables.append(xr.concat(rows, dim="estimator", combine_attrs="override"))
+        table = xr.concat(tables, dim="method", combine_attrs="override").assign_coords(
+            estimator=("estimator", list(ESTIMATORS), {"long_name": "gradient estimator", "units": _ONE}),
+            method=("method", list(rules), {"long_name": "rewiring rule", "units": _ONE}))
+        table.attrs = provenance(title="stationary inclusion probabilities per gradient estimator against the "
+                                       "reference posterior (95% intervals, replica and reference errors in "
+                                       "quadrature)", burn_in="first tenth of the records", **common)
+        paths.append(save(table, out / "stationary-estimators.nc"))
+        # Learning-rate halving at equal time eta * steps (item 2, the discretisation bias).
+        rows = []
+        for name, rule in rules.items():
+            per_lr = []
+            for j, lr in enumerate(lrs):
+                if j == 0:
+                    ds = runs[name, "exact"]
+                else:
+                    ds = fixed_sign_replicas(
+                        rule, setup["signs"], sc.replicas, data, sc.steps * 2**j, record_every * 2**j,
+                        learning_rate=lr, estimator=Exact(),
+                        seed=stream_seed(seed, name, "lr", str(j)))
+                    bar.update(1)
+                k = setup["k"] if name == "deep-r" else None
+                div = mask_divergence(_burned(ds), refs[name].masks, n_active=k, seed=seed)
+                div = div.drop_vars(["probability", "reference"]).drop_dims("mask")
+                inc = _estimator_table(_burned(ds), refs[name].masks)
+                ll = _ll_difference(ds, refs[name].log_likelihood)
+                per_lr.append(xr.merge([div, inc[["rms_deviation", "max_abs_deviation", "n_pairs_excluding_zero",
+                                                  "chi2"]],
+                                        ll.rename({v: f"log_likelihood_{v}" for v in ll.data_vars})],
+                                       combine_attrs="override"))
+            rows.append(xr.concat(per_lr, dim="learning_rate", combine_attrs="override"))
+        halving = xr.concat(rows, dim="method", combine_attrs="override").assign_coords(
+            learning_rate=("learning_rate", np.array(lrs), {"long_name": "learning rate eta", "units": _ONE}),
+            method=("method", list(rules), {"long_name": "rewiring rule", "units": _ONE}))
+        halving.attrs = provenance(title="residual divergence from the reference as the learning rate halves "
+                                         "(equal time eta * steps; exact gradients)", **common)
+        paths.append(save(halving, out / "stationary-learning-rate.nc"))
+        # NCG over seeds (item 4).
+        ncg = run_replicas(NCG(p=0.5), sc.ncg_seeds, data, sc.ncg_steps, max(sc.ncg_steps // 200, 1), init=_SHAPE,
+                           learning_rate=sc.ncg_learning_rate,
+                           seed=stream_seed(seed, "ncg"))
+        bar.update(1)
+        modal = int(np.bincount(ncg["mask"].values[:, -1].sum(axis=(1, 2))).argmax())
+        refs["ncg"] = refs["deep-r"] if modal == setup["k"] else _reference(setup, "deep-r", sc, seed, k=modal)
+        bar.update(1)
+        ncg_table = _ncg_table(ncg, setup, sc, seed, refs["ncg"])
+        ncg_table.attrs = provenance(title="NCG's final masks over seeds against the profile likelihood of every "
+                                           "mask of their size and the DEEP R posterior of the modal size",
+                                     ncg_rule=json.dumps(asdict(NCG(p=0.5))), ncg_estimator="exact",
+                                     ncg_learning_rate=sc.ncg_learning_rate, ncg_steps=sc.ncg_steps,
+                                     profile_sign_constrained=0, **common)
+        paths.append(save(ncg_table, out / "stationary-ncg.nc"))
+        # Inclusion maps side by side (the figure's file).
+        final = ncg["mask"].values[:, -1][None]
+        maps = [inclusion_probabilities(refs["soft-deep-r"].masks, reference=_inclusion(refs["soft-deep-r"])),
+                inclusion_probabilities(_burned(runs["deep-r", "exact"]), reference=_inclusion(refs["deep-r"])),
+                inclusion_probabilities(_burned(runs["soft-deep-r", "exact"]),
+                                        reference=_inclusion(refs["soft-deep-r"])),
+                inclusion_probabilities(final, reference=_inclusion(refs["ncg"]))]
+        inclusion = xr.concat(maps, dim="method", combine_attrs="override").assign_coords(
+            method=("method", ["reference", "deep-r", "soft-deep-r", "ncg"],
+                    {"long_name": "method", "units": _ONE}))
+        inclusion.attrs = provenance(
+            title="marginal inclusion probabilities: the soft-DEEP R reference posterior, DEEP R and soft-DEEP R "
+                  "(exact gradients, after burn-in) and NCG's final masks over seeds",
+            reference_per_method="reference: itself; deep-r: the size-K DEEP R posterior; soft-deep-r: the "
+                                 "soft-DEEP R posterior; ncg: the DEEP R posterior at NCG's modal final size",
+            ncg_modal_size=modal, **common)
+        paths.append(save(inclusion, out / "stationary-inclusion.nc"))
+    return paths
+
+
+def _inclusion(draws) -> np.ndarray:
+    return draws.masks.mean(axis=(0, 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m studies.stationary --scale smoke --out DIR [--seed N]``."""
+    parser = argparse.ArgumentParser(prog="python -m studies.stationary", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
+    parser.add_argument("--out", required=True, help="existing folder for the stationary-*.nc files")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for path in run_experiments(args.scale, args.out, seed=args.seed, progress=None):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
