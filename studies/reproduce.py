@@ -217,10 +217,12 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
             f"({time.perf_counter() - t0:.1f} s)")
         if failed:
             missing[f"study-{name}"] = f"{failed} tasks failed (`dilution study status` with --output {spec.output})"
+        t0 = time.perf_counter()
         made = study_report(spec, study=run.study)
         if made.recomputed:
             computed.append(f"{name}: report")
-        log(f"report {name}: {', '.join(sorted(made.files))}" + ("" if made.recomputed else " (up to date)"))
+        log(f"report {name}: {', '.join(sorted(made.files))}" + (
+            f" ({time.perf_counter() - t0:.1f} s)" if made.recomputed else " (up to date)"))
     settings = _REWIRING[scale]
     t0 = time.perf_counter()
     _experiment_file(folder / "rewiring-ncg.nc", _experiment_settings(
