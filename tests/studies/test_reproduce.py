@@ -52,3 +52,32 @@ def test_a_second_run_recomputes_nothing(smoke):
 def test_unknown_scale_is_refused(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         reproduce("huge", tmp_path)
+
+
+def test_without_mnist_the_mnist_studies_are_left_out_with_the_reason(tmp_path, monkeypatch):
+    from studies.reproduce import _mnist_path, paper_specs, smoke_specs
+
+    monkeypatch.delenv("DILUTION_DATA", raising=False)
+    path, why = _mnist_path(None)
+    assert path is None and "DILUTION_DATA" in why and "--data" in why
+    assert list(smoke_specs(tmp_path, None)) == ["quick", "teacher"]
+    assert list(paper_specs(tmp_path, None)) == ["quick", "teacher"]
+    with pytest.raises(ValueError, match="--data"):
+        _mnist_path(str(tmp_path / "nowhere.npz"))
+
+
+def test_the_specs_write_where_the_figures_read(tmp_path):
+    from studies.reproduce import paper_specs, smoke_specs
+
+    fake = str(tmp_path / "mnist")
+    Path(fake).mkdir()  # specs check that the data path is readable, not its contents
+    paper = paper_specs(tmp_path, fake)
+    assert {name: Path(s.output) for name, s in paper.items()} == {
+        name: tmp_path / f"study-{name}" for name in ("quick", "teacher", "mnist", "mnist-500")}
+    assert [s.name for s in paper.values()] == ["quick", "teacher", "mnist", "mnist-500"]
+    smoke = smoke_specs(tmp_path, fake)
+    assert {name: Path(s.output) for name, s in smoke.items()} == {
+        name: tmp_path / f"study-{name}" for name in ("quick", "teacher", "mnist")}
+    # every figure needs: a scratch protocol (retrain vs scratch), several sizes (finite-size scaling)
+    assert all("scratch" in {p.kind for p in s.protocols} for s in smoke.values())
+    assert len(smoke["teacher"].n_hidden) > 1
