@@ -1,4 +1,4 @@
-"""`dilution reproduce --scale smoke`: every figure from a fresh folder; a rerun recomputes nothing (issue 13, item 1)."""
+"""`dilution reproduce --scale smoke`: every figure from a fresh folder; a rerun recomputes nothing (issue 13)."""
 
 from __future__ import annotations
 
