@@ -3,7 +3,7 @@
 * ``smoke``: a 16 x 4 teacher and 16 x 6 students, two protocols, for tests (seconds);
 * ``quick``: the planted teacher of issue 10 (64 visible, 10 hidden at connectivity 0.25),
   students of 16 hidden units (exact likelihood), pruning at initialisation, after convergence
-  (fine-tuned), rewound to initialisation, and from scratch on the converged run's mask, nine
+  (fine-tuned), rewound to initialisation, and from scratch on the converged run's mask, eleven
   fractions, three seeds: the README's first study, minutes on 2 cores. Its budget is too short
   for the slowest points: pruned at initialisation to f >= 0.8, the students sit on the
   independent-unit plateau (-19.40 nats, teacher -18.54) past epoch 30 (a run of f = 0.8 leaves
@@ -145,7 +145,7 @@ _QUICK = """
 name = "quick"
 output = "runs/study-quick"
 n_hidden = [16]
-pruning_fractions = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]
+pruning_fractions = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99]
 seeds = [0, 1, 2]
 """ + _TEACHER_COMMON.format(max_epochs=60, min_epochs=30)
 
@@ -153,7 +153,7 @@ _TEACHER = """
 name = "teacher"
 output = "runs/study-teacher"
 n_hidden = [8, 12, 16, 24]
-pruning_fractions = [0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+pruning_fractions = [0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99]
 seeds = [0, 1, 2, 3, 4]
 """ + _TEACHER_COMMON.format(max_epochs=200, min_epochs=20)
 
@@ -220,8 +220,8 @@ seeds = [0, 1]
 BUILTIN = {
     "smoke": BuiltinStudy("16 x 4 teacher, 16 x 6 students, init and after pruning (tests)", "< 30 s (measured)", _SMOKE),
     "quick": BuiltinStudy("64 x 10 planted teacher, 64 x 16 students, init / after convergence / rewind / "
-                          "scratch, 9 fractions, 3 seeds, exact likelihood", "~4 min (measured)", _QUICK),
-    "teacher": BuiltinStudy("finite-size scaling on the planted teacher: n_hidden 8, 12, 16, 24, 10 fractions, "
+                          "scratch, 11 fractions up to 0.99, 3 seeds, exact likelihood", "~6 min (estimated)", _QUICK),
+    "teacher": BuiltinStudy("finite-size scaling on the planted teacher: n_hidden 8, 12, 16, 24, 12 fractions, "
                             "5 seeds", "~4.5 h (estimated)", _TEACHER),
     "mnist": BuiltinStudy("binarised MNIST, 784 x 16/20/24 (exact likelihood), init / after / scratch, "
                           "classifier score", "~5 h (estimated)", _MNIST),
