@@ -378,7 +378,8 @@ def run_experiments(scale: Literal["smoke", "paper"] = "smoke", out: str | Path 
             div = div.assign_coords(estimator=("estimator", list(ESTIMATORS), {"long_name": "gradient estimator",
                                                                                "units": _ONE}))
             div.attrs = provenance(title=f"{name}: mask law against the reference posterior as run length grows",
-                                   method=name, n_active_slice=k if k is not None else "all", **common)
+                                   method=name, n_active_slice=k if k is not None else "all",
+                                   **_reference_quality(refs[name]), **common)
             suffix = "" if name == "deep-r" else f"-{name}"
             paths.append(save(div, out / f"stationary-divergence{suffix}.nc"))
         # The estimators' inclusion table (item 3).
@@ -459,6 +460,14 @@ def run_experiments(scale: Literal["smoke", "paper"] = "smoke", out: str | Path 
             ncg_modal_size=modal, **common)
         paths.append(save(inclusion, out / "stationary-inclusion.nc"))
     return paths
+
+
+def _reference_quality(draws) -> dict:
+    """The reference sampler's largest split R-hat (inclusion, weights, likelihood), for the file's attrs."""
+    d = draws.diagnostics
+    return {"reference_rhat_inclusion_max": float(d["rhat_inclusion"].max()),
+            "reference_rhat_weight_max": float(d["rhat_weight"].max()),
+            "reference_rhat_log_likelihood": float(d["rhat_log_likelihood"])}
 
 
 def _inclusion(draws) -> np.ndarray:

@@ -131,7 +131,7 @@ def test_replica_kernel_with_bias_l2_samples_the_reference_posterior_on_a_one_co
     temperature, alpha, bias_l2 = 1 / 6, 1 / 6, 0.5
     signs = np.array([[1], [-1]], dtype=np.int8)
     rule = DeepR(k=1, alpha=alpha, temperature=temperature, bias_l2=bias_l2)
-    run = fixed_sign_replicas(rule, signs, 32, data, 40_000, 20, learning_rate=0.01, seed=3, estimator=Exact())
+    run = fixed_sign_replicas(rule, signs, 32, data, 20_000, 10, learning_rate=0.01, seed=3, estimator=Exact())
     burn = run.sizes["record"] // 10
     post = Posterior("deep-r", signs, alpha, temperature, data=data, n_active=1, bias_l2=bias_l2)
     ref = sample_posterior(post, n_chains=16, n_draws=3000, n_warmup=500, seed=4)
