@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 
 import numpy as np
 import pytest
@@ -15,17 +16,21 @@ from dilution import io
 from dilution.gibbs import sample
 from dilution.model import RBM
 from dilution.rng import derive_seed
-from studies.builtin import builtin_spec
+from studies.builtin import BUILTIN
 from studies.point import task_paths
 from studies.report import figure_study_name, format_transitions, study_report
 from studies.runner import run_study
+from studies.spec import spec_from_dict
 from studies.tasks import build_graph
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "study-smoke"
-    spec = builtin_spec("smoke", output=str(out))
+    # the built-in smoke study with the 3 seeds and 4 fractions a transition fit needs
+    raw = tomllib.loads(BUILTIN["smoke"].toml)
+    raw.update(output=str(out), seeds=[0, 1, 2], pruning_fractions=[0.0, 0.5, 0.8, 0.95])
+    spec = spec_from_dict(raw)
     run_study(spec)
     return spec, study_report(spec, n_samples=8, n_sweeps=20)
 
@@ -45,6 +50,8 @@ def test_files_and_transition_equal_the_analysis_of_the_study(smoke):
     xr.testing.assert_allclose(saved[["location", "width", "n_seeds", "n_excluded"]],
                                again[["location", "width", "n_seeds", "n_excluded"]])
     assert list(saved["verdict"].values.ravel()) == list(again["verdict"].values.ravel())
+    assert "insufficient data" not in saved["verdict"].sel(protocol="init", pruning_time="0").values
+    assert np.isfinite(saved["location"].sel(protocol="init", pruning_time="0")).all()
 
 
 def test_masks_are_the_task_files_masks_and_the_dense_student_keeps_the_whole_teacher(smoke):
@@ -67,9 +74,9 @@ def test_masks_are_the_task_files_masks_and_the_dense_student_keeps_the_whole_te
 def test_couplings_and_samples_are_those_of_the_saved_models(smoke):
     spec, made = smoke
     ising = io.load_dataset(made.files["ising.nc"])
-    assert list(ising["model"].values) == ["dense", "pruned 0.8"]
+    assert list(ising["model"].values) == ["dense", "pruned 0.95"]
     at = dict(protocol=ising.attrs["protocol"], pruning_time=ising.attrs["pruning_time"], seed=ising.attrs["seed"])
-    for label, f in (("dense", 0.0), ("pruned 0.8", 0.8)):
+    for label, f in (("dense", 0.0), ("pruned 0.95", 0.95)):
         expected = ising_parameters(_model(spec, pruning_fraction=f, **at))["coupling"].values
         np.testing.assert_allclose(ising["coupling"].sel(model=label).values, expected, rtol=1e-12)
     samples = io.load_dataset(made.files["samples.nc"])
@@ -91,6 +98,8 @@ def test_a_second_report_recomputes_nothing_and_the_table_has_a_row_per_planned_
     table = format_transitions(made.study, made.transition).splitlines()
     rows = [line.split()[:3] for line in table[2:]]
     assert rows == [["init", "0", "6"], ["after", "20", "6"]]
+    location = float(made.transition["location"].sel(protocol="init", pruning_time="0", n_hidden=6))
+    assert f"{location:.3f}" == table[2].split()[3]
     assert figure_study_name(spec) == "quick"
 
 
