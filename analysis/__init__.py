@@ -13,12 +13,14 @@ from . import (
     convergence,
     ising,
     likelihood,
+    masks,
     moments,
     pca,
     posterior,
     pseudolikelihood,
     reconstruction,
     stationary,
+    transition,
 )
 
 __all__ = [
@@ -28,10 +30,12 @@ __all__ = [
     "convergence",
     "ising",
     "likelihood",
+    "masks",
     "moments",
     "pca",
     "posterior",
     "pseudolikelihood",
     "reconstruction",
     "stationary",
+    "transition",
 ]
