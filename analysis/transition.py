@@ -68,6 +68,7 @@ plain percentile intervals) is kept for its callers.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Literal, NamedTuple
 
@@ -1147,7 +1148,9 @@ def gap_table(
     q = _merged_quality(merged, quality)
     gap = quality_gap(q, a, b, converged=merged.get("converged"), finished=merged.get("finished"),
                       exclude=exclude, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
-    gap.attrs.update(provenance(quality=quality))
+    # which cells were compared, so a reader (a figure legend) can name them
+    gap.attrs.update(provenance(quality=quality, minuend=json.dumps(a, sort_keys=True, default=str),
+                                subtrahend=json.dumps(b, sort_keys=True, default=str)))
     return gap
 
 
