@@ -44,6 +44,7 @@ def _description() -> str:
 Train and sample diluted (masked) binary Restricted Boltzmann Machines.
 
 Start here:
+  dilution study run quick --workers 2 --report   # where quality collapses under pruning (minutes)
   dilution train                         # planted-teacher demo: exact log-likelihoods, sample grid
   dilution train --data ../shared/data/mnist/mnist.npz   # MNIST: {mnist['n_hidden']} hidden units, {mnist['epochs']} epochs
   dilution sample runs/teacher-seed0 --n-samples 64
