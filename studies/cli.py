@@ -95,7 +95,7 @@ def _spec(text: str, output: str | None, data: str | None = None):
 
 def _run(args: argparse.Namespace) -> int:
     from .cost import estimate_cost, format_cost
-    from .runner import local_client, run_study, warm_numba
+    from .runner import close_client, local_client, run_study, warm_numba
 
     spec = _spec(args.spec, args.output, args.data)  # validated before any compute starts
     if args.workers is not None and args.workers < 1:
@@ -125,10 +125,7 @@ def _run(args: argparse.Namespace) -> int:
                            report=report)
     finally:
         if client is not None:
-            cluster = client.cluster if args.workers is not None else None
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            close_client(client)
     study = result.study
     finished = study["finished"].values
     not_converged = int((finished & ~study["converged"].values).sum())

@@ -291,7 +291,7 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .runner import local_client, warm_numba
+    from .runner import close_client, local_client, warm_numba
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
@@ -319,10 +319,7 @@ def _main(args: argparse.Namespace) -> int:
                         figures=not args.no_figures, log=lambda line: print(line, flush=True))
     finally:
         if client is not None:
-            cluster = client.cluster if args.workers is not None else None
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            close_client(client)
     print(run.figures_output.rstrip())
     for name, why in run.missing.items():
         print(f"not made: {name}: {why}")

@@ -31,6 +31,7 @@ task is submitted.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 import uuid
@@ -50,7 +51,7 @@ from .spec import StudySpec
 from .tasks import Task, build_graph
 
 __all__ = ["TaskOutcome", "StudyRun", "StudyStatus", "execute", "run_study", "study_status", "local_client",
-           "warm_numba", "SINGLE_THREAD_ENV"]
+           "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
 
 # Set in every worker process before it starts (see the module docstring).
 SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -143,12 +144,39 @@ def local_client(n_workers: int):
     import dask
     from distributed import Client, LocalCluster
 
+    saved = {name: os.environ.get(name) for name in SINGLE_THREAD_ENV}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": SINGLE_THREAD_ENV}):
         # silence_logs: the nannies' shutdown chatter ("still alive after 4.0 seconds, killing")
         # is not the user's business; errors still print
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
-    return Client(cluster)
+    # The nannies run in this process and set the pre-spawn environment here too; numba re-reads
+    # NUMBA_NUM_THREADS at every compilation and refuses a value other than the one its threads
+    # started with, so a kernel compiled here after the study (the report) would fail.
+    _restore_environ(saved)
+    client = Client(cluster)
+    client.dilution_saved_environ = saved
+    return client
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def close_client(client) -> None:
+    """Close a study's client; for one made by :func:`local_client`, also its cluster, and undo the
+    environment its nannies set in this process (again: a restarted worker sets it anew)."""
+    saved = getattr(client, "dilution_saved_environ", None)
+    cluster = client.cluster if saved is not None else None
+    client.close()
+    if cluster is not None:
+        cluster.close()
+    if saved is not None:
+        _restore_environ(saved)
 
 
 def run_study(

@@ -115,3 +115,23 @@ def test_malformed_spec_fails_before_any_compute(tmp_path, capsys):
     assert main(["study", "run", str(tmp_path / "bad.toml")]) != 0
     assert "pruning_fractions[1]: expected a fraction in [0, 1), got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was():
+    """The nannies run in this process and set their pre-spawn environment here too; numba re-reads
+    NUMBA_NUM_THREADS at every compilation, so the report compiled after a study crashed with
+    'Cannot set NUMBA_NUM_THREADS to a different value once the threads have been launched' (a
+    fresh clone's `dilution study run quick --workers 2 --report`, 2026-12-02). The variables are
+    restored once the workers are spawned and again when the client is closed."""
+    import os
+
+    from studies.runner import SINGLE_THREAD_ENV, close_client, local_client
+
+    before = {name: os.environ.get(name) for name in SINGLE_THREAD_ENV}
+    client = local_client(1)
+    try:
+        assert {name: os.environ.get(name) for name in SINGLE_THREAD_ENV} == before
+        assert client.run(lambda: os.environ.get("NUMBA_NUM_THREADS")) == {w: "1" for w in client.run(lambda: 0)}
+    finally:
+        close_client(client)
+    assert {name: os.environ.get(name) for name in SINGLE_THREAD_ENV} == before
