@@ -95,7 +95,7 @@ def _spec(text: str, output: str | None, data: str | None = None):
 
 def _run(args: argparse.Namespace) -> int:
     from .cost import estimate_cost, format_cost
-    from .runner import close_client, local_client, run_study, warm_numba
+    from .runner import run_study, study_client
 
     spec = _spec(args.spec, args.output, args.data)  # validated before any compute starts
     if args.workers is not None and args.workers < 1:
@@ -112,20 +112,9 @@ def _run(args: argparse.Namespace) -> int:
     print(format_cost(estimate_cost(spec, workers=args.workers or 1)) + " (a fresh run; finished tasks are skipped)",
           flush=True)
     t0 = time.perf_counter()
-    client = None
-    if args.workers is not None:
-        warm_numba(spec)
-        client = local_client(args.workers)
-    elif args.scheduler is not None:
-        from distributed import Client
-
-        client = Client(args.scheduler)
-    try:
+    with study_client(args.workers, args.scheduler, warm=[spec]) as client:
         result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,
                            report=report)
-    finally:
-        if client is not None:
-            close_client(client)
     study = result.study
     finished = study["finished"].values
     not_converged = int((finished & ~study["converged"].values).sum())

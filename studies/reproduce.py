@@ -291,7 +291,7 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .runner import close_client, local_client, warm_numba
+    from .runner import study_client
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
@@ -304,22 +304,13 @@ def _main(args: argparse.Namespace) -> int:
         mnist, _ = _mnist_path(args.data)
         for name, spec in paper_specs(Path(args.output) / "data", mnist).items():
             print(f"{name}: " + format_cost(estimate_cost(spec, workers=args.workers or 1)), flush=True)
-    client = None
+    warm = ()
     if args.workers is not None:
         mnist, _ = _mnist_path(args.data)
-        for spec in (smoke_specs if args.scale == "smoke" else paper_specs)(Path(args.output) / "data", mnist).values():
-            warm_numba(spec)
-        client = local_client(args.workers)
-    elif args.scheduler is not None:
-        from distributed import Client
-
-        client = Client(args.scheduler)
-    try:
+        warm = (smoke_specs if args.scale == "smoke" else paper_specs)(Path(args.output) / "data", mnist).values()
+    with study_client(args.workers, args.scheduler, warm=warm) as client:
         run = reproduce(args.scale, args.output, client=client, data=args.data, retries=args.retries,
                         figures=not args.no_figures, log=lambda line: print(line, flush=True))
-    finally:
-        if client is not None:
-            close_client(client)
     print(run.figures_output.rstrip())
     for name, why in run.missing.items():
         print(f"not made: {name}: {why}")

@@ -30,6 +30,7 @@ task is submitted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -51,7 +52,7 @@ from .spec import StudySpec
 from .tasks import Task, build_graph
 
 __all__ = ["TaskOutcome", "StudyRun", "StudyStatus", "execute", "run_study", "study_status", "local_client",
-           "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
+           "study_client", "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
 
 # Set in every worker process before it starts (see the module docstring).
 SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -165,6 +166,27 @@ def _restore_environ(saved: dict[str, str | None]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@contextlib.contextmanager
+def study_client(workers: int | None = None, scheduler: str | None = None, warm=()):
+    """The executor of ``dilution study run`` and ``dilution reproduce``, closed on exit: None
+    (serial), a :func:`local_client` of ``workers`` processes (numba warmed here first for every
+    spec in ``warm``), or a client of the running scheduler at ``scheduler``."""
+    client = None
+    if workers is not None:
+        for spec in warm:
+            warm_numba(spec)
+        client = local_client(workers)
+    elif scheduler is not None:
+        from distributed import Client
+
+        client = Client(scheduler)
+    try:
+        yield client
+    finally:
+        if client is not None:
+            close_client(client)
 
 
 def close_client(client) -> None:
