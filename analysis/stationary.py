@@ -22,6 +22,8 @@ flattening ``k = i n_hidden + j``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 from scipy.stats import ks_2samp, norm, wasserstein_distance
@@ -47,6 +49,7 @@ __all__ = [
     "first_order_optimality",
     "mixing",
     "stationarity",
+    "deviation_ratios",
 ]
 
 _ONE = "1"
@@ -830,4 +833,83 @@ def first_order_optimality(masks, gradient, *, signs=None, alpha: float | None =
         coords={**_pair_coords(v, h), "replica": ("replica", np.arange(r), {"long_name": "replica", "units": _ONE})},
     )
     ds.attrs.update(provenance(metric="first-order optimality of final masks", criterion=criterion))
+    return ds
+
+
+def deviation_ratios(estimates, standard_errors, reference, reference_standard_error, *, level: float = 0.95,
+                     n_draws: int = 20_000, seed: int = 0) -> xr.Dataset:
+    """Deviations of a sequence of estimates from one reference and the ratios of successive deviations.
+
+    For a statistic measured at learning rates ``eta_0 > eta_1 > ...`` (each half the one before),
+    ``d_k = m_k - r`` is the discretisation bias at ``eta_k`` and ``rho_k = d_k / d_{k+1}`` its
+    ratio per halving: 2 for an ``O(eta)`` bias, ``sqrt(2)`` for ``O(sqrt(eta))``. The estimates
+    have independent normal errors; the reference's error is shared by every deviation, so the
+    ratios' intervals come from ``n_draws`` joint normal draws of the estimates and the
+    reference (percentile intervals; unbounded when a denominator's interval holds 0). The
+    delta-method standard error of each ratio, with the shared error's covariance, is returned
+    beside them.
+
+    Parameters
+    ----------
+    estimates, standard_errors : array_like, shape (..., n)
+        ``m_k`` and their standard errors along the last axis.
+    reference, reference_standard_error : array_like, shape (...)
+        ``r`` and its standard error.
+    level : float
+    n_draws : int
+    seed : int
+        Of the draws (``derive_seed(seed, "deviation-ratios")``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``index`` (n): ``deviation``, ``deviation_standard_error`` (estimate and reference
+        errors in quadrature), ``deviation_lower`` / ``deviation_upper``. Dim ``halving`` (n - 1,
+        ratio ``k`` is ``d_k / d_{k+1}``): ``ratio``, ``ratio_lower``, ``ratio_upper``,
+        ``ratio_standard_error``. Leading dims are ``dim_0, dim_1, ...``.
+    """
+    m = np.asarray(estimates, dtype=np.float64)
+    s = np.asarray(standard_errors, dtype=np.float64)
+    if m.ndim < 1 or m.shape[-1] < 2 or s.shape != m.shape:
+        raise ValueError(f"estimates and standard_errors must have one shape (..., n) with n >= 2, got {m.shape} and "
+                         f"{s.shape}")
+    r = np.broadcast_to(np.asarray(reference, dtype=np.float64), m.shape[:-1])
+    sr = np.broadcast_to(np.asarray(reference_standard_error, dtype=np.float64), m.shape[:-1])
+    if np.any(s < 0) or np.any(sr < 0):
+        raise ValueError("standard errors must be >= 0")
+    z = _z(level)
+    n_draws = check_int("n_draws", n_draws, low=100)
+    d = m - r[..., None]
+    d_se = np.sqrt(s**2 + sr[..., None] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = d[..., :-1] / d[..., 1:]
+        # Var(a/b) to first order with Var a = s_a^2 + s_r^2, Var b = s_b^2 + s_r^2, Cov(a, b) = s_r^2.
+        a, b = d[..., :-1], d[..., 1:]
+        var = (d_se[..., :-1] ** 2 - 2 * ratio * sr[..., None] ** 2 + ratio**2 * d_se[..., 1:] ** 2) / b**2
+        rng = np.random.default_rng(derive_seed(check_seed(seed), "deviation-ratios"))
+        m_draw = m + s * rng.standard_normal((n_draws, *m.shape))
+        r_draw = r + sr * rng.standard_normal((n_draws, *r.shape))
+        d_draw = m_draw - r_draw[..., None]
+        ratio_draw = d_draw[..., :-1] / d_draw[..., 1:]
+    with warnings.catch_warnings():
+        # A deviation that is exactly 0 (a conserved statistic) has no ratio: NaN, not a warning.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(ratio_draw, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+    lead = tuple(f"dim_{i}" for i in range(m.ndim - 1))
+    idx, hv = (*lead, "index"), (*lead, "halving")
+    ds = xr.Dataset({
+        "deviation": _var(idx, d, "estimate minus the reference"),
+        "deviation_standard_error": _var(idx, d_se, "standard error of the deviation (estimate and reference errors "
+                                                   "in quadrature)"),
+        "deviation_lower": _var(idx, d - z * d_se, f"lower end of the {level:.0%} interval of the deviation"),
+        "deviation_upper": _var(idx, d + z * d_se, f"upper end of the {level:.0%} interval of the deviation"),
+        "ratio": _var(hv, ratio, "deviation over the next deviation"),
+        "ratio_lower": _var(hv, lo, f"lower end of the {level:.0%} interval of the ratio (joint normal draws)"),
+        "ratio_upper": _var(hv, hi, f"upper end of the {level:.0%} interval of the ratio (joint normal draws)"),
+        "ratio_standard_error": _var(hv, np.sqrt(var), "delta-method standard error of the ratio"),
+    }, coords={"index": ("index", np.arange(m.shape[-1]), {"long_name": "position in the sequence", "units": _ONE}),
+               "halving": ("halving", np.arange(m.shape[-1] - 1),
+                           {"long_name": "ratio of deviation k to deviation k + 1", "units": _ONE})})
+    ds.attrs.update(provenance(metric="deviations from a reference and their successive ratios", level=level,
+                               n_draws=n_draws, seed=seed))
     return ds

@@ -59,6 +59,8 @@ import xarray as xr
 
 from analysis.posterior import Posterior, mask_profiles, sample_posterior
 from analysis.stationary import (
+    deviation_ratios,
+    effective_sample_size,
     expected_log_likelihood,
     inclusion_probabilities,
     mask_codes,
@@ -77,7 +79,8 @@ from dilution.rng import derive_seed
 from dilution.validation import check_seed
 
 __all__ = ["Scale", "SCALES", "ESTIMATORS", "stream_seed", "experiment_setup", "fixed_sign_replicas", "run_experiments",
-           "main"]
+           "BiasScale", "BIAS_SCALES", "STATISTICS", "replica_mean", "discretisation_bias", "copies_setup",
+           "estimator_bias", "run_bias_experiments", "main"]
 
 _ONE = "1"
 _NATS = "nats per sample"
@@ -474,14 +477,411 @@ def _inclusion(draws) -> np.ndarray:
     return draws.masks.mean(axis=(0, 1))
 
 
+# ----------------------------------------------------------------------------------------------
+# Biases of the stationary law (issue 12, items 2 and 3): statistics with low noise floors.
+
+
+@dataclass(frozen=True)
+class BiasScale:
+    """Sizes of the bias experiments (:func:`discretisation_bias`, :func:`estimator_bias`).
+
+    Attributes
+    ----------
+    replicas : int
+        Independent replicas per run; every standard error of a run is the spread of the
+        replicas' time averages over ``sqrt(replicas)``.
+    time : float
+        ``eta * steps`` of every run of the learning-rate sequence.
+    learning_rates : tuple of float
+        Each half the one before.
+    records : int
+        Records per run (the first tenth is burn-in).
+    reference_chains, reference_draws, reference_thin, reference_warmup : int
+        :func:`analysis.posterior.sample_posterior` settings.
+    estimator_steps : int
+        Updates per replica of :func:`estimator_bias` (learning rate ``estimator_learning_rate``).
+    estimator_learning_rate : float
+    """
+
+    replicas: int
+    time: float
+    learning_rates: tuple[float, ...]
+    records: int
+    reference_chains: int
+    reference_draws: int
+    reference_thin: int
+    reference_warmup: int
+    estimator_steps: int
+    estimator_learning_rate: float
+
+
+BIAS_SCALES = {
+    "smoke": BiasScale(replicas=16, time=400.0, learning_rates=(0.4, 0.2, 0.1), records=200, reference_chains=16,
+                       reference_draws=400, reference_thin=2, reference_warmup=300, estimator_steps=4_000,
+                       estimator_learning_rate=0.05),
+    "paper": BiasScale(replicas=64, time=8_000.0, learning_rates=(0.4, 0.2, 0.1, 0.05), records=1_000,
+                       reference_chains=32, reference_draws=4_000, reference_thin=5, reference_warmup=2_000,
+                       estimator_steps=80_000, estimator_learning_rate=0.05),
+}
+
+# The smooth statistics of the stationary law whose means are compared, with their units.
+STATISTICS = {
+    "log_likelihood": ("mean log-likelihood of the data", _NATS),
+    "active_count": ("active connections |M|", _ONE),
+    "weight_l1": ("sum of |w| over the connections", "weight units"),
+    "visible_bias": ("visible bias, mean over units", "weight units"),
+}
+
+
+def _traces(masks, weights, visible_bias, log_likelihood) -> dict:
+    """The :data:`STATISTICS` per record, each (replica, record)."""
+    return {"log_likelihood": np.asarray(log_likelihood, dtype=np.float64),
+            "active_count": np.asarray(masks).sum(axis=(2, 3)).astype(np.float64),
+            "weight_l1": np.abs(np.asarray(weights, dtype=np.float64)).sum(axis=(2, 3)),
+            "visible_bias": np.asarray(visible_bias, dtype=np.float64).mean(axis=2)}
+
+
+def _run_traces(ds: xr.Dataset) -> dict:
+    """Traces of a replica run after burn-in (the first tenth of the records)."""
+    burn = ds.sizes["record"] // 10
+    part = ds.isel(record=slice(burn, None))
+    return _traces(part["mask"].values, part["weights"].values, part["visible_bias"].values,
+                   part["log_likelihood"].values)
+
+
+def replica_mean(trace) -> tuple[float, float]:
+    """Mean of a (replica, record) trace and its standard error with the replicas as independent chains.
+
+    The replicas' time averages are independent and identically distributed (independent seeds,
+    one start law), so their spread over ``sqrt(n_replicas)`` is the standard error whatever the
+    autocorrelation along a replica; it needs no estimate of ``tau``. Returns ``(mean, se)``.
+    """
+    x = np.asarray(trace, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"trace must have shape (replica, record) with at least 2 replicas, got {x.shape}")
+    per_replica = x.mean(axis=1)
+    return float(per_replica.mean()), float(per_replica.std(ddof=1) / np.sqrt(per_replica.size))
+
+
+def _reference_mean(trace) -> tuple[float, float]:
+    """Mean of reference-sampler draws with the standard error from their ESS (0 for a constant trace)."""
+    x = np.asarray(trace, dtype=np.float64)
+    if x.min() == x.max():
+        return float(x.mean()), 0.0
+    return float(x.mean()), float(x.std() / np.sqrt(effective_sample_size(x)))
+
+
+def _statistic_coords() -> dict:
+    names = list(STATISTICS)
+    return {"statistic": ("statistic", names, {"long_name": "statistic of the stationary law", "units": _ONE}),
+            "statistic_long_name": ("statistic", [STATISTICS[k][0] for k in names],
+                                    {"long_name": "what the statistic is", "units": _ONE}),
+            "statistic_units": ("statistic", [STATISTICS[k][1] for k in names],
+                                {"long_name": "units of the statistic's values", "units": _ONE})}
+
+
+def discretisation_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", seed: int = 0,
+                        progress: bool | None = None) -> xr.Dataset:
+    """The discretisation bias of DEEP R and soft-DEEP R (exact gradients) as the learning rate halves.
+
+    Every run has the same length in time ``eta * steps`` (``scale.time``), the model of
+    :func:`experiment_setup`; the means of :data:`STATISTICS` over the replicas (after burn-in)
+    are compared with the reference posterior's (:func:`analysis.posterior.sample_posterior`):
+    the deviation at each ``eta`` and its ratio per halving
+    (:func:`analysis.stationary.deviation_ratios`). An Euler-Maruyama step of a Langevin
+    diffusion has an ``O(eta)`` bias of smooth stationary means (ratio 2).
+
+    Parameters
+    ----------
+    scale : "smoke", "paper" or BiasScale
+    seed : int
+    progress : bool or None
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``rule`` (deep-r, soft-deep-r), ``learning_rate``, ``statistic`` (coords
+        ``statistic_long_name``, ``statistic_units``: the units of every value of that
+        statistic), ``halving``: ``estimate``, ``estimate_standard_error``, ``reference``,
+        ``reference_standard_error``, ``deviation`` with ``deviation_lower`` / ``_upper`` and
+        ``deviation_excludes_zero``, ``ratio`` (deviation at ``eta`` over the one at ``eta/2``;
+        coord ``halving`` is the larger ``eta``) with ``ratio_lower`` / ``_upper`` and
+        ``ratio_standard_error``; per rule the reference sampler's ``reference_rhat_*`` and
+        ``reference_ess_log_likelihood``. Coordinate ``steps`` (per learning rate).
+    """
+    sc = _bias_scale(scale)
+    seed = check_seed(seed)
+    setup = experiment_setup(seed)
+    rules = {"deep-r": setup["deep_r"], "soft-deep-r": setup["soft_deep_r"]}
+    lrs = np.asarray(sc.learning_rates, dtype=np.float64)
+    steps = np.array([int(round(sc.time / lr)) for lr in lrs], dtype=np.int64)
+    names = list(STATISTICS)
+    est = np.empty((len(rules), lrs.size, len(names)))
+    est_se = np.empty_like(est)
+    ref = np.empty((len(rules), len(names)))
+    ref_se = np.empty_like(ref)
+    quality = {k: [] for k in ("reference_rhat_inclusion_max", "reference_rhat_weight_max",
+                               "reference_rhat_log_likelihood")}
+    ess_ll = []
+    with progress_bar(len(rules) * (1 + lrs.size), "discretisation bias", enabled=progress) as bar:
+        for a, (name, rule) in enumerate(rules.items()):
+            draws = _reference(setup, name, sc, seed, k=setup["k"] if name == "deep-r" else None)
+            for key, value in _reference_quality(draws).items():
+                quality[key].append(value)
+            ess_ll.append(float(draws.diagnostics["ess_log_likelihood"]))
+            traces = _traces(draws.masks, draws.weights, draws.visible_bias, draws.log_likelihood)
+            for c, stat in enumerate(names):
+                ref[a, c], ref_se[a, c] = _reference_mean(traces[stat])
+            bar.update(1)
+            for b, (lr, n) in enumerate(zip(lrs, steps)):
+                run = fixed_sign_replicas(rule, setup["signs"], sc.replicas, setup["data"], int(n),
+                                          max(int(n) // sc.records, 1), learning_rate=float(lr), estimator=Exact(),
+                                          seed=stream_seed(seed, "discretisation", name, str(b)))
+                traces = _run_traces(run)
+                for c, stat in enumerate(names):
+                    est[a, b, c], est_se[a, b, c] = replica_mean(traces[stat])
+                bar.update(1)
+    dev = deviation_ratios(np.moveaxis(est, 1, -1), np.moveaxis(est_se, 1, -1), ref, ref_se,
+                           seed=stream_seed(seed, "discretisation", "ratios"))
+    cube = ("rule", "learning_rate", "statistic")
+    halves = ("rule", "halving", "statistic")
+    see = "see statistic_units"
+
+    def lr_last(var):
+        return np.moveaxis(dev[var].values, -1, 1)
+
+    lower, upper = lr_last("deviation_lower"), lr_last("deviation_upper")
+    ds = xr.Dataset({
+        "estimate": (cube, est, {"long_name": "stationary mean over the replicas (after burn-in)", "units": see}),
+        "estimate_standard_error": (cube, est_se, {"long_name": "standard error of the mean (spread of the replicas' "
+                                                               "time averages)", "units": see}),
+        "reference": (("rule", "statistic"), ref, {"long_name": "reference posterior mean", "units": see}),
+        "reference_standard_error": (("rule", "statistic"), ref_se, {"long_name": "standard error of the reference "
+                                                                                  "mean (from its ESS)", "units": see}),
+        "deviation": (cube, lr_last("deviation"), {"long_name": "stationary mean minus the reference", "units": see}),
+        "deviation_lower": (cube, lower, {"long_name": "lower end of the 95% interval of the deviation",
+                                          "units": see}),
+        "deviation_upper": (cube, upper, {"long_name": "upper end of the 95% interval of the deviation",
+                                          "units": see}),
+        "deviation_excludes_zero": (cube, ((lower > 0) | (upper < 0)).astype(np.int8),
+                                    {"long_name": "the deviation's 95% interval excludes 0 (1) or not (0)",
+                                     "units": _ONE}),
+        "ratio": (halves, lr_last("ratio"), {"long_name": "deviation at eta over the deviation at eta/2 (2 for an "
+                                                          "O(eta) bias)", "units": _ONE}),
+        "ratio_lower": (halves, lr_last("ratio_lower"), {"long_name": "lower end of the 95% interval of the ratio",
+                                                         "units": _ONE}),
+        "ratio_upper": (halves, lr_last("ratio_upper"), {"long_name": "upper end of the 95% interval of the ratio",
+                                                         "units": _ONE}),
+        "ratio_standard_error": (halves, lr_last("ratio_standard_error"),
+                                 {"long_name": "delta-method standard error of the ratio", "units": _ONE}),
+        **{key: ("rule", np.array(values), {"long_name": f"reference sampler: {key[10:].replace('_', ' ')}",
+                                            "units": _ONE}) for key, values in quality.items()},
+        "reference_ess_log_likelihood": ("rule", np.array(ess_ll), {"long_name": "reference sampler: effective "
+                                                                                 "sample size of the likelihood",
+                                                                    "units": _ONE}),
+    }, coords={"rule": ("rule", list(rules), {"long_name": "rewiring rule", "units": _ONE}),
+               "learning_rate": ("learning_rate", lrs, {"long_name": "learning rate eta", "units": _ONE}),
+               "steps": ("learning_rate", steps, {"long_name": "updates per replica", "units": "updates"}),
+               "halving": ("halving", lrs[:-1], {"long_name": "the larger learning rate of the halving",
+                                                 "units": _ONE}),
+               **_statistic_coords()})
+    ds.attrs = provenance(title="discretisation bias of the stationary means as the learning rate halves (equal "
+                                "time eta * steps, exact gradients, 4 x 2 bars-and-stripes model)",
+                          seed=seed, scale=scale if isinstance(scale, str) else "custom",
+                          scale_settings=json.dumps(asdict(sc)), time=sc.time, replicas=sc.replicas,
+                          burn_in="first tenth of the records", standard_errors="run: spread of the replicas' time "
+                          "averages / sqrt(replicas); reference: std / sqrt(ESS)", **_model_attrs(setup))
+    return ds
+
+
+def copies_setup() -> dict:
+    """The model of :func:`estimator_bias`, where CD-1 moves the masks (issue 12, item 3).
+
+    Four visible units, two hidden: ``v0 = v1 = v2`` (three copies of one fair bit) and ``v3``
+    an independent fair bit, every combination twice (16 rows). ``T = 1/128`` (the likelihood of
+    128 such rows per unit of mean log-likelihood), ``alpha = 2 T``. The signs make hidden 0
+    positive and hidden 1 negative on the copies (both can explain them: flipping a hidden unit
+    flips its weights' signs) and positive on ``v3``, so the hidden units are not exchangeable
+    and every pair's inclusion probability is a well-defined, mixing quantity. Both hidden units
+    wire the copies almost surely; the question is whether they also wire ``v3``, which the
+    data do not need. Settings as :func:`experiment_setup` (``deep_r`` with ``k = 4``).
+    """
+    data = np.array([[x, x, x, y] for x in (0, 1) for y in (0, 1)] * 2, dtype=np.float64)
+    temperature = 1.0 / 128
+    alpha = 2.0 * temperature
+    signs = np.array([[1, -1], [1, -1], [1, -1], [1, 1]], dtype=np.int8)
+    soft = SoftDeepR(alpha=alpha, temperature=temperature, p0=0.5, bias_l2=_BIAS_L2)
+    deep = DeepR(k=_K, alpha=alpha, temperature=temperature, bias_l2=_BIAS_L2)
+    return dict(data=data, temperature=temperature, alpha=alpha, theta_min=soft.floor_value, bias_l2=_BIAS_L2,
+                signs=signs, deep_r=deep, soft_deep_r=soft, k=_K)
+
+
+def estimator_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", seed: int = 0,
+                   rule: Literal["soft-deep-r", "deep-r"] = "soft-deep-r", progress: bool | None = None) -> xr.Dataset:
+    """Inclusion probabilities under exact, CD-1, CD-10 and PCD-1 gradients against the reference posterior.
+
+    The model of :func:`copies_setup`; ``scale.replicas`` replicas of ``scale.estimator_steps``
+    updates at ``scale.estimator_learning_rate`` per estimator (``ESTIMATORS``). Each pair's
+    inclusion probability is the mean over replicas of its time average after burn-in, with the
+    replicas as independent chains (:func:`replica_mean`); the reference's error is from its
+    ESS; the deviation's interval adds both in quadrature (normal, 95%). The exact-gradient row
+    carries the discretisation bias at this learning rate: the estimators' rows are read
+    against it as well as against the reference.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``estimator``, ``visible``, ``hidden``: ``inclusion``, ``inclusion_standard_error``,
+        ``reference``, ``reference_standard_error``, ``difference`` with ``difference_lower`` /
+        ``_upper`` and ``z_score``, ``difference_from_exact`` with its ``_lower`` / ``_upper``
+        (against the exact-gradient replicas). Per estimator: ``max_abs_z``,
+        ``n_pairs_excluding_zero``, ``chi2`` (sum of ``z^2`` over the 8 pairs),
+        ``log_likelihood_difference`` with ``_lower`` / ``_upper``. The reference sampler's
+        ``reference_rhat_*`` and ``reference_ess_inclusion_min``.
+    """
+    sc = _bias_scale(scale)
+    seed = check_seed(seed)
+    if rule not in ("soft-deep-r", "deep-r"):
+        raise ValueError(f"rule must be 'soft-deep-r' or 'deep-r', got {rule!r}")
+    setup = copies_setup()
+    k = setup["k"] if rule == "deep-r" else None
+    the_rule = setup["deep_r"] if rule == "deep-r" else setup["soft_deep_r"]
+    n = sc.estimator_steps
+    with progress_bar(1 + len(ESTIMATORS), f"estimator bias ({rule})", enabled=progress) as bar:
+        draws = _reference(setup, rule, sc, seed, k=k)
+        bar.update(1)
+        runs = {}
+        for name, est in ESTIMATORS.items():
+            runs[name] = fixed_sign_replicas(the_rule, setup["signs"], sc.replicas, setup["data"], n,
+                                             max(n // sc.records, 1), learning_rate=sc.estimator_learning_rate,
+                                             estimator=est, seed=stream_seed(seed, "estimator-bias", rule, name))
+            bar.update(1)
+    v, h = setup["signs"].shape
+    ref_masks = draws.masks.astype(np.float64)
+    ref = np.empty((v, h))
+    ref_se = np.empty((v, h))
+    for i in range(v):
+        for j in range(h):
+            ref[i, j], ref_se[i, j] = _reference_mean(ref_masks[:, :, i, j])
+    ll_ref, ll_ref_se = _reference_mean(draws.log_likelihood)
+    z = 1.959963984540054
+    inc = np.empty((len(ESTIMATORS), v, h))
+    inc_se = np.empty_like(inc)
+    ll = np.empty((len(ESTIMATORS), 2))
+    for e, name in enumerate(ESTIMATORS):
+        burn = runs[name].sizes["record"] // 10
+        masks = runs[name]["mask"].values[:, burn:].astype(np.float64)
+        for i in range(v):
+            for j in range(h):
+                inc[e, i, j], inc_se[e, i, j] = replica_mean(masks[:, :, i, j])
+        ll[e] = replica_mean(runs[name]["log_likelihood"].values[:, burn:])
+    diff = inc - ref
+    se = np.sqrt(inc_se**2 + ref_se**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zs = np.where(se > 0, diff / se, 0.0)
+    exact = list(ESTIMATORS).index("exact")
+    d_exact = inc - inc[exact]
+    se_exact = np.sqrt(inc_se**2 + inc_se[exact] ** 2)
+    excludes = (np.abs(diff) > z * se)
+    ll_diff = ll[:, 0] - ll_ref
+    ll_se = np.hypot(ll[:, 1], ll_ref_se)
+    cube = ("estimator", "visible", "hidden")
+    pair = ("visible", "hidden")
+    quality = _reference_quality(draws)
+    ds = xr.Dataset({
+        "inclusion": (cube, inc, {"long_name": "marginal inclusion probability (replica mean after burn-in)",
+                                  "units": _ONE}),
+        "inclusion_standard_error": (cube, inc_se, {"long_name": "standard error of the inclusion probability "
+                                                                 "(spread of the replicas' time averages)",
+                                                    "units": _ONE}),
+        "reference": (pair, ref, {"long_name": "reference posterior inclusion probability", "units": _ONE}),
+        "reference_standard_error": (pair, ref_se, {"long_name": "standard error of the reference (from its ESS)",
+                                                    "units": _ONE}),
+        "difference": (cube, diff, {"long_name": "inclusion probability minus the reference", "units": _ONE}),
+        "difference_lower": (cube, diff - z * se, {"long_name": "lower end of the 95% interval of the difference",
+                                                   "units": _ONE}),
+        "difference_upper": (cube, diff + z * se, {"long_name": "upper end of the 95% interval of the difference",
+                                                   "units": _ONE}),
+        "z_score": (cube, zs, {"long_name": "difference over its standard error", "units": _ONE}),
+        "difference_from_exact": (cube, d_exact, {"long_name": "inclusion probability minus the exact-gradient "
+                                                               "replicas'", "units": _ONE}),
+        "difference_from_exact_lower": (cube, d_exact - z * se_exact,
+                                        {"long_name": "lower end of the 95% interval of the difference from exact",
+                                         "units": _ONE}),
+        "difference_from_exact_upper": (cube, d_exact + z * se_exact,
+                                        {"long_name": "upper end of the 95% interval of the difference from exact",
+                                         "units": _ONE}),
+        "max_abs_z": ("estimator", np.abs(zs).max(axis=(1, 2)), {"long_name": "largest |z| over the pairs",
+                                                                 "units": _ONE}),
+        "n_pairs_excluding_zero": ("estimator", excludes.sum(axis=(1, 2)).astype(np.int64),
+                                   {"long_name": "pairs whose 95% interval of the difference excludes 0",
+                                    "units": _ONE}),
+        "chi2": ("estimator", (zs**2).sum(axis=(1, 2)), {"long_name": "sum of squared z-scores over the pairs (chi2 "
+                                                                      "with 8 dof if unbiased)", "units": _ONE}),
+        "log_likelihood_difference": ("estimator", ll_diff, {"long_name": "E[mean log-likelihood] minus the "
+                                                                          "reference's", "units": _NATS}),
+        "log_likelihood_difference_lower": ("estimator", ll_diff - z * ll_se,
+                                            {"long_name": "lower end of the 95% interval", "units": _NATS}),
+        "log_likelihood_difference_upper": ("estimator", ll_diff + z * ll_se,
+                                            {"long_name": "upper end of the 95% interval", "units": _NATS}),
+        **{key: ((), value, {"long_name": f"reference sampler: {key[10:].replace('_', ' ')}", "units": _ONE})
+           for key, value in quality.items()},
+        "reference_ess_inclusion_min": ((), float(draws.diagnostics["ess_inclusion"].min()),
+                                        {"long_name": "reference sampler: smallest ESS of an inclusion indicator",
+                                         "units": _ONE}),
+    }, coords={"estimator": ("estimator", list(ESTIMATORS), {"long_name": "gradient estimator", "units": _ONE}),
+               "visible": ("visible", np.arange(v), {"long_name": "visible unit", "units": _ONE}),
+               "hidden": ("hidden", np.arange(h), {"long_name": "hidden unit", "units": _ONE})})
+    ds.attrs = provenance(title=f"{rule}: inclusion probabilities per gradient estimator against the reference "
+                                "posterior on three copies and an independent bit (T = 1/128)",
+                          seed=seed, rule=rule, scale=scale if isinstance(scale, str) else "custom",
+                          scale_settings=json.dumps(asdict(sc)), steps=n, learning_rate=sc.estimator_learning_rate,
+                          replicas=sc.replicas, burn_in="first tenth of the records",
+                          standard_errors="runs: spread of the replicas' time averages / sqrt(replicas); reference: "
+                                          "std / sqrt(ESS); 95% normal intervals, errors in quadrature",
+                          **_model_attrs(setup))
+    return ds
+
+
+def run_bias_experiments(scale: Literal["smoke", "paper"] = "smoke", out: str | Path = ".", seed: int = 0,
+                         progress: bool | None = None) -> list[Path]:
+    """Write ``stationary-discretisation.nc`` (:func:`discretisation_bias`) and
+    ``stationary-estimator-bias.nc`` (:func:`estimator_bias`, soft-DEEP R) into ``out``."""
+    sc = _bias_scale(scale)
+    out = Path(out)
+    if not out.is_dir():
+        raise ValueError(f"out must be an existing folder, got {str(out)!r}")
+    paths = [save(discretisation_bias(sc, seed, progress), out / "stationary-discretisation.nc")]
+    paths.append(save(estimator_bias(sc, seed, "soft-deep-r", progress), out / "stationary-estimator-bias.nc"))
+    return paths
+
+
+def _bias_scale(scale) -> BiasScale:
+    if isinstance(scale, BiasScale):
+        return scale
+    if scale not in BIAS_SCALES:
+        raise ValueError(f"scale must be one of {sorted(BIAS_SCALES)} or a BiasScale, got {scale!r}")
+    return BIAS_SCALES[scale]
+
+
+def _model_attrs(setup) -> dict:
+    return dict(model=f"{setup['data'].shape[1]} x {setup['signs'].shape[1]} RBM, {setup['data'].shape[0]} "
+                      "training rows", temperature=setup["temperature"], alpha=setup["alpha"],
+                theta_min=setup["theta_min"], bias_l2=setup["bias_l2"], deep_r_k=setup["k"],
+                signs=json.dumps(setup["signs"].tolist()))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m studies.stationary --scale smoke --out DIR [--seed N]``."""
+    """``python -m studies.stationary --scale smoke --out DIR [--seed N] [--bias]``."""
     parser = argparse.ArgumentParser(prog="python -m studies.stationary", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
     parser.add_argument("--out", required=True, help="existing folder for the stationary-*.nc files")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bias", action="store_true",
+                        help="run the bias experiments (run_bias_experiments) instead of run_experiments")
     args = parser.parse_args(argv)
-    for path in run_experiments(args.scale, args.out, seed=args.seed, progress=None):
+    run = run_bias_experiments if args.bias else run_experiments
+    for path in run(args.scale, args.out, seed=args.seed, progress=None):
         print(path)
     return 0
 
