@@ -7,10 +7,13 @@
   :func:`dilution.ncg.train_ncg_fused`. ``implementation`` is ``"dilution"`` (this toolkit's
   NCG) and ``"reference-quirks"`` (the same kernel with ``NCG(reference_quirks=True)``, which
   reproduces the reference code's behaviour: it is *not* the authors' C++ binary).
-* :func:`mnist_comparison` (``rewiring-mnist.nc``): exact test log-likelihood over ``method``
-  (``deep-r``, ``static``, ``magnitude``, ``dense``), ``connectivity`` and ``seed`` at a hidden
-  size small enough to enumerate. ``dense`` does not depend on the connectivity: its value is
-  repeated along that axis as the reference level.
+* :func:`mnist_comparison` (``rewiring-mnist.nc``; issue 11, item 4): test log-likelihood over
+  ``method`` (``deep-r``, ``static``, ``magnitude``, ``dense`` and, on request, NCG from initial
+  densities ``p`` as ``ncg-p1``, ``ncg-p0.5``, ...), ``connectivity`` and ``seed``: exact at a
+  hidden size small enough to enumerate, or by AIS (e.g. 500 hidden units), with each run's
+  final connection density, training wall time and, optionally, the auxiliary-classifier
+  scores. ``dense`` and NCG do not take the connectivity (NCG's density is an outcome): their
+  values are repeated along that axis (coordinate ``uses_connectivity`` = 0).
 
 Both experiments take a ``seed`` and derive every run's seed from it, its seed index and the
 purpose, so the two implementations (or the methods) of one seed share their initial draws.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import xarray as xr
@@ -27,13 +31,13 @@ import xarray as xr
 from dilution.provenance import provenance
 from dilution.rng import derive_seed
 
-__all__ = ["IMPLEMENTATIONS", "METHODS", "ncg_epochs", "ncg_trajectories", "mnist_comparison"]
+__all__ = ["IMPLEMENTATIONS", "METHODS", "ncg_epochs", "ncg_trajectories", "ncg_label", "mnist_comparison"]
 
 IMPLEMENTATIONS = ("dilution", "reference-quirks")
 METHODS = ("deep-r", "static", "magnitude", "dense")
 
 
-def _seed(seed: int, purpose: str, *path: int) -> int:
+def _seed(seed: int, purpose: str, *path: int | str) -> int:
     return int(derive_seed(seed, purpose, *path).generate_state(1)[0])
 
 
@@ -122,6 +126,7 @@ def ncg_trajectories(*, epochs: int, n_seeds: int, initial_densities: Sequence[f
 def _method_config(method: str, connectivity: float, n_visible: int, n_hidden: int, common: dict, epochs: int,
                    n_train: int):
     from dilution.deep_r import DeepR, deep_r_config
+    from dilution.ncg import NCG, ncg_config
     from dilution.pruning_rules import PruningProtocol
     from dilution.training import TrainConfig
 
@@ -137,14 +142,45 @@ def _method_config(method: str, connectivity: float, n_visible: int, n_hidden: i
         # Dense for half the run, then the smallest |W| pruned to the connectivity and fine-tuned.
         return TrainConfig(rule=PruningProtocol(fraction=1.0 - connectivity, at_epochs=(max(1, epochs // 2),)),
                            epochs=epochs, **common)
+    if method.startswith("ncg-p"):
+        # The rule draws its own initial mask, weights U(-1, 1) and zero biases (NCG docstring);
+        # the rest (PCD-1, batches of 100, plain SGD) is what every other method gets.
+        return ncg_config(NCG(p=float(method[len("ncg-p"):])), epochs=epochs, **common)
     return TrainConfig(epochs=epochs, **common)
+
+
+def ncg_label(p: float) -> str:
+    """The ``method`` label of NCG from initial density ``p``: ``ncg-p1``, ``ncg-p0.5``, ``ncg-p0.1``."""
+    return f"ncg-p{float(p):g}"
+
+
+def _check_ais(name: str, value) -> int:
+    # Two chains at least: the AIS standard error of log Z is a spread over chains; two betas
+    # at least: the schedule runs from 0 to 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+        raise ValueError(f"{name} must be an integer >= 2 (an AIS budget), got {value!r}")
+    return int(value)
 
 
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
-                     learning_rate: float = 0.01, seed: int = 0) -> xr.Dataset:
-    """Exact test log-likelihood of DEEP R, static random masks, magnitude pruning and the dense
-    model on binarised MNIST (module docstring).
+                     learning_rate: float = 0.01, seed: int = 0, methods: Sequence[str] = METHODS,
+                     ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
+                     ais_chains: int = 100, ais_betas: int = 10_000, classifier=None, n_samples: int = 1000,
+                     n_sweeps: int = 1000, progress: bool = False) -> xr.Dataset:
+    """Test log-likelihood of DEEP R, static random masks, magnitude pruning, NCG and the dense
+    model on binarised MNIST (module docstring; issue 11, item 4).
+
+    Every run is PCD-1 with batches of 100 and plain SGD at ``learning_rate`` for ``epochs``
+    epochs. Its model is scored by :func:`studies.evaluate.evaluate` (the studies' evaluation:
+    exact enumeration or forward AIS with a base rate from the training images; classifier
+    scores of ``n_samples`` Gibbs chains of ``n_sweeps`` sweeps).
+
+    Seeds: run ``s`` of every method trains with the same seed (``derive_seed(seed,
+    "studies.rewiring.mnist", s)``), so the methods of one seed index share the data order and
+    the chains' streams (a paired comparison) and adding or removing a method never changes
+    another's numbers; the evaluation draws (AIS, samples) come from
+    ``derive_seed(seed, "studies.rewiring.mnist.evaluation", method, repr(connectivity), s)``.
 
     Parameters
     ----------
@@ -153,18 +189,43 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     connectivities : sequence of float in (0, 1)
     n_seeds : int
     n_hidden : int
-        At most :data:`dilution.exact.MAX_UNITS` (the likelihood is exact).
+        At most :data:`dilution.exact.MAX_UNITS` with ``likelihood="exact"``.
     epochs : int
     n_train, n_test : int
         The first images of the shuffled training set and of the test set (threshold 0.5).
     learning_rate : float
     seed : int
+    methods : sequence of str
+        A subset of :data:`METHODS`, kept in the order of :data:`METHODS`.
+    ncg_densities : sequence of float in (0, 1]
+        NCG runs from these initial densities ``p``, as methods :func:`ncg_label` (after ``methods``).
+        NCG's density is an outcome, not the ``connectivity`` coordinate: like ``dense``, one run
+        per seed, repeated along ``connectivity``; its density after training is ``final_density``.
+    likelihood : "exact" or "ais"
+        ``"ais"``: ``log Z`` by ``ais_chains`` forward AIS runs over ``ais_betas`` linearly spaced
+        inverse temperatures (a stochastic upper bound on the log-likelihood, with the AIS
+        standard error of ``log Z`` in ``log_partition_se``).
+    ais_chains, ais_betas : int >= 2
+    classifier : analysis.classifier.DigitClassifier, optional
+        Given: the auxiliary-classifier scores of every model's samples are variables too
+        (:func:`analysis.classifier.load_or_train_classifier` makes and caches one).
+    n_samples, n_sweeps : int
+        Model samples for the classifier scores.
+    progress : bool
+        A line per run on standard error (method, seed, seconds, log-likelihood).
 
     Returns
     -------
     xarray.Dataset
-        ``test_log_likelihood`` of dims (``method``, ``connectivity``, ``seed``).
+        Dims (``method``, ``connectivity``, ``seed``): ``test_log_likelihood``,
+        ``test_log_likelihood_se``, ``log_partition``, ``log_partition_se``, ``final_density``,
+        ``train_seconds`` and, with a classifier, ``classifier_inception_score``,
+        ``classifier_coverage_entropy``, ``classifier_mean_max_probability``. Coordinates on
+        ``method``: ``initial_density`` (NCG's ``p``, NaN otherwise) and ``uses_connectivity``
+        (0 where the value is repeated along ``connectivity``).
     """
+    import sys
+
     from dilution import exact
     from dilution.data import binarize
     from dilution.data import mnist as mnist_data
@@ -172,44 +233,115 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from dilution.estimators import PCD
     from dilution.training import train
 
+    from .data import StudyData
+    from .evaluate import evaluate, log_likelihood_method, metric_variables
+    from .spec import EvaluationSpec
+
     for name, value in (("n_seeds", n_seeds), ("n_hidden", n_hidden), ("epochs", epochs), ("n_train", n_train),
-                        ("n_test", n_test)):
+                        ("n_test", n_test), ("n_samples", n_samples)):
         _check_count(name, value)
-    if n_hidden > exact.MAX_UNITS:
-        raise ValueError(f"n_hidden must be at most {exact.MAX_UNITS} (exact likelihood), got {n_hidden}")
+    _check_count("n_sweeps", n_sweeps, low=0)
+    if likelihood not in ("exact", "ais"):
+        raise ValueError(f"likelihood must be 'exact' or 'ais', got {likelihood!r}")
+    if likelihood == "exact" and n_hidden > exact.MAX_UNITS:
+        raise ValueError(f"n_hidden must be at most {exact.MAX_UNITS} with likelihood='exact' (enumeration), got "
+                         f"{n_hidden}; use likelihood='ais'")
+    _check_ais("ais_chains", ais_chains)
+    _check_ais("ais_betas", ais_betas)
     conn = [float(c) for c in connectivities]
     if not conn or any(not 0.0 < c < 1.0 for c in conn):
         raise ValueError(f"connectivities must be a non-empty list of numbers in (0, 1), got {list(connectivities)}")
+    if isinstance(methods, str) or any(m not in METHODS for m in methods):
+        raise ValueError(f"methods must be a list of names among {', '.join(METHODS)}, got {methods!r}")
+    densities = [float(p) for p in ncg_densities]
+    if any(not 0.0 < p <= 1.0 for p in densities) or len(set(densities)) != len(densities):
+        raise ValueError(f"ncg_densities must be distinct numbers in (0, 1], got {list(ncg_densities)}")
+    labels = [m for m in METHODS if m in methods] + [ncg_label(p) for p in densities]
+    if not labels:
+        raise ValueError("methods and ncg_densities are both empty: nothing to compare")
+    if classifier is not None:
+        from analysis.classifier import DigitClassifier
+
+        if not isinstance(classifier, DigitClassifier):
+            raise TypeError(f"classifier must be an analysis.classifier.DigitClassifier or None, got "
+                            f"{type(classifier).__name__}")
+    evaluation = EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas,
+                                metrics=("classifier",) if classifier is not None else (), n_samples=n_samples,
+                                n_sweeps=n_sweeps)
 
     def binary(split: str):
         return binarize.binarize(mnist_data.load_mnist(mnist, split), "threshold", threshold=0.5)
 
     train_x = np.ascontiguousarray(as_matrix(shuffle(binary("train"), seed=seed), np.float64)[:n_train])
     test_x = np.ascontiguousarray(as_matrix(binary("test"), np.float64)[:n_test])
+    # The evaluation reads train (AIS base rate) and test only.
+    data = StudyData(train_x, train_x[:0], test_x, np.nan, np.nan)
     n_visible = train_x.shape[1]
     common = dict(estimator=PCD(k=1), batch_size=100, learning_rate=learning_rate, checkpoints=1,
                   exact_log_likelihood=False, checkpoint_log_likelihood="none")
-    values = np.full((len(METHODS), len(conn), n_seeds), np.nan)
+    scores = metric_variables(evaluation)
+    shape = (len(labels), len(conn), n_seeds)
+    values = {name: np.full(shape, np.nan) for name in (*scores, "final_density", "train_seconds")}
+    repeated = {"dense", *(ncg_label(p) for p in densities)}
     for s in range(n_seeds):
         run_seed = _seed(seed, "studies.rewiring.mnist", s)
-        for m, method in enumerate(METHODS):
-            for c, connectivity in enumerate(conn if method != "dense" else conn[:1]):
+        for m, method in enumerate(labels):
+            for c, connectivity in enumerate(conn[:1] if method in repeated else conn):
                 config = _method_config(method, connectivity, n_visible, n_hidden, common, epochs, n_train)
-                model = train((n_visible, n_hidden), train_x, config, seed=run_seed, progress=False).model
-                values[m, c, s] = float(exact.log_likelihood(model, test_x).mean())
-            if method == "dense":
-                values[m, :, s] = values[m, 0, s]
+                result = train((n_visible, n_hidden), train_x, config, seed=run_seed, progress=False)
+                model = result.model
+                ev = evaluate(evaluation, model, data,
+                              _seed(seed, "studies.rewiring.mnist.evaluation", method, repr(connectivity), s),
+                              classifier=classifier)
+                for name, metric in ev.metrics.items():
+                    values[name][m, c, s] = metric.value
+                values["final_density"][m, c, s] = float(np.count_nonzero(model.mask)) / model.mask.size
+                values["train_seconds"][m, c, s] = float(result.state.train_time)
+                if progress:
+                    print(f"{method} c={connectivity:g} seed {s}: {result.state.train_time:.1f} s, "
+                          f"test LL {ev.metrics['test_log_likelihood'].value:.3f}", file=sys.stderr, flush=True)
+            if method in repeated:
+                for array in values.values():
+                    array[m, :, s] = array[m, 0, s]
     coords = {
-        "method": ("method", list(METHODS), {"long_name": "training method (dense: the same at every connectivity)",
-                                             "units": "1"}),
-        "connectivity": ("connectivity", np.array(conn), {"long_name": "fraction of connections kept", "units": "1"}),
+        "method": ("method", labels, {"long_name": "training method (dense and ncg-p*: one run per seed, repeated "
+                                                   "along connectivity)", "units": "1"}),
+        "connectivity": ("connectivity", np.array(conn), {"long_name": "fraction of connections kept (not used by "
+                                                                       "dense and ncg-p*)", "units": "1"}),
         "seed": ("seed", np.arange(n_seeds), {"long_name": "seed index", "units": "1"}),
+        "initial_density": ("method", np.array([np.nan] * (len(labels) - len(densities)) + densities),
+                            {"long_name": "NCG initial connection density p (NaN for other methods)", "units": "1"}),
+        "uses_connectivity": ("method", np.array([int(m not in repeated) for m in labels], dtype=np.int8),
+                              {"long_name": "method trained at the connectivity coordinate (1) or its value "
+                                            "repeated along it (0)", "units": "1"}),
     }
+    dims = ("method", "connectivity", "seed")
+    names = {**scores,
+             "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
+                               "(n_visible n_hidden); dense: 1)", "1"),
+             "train_seconds": ("training wall time of the run (updates and rule, evaluation excluded; one core "
+                               "unless NUMBA_NUM_THREADS says otherwise)", "s")}
+    data_vars = {name: (dims, values[name], {"long_name": long_name, "units": units})
+                 for name, (long_name, units) in names.items()}
     experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden, "epochs": epochs,
                   "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
-    return xr.Dataset(
-        {"test_log_likelihood": (tuple(coords), values, {"long_name": "mean exact test log-likelihood",
-                                                         "units": "nats per sample"})},
-        coords=coords, attrs=provenance(title=f"DEEP R against static masks and pruning on MNIST, 784 x {n_hidden}",
-                                        seed=seed, experiment=json.dumps(experiment, sort_keys=True),
-                                        setup="PCD-1, batches of 100, binarised at 0.5"))
+    # Recorded only when they differ from the original experiment, so its settings (and the
+    # reproduce step's up-to-date check) read as before.
+    if list(methods) != list(METHODS):
+        experiment["methods"] = [m for m in METHODS if m in methods]
+    if densities:
+        experiment["ncg_densities"] = densities
+    if likelihood != "exact":
+        experiment.update(likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas)
+    if classifier is not None:
+        experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
+    attrs = dict(title=f"DEEP R, NCG, static masks and pruning on MNIST, 784 x {n_hidden}", seed=seed,
+                 experiment=json.dumps(experiment, sort_keys=True),
+                 setup="PCD-1, batches of 100, plain SGD, binarised at 0.5",
+                 log_likelihood_method=log_likelihood_method(evaluation))
+    if likelihood == "ais":
+        attrs.update(ais_chains=ais_chains, ais_betas=ais_betas)
+    if classifier is not None:
+        attrs.update(classifier_seed=classifier.seed, classifier_test_accuracy=classifier.test_accuracy,
+                     classifier_samples=n_samples, classifier_sweeps=n_sweeps)
+    return xr.Dataset(data_vars, coords=coords, attrs=provenance(**attrs))

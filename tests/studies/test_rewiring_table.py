@@ -1,0 +1,114 @@
+"""studies.rewiring.mnist_comparison as the issue-11 table: NCG methods, AIS, classifier scores, wall times."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.classifier import ClassifierConfig, train_classifier
+from dilution.data import mnist as mnist_data
+from studies.rewiring import METHODS, mnist_comparison, ncg_label
+
+TINY = dict(connectivities=(0.2, 0.5), n_seeds=1, n_hidden=4, epochs=1, n_train=200, n_test=100, seed=7)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    root = os.environ.get("DILUTION_DATA")
+    if not root:
+        pytest.skip("DILUTION_DATA is not set (the MNIST comparison needs mnist/mnist.npz)")
+    return str(Path(root) / "mnist" / "mnist.npz")
+
+
+@pytest.fixture(scope="module")
+def classifier(mnist):
+    # A deliberately weak classifier (500 images, one epoch): the test checks the wiring, not its accuracy.
+    train = mnist_data.load_mnist(mnist, "train")
+    return train_classifier(train["images"].values[:500], train["labels"].values[:500], seed=0,
+                            config=ClassifierConfig(n_hidden=16, epochs=1), progress=False)
+
+
+@pytest.fixture(scope="module")
+def table(mnist, classifier):
+    return mnist_comparison(mnist, **TINY, ncg_densities=(1.0, 0.5), classifier=classifier, n_samples=20,
+                            n_sweeps=5)
+
+
+def test_table_has_every_method_with_its_labels_and_attrs(table):
+    labels = [*METHODS, "ncg-p1", "ncg-p0.5"]
+    assert list(table["method"].values) == labels == [*METHODS, ncg_label(1), ncg_label(0.5)]
+    dims = ("method", "connectivity", "seed")
+    for name in ("test_log_likelihood", "test_log_likelihood_se", "log_partition", "log_partition_se",
+                 "final_density", "train_seconds", "classifier_inception_score", "classifier_coverage_entropy",
+                 "classifier_mean_max_probability"):
+        assert table[name].dims == dims, name
+        assert np.all(np.isfinite(table[name].values)), name
+    for name, var in {**table.data_vars, **table.coords}.items():
+        assert var.attrs.get("long_name") and "units" in var.attrs, name
+    assert "git_commit" in table.attrs or "dilution_version" in table.attrs
+    np.testing.assert_array_equal(table["initial_density"].values, [np.nan] * len(METHODS) + [1.0, 0.5])
+    np.testing.assert_array_equal(table["uses_connectivity"].values, [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(table["log_partition_se"].values, 0.0)  # exact enumeration
+    assert np.all(table["train_seconds"].values > 0)
+    assert np.all((table["classifier_inception_score"].values >= 1) & (table["classifier_inception_score"].values
+                                                                       <= 10))
+
+
+def test_methods_without_a_connectivity_are_repeated_and_ncg_density_is_an_outcome(table):
+    for method in ("dense", "ncg-p1", "ncg-p0.5"):
+        row = table.sel({"method": method})
+        for name in table.data_vars:
+            np.testing.assert_array_equal(row[name].values[0], row[name].values[1], err_msg=f"{method} {name}")
+    density = table["final_density"]
+    ncg = density.sel({"method": ["ncg-p1", "ncg-p0.5"]}).values
+    assert np.all((ncg > 0) & (ncg <= 1))
+    np.testing.assert_array_equal(density.sel({"method": "dense"}).values, 1.0)
+    # DEEP R holds exactly K = round(c * 784 * 4) connections.
+    np.testing.assert_allclose(density.sel({"method": "deep-r"}).values[:, 0],
+                               [round(c * 784 * 4) / (784 * 4) for c in TINY["connectivities"]])
+
+
+def test_adding_methods_or_the_classifier_leaves_the_other_numbers_unchanged(mnist, table):
+    alone = mnist_comparison(mnist, **TINY, methods=("deep-r",))
+    assert list(alone["method"].values) == ["deep-r"]
+    for name in ("test_log_likelihood", "log_partition", "final_density"):
+        np.testing.assert_array_equal(alone[name].sel({"method": "deep-r"}).values,
+                                      table[name].sel({"method": "deep-r"}).values, err_msg=name)
+
+
+def test_ais_agrees_with_exact_enumeration(mnist, table):
+    ais = mnist_comparison(mnist, **TINY, methods=("static",), likelihood="ais", ais_chains=50, ais_betas=500)
+    assert ais.attrs["ais_chains"] == 50 and ais.attrs["ais_betas"] == 500
+    # Same run seed, so the same trained models: only log Z differs. The AIS estimate of log Z is
+    # a mean over 50 independent chains, close to normal with standard error log_partition_se
+    # (its bias, about var/2 by Jensen, is far smaller than that error here); the log-likelihood
+    # shares that error, so |AIS - exact| < 4 s.e. fails by chance with probability ~6e-5.
+    assert np.all(ais["log_partition_se"].values > 0)
+    row = ais.sel({"method": "static"})
+    exact_ll = table["test_log_likelihood"].sel({"method": "static"}).values
+    assert np.all(np.abs(row["test_log_likelihood"].values - exact_ll) < 4 * row["log_partition_se"].values)
+    np.testing.assert_array_equal(row["final_density"].values, table["final_density"].sel({"method": "static"}).values)
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(likelihood="bogus"), "likelihood"),
+    (dict(likelihood="ais", ais_chains=0), "ais_chains"),
+    (dict(likelihood="ais", ais_betas=1), "ais_betas"),
+    (dict(n_hidden=40), "n_hidden"),
+    (dict(methods=("deep-r", "ncg")), "methods"),
+    (dict(methods="deep-r"), "methods"),
+    (dict(ncg_densities=(0.0,)), "ncg_densities"),
+    (dict(ncg_densities=(0.5, 0.5)), "ncg_densities"),
+    (dict(methods=()), "nothing to compare"),
+])
+def test_bad_options_are_refused_before_any_work(options, match):
+    with pytest.raises(ValueError, match=match):
+        mnist_comparison("no-such-file.npz", **options)
+
+
+def test_a_classifier_of_the_wrong_type_is_refused():
+    with pytest.raises(TypeError, match="classifier"):
+        mnist_comparison("no-such-file.npz", classifier="seed0.nc")
