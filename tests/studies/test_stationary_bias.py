@@ -146,3 +146,22 @@ def test_bias_arguments_are_checked(tmp_path):
         run_bias_experiments("smoke", tmp_path / "missing")
     with pytest.raises(SystemExit):
         main(["--bias", "--scale", "huge", "--out", str(tmp_path)])
+
+
+def test_cd1_lowers_the_inclusion_of_the_independent_bit_on_the_copies_model():
+    # Issue 12 item 3 at a fast scale: soft-DEEP R on copies_setup, CD-1 against exact gradients
+    # at the same learning rate (0.2; 8000 updates, the time of the paper run's 80,000 at 0.05)
+    # and the same replica count. The paper run (64 replicas x 80,000 updates at eta = 0.05)
+    # measured the pair (v3, hidden 1) at 0.510 under CD-1 against 0.563 exact and 0.566 for the
+    # reference posterior. Replicas are independent chains, so each mean's standard error is the
+    # spread of the 64 replica averages over 8 (~0.009 here); the expected difference -0.05 is
+    # ~4 combined standard errors, and the check asks for 2 (the 95% interval excludes 0). With
+    # CD-1 replaced by exact gradients it fails in 97.5% of seeds.
+    setup = copies_setup()
+    means = {}
+    for name, est in (("exact", ESTIMATORS["exact"]), ("cd-1", ESTIMATORS["cd-1"])):
+        run = fixed_sign_replicas(setup["soft_deep_r"], setup["signs"], 64, setup["data"], 8000, 40,
+                                  learning_rate=0.2, estimator=est, seed=5)
+        means[name] = replica_mean(run["mask"].values[:, 20:, 3, 1].astype(np.float64))
+    (cd, cd_se), (ex, ex_se) = means["cd-1"], means["exact"]
+    assert cd - ex < -2 * np.hypot(cd_se, ex_se), f"cd-1 {cd:.3f} +- {cd_se:.3f}, exact {ex:.3f} +- {ex_se:.3f}"
