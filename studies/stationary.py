@@ -55,10 +55,16 @@ mask's total variation is too coarse (its noise floor hid every bias above):
     ``E|M|`` +0.115, +0.043, +0.009, -0.005 (ratio 2.66 [1.98, 4.08]): the ``O(eta)`` of an
     Euler-Maruyama step. DEEP R's ``E sum |w|`` deviates -0.68, -0.51, -0.38, -0.27, ratios
     1.33 [1.30, 1.36], 1.34 [1.31, 1.38], 1.40 [1.34, 1.46]: ``O(sqrt(eta))`` (ratio
-    ``sqrt 2``), 14% of the reference at ``eta = 0.05``. Our reading: reactivation at
-    ``theta = 0`` and death below 0 are seen only at update times, so freshly reactivated
-    pairs pile up in a layer of width ``~sqrt(eta T)`` above 0, the ``sqrt(h)`` weak error of
-    discretely monitored killed diffusions.
+    ``sqrt 2``), 14% of the reference at ``eta = 0.05``.
+``stationary-discretisation-prior.nc``
+    :func:`prior_discretisation_bias`: the same in the prior-only limit, against exact means.
+    Measured (paper scale): DEEP R's ``E sum |w|`` 0.736, 0.535, 0.398, 0.287 below ``K T /
+    alpha = 2``, ratios 1.38 [1.34, 1.41], 1.35 [1.31, 1.39], 1.39 [1.34, 1.44]; soft-DEEP R's
+    +0.214, +0.107, +0.058, +0.016, ratios 2.01 [1.79, 2.28], 1.84 [1.50, 2.29]. So DEEP R's
+    ``O(sqrt(eta))`` is the rule's own and not the likelihood's. Our reading (not derived here):
+    death below 0 and reactivation at ``theta = 0`` happen only at update times, so freshly
+    reactivated pairs crowd a layer of width ``~sqrt(2 eta T)`` above 0, the ``sqrt(h)`` weak
+    error of discretely monitored killed diffusions; soft-DEEP R has no killing at 0.
 ``stationary-estimator-bias.nc``
     :func:`estimator_bias`: per-pair inclusion probabilities of soft-DEEP R under exact, CD-1,
     CD-10 and PCD-1 gradients against the reference, on :func:`copies_setup` (three copies of a
@@ -96,7 +102,7 @@ from analysis.stationary import (
     split_rhat,
 )
 from dilution.data import bars_stripes
-from dilution.deep_r import DeepR, SoftDeepR
+from dilution.deep_r import DeepR, SoftDeepR, inclusion_probability, prior_dynamics
 from dilution.estimators import CD, PCD, Exact
 from dilution.io import save
 from dilution.ncg import NCG
@@ -107,7 +113,8 @@ from dilution.rng import derive_seed
 from dilution.validation import check_seed
 
 __all__ = ["Scale", "SCALES", "ESTIMATORS", "stream_seed", "experiment_setup", "fixed_sign_replicas", "run_experiments",
-           "BiasScale", "BIAS_SCALES", "STATISTICS", "replica_mean", "discretisation_bias", "copies_setup",
+           "BiasScale", "BIAS_SCALES", "STATISTICS", "replica_mean", "discretisation_bias",
+           "prior_discretisation_bias", "copies_setup",
            "estimator_bias", "run_bias_experiments", "main"]
 
 _ONE = "1"
@@ -599,8 +606,7 @@ def _reference_mean(trace) -> tuple[float, float]:
     return float(x.mean()), float(x.std() / np.sqrt(effective_sample_size(x)))
 
 
-def _statistic_coords() -> dict:
-    names = list(STATISTICS)
+def _statistic_coords(names) -> dict:
     return {"statistic": ("statistic", names, {"long_name": "statistic of the stationary law", "units": _ONE}),
             "statistic_long_name": ("statistic", [STATISTICS[k][0] for k in names],
                                     {"long_name": "what the statistic is", "units": _ONE}),
@@ -669,56 +675,77 @@ def discretisation_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", 
                 for c, stat in enumerate(names):
                     est[a, b, c], est_se[a, b, c] = replica_mean(traces[stat])
                 bar.update(1)
-    dev = deviation_ratios(np.moveaxis(est, 1, -1), np.moveaxis(est_se, 1, -1), ref, ref_se,
-                           seed=stream_seed(seed, "discretisation", "ratios"))
-    cube = ("rule", "learning_rate", "statistic")
-    halves = ("rule", "halving", "statistic")
-    see = "see statistic_units"
-
-    def lr_last(var):
-        return np.moveaxis(dev[var].values, -1, 1)
-
-    lower, upper = lr_last("deviation_lower"), lr_last("deviation_upper")
-    ds = xr.Dataset({
-        "estimate": (cube, est, {"long_name": "stationary mean over the replicas (after burn-in)", "units": see}),
-        "estimate_standard_error": (cube, est_se, {"long_name": "standard error of the mean (spread of the replicas' "
-                                                               "time averages)", "units": see}),
-        "reference": (("rule", "statistic"), ref, {"long_name": "reference posterior mean", "units": see}),
-        "reference_standard_error": (("rule", "statistic"), ref_se, {"long_name": "standard error of the reference "
-                                                                                  "mean (from its ESS)", "units": see}),
-        "deviation": (cube, lr_last("deviation"), {"long_name": "stationary mean minus the reference", "units": see}),
-        "deviation_lower": (cube, lower, {"long_name": "lower end of the 95% interval of the deviation",
-                                          "units": see}),
-        "deviation_upper": (cube, upper, {"long_name": "upper end of the 95% interval of the deviation",
-                                          "units": see}),
-        "deviation_excludes_zero": (cube, ((lower > 0) | (upper < 0)).astype(np.int8),
-                                    {"long_name": "the deviation's 95% interval excludes 0 (1) or not (0)",
-                                     "units": _ONE}),
-        "ratio": (halves, lr_last("ratio"), {"long_name": "deviation at eta over the deviation at eta/2 (2 for an "
-                                                          "O(eta) bias)", "units": _ONE}),
-        "ratio_lower": (halves, lr_last("ratio_lower"), {"long_name": "lower end of the 95% interval of the ratio",
-                                                         "units": _ONE}),
-        "ratio_upper": (halves, lr_last("ratio_upper"), {"long_name": "upper end of the 95% interval of the ratio",
-                                                         "units": _ONE}),
-        "ratio_standard_error": (halves, lr_last("ratio_standard_error"),
-                                 {"long_name": "delta-method standard error of the ratio", "units": _ONE}),
+    ds = _bias_dataset(est, est_se, ref, ref_se, list(rules), lrs, steps, names,
+                       seed=stream_seed(seed, "discretisation", "ratios"),
+                       reference_name="reference posterior mean",
+                       reference_error="standard error of the reference mean (from its ESS)")
+    ds = ds.assign({
         **{key: ("rule", np.array(values), {"long_name": f"reference sampler: {key[10:].replace('_', ' ')}",
                                             "units": _ONE}) for key, values in quality.items()},
         "reference_ess_log_likelihood": ("rule", np.array(ess_ll), {"long_name": "reference sampler: effective "
                                                                                  "sample size of the likelihood",
                                                                     "units": _ONE}),
-    }, coords={"rule": ("rule", list(rules), {"long_name": "rewiring rule", "units": _ONE}),
-               "learning_rate": ("learning_rate", lrs, {"long_name": "learning rate eta", "units": _ONE}),
-               "steps": ("learning_rate", steps, {"long_name": "updates per replica", "units": "updates"}),
-               "halving": ("halving", lrs[:-1], {"long_name": "the larger learning rate of the halving",
-                                                 "units": _ONE}),
-               **_statistic_coords()})
+    })
     ds.attrs = provenance(title="discretisation bias of the stationary means as the learning rate halves (equal "
                                 "time eta * steps, exact gradients, 4 x 2 bars-and-stripes model)",
                           seed=seed, scale=scale if isinstance(scale, str) else "custom",
                           scale_settings=json.dumps(asdict(sc)), time=sc.time, replicas=sc.replicas,
                           burn_in="first tenth of the records", standard_errors="run: spread of the replicas' time "
                           "averages / sqrt(replicas); reference: std / sqrt(ESS)", **_model_attrs(setup))
+    return ds
+
+
+def prior_discretisation_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", seed: int = 0,
+                              progress: bool | None = None) -> xr.Dataset:
+    """:func:`discretisation_bias` in the prior-only limit, where the stationary means are exact.
+
+    With the likelihood off (:func:`dilution.deep_r.prior_dynamics`, one chain per replica, the
+    rules of :func:`experiment_setup`) the stationary law is known in closed form (digest B.7):
+    DEEP R keeps ``|M| = K`` with active ``theta`` i.i.d. ``Exp(alpha / T)``, so ``E sum |w| =
+    K T / alpha``; soft-DEEP R's pairs are independent, active with probability ``p``
+    (:func:`dilution.deep_r.inclusion_probability`), so ``E|M| = D p`` and ``E sum |w| = D p T /
+    alpha``. The deviations are then the rules' own discretisation bias, with no reference error
+    and no likelihood. Statistics ``active_count`` and ``weight_l1``; same dims as
+    :func:`discretisation_bias` (``reference_standard_error`` is 0).
+    """
+    sc = _bias_scale(scale)
+    seed = check_seed(seed)
+    setup = experiment_setup(seed)
+    rules = {"deep-r": setup["deep_r"], "soft-deep-r": setup["soft_deep_r"]}
+    lrs = np.asarray(sc.learning_rates, dtype=np.float64)
+    steps = np.array([int(round(sc.time / lr)) for lr in lrs], dtype=np.int64)
+    names = ["active_count", "weight_l1"]
+    d = _SHAPE[0] * _SHAPE[1]
+    scale_theta = setup["temperature"] / setup["alpha"]
+    p = inclusion_probability(setup["alpha"], setup["temperature"], setup["theta_min"])
+    ref = np.array([[setup["k"], setup["k"] * scale_theta], [d * p, d * p * scale_theta]])
+    est = np.empty((len(rules), lrs.size, len(names)))
+    est_se = np.empty_like(est)
+    with progress_bar(len(rules) * lrs.size, "prior-only discretisation bias", enabled=progress) as bar:
+        for a, (name, rule) in enumerate(rules.items()):
+            for b, (lr, n) in enumerate(zip(lrs, steps)):
+                count = np.empty((sc.replicas, 1))
+                l1 = np.empty((sc.replicas, 1))
+                for r in range(sc.replicas):
+                    run = prior_dynamics(rule, _SHAPE, int(n), eta=float(lr), record_every=max(int(n) // sc.records, 1),
+                                         seed=stream_seed(seed, "prior-discretisation", name, str(b), str(r)))
+                    theta = run.theta[run.theta.shape[0] // 10:]
+                    active = theta >= 0
+                    count[r] = active.sum(axis=(1, 2)).mean()
+                    l1[r] = np.where(active, theta, 0.0).sum(axis=(1, 2)).mean()
+                est[a, b, 0], est_se[a, b, 0] = replica_mean(count)
+                est[a, b, 1], est_se[a, b, 1] = replica_mean(l1)
+                bar.update(1)
+    ds = _bias_dataset(est, est_se, ref, np.zeros_like(ref), list(rules), lrs, steps, names,
+                       seed=stream_seed(seed, "prior-discretisation", "ratios"),
+                       reference_name="exact prior-only stationary mean (digest B.7)",
+                       reference_error="standard error of the reference (0: exact)")
+    ds.attrs = provenance(title="discretisation bias of the prior-only stationary means as the learning rate halves "
+                                "(equal time eta * steps; exact references)", seed=seed,
+                          scale=scale if isinstance(scale, str) else "custom", scale_settings=json.dumps(asdict(sc)),
+                          time=sc.time, replicas=sc.replicas, burn_in="first tenth of the records",
+                          standard_errors="spread of the replicas' time averages / sqrt(replicas)",
+                          **_model_attrs(setup))
     return ds
 
 
@@ -873,15 +900,58 @@ def estimator_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", seed:
 
 def run_bias_experiments(scale: Literal["smoke", "paper"] = "smoke", out: str | Path = ".", seed: int = 0,
                          progress: bool | None = None) -> list[Path]:
-    """Write ``stationary-discretisation.nc`` (:func:`discretisation_bias`) and
+    """Write ``stationary-discretisation.nc`` (:func:`discretisation_bias`),
+    ``stationary-discretisation-prior.nc`` (:func:`prior_discretisation_bias`) and
     ``stationary-estimator-bias.nc`` (:func:`estimator_bias`, soft-DEEP R) into ``out``."""
     sc = _bias_scale(scale)
     out = Path(out)
     if not out.is_dir():
         raise ValueError(f"out must be an existing folder, got {str(out)!r}")
-    paths = [save(discretisation_bias(sc, seed, progress), out / "stationary-discretisation.nc")]
+    paths = [save(discretisation_bias(sc, seed, progress), out / "stationary-discretisation.nc"),
+             save(prior_discretisation_bias(sc, seed, progress), out / "stationary-discretisation-prior.nc")]
     paths.append(save(estimator_bias(sc, seed, "soft-deep-r", progress), out / "stationary-estimator-bias.nc"))
     return paths
+
+
+def _bias_dataset(est, est_se, ref, ref_se, rules, lrs, steps, names, *, seed, reference_name, reference_error):
+    """Estimates (rule, learning_rate, statistic) against references (rule, statistic), labelled."""
+    dev = deviation_ratios(np.moveaxis(est, 1, -1), np.moveaxis(est_se, 1, -1), ref, ref_se, seed=seed)
+    cube = ("rule", "learning_rate", "statistic")
+    halves = ("rule", "halving", "statistic")
+    see = "see statistic_units"
+
+    def lr_last(var):
+        return np.moveaxis(dev[var].values, -1, 1)
+
+    lower, upper = lr_last("deviation_lower"), lr_last("deviation_upper")
+    return xr.Dataset({
+        "estimate": (cube, est, {"long_name": "stationary mean over the replicas (after burn-in)", "units": see}),
+        "estimate_standard_error": (cube, est_se, {"long_name": "standard error of the mean (spread of the replicas' "
+                                                               "time averages)", "units": see}),
+        "reference": (("rule", "statistic"), ref, {"long_name": reference_name, "units": see}),
+        "reference_standard_error": (("rule", "statistic"), ref_se, {"long_name": reference_error, "units": see}),
+        "deviation": (cube, lr_last("deviation"), {"long_name": "stationary mean minus the reference", "units": see}),
+        "deviation_lower": (cube, lower, {"long_name": "lower end of the 95% interval of the deviation",
+                                          "units": see}),
+        "deviation_upper": (cube, upper, {"long_name": "upper end of the 95% interval of the deviation",
+                                          "units": see}),
+        "deviation_excludes_zero": (cube, ((lower > 0) | (upper < 0)).astype(np.int8),
+                                    {"long_name": "the deviation's 95% interval excludes 0 (1) or not (0)",
+                                     "units": _ONE}),
+        "ratio": (halves, lr_last("ratio"), {"long_name": "deviation at eta over the deviation at eta/2 (2 for an "
+                                                          "O(eta) bias)", "units": _ONE}),
+        "ratio_lower": (halves, lr_last("ratio_lower"), {"long_name": "lower end of the 95% interval of the ratio",
+                                                         "units": _ONE}),
+        "ratio_upper": (halves, lr_last("ratio_upper"), {"long_name": "upper end of the 95% interval of the ratio",
+                                                         "units": _ONE}),
+        "ratio_standard_error": (halves, lr_last("ratio_standard_error"),
+                                 {"long_name": "delta-method standard error of the ratio", "units": _ONE}),
+    }, coords={"rule": ("rule", list(rules), {"long_name": "rewiring rule", "units": _ONE}),
+               "learning_rate": ("learning_rate", lrs, {"long_name": "learning rate eta", "units": _ONE}),
+               "steps": ("learning_rate", steps, {"long_name": "updates per replica", "units": "updates"}),
+               "halving": ("halving", lrs[:-1], {"long_name": "the larger learning rate of the halving",
+                                                 "units": _ONE}),
+               **_statistic_coords(names)})
 
 
 def _bias_scale(scale) -> BiasScale:

@@ -89,7 +89,8 @@ def smoke(tmp_path_factory):
 
 def test_smoke_files_are_labelled(smoke):
     out, paths = smoke
-    assert [p.name for p in paths] == ["stationary-discretisation.nc", "stationary-estimator-bias.nc"]
+    assert [p.name for p in paths] == ["stationary-discretisation.nc", "stationary-discretisation-prior.nc",
+                                       "stationary-estimator-bias.nc"]
     for path in paths:
         ds = xr.open_dataset(path)
         for var in list(ds.data_vars) + list(ds.coords):
@@ -120,6 +121,23 @@ def test_smoke_deep_r_weight_bias_shrinks_with_the_learning_rate(smoke):
     # DEEP R keeps |M| = K: no deviation at all.
     np.testing.assert_array_equal(xr.open_dataset(out / "stationary-discretisation.nc")["deviation"]
                                   .sel(rule="deep-r", statistic="active_count").values, 0.0)
+
+
+def test_smoke_prior_only_deviations_against_the_closed_form(smoke):
+    # Prior-only limit: references are exact (DEEP R: K T / alpha = 4 x 0.5; soft-DEEP R: D p and
+    # D p T / alpha with p = 1/2 here), so each deviation's error is the replicas' spread alone.
+    # DEEP R's sum |w| is measured 0.74, 0.54, 0.40 below 2 at eta = 0.4, 0.2, 0.1 (paper scale),
+    # standard errors ~0.02 at the smoke scale: every interval excludes 0 and the deviation
+    # shrinks at each halving by more than 2 combined standard errors.
+    out, _ = smoke
+    ds = xr.open_dataset(out / "stationary-discretisation-prior.nc")
+    np.testing.assert_allclose(ds["reference"].values, [[4.0, 2.0], [4.0, 2.0]], rtol=1e-12)
+    np.testing.assert_array_equal(ds["reference_standard_error"].values, 0.0)
+    np.testing.assert_array_equal(ds["deviation"].sel(rule="deep-r", statistic="active_count").values, 0.0)
+    d = ds.sel(rule="deep-r", statistic="weight_l1")
+    assert np.all(d["deviation_upper"].values < 0)
+    dev, se = d["deviation"].values, d["estimate_standard_error"].values
+    assert np.all(np.abs(dev[:-1]) - np.abs(dev[1:]) > 2 * np.hypot(se[:-1], se[1:]))
 
 
 def test_smoke_estimator_bias_equals_a_direct_run(smoke):
