@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from .rng import uniform32, uniform64
+from .threads import sized_kernel
 
 __all__ = [
     "sigmoid",
@@ -54,7 +55,7 @@ def softplus(x):
     return math.log1p(math.exp(x))
 
 
-@njit(parallel=True, cache=True)
+@sized_kernel(lambda v, weights, *_: v.shape[0] * weights.size)
 def hidden_probabilities(v, weights, hidden_bias, beta):
     """p(h_j = 1 | v) at inverse temperature ``beta``.
 
@@ -84,7 +85,10 @@ def hidden_row(v, weights, hidden_bias, beta, field, out):
     The rows of the active visible units are added to the bias in index order; every kernel that
     needs the same numbers (the trainer's, NCG's fused loop) calls this.
     """
-    field[:] = hidden_bias
+    # element loops, not slice assignment: the latter compiles numba's shape-mismatch message
+    # formatting (seconds of string code) into every serial kernel that uses it
+    for j in range(field.shape[0]):
+        field[j] = hidden_bias[j]
     for i in range(v.shape[0]):
         x = v[i]
         if x != 0:
@@ -111,7 +115,7 @@ def visible_probabilities(h, weights_t, visible_bias, beta):
     return hidden_probabilities(h, weights_t, visible_bias, beta)
 
 
-@njit(parallel=True, cache=True)
+@sized_kernel(lambda v, weights, *_: v.shape[0] * weights.size)
 def free_energy(v, weights, visible_bias, hidden_bias, beta, base_bias):
     """Free energy with the hidden layer summed out, at inverse temperature ``beta``.
 
@@ -156,7 +160,8 @@ def free_energy(v, weights, visible_bias, hidden_bias, beta, base_bias):
 def hidden_field(vc, weights, hidden_bias, fh):
     """Hidden field ``b + v W`` of one binary state ``vc`` into ``fh`` (rows of active visible
     units summed; ``weights`` may have padded rows, only ``fh.shape[0]`` columns are read)."""
-    fh[:] = hidden_bias
+    for j in range(fh.shape[0]):
+        fh[j] = hidden_bias[j]
     for i in range(vc.shape[0]):
         if vc[i] != 0:
             row = weights[i]

@@ -63,7 +63,8 @@ def _enumeration_view(rbm: RBM, max_units: int):
 def _block_start(block, low_bits, w_e, e_bias, o_bias, field):
     """Exact field and linear term of the first state of ``block`` (its high bits set)."""
     n_e, n_o = w_e.shape
-    field[:] = o_bias
+    for k in range(n_o):
+        field[k] = o_bias[k]
     lin = 0.0
     for u in range(low_bits, n_e):
         if (block >> (u - low_bits)) & 1:

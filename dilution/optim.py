@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .parameters import Parameters
+from .threads import sized_kernel
 from .validation import check_finite, check_int
 
 __all__ = [
@@ -191,7 +192,7 @@ class SGDState(NamedTuple):
     hidden_bias: np.ndarray
 
 
-@njit(parallel=True, cache=True)
+@sized_kernel(lambda weights, *_: weights.size)
 def _masked_momentum_kernel(weights, velocity, grad, mask, lr, momentum, l2, l1):
     n_visible, n_hidden = weights.shape
     dt = weights.dtype

@@ -25,6 +25,7 @@ from numba import njit, prange
 
 from .conditionals import sigmoid
 from .rng import uniform64
+from .threads import sized_kernel
 
 __all__ = ["GradientEstimate", "gradient_statistics", "gradient_row", "reconstruction_errors"]
 
@@ -57,7 +58,8 @@ def _column_means(x, out):
         out[j] /= n
 
 
-@njit(parallel=True, cache=True)
+@sized_kernel(lambda v_data, h_data, v_model, h_model: (v_data.shape[0] + v_model.shape[0]) * v_data.shape[1]
+              * h_data.shape[1])
 def _gradient_kernel(v_data, h_data, v_model, h_model):
     n_data, n_visible = v_data.shape
     n_model = v_model.shape[0]
@@ -155,7 +157,7 @@ def gradient_statistics(v_data, h_data, v_model, h_model) -> GradientEstimate:
     return GradientEstimate(w, a, b)
 
 
-@njit(parallel=True, cache=True)
+@sized_kernel(lambda v, h_prob, weights_t, *_: v.shape[0] * weights_t.size)
 def reconstruction_errors(v, h_prob, weights_t, visible_bias, keys, counter):
     """Squared reconstruction error of each sample, per visible unit.
 

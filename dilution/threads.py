@@ -18,11 +18,21 @@ can avoid the spinning of numpy's pool by setting ``OMP_WAIT_POLICY=PASSIVE`` an
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
+import types
+from collections.abc import Callable
 from contextlib import contextmanager
 
-__all__ = ["single_threaded_blas", "openblas_libraries"]
+import numba
+from numba import njit
+
+__all__ = ["single_threaded_blas", "openblas_libraries", "sized_kernel", "SizedKernel", "PARALLEL_MIN_WORK"]
+
+#: Work (multiply-adds or elements) from which a :class:`SizedKernel` call runs in parallel: about
+#: 0.1 ms of single-threaded work, ten times what waking numba's thread pool costs.
+PARALLEL_MIN_WORK = 1 << 18
 
 _SETTERS = (
     "scipy_openblas_set_num_threads64_",
@@ -101,3 +111,49 @@ def single_threaded_blas():
         for n, put in saved:
             if n != 1:
                 put(n)
+
+
+class SizedKernel:
+    """One numba kernel body compiled twice, serial and parallel; each call picks one by its work.
+
+    A parallel kernel costs numba one to three seconds more to compile than the same body compiled
+    serially (the parfor passes and a gufunc per parallel loop), and on a small call waking the
+    thread pool costs more than the threads save. So a call whose ``work(*args)`` is below
+    :data:`PARALLEL_MIN_WORK`, or any call in a single-threaded process (a study's workers), runs
+    the serial compilation, and a cold start compiles only what it runs. The body's ``prange``
+    loops must write disjoint outputs (no reduction across iterations) and the kernel must not
+    allow floating-point reassociation: then both compilations return the same bits and the choice
+    changes the time only (``tests/dilution/test_threads.py`` checks every kernel built this way).
+
+    Attributes
+    ----------
+    serial, parallel : numba dispatchers
+        The two compilations (``cache=True``; the serial one is cached under its own name).
+    work : callable
+        ``work(*args) -> int``, the size of a call.
+    """
+
+    def __init__(self, func: Callable, work: Callable[..., int], options: dict):
+        self.work = work
+        self.parallel = njit(parallel=True, cache=True, **options)(func)
+        # a copy of the function with its own qualified name: numba's cache files are named by it,
+        # and the two compilations of one function would otherwise load each other's machine code
+        twin = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+        twin.__qualname__ = f"{func.__qualname__}__serial"
+        twin.__doc__ = func.__doc__
+        self.serial = njit(cache=True, **options)(twin)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args):
+        if self.work(*args) >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1:
+            return self.parallel(*args)
+        return self.serial(*args)
+
+
+def sized_kernel(work: Callable[..., int], **options) -> Callable[[Callable], SizedKernel]:
+    """Decorator: ``func`` as a :class:`SizedKernel` with ``work`` and numba ``options``."""
+
+    def wrap(func: Callable) -> SizedKernel:
+        return SizedKernel(func, work, options)
+
+    return wrap

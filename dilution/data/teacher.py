@@ -18,12 +18,13 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import xarray as xr
-from numba import njit, prange
+from numba import prange
 
 from ..exact import log_likelihood
 from ..conditionals import free_energy, softplus
 from ..model import RBM, check_connectivity, random_mask
 from ..rng import derive_seed
+from ..threads import sized_kernel
 from ..validation import check_int
 
 __all__ = ["MAX_HIDDEN", "Entropy", "Teacher", "planted_teacher", "teacher_datasets"]
@@ -47,7 +48,7 @@ class Entropy(NamedTuple):
     n_samples: int
 
 
-@njit(parallel=True, cache=True)
+@sized_kernel(lambda w_t, a, b: w_t.size << w_t.shape[0])
 def _unnormalised_log_p_hidden(w_t, a, b):
     """``b.h + sum_i softplus(a_i + (W h)_i)`` for every hidden state, index k = sum_j h_j 2^j.
 
@@ -60,7 +61,8 @@ def _unnormalised_log_p_hidden(w_t, a, b):
     for blk in prange(n_blocks):
         fld = np.empty(n_v)
         for k in range(blk * 4096, min(n_states, (blk + 1) * 4096)):
-            fld[:] = a
+            for i in range(n_v):
+                fld[i] = a[i]
             lin = 0.0
             for j in range(n_h):
                 if (k >> j) & 1:
