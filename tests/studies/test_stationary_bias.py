@@ -90,7 +90,7 @@ def smoke(tmp_path_factory):
 def test_smoke_files_are_labelled(smoke):
     out, paths = smoke
     assert [p.name for p in paths] == ["stationary-discretisation.nc", "stationary-discretisation-prior.nc",
-                                       "stationary-estimator-bias.nc"]
+                                       "stationary-estimator-bias.nc", "stationary-estimator-bias-deep-r.nc"]
     for path in paths:
         ds = xr.open_dataset(path)
         for var in list(ds.data_vars) + list(ds.coords):
@@ -105,6 +105,11 @@ def test_smoke_files_are_labelled(smoke):
     bias = xr.open_dataset(out / "stationary-estimator-bias.nc")
     assert list(bias["estimator"].values) == list(ESTIMATORS)
     assert bias.attrs["rule"] == "soft-deep-r"
+    deep = xr.open_dataset(out / "stationary-estimator-bias-deep-r.nc")
+    assert deep.attrs["rule"] == "deep-r" and deep.attrs["deep_r_k"] == copies_setup()["k"]
+    # DEEP R keeps exactly K pairs active in every record of every estimator's replicas.
+    np.testing.assert_allclose(deep["inclusion"].sum(dim=("visible", "hidden")).values, copies_setup()["k"],
+                               rtol=0, atol=1e-9)
 
 
 def test_smoke_deep_r_weight_bias_shrinks_with_the_learning_rate(smoke):
