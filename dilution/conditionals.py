@@ -55,7 +55,7 @@ def softplus(x):
     return math.log1p(math.exp(x))
 
 
-@sized_kernel(lambda v, weights, *_: v.shape[0] * weights.size)
+@sized_kernel()
 def hidden_probabilities(v, weights, hidden_bias, beta):
     """p(h_j = 1 | v) at inverse temperature ``beta``.
 
@@ -115,7 +115,7 @@ def visible_probabilities(h, weights_t, visible_bias, beta):
     return hidden_probabilities(h, weights_t, visible_bias, beta)
 
 
-@sized_kernel(lambda v, weights, *_: v.shape[0] * weights.size)
+@sized_kernel()
 def free_energy(v, weights, visible_bias, hidden_bias, beta, base_bias):
     """Free energy with the hidden layer summed out, at inverse temperature ``beta``.
 

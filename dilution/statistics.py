@@ -58,8 +58,7 @@ def _column_means(x, out):
         out[j] /= n
 
 
-@sized_kernel(lambda v_data, h_data, v_model, h_model: (v_data.shape[0] + v_model.shape[0]) * v_data.shape[1]
-              * h_data.shape[1])
+@sized_kernel(lambda v_data, h_data, *_: v_data.shape[1] * h_data.shape[1])
 def _gradient_kernel(v_data, h_data, v_model, h_model):
     n_data, n_visible = v_data.shape
     n_model = v_model.shape[0]
@@ -157,7 +156,7 @@ def gradient_statistics(v_data, h_data, v_model, h_model) -> GradientEstimate:
     return GradientEstimate(w, a, b)
 
 
-@sized_kernel(lambda v, h_prob, weights_t, *_: v.shape[0] * weights_t.size)
+@sized_kernel(lambda v, h_prob, weights_t, *_: weights_t.size)
 def reconstruction_errors(v, h_prob, weights_t, visible_bias, keys, counter):
     """Squared reconstruction error of each sample, per visible unit.
 

@@ -28,11 +28,14 @@ from contextlib import contextmanager
 import numba
 from numba import njit
 
-__all__ = ["single_threaded_blas", "openblas_libraries", "sized_kernel", "SizedKernel", "PARALLEL_MIN_WORK"]
+__all__ = ["single_threaded_blas", "openblas_libraries", "sized_kernel", "SizedKernel", "PARALLEL_MIN_CONNECTIONS"]
 
-#: Work (multiply-adds or elements) from which a :class:`SizedKernel` call runs in parallel: about
-#: 0.1 ms of single-threaded work, ten times what waking numba's thread pool costs.
-PARALLEL_MIN_WORK = 1 << 18
+#: Connections (``n_visible * n_hidden``) from which the per-sample kernels built as
+#: :class:`SizedKernel` (conditionals, gradient statistics, the optimiser's update) run in parallel.
+#: The choice rests on the model, not on the call, so that one run compiles one of the two
+#: variants: a 64 x 16 teacher (1,024) or a 784 x 16 MNIST model stays serial (their calls take
+#: milliseconds, while compiling a parallel variant costs about a second), 784 x 100 goes parallel.
+PARALLEL_MIN_CONNECTIONS = 1 << 14
 
 _SETTERS = (
     "scipy_openblas_set_num_threads64_",
@@ -114,27 +117,30 @@ def single_threaded_blas():
 
 
 class SizedKernel:
-    """One numba kernel body compiled twice, serial and parallel; each call picks one by its work.
+    """One numba kernel body compiled twice, serial and parallel; each call picks one by its size.
 
     A parallel kernel costs numba one to three seconds more to compile than the same body compiled
-    serially (the parfor passes and a gufunc per parallel loop), and on a small call waking the
-    thread pool costs more than the threads save. So a call whose ``work(*args)`` is below
-    :data:`PARALLEL_MIN_WORK`, or any call in a single-threaded process (a study's workers), runs
-    the serial compilation, and a cold start compiles only what it runs. The body's ``prange``
-    loops must write disjoint outputs (no reduction across iterations) and the kernel must not
-    allow floating-point reassociation: then both compilations return the same bits and the choice
+    serially (the parfor passes and a gufunc per parallel loop), and on a small problem the
+    threads save less than that over a whole run. So a call whose ``size(*args)`` is below
+    ``parallel_from``, or any call in a single-threaded process (a study's workers), runs the
+    serial compilation, and a cold start compiles only what it runs. The body's ``prange`` loops
+    must write disjoint outputs (no reduction across iterations) and the kernel must not allow
+    floating-point reassociation: then both compilations return the same bits and the choice
     changes the time only (``tests/dilution/test_threads.py`` checks every kernel built this way).
 
     Attributes
     ----------
     serial, parallel : numba dispatchers
         The two compilations (``cache=True``; the serial one is cached under its own name).
-    work : callable
-        ``work(*args) -> int``, the size of a call.
+    size : callable
+        ``size(*args) -> int``.
+    parallel_from : int
+        Smallest size that runs in parallel.
     """
 
-    def __init__(self, func: Callable, work: Callable[..., int], options: dict):
-        self.work = work
+    def __init__(self, func: Callable, size: Callable[..., int], parallel_from: int, options: dict):
+        self.size = size
+        self.parallel_from = parallel_from
         self.parallel = njit(parallel=True, cache=True, **options)(func)
         # a copy of the function with its own qualified name: numba's cache files are named by it,
         # and the two compilations of one function would otherwise load each other's machine code
@@ -144,16 +150,26 @@ class SizedKernel:
         self.serial = njit(cache=True, **options)(twin)
         functools.update_wrapper(self, func)
 
+    def uses_parallel(self, *args) -> bool:
+        """Whether a call with ``args`` runs the parallel compilation."""
+        return self.size(*args) >= self.parallel_from and numba.get_num_threads() > 1
+
     def __call__(self, *args):
-        if self.work(*args) >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1:
+        if self.uses_parallel(*args):
             return self.parallel(*args)
         return self.serial(*args)
 
 
-def sized_kernel(work: Callable[..., int], **options) -> Callable[[Callable], SizedKernel]:
-    """Decorator: ``func`` as a :class:`SizedKernel` with ``work`` and numba ``options``."""
+def _connections(_, weights, *__) -> int:
+    """Size of a per-sample kernel whose second argument is the weights (or their transpose)."""
+    return weights.size
+
+
+def sized_kernel(size: Callable[..., int] = _connections, parallel_from: int = PARALLEL_MIN_CONNECTIONS,
+                 **options) -> Callable[[Callable], SizedKernel]:
+    """Decorator: ``func`` as a :class:`SizedKernel` with ``size``, ``parallel_from`` and numba ``options``."""
 
     def wrap(func: Callable) -> SizedKernel:
-        return SizedKernel(func, work, options)
+        return SizedKernel(func, size, parallel_from, options)
 
     return wrap

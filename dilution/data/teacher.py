@@ -48,7 +48,8 @@ class Entropy(NamedTuple):
     n_samples: int
 
 
-@sized_kernel(lambda w_t, a, b: w_t.size << w_t.shape[0])
+# one call per teacher: parallel from about 10 ms of work (2^n_h states of n_h x n_v)
+@sized_kernel(lambda w_t, a, b: w_t.size << w_t.shape[0], parallel_from=1 << 24)
 def _unnormalised_log_p_hidden(w_t, a, b):
     """``b.h + sum_i softplus(a_i + (W h)_i)`` for every hidden state, index k = sum_j h_j 2^j.
 

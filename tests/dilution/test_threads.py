@@ -62,26 +62,32 @@ def test_serial_and_parallel_compilations_give_the_same_bits(dtype):
             assert s.dtype == p.dtype and np.array_equal(s, p), kernel.__qualname__
 
 
-def test_a_call_runs_the_compilation_its_work_asks_for(monkeypatch):
+def test_a_call_runs_the_compilation_its_size_asks_for(monkeypatch):
     import numba
 
     calls = []
     kernel = hidden_probabilities
     args = _cases(np.float64)[kernel]
-    work = kernel.work(*args)
-    assert work == args[0].shape[0] * args[1].size
+    size = kernel.size(*args)
+    assert size == args[1].size  # the model's connections, whatever the number of rows
     for name in ("serial", "parallel"):
         compiled = getattr(kernel, name)
         monkeypatch.setattr(kernel, name, lambda *a, _c=compiled, _n=name: calls.append(_n) or _c(*a))
-    monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", work + 1)
+    monkeypatch.setattr(kernel, "parallel_from", size + 1)
     kernel(*args)
-    monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", work)
+    monkeypatch.setattr(kernel, "parallel_from", size)
     kernel(*args)
     with_threads = ["serial", "parallel"] if numba.get_num_threads() > 1 else ["serial", "serial"]
     assert calls == with_threads
     monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
     kernel(*args)  # a single-threaded process never runs the parallel compilation
     assert calls[-1] == "serial"
+
+
+def test_the_default_teacher_and_mnist_sizes_pick_as_documented():
+    assert not hidden_probabilities.size(None, np.empty((64, 16))) >= threads.PARALLEL_MIN_CONNECTIONS
+    assert not hidden_probabilities.size(None, np.empty((784, 16))) >= threads.PARALLEL_MIN_CONNECTIONS
+    assert hidden_probabilities.size(None, np.empty((784, 100))) >= threads.PARALLEL_MIN_CONNECTIONS
 
 
 def test_the_two_compilations_are_cached_under_different_names():
