@@ -149,7 +149,9 @@ def local_client(n_workers: int):
     with dask.config.set({"distributed.nanny.pre-spawn-environ": SINGLE_THREAD_ENV}):
         # silence_logs: the nannies' shutdown chatter ("still alive after 4.0 seconds, killing")
         # is not the user's business; errors still print
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        # dashboard_address ":0", not None: with None the scheduler still binds its HTTP server to
+        # port 8787 and warns "Port 8787 is already in use" when a second study runs beside the first
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
     # The nannies run in this process and set the pre-spawn environment here too; numba re-reads
     # NUMBA_NUM_THREADS at every compilation and refuses a value other than the one its threads

@@ -135,3 +135,20 @@ def test_a_local_cluster_leaves_this_process_environment_as_it_was():
     finally:
         close_client(client)
     assert {name: os.environ.get(name) for name in SINGLE_THREAD_ENV} == before
+
+
+def test_two_local_clusters_at_once_start_without_a_port_warning():
+    """With ``dashboard_address=None`` the scheduler still bound its HTTP server to port 8787, and a
+    second study on the same machine printed "Port 8787 is already in use" (seen 2026-12-02)."""
+    import warnings
+
+    from studies.runner import close_client, local_client
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = local_client(1)
+        try:
+            close_client(local_client(1))
+        finally:
+            close_client(first)
+    assert not [str(w.message) for w in caught if "already in use" in str(w.message)]
