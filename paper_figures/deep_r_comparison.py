@@ -4,7 +4,9 @@ Input: ``rewiring-mnist.nc`` with ``test_log_likelihood`` of dims (``method``, `
 ``seed``), ``method`` e.g. ``"deep-r"``, ``"soft-deep-r"``, ``"static"``, ``"magnitude"``, ``"ncg"``.
 One line per method: the seed mean against the connectivity (log axis) with Student-t error bars
 over seeds. The method ``"dense"`` (the same at every connectivity: a reference level, as
-``studies.rewiring.mnist_comparison`` writes it) is a black dashed line with its band.
+``studies.rewiring.mnist_comparison`` writes it) is a black dashed line with its band; any other
+method whose ``uses_connectivity`` coordinate is 0 (NCG, ``ncg-p*``: its density is an outcome,
+its value repeated along ``connectivity``) is a dotted line in its colour with its band.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def load(path: Path) -> tuple[xr.Dataset]:
 
 
 def draw(ds: xr.Dataset) -> Figure:
-    """The figure: one errorbar container per method but ``dense``, in the file's order; ``dense`` a line."""
+    """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
+    and the methods with ``uses_connectivity`` = 0 lines."""
     fig, axes = new_figure(1, aspect=0.9)
     ax = axes[0, 0]
     x = ds["connectivity"].values
@@ -42,6 +45,10 @@ def draw(ds: xr.Dataset) -> Figure:
         if method == DENSE:
             ax.plot(x, mean, linestyle="--", color="black", linewidth=0.8, label=DENSE)
             band(ax, x, s["lower"].values, s["upper"].values, "black")
+            continue
+        if "uses_connectivity" in ds.coords and not int(ds["uses_connectivity"].sel({"method": method})):
+            ax.plot(x, mean, linestyle=":", color=colour(k), linewidth=1.0, label=str(method))
+            band(ax, x, s["lower"].values, s["upper"].values, colour(k))
             continue
         ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
                     color=colour(k), label=str(method))

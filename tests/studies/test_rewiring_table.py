@@ -112,3 +112,15 @@ def test_bad_options_are_refused_before_any_work(options, match):
 def test_a_classifier_of_the_wrong_type_is_refused():
     with pytest.raises(TypeError, match="classifier"):
         mnist_comparison("no-such-file.npz", classifier="seed0.nc")
+
+
+def test_the_comparison_figure_draws_ncg_as_a_level_not_at_the_connectivities(table):
+    from paper_figures import deep_r_comparison
+
+    ax = deep_r_comparison.draw(table).axes[0]
+    assert [c.get_label() for c in ax.containers] == ["deep-r", "static", "magnitude"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for method, style in (("dense", "--"), ("ncg-p1", ":"), ("ncg-p0.5", ":")):
+        assert lines[method].get_linestyle() == style
+        np.testing.assert_allclose(lines[method].get_ydata(),
+                                   table["test_log_likelihood"].sel({"method": method}).mean("seed").values)
