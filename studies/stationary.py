@@ -73,8 +73,14 @@ mask's total variation is too coarse (its noise floor hid every bias above):
     (v3, hidden 1) has reference 0.566 +- 0.007, exact 0.563, CD-1 0.510 (difference -0.056
     [-0.073, -0.039], chi2 over pairs 48.8), CD-10 0.546 (-0.019 [-0.037, -0.002], chi2 14.4),
     PCD-1 0.544 (-0.022 [-0.040, -0.004], chi2 18.3), exact chi2 7.3. The bars-and-stripes
-    model above shows no such bias (masks stay near the prior there); DEEP R (``K = 4``) on the
-    copies does not mix in the reference (inclusion R-hat 1.9 at 16 x 1000 draws).
+    model above shows no such bias (masks stay near the prior there).
+``stationary-estimator-bias-deep-r.nc``
+    The same for DEEP R with ``K = 7`` (reference inclusion R-hat 1.001): the dormant pair is
+    (v3, hidden 0) with reference probability 0.742 +- 0.002, so (v3, 0) and (v3, 1) move
+    together, one degree of freedom. (v3, 0): exact 0.268 (+0.010 [+0.001, +0.019], the
+    discretisation at 0.05), CD-1 0.306 (+0.048 [+0.040, +0.056]; +0.038 [+0.028, +0.048]
+    against exact), CD-10 0.272 (+0.013 [+0.004, +0.022]; +0.003 [-0.007, +0.014] against
+    exact), PCD-1 0.270 (+0.012 [+0.004, +0.020]; +0.002 [-0.008, +0.013]).
 
 Every file is written atomically (:func:`dilution.io.save`) with provenance. Run from the shell as
 ``python -m studies.stationary --scale smoke --out DIR`` (``--bias`` for the bias experiments).
