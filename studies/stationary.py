@@ -882,8 +882,9 @@ def estimator_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", seed:
         "n_pairs_excluding_zero": ("estimator", excludes.sum(axis=(1, 2)).astype(np.int64),
                                    {"long_name": "pairs whose 95% interval of the difference excludes 0",
                                     "units": _ONE}),
-        "chi2": ("estimator", (zs**2).sum(axis=(1, 2)), {"long_name": "sum of squared z-scores over the pairs (chi2 "
-                                                                      "with 8 dof if unbiased)", "units": _ONE}),
+        "chi2": ("estimator", (zs**2).sum(axis=(1, 2)),
+                 {"long_name": "sum of squared z-scores over the pairs (if unbiased about chi2 with one dof per "
+                               "pair that varies, fewer for DEEP R, whose budget ties the pairs)", "units": _ONE}),
         "log_likelihood_difference": ("estimator", ll_diff, {"long_name": "E[mean log-likelihood] minus the "
                                                                           "reference's", "units": _NATS}),
         "log_likelihood_difference_lower": ("estimator", ll_diff - z * ll_se,
