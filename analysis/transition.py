@@ -14,6 +14,9 @@ projection, Golub & Pereyra 1973), then Levenberg-Marquardt steps from the best 
 curves (the data and every bootstrap resample, of every block of the other dims) are fitted in
 one vectorised batch.
 
+The step can also be fitted along ``-log10(1 - f)`` (``axis="log-remaining"``, decades of
+connections removed) for collapses near ``f = 1``; positions are reported as fractions either way.
+
 Uncertainty. Seeds are the independent replicas: resample them with replacement, recompute the
 seed-mean curve and every estimate. Intervals are *expanded* percentile intervals (Hesterberg
 2015, "What teachers should know about the bootstrap", sec. 5.3): the percentile interval at the
@@ -79,6 +82,8 @@ from dilution.rng import derive_seed
 
 __all__ = [
     "StepFit",
+    "axis_fraction",
+    "axis_position",
     "collapse_quality",
     "crossing",
     "finite_size_scaling",
@@ -303,6 +308,27 @@ def locate_transition(
 
 StepForm = Literal["erf", "logistic"]
 Exclude = Literal["unconverged", "unfinished", "none"]
+Axis = Literal["fraction", "log-remaining"]
+
+#: Outputs that are positions along the axis (mapped back to pruning fractions on the log axis).
+_POSITIONS = ("location", "steepest", "susceptibility_location")
+
+
+def axis_position(fractions, axis: Axis):
+    """Position of pruning fractions on the fitting axis: ``f`` itself, or ``-log10(1 - f)``
+    (decades of connections removed: 0.9 -> 1, 0.99 -> 2) for ``"log-remaining"``."""
+    f = np.asarray(fractions, dtype=np.float64)
+    if axis == "fraction":
+        return f
+    if axis == "log-remaining":
+        return -np.log10(1.0 - f)
+    raise ValueError(f"axis must be 'fraction' or 'log-remaining', got {axis!r}")
+
+
+def axis_fraction(x, axis: Axis):
+    """Inverse of :func:`axis_position`."""
+    x = np.asarray(x, dtype=np.float64)
+    return x if axis == "fraction" else 1.0 - 10.0 ** (-x)
 
 # 10-90 % fall of the unit step in units of w: 2 * 1.2816 (erf), 2 * ln 9 (logistic)
 _RISE = {"erf": 2 * 1.2815515655446004, "logistic": 2 * math.log(9.0)}
@@ -653,6 +679,7 @@ def fit_transition(
     min_drop: float = 0.0,
     keep_bootstrap: bool = False,
     seed: int = 0,
+    axis: Axis = "fraction",
 ) -> xr.Dataset:
     """Step fit, model-free estimates and verdict of the collapse of ``quality`` (module docstring).
 
@@ -680,6 +707,13 @@ def fit_transition(
     seed : int
         Each block of the other dims draws from its own stream, derived from ``seed`` and the
         block's coordinate labels (adding blocks does not change the others).
+    axis : "fraction" or "log-remaining"
+        The axis the step is fitted along: the pruning fraction ``f``, or ``-log10(1 - f)``, the
+        decades of connections removed, for a collapse close to ``f = 1`` (a trained model pruned
+        from 99 % to 99.99 % loses its quality gradually in ``log(1 - f)``, not in ``f``, and a
+        step in ``f`` cannot place its lower plateau). Positions (``location``, ``steepest``,
+        ``susceptibility_location``, their bounds and bootstrap draws) are reported as pruning
+        fractions either way; ``width`` is in units of the axis (decades on the log axis).
 
     Returns
     -------
@@ -697,6 +731,7 @@ def fit_transition(
         if dim not in quality.dims:
             raise ValueError(f"quality has no dimension {dim!r}; its dims are {quality.dims}")
     _check_form(form)
+    axis_position(0.0, axis)  # a clear error for an unknown axis
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     if not isinstance(n_bootstrap, (int, np.integer)) or isinstance(n_bootstrap, bool) or n_bootstrap < 50:
@@ -705,6 +740,9 @@ def fit_transition(
     fractions = np.asarray(ordered[fraction_dim].values, dtype=np.float64)
     if np.any(np.diff(fractions) <= 0):
         raise ValueError(f"{fraction_dim} must hold distinct values, got {fractions}")
+    if axis == "log-remaining" and not (fractions.min() >= 0 and fractions.max() < 1):
+        raise ValueError(f"axis 'log-remaining' needs pruning fractions in [0, 1), got {fractions}")
+    x = axis_position(fractions, axis)
     others = [d for d in ordered.dims if d not in (fraction_dim, seed_dim)]
     stacked = ordered.transpose(*others, fraction_dim, seed_dim)
     flags = {k: (v.sortby(fraction_dim) if isinstance(v, xr.DataArray) and fraction_dim in v.dims else v)
@@ -722,7 +760,7 @@ def fit_transition(
                                                 *_block_labels(stacked, others, index)))
         prepared.append((index, *_prepare(values[index], int(n_bootstrap), rng)))
     batch = [curves for _, _, curves in prepared if curves is not None]
-    fits = fit_step(np.concatenate(batch, axis=1), fractions, form=form) if batch else None
+    fits = fit_step(np.concatenate(batch, axis=1), x, form=form) if batch else None
     start = 0
     for index, block, curves in prepared:
         if curves is None:
@@ -730,7 +768,7 @@ def fit_transition(
         else:
             cut = slice(start, start + curves.shape[1])
             start = cut.stop
-            found = _finish(block, curves, StepFit(*(a[cut] for a in fits)), fractions, form, float(confidence),
+            found = _finish(block, curves, StepFit(*(a[cut] for a in fits)), x, form, float(confidence),
                             float(min_drop))
         for k, v in found.items():
             (boot if k in boot else results)[k][index] = v
@@ -738,6 +776,10 @@ def fit_transition(
         results["n_excluded"][index] = excluded[index].sum()
         results["n_unconverged_used"][index] = unconverged[index].sum()
     results["has_transition"] = results["verdict"] == "transition"
+    for name in _POSITIONS:
+        for k in (name, name + "_lower", name + "_upper"):
+            results[k] = axis_fraction(results[k], axis)
+    boot["location_bootstrap"] = axis_fraction(boot["location_bootstrap"], axis)
     units = quality.attrs.get("units", "1")
     data_vars = {}
     for k in names:
@@ -750,6 +792,8 @@ def fit_transition(
             arr = arr.astype(bool)
         long_name, unit = _FIT_OUTPUTS[k]
         unit = f"({units})^2" if unit == "squared" else (unit or units)
+        if axis == "log-remaining" and k.startswith("width"):
+            long_name += " (decades of 1 - f)"
         data_vars[k] = (others, arr, {"long_name": long_name, "units": unit})
     coords = {d: (d, stacked[d].values, _coord_attrs(stacked, d)) for d in others}
     if keep_bootstrap:
@@ -765,7 +809,7 @@ def fit_transition(
         "form": form, "confidence": float(confidence), "n_bootstrap": int(n_bootstrap),
         "interval": "expanded percentile bootstrap over seeds (Hesterberg 2015)",
         "exclude": exclude, "min_drop": float(min_drop), "seed": int(seed),
-        "fractions": fractions.tolist(),
+        "fractions": fractions.tolist(), "axis": axis,
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
@@ -781,6 +825,7 @@ def transition_table(
     min_drop: float = 0.0,
     keep_bootstrap: bool = True,
     seed: int = 0,
+    axis: Axis = "fraction",
 ) -> xr.Dataset:
     """:func:`fit_transition` of ``merged[quality]`` over every (protocol, pruning_time, n_hidden).
 
@@ -792,7 +837,7 @@ def transition_table(
         present, drive the exclusions.
     quality : str
         The variable to analyse (higher is better).
-    exclude, form, n_bootstrap, confidence, min_drop, keep_bootstrap, seed
+    exclude, form, n_bootstrap, confidence, min_drop, keep_bootstrap, seed, axis
         As in :func:`fit_transition`.
 
     Returns
@@ -805,7 +850,7 @@ def transition_table(
     table = fit_transition(
         _merged_quality(merged, quality), converged=merged.get("converged"), finished=merged.get("finished"), exclude=exclude,
         form=form, n_bootstrap=n_bootstrap, confidence=confidence, min_drop=min_drop,
-        keep_bootstrap=keep_bootstrap, seed=seed,
+        keep_bootstrap=keep_bootstrap, seed=seed, axis=axis,
     )
     table.attrs.update(provenance(quality=quality))
     return table

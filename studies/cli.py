@@ -34,6 +34,11 @@ Examples:
   dilution study report quick --figures figures"""
 
 
+AXES = ("fraction", "log-remaining")
+AXIS_HELP = ("transition fit along the pruning fraction f (default) or along -log10(1 - f), the decades of "
+             "connections removed (for a collapse close to f = 1, as a trained model's)")
+
+
 def register(subparsers) -> None:
     """Add the ``study`` command (subcommands ``run``, ``status``, ``merge``, ``report``, ``list``) to ``dilution``."""
     st = subparsers.add_parser("study", help="phase-diagram studies: sweep pruning fraction x protocol x size x seed",
@@ -56,6 +61,7 @@ def register(subparsers) -> None:
     run.add_argument("--report", action="store_true",
                      help="then report: analysis files, the transition table and the figures (as `study report`)")
     run.add_argument("--figures", help="with --report: figures folder (default OUTPUT/figures)")
+    run.add_argument("--axis", choices=AXES, default="fraction", help="with --report: " + AXIS_HELP)
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="done / failed / pending tasks of a study and an ETA")
     status.add_argument("spec", help="study TOML file or built-in study name")
@@ -74,6 +80,7 @@ def register(subparsers) -> None:
     report.add_argument("--output", help="output folder of the study (default: the spec's)")
     report.add_argument("--data", help="built-in MNIST studies: mnist.npz or IDX folder")
     report.add_argument("--figures", help="figures folder (default OUTPUT/figures)")
+    report.add_argument("--axis", choices=AXES, default="fraction", help=AXIS_HELP)
     report.set_defaults(func=_report)
     listing = sub.add_parser("list", help="the built-in studies: name, cost, description")
     listing.set_defaults(func=_list)
@@ -124,14 +131,14 @@ def _run(args: argparse.Namespace) -> int:
           f"wrote {result.path}")
     failed = 1 if result.count("failed") else 0
     if args.report:
-        return max(failed, _print_report(spec, args.figures, study))
+        return max(failed, _print_report(spec, args.figures, study, axis=args.axis))
     return failed
 
 
-def _print_report(spec, figures: str | None, study=None) -> int:
+def _print_report(spec, figures: str | None, study=None, axis: str = "fraction") -> int:
     from .report import draw_study_figures, format_transitions, study_report
 
-    made = study_report(spec, study=study)
+    made = study_report(spec, study=study, axis=axis)
     print(format_transitions(made.study, made.transition))
     print("wrote " + ", ".join(str(p) for p in made.files.values()) + ("" if made.recomputed else " (up to date)"))
     folder = Path(figures) if figures is not None else Path(spec.output) / "figures"
@@ -145,7 +152,7 @@ def _print_report(spec, figures: str | None, study=None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    return _print_report(_spec(args.spec, args.output, args.data), args.figures)
+    return _print_report(_spec(args.spec, args.output, args.data), args.figures, axis=args.axis)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -73,9 +73,9 @@ class StudyReport(NamedTuple):
     recomputed: bool
 
 
-def _stamp(spec: StudySpec, study: xr.Dataset, n_samples: int, n_sweeps: int) -> dict:
+def _stamp(spec: StudySpec, study: xr.Dataset, n_samples: int, n_sweeps: int, axis: str) -> dict:
     return {"spec": spec.to_json(), "finished": np.flatnonzero(study["finished"].values.ravel()).tolist(),
-            "n_samples": n_samples, "n_sweeps": n_sweeps}
+            "n_samples": n_samples, "n_sweeps": n_sweeps, "axis": axis}
 
 
 def _model(path: Path) -> RBM:
@@ -215,11 +215,11 @@ def _gap_dataset(spec: StudySpec, study: xr.Dataset) -> xr.Dataset | None:
                      seed=int(derive_seed(0, "studies.report.gap").generate_state(1)[0]))
 
 
-def _transition_dataset(study: xr.Dataset) -> xr.Dataset:
+def _transition_dataset(study: xr.Dataset, axis: str) -> xr.Dataset:
     from analysis.transition import scaling_table, transition_table
 
     seed = int(derive_seed(0, "studies.report.transition").generate_state(1)[0])
-    table = transition_table(study, seed=seed)
+    table = transition_table(study, seed=seed, axis=axis)
     if study.sizes["n_hidden"] > 1:
         scaling = scaling_table(study, table)
         table = table.assign({k: scaling[k] for k in scaling.data_vars if k not in table})
@@ -227,7 +227,7 @@ def _transition_dataset(study: xr.Dataset) -> xr.Dataset:
 
 
 def study_report(spec: StudySpec, *, study: xr.Dataset | None = None, n_samples: int = 64, n_sweeps: int = 1000,
-                 force: bool = False) -> StudyReport:
+                 force: bool = False, axis: str = "fraction") -> StudyReport:
     """Merge ``spec``'s study and write its report files beside ``study.nc`` (module docstring).
 
     Parameters
@@ -243,6 +243,8 @@ def study_report(spec: StudySpec, *, study: xr.Dataset | None = None, n_samples:
         Sweeps of each chain.
     force : bool
         Recompute even when ``report.json`` says the files are up to date.
+    axis : "fraction" or "log-remaining"
+        The axis of the transition fit (:func:`analysis.transition.fit_transition`).
 
     Returns
     -------
@@ -255,7 +257,10 @@ def study_report(spec: StudySpec, *, study: xr.Dataset | None = None, n_samples:
     out = Path(spec.output)
     study_path = out / "study.nc"
     study = merge(spec) if study is None else study
-    stamp = _stamp(spec, study, n_samples, n_sweeps)
+    from analysis.transition import axis_position
+
+    axis_position(0.0, axis)  # an unknown axis fails before anything is written
+    stamp = _stamp(spec, study, n_samples, n_sweeps, axis)
     stamp_path = out / _STAMP
     if not force and stamp_path.exists() and study_path.exists():
         saved = json.loads(stamp_path.read_text(encoding="utf-8"))
@@ -265,7 +270,7 @@ def study_report(spec: StudySpec, *, study: xr.Dataset | None = None, n_samples:
     if not study_path.exists() or not study.identical(io.load_dataset(study_path)):
         io.save(study, study_path)
     files = {"study.nc": study_path}
-    transition = _transition_dataset(study)
+    transition = _transition_dataset(study, axis)
     files["transition.nc"] = io.save(transition, out / "transition.nc")
     cells = _cells(spec, study)
     masks = _mask_dataset(spec, study, cells)
@@ -298,6 +303,8 @@ def format_transitions(study: xr.Dataset, transition: xr.Dataset) -> str:
     head = (f"{'protocol':<10} {'time':<10} {'n_hidden':>8}  {'location [' + format(float(conf), '.0%') + ' CI]':<26}"
             f" {'width':>7}  {'verdict':<17} {'seeds':>5} {'excluded':>8} {'not conv.':>9}")
     lines = [head, "-" * len(head)]
+    if transition.attrs.get("axis") == "log-remaining":
+        lines.insert(0, "step fitted along -log10(1 - f); locations are pruning fractions, widths decades of 1 - f")
     for protocol in transition["protocol"].values:
         for time in transition["pruning_time"].values:
             for size in transition["n_hidden"].values:

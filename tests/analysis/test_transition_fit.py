@@ -145,6 +145,45 @@ def test_a_flat_curve_has_no_transition_in_at_least_95_percent_of_200_replicatio
     assert _false_transitions(200, 1000) <= 0.05 * 200
 
 
+# a collapse near f = 1, as a trained model's: a step in x = -log10(1 - f) at x* = 2 (f* = 0.99)
+LOG_FRACTIONS = 1.0 - 10.0 ** -np.array([0.0, 0.3, 0.6, 1.0, 1.3, 1.5, 1.7, 2.0, 2.3, 2.7, 3.0, 3.5, 4.0])
+X_STAR, X_WIDTH = 2.0, 0.4
+
+
+def _log_sweep(n_seeds: int, seed: int) -> xr.DataArray:
+    q = _sweep(n_seeds, seed, location=X_STAR, width=X_WIDTH, fractions=-np.log10(1.0 - LOG_FRACTIONS))
+    return q.assign_coords(pruning_fraction=LOG_FRACTIONS)
+
+
+def test_the_log_axis_recovers_a_collapse_near_one_that_the_fraction_axis_puts_at_the_edge():
+    # 30 replications of 10 seeds: the log-axis 95 % interval of f* = 1 - 10^-x* must cover the
+    # truth in at least binom.ppf(1e-3, 30, 0.90) = 22 of them (probability < 1e-3 of fewer at a
+    # true coverage of 0.90); along f the step's lower plateau is one grid point wide, and the fit
+    # puts the midpoint at the grid's edge
+    reps = 30
+    q = xr.concat([_log_sweep(10, 300 + r) for r in range(reps)], dim="rep").assign_coords(rep=range(reps))
+    log_fit = fit_transition(q, n_bootstrap=200, axis="log-remaining", seed=3, keep_bootstrap=True)
+    f_star = 1.0 - 10.0 ** -X_STAR
+    covered = int(((log_fit["location_lower"] <= f_star) & (f_star <= log_fit["location_upper"])).sum())
+    assert covered >= binom.ppf(1e-3, reps, 0.90)
+    assert int(log_fit["has_transition"].sum()) == reps
+    # the width is in decades: the truth 0.4 within the interval as often
+    covered_width = int(((log_fit["width_lower"] <= X_WIDTH) & (X_WIDTH <= log_fit["width_upper"])).sum())
+    assert covered_width >= binom.ppf(1e-3, reps, 0.90)
+    assert log_fit.attrs["axis"] == "log-remaining" and "decades" in log_fit["width"].attrs["long_name"]
+    assert np.all((log_fit["location_bootstrap"] > 0.9) & (log_fit["location_bootstrap"] < 1.0))
+    linear = fit_transition(q.isel(rep=slice(0, 5)), n_bootstrap=200, seed=3)
+    assert set(linear["verdict"].values.tolist()) == {"edge"}
+
+
+def test_an_unknown_axis_or_a_fraction_of_one_is_named():
+    with pytest.raises(ValueError, match="axis must be 'fraction' or 'log-remaining'"):
+        fit_transition(_sweep(5, 0), n_bootstrap=50, axis="log")
+    with pytest.raises(ValueError, match="log-remaining.*\\[0, 1\\)"):
+        fit_transition(_sweep(5, 0).assign_coords(pruning_fraction=np.linspace(0, 1, 20)), n_bootstrap=50,
+                       axis="log-remaining")
+
+
 def test_edge_broad_and_insufficient_verdicts():
     # a step whose midpoint is past the last fraction (its upper part visible in the grid), one at
     # the first fraction, a straight decline, and two seeds

@@ -118,3 +118,20 @@ def test_cli_report_prints_the_table_and_draws_the_study_figures(smoke, tmp_path
     assert "location [95% CI]" in done.stdout and "init" in done.stdout
     for name in ("quality-vs-fraction-quick", "degree-maps-quick", "ising-couplings-quick", "sample-grids-quick"):
         assert (tmp_path / f"{name}.pdf").exists() and (tmp_path / f"{name}.png").exists()
+
+
+def test_the_log_axis_report_is_the_log_axis_analysis_and_says_so(smoke):
+    spec, made = smoke
+    try:
+        logged = study_report(spec, n_samples=8, n_sweeps=20, axis="log-remaining")
+        assert logged.recomputed  # another axis: the analysis is made again
+        saved = io.load_dataset(logged.files["transition.nc"])
+        again = transition_table(logged.study, axis="log-remaining",
+                                 seed=int(derive_seed(0, "studies.report.transition").generate_state(1)[0]))
+        xr.testing.assert_allclose(saved[["location", "width"]], again[["location", "width"]])
+        assert saved.attrs["axis"] == "log-remaining"
+        assert format_transitions(logged.study, logged.transition).startswith("step fitted along -log10(1 - f)")
+        with pytest.raises(ValueError, match="axis must be"):
+            study_report(spec, axis="log")
+    finally:
+        study_report(spec, n_samples=8, n_sweeps=20)  # the module's other tests read the default files
