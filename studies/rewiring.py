@@ -219,14 +219,16 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     xarray.Dataset
         Dims (``method``, ``connectivity``, ``seed``): ``test_log_likelihood``,
         ``test_log_likelihood_se``, ``log_partition``, ``log_partition_se``, ``final_density``,
-        ``train_seconds`` and, with a classifier, ``classifier_inception_score``,
+        ``train_seconds``, with AIS ``ais_degenerate`` and, with a classifier, ``classifier_inception_score``,
         ``classifier_coverage_entropy``, ``classifier_mean_max_probability``. Coordinates on
         ``method``: ``initial_density`` (NCG's ``p``, NaN otherwise) and ``uses_connectivity``
         (0 where the value is repeated along ``connectivity``).
     """
     import sys
+    import warnings
 
     from dilution import exact
+    from dilution.ais import LOW_ESS_FRACTION, DegenerateWeightsWarning
     from dilution.data import binarize
     from dilution.data import mnist as mnist_data
     from dilution.data.split import as_matrix, shuffle
@@ -281,7 +283,17 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                   exact_log_likelihood=False, checkpoint_log_likelihood="none")
     scores = metric_variables(evaluation)
     shape = (len(labels), len(conn), n_seeds)
-    values = {name: np.full(shape, np.nan) for name in (*scores, "final_density", "train_seconds")}
+    extra = {
+        "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
+                          "(n_visible n_hidden); dense: 1)", "1"),
+        "train_seconds": ("training wall time of the run (updates and rule, evaluation excluded; one core "
+                          "unless NUMBA_NUM_THREADS says otherwise)", "s"),
+    }
+    if likelihood == "ais":
+        extra["ais_degenerate"] = ("forward AIS weights degenerate (effective sample size below "
+                                   f"{LOW_ESS_FRACTION:.0%} of the chains: log Z and its standard error "
+                                   "unreliable): 1, else 0", "1")
+    values = {name: np.full(shape, np.nan) for name in (*scores, *extra)}
     repeated = {"dense", *(ncg_label(p) for p in densities)}
     for s in range(n_seeds):
         run_seed = _seed(seed, "studies.rewiring.mnist", s)
@@ -290,9 +302,16 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                 config = _method_config(method, connectivity, n_visible, n_hidden, common, epochs, n_train)
                 result = train((n_visible, n_hidden), train_x, config, seed=run_seed, progress=False)
                 model = result.model
-                ev = evaluate(evaluation, model, data,
-                              _seed(seed, "studies.rewiring.mnist.evaluation", method, repr(connectivity), s),
-                              classifier=classifier)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", DegenerateWeightsWarning)
+                    ev = evaluate(evaluation, model, data,
+                                  _seed(seed, "studies.rewiring.mnist.evaluation", method, repr(connectivity), s),
+                                  classifier=classifier)
+                for w in caught:  # recorded below, and still shown
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                if likelihood == "ais":
+                    values["ais_degenerate"][m, c, s] = float(any(
+                        issubclass(w.category, DegenerateWeightsWarning) for w in caught))
                 for name, metric in ev.metrics.items():
                     values[name][m, c, s] = metric.value
                 values["final_density"][m, c, s] = float(np.count_nonzero(model.mask)) / model.mask.size
@@ -316,13 +335,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                             "repeated along it (0)", "units": "1"}),
     }
     dims = ("method", "connectivity", "seed")
-    names = {**scores,
-             "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
-                               "(n_visible n_hidden); dense: 1)", "1"),
-             "train_seconds": ("training wall time of the run (updates and rule, evaluation excluded; one core "
-                               "unless NUMBA_NUM_THREADS says otherwise)", "s")}
     data_vars = {name: (dims, values[name], {"long_name": long_name, "units": units})
-                 for name, (long_name, units) in names.items()}
+                 for name, (long_name, units) in {**scores, **extra}.items()}
     experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden, "epochs": epochs,
                   "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
     # Recorded only when they differ from the original experiment, so its settings (and the

@@ -87,6 +87,8 @@ def test_ais_agrees_with_exact_enumeration(mnist, table):
     # (its bias, about var/2 by Jensen, is far smaller than that error here); the log-likelihood
     # shares that error, so |AIS - exact| < 4 s.e. fails by chance with probability ~6e-5.
     assert np.all(ais["log_partition_se"].values > 0)
+    np.testing.assert_array_equal(ais["ais_degenerate"].values, 0)  # the estimate below is trusted
+    assert "ais_degenerate" not in table
     row = ais.sel({"method": "static"})
     exact_ll = table["test_log_likelihood"].sel({"method": "static"}).values
     assert np.all(np.abs(row["test_log_likelihood"].values - exact_ll) < 4 * row["log_partition_se"].values)
@@ -124,3 +126,13 @@ def test_the_comparison_figure_draws_ncg_as_a_level_not_at_the_connectivities(ta
         assert lines[method].get_linestyle() == style
         np.testing.assert_allclose(lines[method].get_ydata(),
                                    table["test_log_likelihood"].sel({"method": method}).mean("seed").values)
+
+
+def test_degenerate_ais_weights_are_flagged_and_still_warned(mnist):
+    from dilution.ais import DegenerateWeightsWarning
+
+    # Two betas (the base rate straight to the trained model) leave one chain carrying the weight.
+    with pytest.warns(DegenerateWeightsWarning):
+        ds = mnist_comparison(mnist, **{**TINY, "n_train": 1000, "epochs": 3}, methods=("dense",), likelihood="ais",
+                              ais_chains=20, ais_betas=2, learning_rate=0.1)
+    np.testing.assert_array_equal(ds["ais_degenerate"].values, 1)
