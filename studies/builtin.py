@@ -225,7 +225,7 @@ BUILTIN = {
     "smoke": BuiltinStudy("16 x 4 teacher, 16 x 6 students, init and after pruning (tests)", "< 30 s (measured)", _SMOKE),
     "quick": BuiltinStudy("64 x 10 planted teacher, 64 x 16 students, init / after convergence / rewind / "
                           "scratch, 11 fractions up to 0.99, 3 seeds, exact likelihood", "~6 min (estimated)", _QUICK),
-    "teacher": BuiltinStudy("finite-size scaling on the planted teacher: n_hidden 8, 12, 16, 24, 12 fractions, "
+    "teacher": BuiltinStudy("finite-size scaling on the planted teacher: n_hidden 8, 12, 16, 24, 16 fractions up to 0.9999, "
                             "5 seeds, to 240 epochs", "~4-8 h (estimated; printed at the start)", _TEACHER),
     "mnist": BuiltinStudy("binarised MNIST, 784 x 16/20/24 (exact likelihood), init / after / scratch, "
                           "classifier score", "~5 h (estimated)", _MNIST),
