@@ -3,6 +3,9 @@
 Inputs: a merged study (``merged.nc``) and its transition table (``transition.nc``).
 One line per protocol: the seed mean of ``test_log_likelihood`` at the largest ``n_hidden``,
 with its Student-t confidence band over seeds (:func:`paper_figures.intervals.seed_interval`).
+When the table was fitted along ``-log10(1 - f)`` (its ``axis`` attribute is ``"log-remaining"``),
+the x axis is drawn in those decades, labelled in fractions.
+
 Where the table's ``verdict`` is ``"transition"``, a vertical line marks ``location`` and a
 shaded span its interval [``location_lower``, ``location_upper``]; otherwise the verdict
 ("no step", "edge", ...) is written in the panel's corner. Fractions where a finished
@@ -74,6 +77,23 @@ def _unconverged(merged: xr.Dataset, at: dict) -> np.ndarray | None:
     return (finished & ~converged).any("seed").values
 
 
+def _decades(f):
+    return -np.log10(np.clip(1.0 - np.asarray(f, dtype=float), 1e-6, None))
+
+
+def _fractions(x):
+    return 1.0 - 10.0 ** -np.asarray(x, dtype=float)
+
+
+def _decades_scale(ax, fractions: np.ndarray) -> None:
+    """The x axis in decades of connections removed, ``-log10(1 - f)``, labelled in fractions: the
+    transition table was fitted along it (``axis = "log-remaining"``), and a collapse between 0.99
+    and 0.9999 is then as wide as one between 0 and 0.9."""
+    ax.set_xscale("function", functions=(_decades, _fractions))
+    ticks = [t for t in (0.0, 0.9, 0.99, 0.999, 0.9999, 0.99999) if t <= fractions.max() + 1e-12]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+
+
 def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
     """The figure; its axes are the pruning times in the merged study's order (panels without data are hidden)."""
     size = largest_size(merged)
@@ -82,7 +102,10 @@ def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
     fig, axes = new_figure(2 if len(times) > 1 else 1, ncols=max(len(times), 1), aspect=1.1, sharey=True)
     summary = seed_interval(quality)
     fractions = merged["pruning_fraction"].values
+    log_axis = transition.attrs.get("axis") == "log-remaining"
     for ax, time in zip(axes.flat, times):
+        if log_axis:
+            _decades_scale(ax, fractions)
         notes = []  # curves without a located transition, with the table's verdict
         for p, protocol in enumerate(merged["protocol"].values):
             at = {"protocol": protocol, "pruning_time": time}

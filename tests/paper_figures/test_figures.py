@@ -119,6 +119,22 @@ def test_quality_lines_are_seed_means_bands_are_t_intervals_and_the_marker_sits_
     assert references["planted teacher"] == -7.5 and references["independent pixels"] == -12.5
 
 
+def test_a_log_axis_table_draws_the_same_data_along_decades_of_connections_removed(synthetic):
+    merged, table = synthetic.merged(), synthetic.transition()
+    table.attrs["axis"] = "log-remaining"
+    fig = quality_fraction.draw(merged, table)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "function"
+    fractions = merged["pruning_fraction"].values
+    np.testing.assert_allclose(_line(ax, "init").get_xdata(), fractions)  # data stay in fractions
+    # the axis maps f to -log10(1 - f): 0.9 sits one decade right of 0
+    to_axis = ax.xaxis.get_transform()
+    one_decade = to_axis.transform([0.9])[0] - to_axis.transform([0.0])[0]
+    np.testing.assert_allclose(one_decade, 1.0)
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["0", "0.9"]
+    assert quality_fraction.draw(merged, synthetic.transition()).axes[0].get_xscale() == "linear"
+
+
 def test_quality_figure_refuses_a_quality_without_units_and_a_table_without_verdicts(synthetic, tmp_path):
     merged = synthetic.merged()
     del merged["test_log_likelihood"].attrs["units"]
