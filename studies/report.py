@@ -297,7 +297,14 @@ def _fmt(x: float) -> str:
 def format_transitions(study: xr.Dataset, transition: xr.Dataset) -> str:
     """The transition table as text: per protocol x pruning time x n_hidden, the location with its
     interval, the width, the verdict, the seeds used, the grid points excluded, and how many
-    finished points did not converge."""
+    finished points did not converge.
+
+    Under a row whose fit left unconverged points out, a second line gives the fit with them kept
+    (same axis and seed), marked as depending on the training budget: it says where the curve
+    falls at this ``max_epochs``, which the default fit may be unable to say at all.
+    """
+    from analysis.transition import transition_table
+
     unconverged = (study["finished"] & ~study["converged"]).sum(("pruning_fraction", "seed"))
     conf = transition.attrs.get("confidence", 0.95)
     head = (f"{'protocol':<10} {'time':<10} {'n_hidden':>8}  {'location [' + format(float(conf), '.0%') + ' CI]':<26}"
@@ -305,6 +312,10 @@ def format_transitions(study: xr.Dataset, transition: xr.Dataset) -> str:
     lines = [head, "-" * len(head)]
     if transition.attrs.get("axis") == "log-remaining":
         lines.insert(0, "step fitted along -log10(1 - f); locations are pruning fractions, widths decades of 1 - f")
+    kept = None
+    if transition.attrs.get("exclude", "unconverged") == "unconverged" and int(unconverged.sum()) > 0:
+        kept = transition_table(study, exclude="none", axis=transition.attrs.get("axis", "fraction"),
+                                seed=int(transition.attrs.get("seed", 0)), keep_bootstrap=False)
     for protocol in transition["protocol"].values:
         for time in transition["pruning_time"].values:
             for size in transition["n_hidden"].values:
@@ -312,12 +323,21 @@ def format_transitions(study: xr.Dataset, transition: xr.Dataset) -> str:
                 if not bool(study["planned"].sel(at).any()):
                     continue
                 row = transition.sel(at)
-                where = (f"{_fmt(float(row['location']))} [{_fmt(float(row['location_lower']))}, "
-                         f"{_fmt(float(row['location_upper']))}]")
-                lines.append(f"{protocol!s:<10} {time!s:<10} {int(size):>8}  {where:<26} {_fmt(float(row['width'])):>7}"
-                             f"  {str(row['verdict'].values):<17} {int(row['n_seeds']):>5} "
-                             f"{int(row['n_excluded']):>8} {int(unconverged.sel(at)):>9}")
+                lines.append(f"{protocol!s:<10} {time!s:<10} {int(size):>8}  {_where(row):<26} "
+                             f"{_fmt(float(row['width'])):>7}  {str(row['verdict'].values):<17} "
+                             f"{int(row['n_seeds']):>5} {int(row['n_excluded']):>8} {int(unconverged.sel(at)):>9}")
+                n_out = int(unconverged.sel(at))
+                if kept is not None and n_out > 0:
+                    alt = kept.sel(at)
+                    lines.append(f"{'':<10} {'':<10} {'':>8}  {_where(alt):<26} {_fmt(float(alt['width'])):>7}  "
+                                 f"{str(alt['verdict'].values):<17} with the {n_out} unconverged kept: "
+                                 f"depends on max_epochs")
     return "\n".join(lines)
+
+
+def _where(row: xr.Dataset) -> str:
+    return (f"{_fmt(float(row['location']))} [{_fmt(float(row['location_lower']))}, "
+            f"{_fmt(float(row['location_upper']))}]")
 
 
 def figure_study_name(spec: StudySpec) -> str:

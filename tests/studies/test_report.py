@@ -96,7 +96,7 @@ def test_a_second_report_recomputes_nothing_and_the_table_has_a_row_per_planned_
     assert {name: path.stat().st_mtime_ns for name, path in again.files.items()} == stamps
     assert study_report(spec, n_samples=9, n_sweeps=20).recomputed  # other settings: made again
     table = format_transitions(made.study, made.transition).splitlines()
-    rows = [line.split()[:3] for line in table[2:]]
+    rows = [line.split()[:3] for line in table[2:] if not line.startswith(" ")]  # not the kept-unconverged lines
     assert rows == [["init", "0", "6"], ["after", "20", "6"]]
     location = float(made.transition["location"].sel(protocol="init", pruning_time="0", n_hidden=6))
     assert f"{location:.3f}" == table[2].split()[3]
@@ -135,3 +135,21 @@ def test_the_log_axis_report_is_the_log_axis_analysis_and_says_so(smoke):
             study_report(spec, axis="log")
     finally:
         study_report(spec, n_samples=8, n_sweeps=20)  # the module's other tests read the default files
+
+
+def test_a_row_that_left_unconverged_points_out_is_followed_by_the_fit_with_them_kept(smoke):
+    spec, made = smoke
+    study = made.study.copy(deep=True)
+    at = {"protocol": "init", "pruning_time": "0"}
+    flags = study["converged"].sel(at).values
+    flags[-1] = False  # the largest fraction's seeds did not converge
+    study["converged"].loc[at] = flags
+    seed = int(derive_seed(0, "studies.report.transition").generate_state(1)[0])
+    table = transition_table(study, seed=seed)
+    lines = format_transitions(study, table).splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("init"))
+    n_out = int((study["finished"] & ~study["converged"]).sel(at).sum())
+    assert lines[row].split()[-1] == str(n_out) and n_out > 0
+    kept = transition_table(study, exclude="none", seed=seed).sel(at).isel(n_hidden=0)
+    assert lines[row + 1].split()[0] == f"{float(kept['location']):.3f}"
+    assert lines[row + 1].endswith(f"with the {n_out} unconverged kept: depends on max_epochs")
