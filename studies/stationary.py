@@ -622,6 +622,18 @@ def _statistic_coords(names) -> dict:
                                 {"long_name": "units of the statistic's values", "units": _ONE})}
 
 
+def _halving_setup(scale, seed):
+    """What both learning-rate halving experiments start from: the scale, the checked seed, the
+    4 x 2 setup, its two rules, the learning rates and the steps giving each the same eta x steps."""
+    sc = _bias_scale(scale)
+    seed = check_seed(seed)
+    setup = experiment_setup(seed)
+    rules = {"deep-r": setup["deep_r"], "soft-deep-r": setup["soft_deep_r"]}
+    lrs = np.asarray(sc.learning_rates, dtype=np.float64)
+    steps = np.array([int(round(sc.time / lr)) for lr in lrs], dtype=np.int64)
+    return sc, seed, setup, rules, lrs, steps
+
+
 def discretisation_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", seed: int = 0,
                         progress: bool | None = None) -> xr.Dataset:
     """The discretisation bias of DEEP R and soft-DEEP R (exact gradients) as the learning rate halves.
@@ -651,12 +663,7 @@ def discretisation_bias(scale: Literal["smoke", "paper"] | BiasScale = "smoke", 
         ``ratio_standard_error``; per rule the reference sampler's ``reference_rhat_*`` and
         ``reference_ess_log_likelihood``. Coordinate ``steps`` (per learning rate).
     """
-    sc = _bias_scale(scale)
-    seed = check_seed(seed)
-    setup = experiment_setup(seed)
-    rules = {"deep-r": setup["deep_r"], "soft-deep-r": setup["soft_deep_r"]}
-    lrs = np.asarray(sc.learning_rates, dtype=np.float64)
-    steps = np.array([int(round(sc.time / lr)) for lr in lrs], dtype=np.int64)
+    sc, seed, setup, rules, lrs, steps = _halving_setup(scale, seed)
     names = list(STATISTICS)
     est = np.empty((len(rules), lrs.size, len(names)))
     est_se = np.empty_like(est)
@@ -716,12 +723,7 @@ def prior_discretisation_bias(scale: Literal["smoke", "paper"] | BiasScale = "sm
     and no likelihood. Statistics ``active_count`` and ``weight_l1``; same dims as
     :func:`discretisation_bias` (``reference_standard_error`` is 0).
     """
-    sc = _bias_scale(scale)
-    seed = check_seed(seed)
-    setup = experiment_setup(seed)
-    rules = {"deep-r": setup["deep_r"], "soft-deep-r": setup["soft_deep_r"]}
-    lrs = np.asarray(sc.learning_rates, dtype=np.float64)
-    steps = np.array([int(round(sc.time / lr)) for lr in lrs], dtype=np.int64)
+    sc, seed, setup, rules, lrs, steps = _halving_setup(scale, seed)
     names = ["active_count", "weight_l1"]
     d = _SHAPE[0] * _SHAPE[1]
     scale_theta = setup["temperature"] / setup["alpha"]
