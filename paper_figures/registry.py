@@ -27,7 +27,9 @@ from dilution.io import atomic_write
 from . import (
     deep_r_comparison,
     degree_maps,
+    discretisation_bias,
     divergence,
+    estimator_bias,
     finite_size,
     inclusion_maps,
     ising_couplings,
@@ -75,6 +77,11 @@ DATA_COMMANDS = {
     "stationary-inclusion.nc": REPRODUCE,
     "stationary-divergence.nc": REPRODUCE,
     "stationary-divergence-soft-deep-r.nc": REPRODUCE,
+    # studies.stationary.run_bias_experiments (also `python -m studies.stationary --bias --out {data}`)
+    "stationary-discretisation.nc": REPRODUCE,
+    "stationary-discretisation-prior.nc": REPRODUCE,
+    "stationary-estimator-bias.nc": REPRODUCE,
+    "stationary-estimator-bias-deep-r.nc": REPRODUCE,
     "train-*/history.nc": "dilution train --output {data}/train-teacher",
 }
 
@@ -165,6 +172,17 @@ FIGURES = tuple(
     FigureSpec("divergence-vs-steps-soft-deep-r",
                "As divergence-vs-steps, for soft-DEEP R against its unrestricted reference posterior.",
                ("stationary-divergence-soft-deep-r.nc",), divergence),
+    FigureSpec("discretisation-bias",
+               "Discretisation bias: |stationary mean - reference| of each statistic against the learning rate at "
+               "equal time eta x steps, one column per rule; top: the posterior against a long-run reference "
+               "sampler, bottom: the prior-only dynamics against their exact stationary means. Filled: the 95 % "
+               "interval excludes 0 (bars: its ends); open triangles: it includes 0 (drawn at its larger |end|). "
+               "Dashed and dotted: slopes 1 (O(eta)) and 1/2 (O(sqrt eta)).",
+               ("stationary-discretisation.nc", "stationary-discretisation-prior.nc"), discretisation_bias),
+    FigureSpec("estimator-bias",
+               "Inclusion probability of every connection minus the reference posterior's, per gradient estimator "
+               "(exact, CD-1, CD-10, PCD), with 95 % intervals; top soft-DEEP R, bottom DEEP R.",
+               ("stationary-estimator-bias.nc", "stationary-estimator-bias-deep-r.nc"), estimator_bias),
     FigureSpec("training-curves",
                "Exact log-likelihood (or reconstruction error) of training runs against parameter updates.",
                ("train-*/history.nc",), training_curves),

@@ -227,6 +227,51 @@ def make_history(log_likelihood, steps=(0, 1, 4, 16)) -> xr.Dataset:
     )
 
 
+def make_discretisation(prior: bool = False) -> xr.Dataset:
+    """Deviations (rule, learning_rate, statistic) with 95 % intervals, as studies.stationary writes
+    them: ``count`` is 0 exactly for deep-r, one interval straddles 0, the rest exclude it."""
+    names = ["count", "l1"] if prior else ["log_likelihood", "count", "l1"]
+    eta = np.array([0.4, 0.2, 0.1])
+    dev = np.empty((2, 3, len(names)))
+    for j, name in enumerate(names):
+        dev[:, :, j] = {"log_likelihood": -0.1 * eta, "count": 0.5 * eta, "l1": 0.3 * np.sqrt(eta)}[name]
+    half = np.full(dev.shape, 0.01)
+    dev[0, :, names.index("count")] = half[0, :, names.index("count")] = 0.0
+    half[1, 2, names.index("l1")] = 0.5  # soft-deep-r, smallest rate: the interval includes 0
+    cube = ("rule", "learning_rate", "statistic")
+    see = _attrs("stationary mean minus the reference", "see statistic_units")
+    return xr.Dataset(
+        {"deviation": (cube, dev, see),
+         "deviation_lower": (cube, dev - half, _attrs("lower end of the 95% interval", "see statistic_units")),
+         "deviation_upper": (cube, dev + half, _attrs("upper end of the 95% interval", "see statistic_units")),
+         "reference": (("rule", "statistic"), np.zeros((2, len(names))),
+                       _attrs("exact prior-only stationary mean" if prior else "reference posterior mean",
+                              "see statistic_units"))},
+        coords={"rule": ("rule", ["deep-r", "soft-deep-r"], _attrs("rewiring rule", "1")),
+                "learning_rate": ("learning_rate", eta, _attrs("learning rate eta", "1")),
+                "statistic": ("statistic", names, _attrs("statistic", "1")),
+                "statistic_long_name": ("statistic", [f"the {n}" for n in names], _attrs("what it is", "1")),
+                "statistic_units": ("statistic", ["nats" if n == "log_likelihood" else "1" for n in names],
+                                    _attrs("units of the statistic", "1"))},
+        attrs={"git_commit": "0123abcd"})
+
+
+def make_estimator_bias(rule: str = "soft-deep-r", seed: int = 0) -> xr.Dataset:
+    """Inclusion differences (estimator, visible, hidden) with 95 % intervals."""
+    rng = np.random.default_rng(seed)
+    cube = ("estimator", "visible", "hidden")
+    diff = rng.normal(0, 0.02, (4, 3, 2))
+    half = rng.uniform(0.005, 0.02, diff.shape)
+    return xr.Dataset(
+        {"difference": (cube, diff, _attrs("inclusion probability minus the reference", "1")),
+         "difference_lower": (cube, diff - half, _attrs("lower end of the 95% interval", "1")),
+         "difference_upper": (cube, diff + 1.5 * half, _attrs("upper end of the 95% interval", "1"))},
+        coords={"estimator": ("estimator", ["exact", "cd-1", "cd-10", "pcd"], _attrs("gradient estimator", "1")),
+                "visible": ("visible", np.arange(3), _attrs("visible unit", "1")),
+                "hidden": ("hidden", np.arange(2), _attrs("hidden unit", "1"))},
+        attrs={"rule": rule, "git_commit": "0123abcd"})
+
+
 def write_all(data: Path) -> Path:
     """Every input of every figure under ``data`` (the layout of paper_figures.registry)."""
     files = {f"study-{study}/{name}": make(study) for study in ("quick", "teacher", "mnist")
@@ -238,6 +283,10 @@ def write_all(data: Path) -> Path:
         "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
         "stationary-divergence-soft-deep-r.nc": make_divergence(),
+        "stationary-discretisation.nc": make_discretisation(),
+        "stationary-discretisation-prior.nc": make_discretisation(prior=True),
+        "stationary-estimator-bias.nc": make_estimator_bias("soft-deep-r"),
+        "stationary-estimator-bias-deep-r.nc": make_estimator_bias("deep-r", seed=1),
         "train-a/history.nc": make_history([-5.0, -4.0, -3.5, -3.2]),
         "train-b/history.nc": make_history([-5.5, -4.5, -3.0, -2.9]),
     })
@@ -260,4 +309,5 @@ def synthetic():
     return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
                                  deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence,
                                  ising=make_ising, samples=make_samples, gap=make_gap,
-                                 history=make_history, write_all=write_all)
+                                 history=make_history, write_all=write_all,
+                                 discretisation=make_discretisation, estimator_bias=make_estimator_bias)
