@@ -89,6 +89,9 @@ def test_estimator_bias_markers_and_bars_are_the_differences_and_their_intervals
     fig = estimator_bias.draw(soft, hard)
     for ax, ds in zip(fig.axes, (soft, hard)):
         assert ax.get_title() == ds.attrs["rule"]
+        # within each connection's group the estimators sit left to right in the file's order
+        xs = np.array([_by_gid(ax, f"difference {est}").get_xdata() for est in ds["estimator"].values])
+        assert (np.diff(xs, axis=0) > 0).all() and (np.abs(xs - np.round(xs)) < 0.5).all()
         assert any(np.allclose(line.get_ydata(), 0.0) and line.get_xdata()[0] == 0 for line in ax.lines)
         for k, est in enumerate(ds["estimator"].values):
             marker = _by_gid(ax, f"difference {est}")
