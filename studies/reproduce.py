@@ -12,7 +12,10 @@ Into ``OUTPUT/data`` (the folder :mod:`paper_figures` reads), in order:
 3. the rewiring experiments (:mod:`studies.rewiring`): ``rewiring-ncg.nc`` and, with MNIST,
    ``rewiring-mnist.nc``; and a ``dilution train`` run's ``train-teacher/history.nc``;
 4. the stationary-law experiments (:func:`studies.stationary.run_experiments`):
-   ``stationary-inclusion.nc``, ``stationary-divergence.nc``, ...;
+   ``stationary-inclusion.nc``, ``stationary-divergence.nc``, ...; and the learning-rate halving
+   and estimator-bias experiments (:func:`studies.stationary.run_bias_experiments`):
+   ``stationary-discretisation.nc``, ``stationary-discretisation-prior.nc``,
+   ``stationary-estimator-bias.nc``, ``stationary-estimator-bias-deep-r.nc``;
 
 then ``python -m paper_figures --data OUTPUT/data --out OUTPUT/figures`` in a subprocess.
 
@@ -247,24 +250,28 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
         else:
             missing["train-teacher"] = f"dilution train failed: {trained.stderr.strip()[-500:]}"
     try:
-        from .stationary import run_experiments
+        from .stationary import run_bias_experiments, run_experiments
     except ImportError as err:
         missing["stationary-*.nc"] = f"studies.stationary is not available ({err})"
     else:
-        stamp = folder / "stationary.json"
-        wanted = {"scale": scale, "seed": seed}
-        previous = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else None
-        if previous is None or previous.get("settings") != wanted or not all(
-                (folder / f).exists() for f in previous.get("files", ())):
-            t0 = time.perf_counter()
-            files = run_experiments(scale, folder, seed=seed, progress=False)
-            from dilution.io import atomic_write
+        # the stationary-law experiments, then the learning-rate halving and estimator-bias ones,
+        # each kept while its stamp records the same scale and seed and its files exist
+        for stamp_name, step, run in (("stationary.json", "stationary", run_experiments),
+                                      ("stationary-bias.json", "stationary bias", run_bias_experiments)):
+            stamp = folder / stamp_name
+            wanted = {"scale": scale, "seed": seed}
+            previous = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else None
+            if previous is None or previous.get("settings") != wanted or not all(
+                    (folder / f).exists() for f in previous.get("files", ())):
+                t0 = time.perf_counter()
+                files = run(scale, folder, seed=seed, progress=False)
+                from dilution.io import atomic_write
 
-            with atomic_write(stamp) as tmp:
-                tmp.write_text(json.dumps({"settings": wanted, "files": sorted(Path(f).name for f in files)}),
-                               encoding="utf-8")
-            computed.append("stationary")
-            log(f"stationary: {', '.join(Path(f).name for f in files)} ({time.perf_counter() - t0:.1f} s)")
+                with atomic_write(stamp) as tmp:
+                    tmp.write_text(json.dumps({"settings": wanted, "files": sorted(Path(f).name for f in files)}),
+                                   encoding="utf-8")
+                computed.append(step)
+                log(f"{step}: {', '.join(Path(f).name for f in files)} ({time.perf_counter() - t0:.1f} s)")
     folder_out = out / "figures"
     if not figures:
         return ReproduceRun(tuple(computed), missing, folder_out, 0, "")
