@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation, NullLocator
 
 from .schema import MissingData, Schema
 from .schema import load as load_checked
@@ -131,7 +132,9 @@ def draw(posterior: xr.Dataset, prior: xr.Dataset) -> Figure:
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xticks(eta, [f"{v:g}" for v in eta])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(NullLocator())
+            # a panel spanning about one decade would otherwise show one labelled tick or none
+            ax.yaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(1.2, 0.5)))
             ax.set_title(f"{rule}: {reference.split(' (')[0]}")
     if not any(key != "_bound" and key not in {n for n, _ in GUIDE_SLOPES.values()} for key in legend):
         raise MissingData("no statistic of either file has a non-zero deviation or interval to draw")
