@@ -166,6 +166,11 @@ def _encode_dataset(ds: xr.Dataset) -> xr.Dataset:
     out.attrs = encode_attrs(ds.attrs)
     for name, var in out.variables.items():
         var.attrs = encode_attrs(ds.variables[name].attrs)
+        # A fixed-width string dtype in the encoding (kept from a file read earlier) would cut
+        # longer strings added since to that width, silently: let the data set the width.
+        dtype = var.encoding.get("dtype")
+        if dtype is not None and np.dtype(dtype).kind in "US":
+            var.encoding = {k: v for k, v in var.encoding.items() if k != "dtype"}
     return out
 
 

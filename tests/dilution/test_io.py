@@ -201,3 +201,21 @@ def test_load_matlab_rbm_errors(tmp_path):
         load_matlab_rbm(p)
     with pytest.raises(FileNotFoundError, match="none.mat"):
         load_matlab_rbm(tmp_path / "none.mat")
+
+
+def test_strings_longer_than_those_of_a_file_read_earlier_are_saved_whole(tmp_path):
+    # A Dataset read from disk carries its string width in the encoding ('<U6' for "static");
+    # concatenated with longer labels and saved, xarray wrote them cut to that width ("ncg-p0").
+    def labelled(methods, values):
+        ds = xr.Dataset({"x": ("method", np.asarray(values, dtype=float))}, coords={"method": methods})
+        ds["x"].attrs.update(long_name="x", units="1")
+        ds["method"].attrs.update(long_name="method", units="1")
+        return ds
+
+    save(labelled(["dense", "static"], [1, 2]), tmp_path / "a.nc")
+    read = load_dataset(tmp_path / "a.nc")
+    assert np.dtype(read["method"].encoding["dtype"]).itemsize // 4 == 6
+    joined = xr.concat([read, labelled(["ncg-p0.5"], [3])], dim="method")
+    save(joined, tmp_path / "b.nc")
+    assert list(load_dataset(tmp_path / "b.nc")["method"].values) == ["dense", "static", "ncg-p0.5"]
+    assert joined["method"].encoding["dtype"] == read["method"].encoding["dtype"]  # the caller's object untouched
