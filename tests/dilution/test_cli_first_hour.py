@@ -17,7 +17,7 @@ import xarray as xr
 
 import dilution
 from dilution import cli
-from dilution.cli import DATASET_DEFAULTS, DEFAULTS, build_parser, default_text, main
+from dilution.cli import DATASET_DEFAULTS, DEFAULTS, build_parser, main
 
 SMALL = ["--n-train", "400", "--n-test", "200", "--epochs", "2", "--sample-sweeps", "5", "--grid-samples", "9",
          "--teacher-visible", "16", "--teacher-hidden", "4", "--n-hidden", "6", "--quiet"]
@@ -224,11 +224,11 @@ def test_version(capsys):
 
 
 @pytest.fixture()
-def shared_models() -> Path:
-    root = os.environ.get("DILUTION_DATA")
-    path = Path(root).parent / "models" if root else None
-    if path is None or not (path / "mnistvh.mat").is_file():
-        pytest.skip("the shared Salakhutdinov models (DILUTION_DATA/../models) are not available")
+def shared_models(data_dir) -> Path:
+    # data_dir (tests/conftest.py): skips without DILUTION_DATA on a user's machine, fails in CI
+    path = data_dir.parent / "models"
+    if not (path / "mnistvh.mat").is_file():
+        pytest.fail(f"the shared Salakhutdinov models are not in {path} (expected beside DILUTION_DATA)")
     return path
 
 
