@@ -228,7 +228,9 @@ def shared_models(data_dir) -> Path:
     # data_dir (tests/conftest.py): skips without DILUTION_DATA on a user's machine, fails in CI
     path = data_dir.parent / "models"
     if not (path / "mnistvh.mat").is_file():
-        pytest.fail(f"the shared Salakhutdinov models are not in {path} (expected beside DILUTION_DATA)")
+        if os.environ.get("CI"):
+            pytest.fail(f"the shared Salakhutdinov models are not in {path} (expected beside DILUTION_DATA)")
+        pytest.skip(f"{path} has no mnistvh.mat")
     return path
 
 
