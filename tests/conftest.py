@@ -26,3 +26,15 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_npz(data_dir: Path) -> Path:
     return data_dir / "mnist" / "mnist.npz"
+
+
+@pytest.fixture(scope="session")
+def models_dir(data_dir: Path) -> Path:
+    """``../shared/models`` beside the data (the Salakhutdinov RBMs): skipped without them on a
+    user's machine, a failure in CI."""
+    path = data_dir.parent / "models"
+    if not (path / "mnistvh.mat").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} has no mnistvh.mat: shared/models must sit beside shared/data")
+        pytest.skip(f"{path} has no mnistvh.mat")
+    return path

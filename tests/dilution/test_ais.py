@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numba
@@ -118,13 +117,8 @@ def test_ais_detects_a_wrong_model():
     assert abs(float(ds.log_z) - exact.log_partition(rbm)) > z_bound(24) * float(ds.log_z_std)
 
 
-def test_ais_on_salakhutdinov_15_hidden_mnist_model(data_dir):
-    path = data_dir.parent / "models" / "mnistvh.mat"
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing in CI")
-        pytest.skip(f"{path} not found")
-    m = scipy.io.loadmat(path)
+def test_ais_on_salakhutdinov_15_hidden_mnist_model(data_dir, models_dir):
+    m = scipy.io.loadmat(models_dir / "mnistvh.mat")
     rbm = RBM(m["vishid"], m["visbiases"].ravel(), m["hidbiases"].ravel())
     with np.load(data_dir / "mnist" / "mnist.npz") as f:
         train = (f["x_train"][::10].reshape(-1, 784) > 127).astype(np.float64)

@@ -223,31 +223,20 @@ def test_version(capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"dilution {dilution.__version__}"
 
 
-@pytest.fixture()
-def shared_models(data_dir) -> Path:
-    # data_dir (tests/conftest.py): skips without DILUTION_DATA on a user's machine, fails in CI
-    path = data_dir.parent / "models"
-    if not (path / "mnistvh.mat").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"the shared Salakhutdinov models are not in {path} (expected beside DILUTION_DATA)")
-        pytest.skip(f"{path} has no mnistvh.mat")
-    return path
-
-
-def test_convert_a_salakhutdinov_model(shared_models, tmp_path, capsys):
+def test_convert_a_salakhutdinov_model(models_dir, tmp_path, capsys):
     import scipy.io
 
     out = tmp_path / "mnistvh.nc"
-    assert main(["convert", str(shared_models / "mnistvh.mat"), str(out)]) == 0
+    assert main(["convert", str(models_dir / "mnistvh.mat"), str(out)]) == 0
     rbm = dilution.load(out)
-    mat = scipy.io.loadmat(shared_models / "mnistvh.mat")
+    mat = scipy.io.loadmat(models_dir / "mnistvh.mat")
     np.testing.assert_array_equal(rbm.weights, mat["vishid"])
     np.testing.assert_array_equal(rbm.visible_bias, mat["visbiases"].ravel())
     np.testing.assert_array_equal(rbm.hidden_bias, mat["hidbiases"].ravel())
     assert "784 x 15 RBM" in capsys.readouterr().out
-    assert main(["convert", str(shared_models / "mnistvh.mat"), str(out)]) == 2
+    assert main(["convert", str(models_dir / "mnistvh.mat"), str(out)]) == 2
     assert "exists; give --overwrite" in capsys.readouterr().err
-    assert main(["convert", str(shared_models / "mnistvh.mat"), str(out), "--overwrite"]) == 0
+    assert main(["convert", str(models_dir / "mnistvh.mat"), str(out), "--overwrite"]) == 0
 
 
 def test_convert_refuses_a_file_that_is_not_matlab(tmp_path, capsys):

@@ -169,16 +169,6 @@ def test_save_errors(tmp_path):
     assert _listing(tmp_path) == []
 
 
-@pytest.fixture(scope="module")
-def models_dir(data_dir) -> Path:
-    path = data_dir.parent / "models"
-    if not (path / "mnistvh.mat").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} has no mnistvh.mat: shared/models must sit beside shared/data")
-        pytest.skip(f"{path} has no mnistvh.mat")
-    return path
-
-
 def test_load_matlab_rbm(models_dir):
     rbm = load_matlab_rbm(models_dir / "mnistvh.mat")
     mat = scipy.io.loadmat(models_dir / "mnistvh.mat")
