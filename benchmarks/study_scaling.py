@@ -5,13 +5,16 @@ runs the same study (fresh output folders, a subset of its grid if asked) on a `
 of 1 and of 2 single-threaded workers and prints, as JSON and as a table:
 
 * ``throughput`` (tasks per second of wall time) of each, and their ratio;
-* ``compute``: the sum of the tasks' own wall times (from the manifest; a task's time includes
-  reading its dense state and writing its files);
-* ``io``: the time of that reading and writing, measured again in this process on the finished
-  files (each task's files read once and written once to a scratch copy);
-* ``overhead``: ``workers x wall - compute``, the time workers were not running a task (start-up
-  of the workers, numba's cache, scheduling, waiting for dependencies at the end of the graph);
-* ``merge``: the time :func:`studies.merge.merge` takes on the finished study.
+* ``io``: the time the tasks spent reading and writing their files (dense states, partial
+  checkpoints, results), as each task measured it in the run (``io_time`` of its manifest record,
+  :data:`studies.point.IO_CLOCK`);
+* ``compute``: the sum of the tasks' own wall times (from the manifest) less ``io``;
+* ``overhead``: ``workers x wall - compute - io``, the time workers were not running a task
+  (start-up of the workers, numba's cache, scheduling, waiting for dependencies at the end of
+  the graph);
+* ``merge``: the time :func:`studies.merge.merge` takes on the finished study;
+* ``runner_cost``: ``(io + overhead + merge) / compute``, what the runner costs on top of the
+  training and evaluation it schedules.
 
 Numba is warmed in this process first (:func:`studies.runner.warm_numba`), as the CLI does.
 """
@@ -29,21 +32,6 @@ from pathlib import Path
 __all__ = ["measure", "main"]
 
 
-def _io_seconds(spec, graph) -> float:
-    from dilution import io
-    from studies.point import task_paths
-
-    scratch = Path(tempfile.mkdtemp(prefix="study-io-"))
-    t0 = time.perf_counter()
-    for task in graph.tasks.values():
-        for path in task_paths(spec.output, task.key).values():
-            if path.exists():
-                io.save(io.load_dataset(path), scratch / path.name)
-    seconds = time.perf_counter() - t0
-    shutil.rmtree(scratch)
-    return seconds
-
-
 def measure(spec, workers: int) -> dict:
     """Run ``spec`` on ``workers`` local workers and return the quantities of the module docstring."""
     from studies import manifest
@@ -57,15 +45,18 @@ def measure(spec, workers: int) -> dict:
         client.cluster.close()
     wall = time.perf_counter() - t0
     graph = build_graph(spec)
-    compute = sum(manifest.read_record(spec.output, t).wall_time for t in graph.tasks.values())
+    records = [manifest.read_record(spec.output, t) for t in graph.tasks.values()]
+    io_seconds = sum(r.io_time for r in records)
+    compute = sum(r.wall_time for r in records) - io_seconds
     t1 = time.perf_counter()
     merge(spec)
     merge_seconds = time.perf_counter() - t1
-    io_seconds = _io_seconds(spec, graph)
     n = len(graph.tasks)
+    overhead = workers * wall - compute - io_seconds
     return {
         "workers": workers, "tasks": n, "failed": result.count("failed"), "wall": wall, "throughput": n / wall,
-        "compute": compute, "io": io_seconds, "overhead": workers * wall - compute, "merge": merge_seconds,
+        "compute": compute, "io": io_seconds, "overhead": overhead, "merge": merge_seconds,
+        "runner_cost": (io_seconds + overhead + merge_seconds) / compute,
     }
 
 
@@ -91,11 +82,11 @@ def main(argv=None) -> int:
     report = {"study": args.study, "fractions": list(base.pruning_fractions), "seeds": list(base.seeds),
               "rows": rows, "throughput_ratio": ratio}
     print(f"{'workers':>7} {'tasks':>5} {'wall s':>8} {'tasks/s':>8} {'compute s':>9} {'io %':>6} "
-          f"{'overhead %':>10} {'merge %':>7}")
+          f"{'overhead %':>10} {'merge %':>7} {'runner %':>8}")
     for r in rows:
         c = r["compute"]
         print(f"{r['workers']:>7} {r['tasks']:>5} {r['wall']:>8.1f} {r['throughput']:>8.3f} {c:>9.1f} "
-              f"{100 * r['io'] / c:>6.1f} {100 * r['overhead'] / c:>10.1f} {100 * r['merge'] / c:>7.2f}")
+              f"{100 * r['io'] / c:>6.1f} {100 * r['overhead'] / c:>10.1f} {100 * r['merge'] / c:>7.2f} {100 * r['runner_cost']:>8.1f}")
     print(f"throughput ratio 2 workers / 1 worker: {ratio:.2f}")
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=1))

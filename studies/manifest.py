@@ -1,7 +1,8 @@
 """The manifest of a study: one small JSON file per task, ``<output>/manifest/<key>.json``.
 
 A record says the task's status (``running``, ``done`` or ``failed``; no file: ``pending``), how
-many attempts it took in total across runs, the wall time of the last attempt, the host and
+many attempts it took in total across runs, the wall time of the last attempt and the part of it
+spent reading and writing task files (``io_time``), the host and
 process that ran it, and the error (traceback) of a failed attempt. One file per task, written
 atomically (:func:`dilution.io.atomic_write`): workers on several machines write their own
 tasks' records without sharing a file, and a kill leaves every record whole.
@@ -37,6 +38,7 @@ class TaskRecord(NamedTuple):
     status: Literal["pending", "running", "done", "failed"] = "pending"
     attempts: int = 0
     wall_time: float = 0.0
+    io_time: float = 0.0
     host: str = ""
     pid: int = 0
     error: str = ""
@@ -73,8 +75,9 @@ def start(out: str | Path, task: Task) -> TaskRecord:
 
 
 def finish(out: str | Path, record: TaskRecord, status: Literal["done", "failed"], wall_time: float,
-           error: str = "") -> TaskRecord:
-    return write_record(out, record._replace(status=status, wall_time=float(wall_time), error=error))
+           error: str = "", io_time: float = 0.0) -> TaskRecord:
+    return write_record(out, record._replace(status=status, wall_time=float(wall_time), error=error,
+                                             io_time=float(io_time)))
 
 
 def is_finished(out: str | Path, task: Task) -> bool:

@@ -16,6 +16,11 @@ Files, in ``<output>/tasks/`` and named by the task's key:
 * ``<key>.partial.nc``: a running point's training state, saved at evaluations (at most every
   ``checkpoint_seconds``), so an interrupted point continues from there bit-identically.
 
+Every read and write of these files is timed on :data:`IO_CLOCK` (the runner records each task's
+share in its manifest entry, ``io_time``). A worker process keeps the last few dense states it
+read (:func:`_load_dense`, keyed by the file's key, size and modification time), so the points
+that continue one dense run read its file once per worker, not once per point.
+
 A pruned point's run: the dense state, with the config's rule replaced by the protocol's
 :class:`~dilution.pruning_rules.PruningProtocol` (pruning after epoch ``t``) and its plan
 extended to ``t + training.max_epochs`` epochs, takes the last update of epoch ``t``, which
@@ -26,11 +31,14 @@ bit-identical to one run of that protocol from initialisation (tests/studies/tes
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
 import signal
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +61,7 @@ from .tasks import Task
 
 __all__ = [
     "POINT_VARIABLES",
+    "IO_CLOCK",
     "point_variables",
     "PAUSE_ENV",
     "KILL_ONCE_ENV",
@@ -85,6 +94,31 @@ KILL_ONCE_ENV = "DILUTION_STUDY_TEST_KILL_ONCE"
 _TRACE_ATTR = "studies_trace"
 
 
+class IOClock:
+    """Seconds this process spent reading and writing task files since the last :meth:`reset`
+    (a worker runs one task at a time, so the runner reads one task's share)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def timed(self):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+IO_CLOCK = IOClock()
+# Dense states read by this process: (path, key, size, mtime_ns) -> (state, pruned_at_epoch).
+_DENSE_CACHE: OrderedDict = OrderedDict()
+_DENSE_CACHE_SIZE = 4
+
+
 def run_seed(n_hidden: int, seed: int) -> int:
     """The seed of every run of replica ``seed`` at size ``n_hidden`` (see the module docstring)."""
     return int(derive_seed(seed, "studies.run", n_hidden).generate_state(1)[0])
@@ -114,7 +148,8 @@ def _save(obj: Any, path: Path, attrs: dict | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     pause = float(os.environ.get(PAUSE_ENV) or 0)
     if not pause:
-        io.save(obj, path, attrs=attrs)
+        with IO_CLOCK.timed():
+            io.save(obj, path, attrs=attrs)
         return
     with io.atomic_write(path) as tmp:
         io.save(obj, tmp, attrs=attrs)
@@ -128,8 +163,20 @@ def _one_update(state: TrainState, train: np.ndarray) -> TrainState:
 
 
 def _load_dense(out: Path, key: str) -> tuple[TrainState, int]:
-    ds = io.load_dataset(task_paths(out, key)["state"])
-    return state_from_dataset(ds), int(ds.attrs["pruned_at_epoch"])
+    """The dense state task ``key`` saved and its pruning epoch: a private copy of the one this
+    process last read from the same file (same size and modification time), or read now."""
+    path = task_paths(out, key)["state"]
+    with IO_CLOCK.timed():
+        stat = path.stat()
+        tag = (str(path.resolve()), key, stat.st_size, stat.st_mtime_ns)
+        if tag not in _DENSE_CACHE:
+            ds = io.load_dataset(path)
+            _DENSE_CACHE[tag] = (state_from_dataset(ds), int(ds.attrs["pruned_at_epoch"]))
+            while len(_DENSE_CACHE) > _DENSE_CACHE_SIZE:
+                _DENSE_CACHE.popitem(last=False)
+        _DENSE_CACHE.move_to_end(tag)
+        state, pruned_at = _DENSE_CACHE[tag]
+    return copy.deepcopy(state), pruned_at
 
 
 def _extend(state: TrainState, config, epochs: int) -> TrainState:
@@ -252,7 +299,8 @@ def _load_partial(path: Path) -> tuple[TrainState, dict] | None:
     if not path.exists():
         return None
     try:
-        saved = io.load_dataset(path)
+        with IO_CLOCK.timed():
+            saved = io.load_dataset(path)
         return state_from_dataset(saved), dict(saved.attrs[_TRACE_ATTR])
     except (ValueError, KeyError, TypeError, OSError):
         return None  # an unreadable checkpoint costs a restart, not the study
@@ -341,7 +389,8 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
     def checkpoint(state: TrainState, trace: dict) -> None:
         nonlocal last_save
         if time.perf_counter() - last_save >= checkpoint_seconds:
-            io.save(state, paths["partial"], attrs={_TRACE_ATTR: trace, "key": task.key})
+            with IO_CLOCK.timed():
+                io.save(state, paths["partial"], attrs={_TRACE_ATTR: trace, "key": task.key})
             last_save = time.perf_counter()
 
     if task.kind == "converged":

@@ -46,7 +46,7 @@ from dilution import io
 
 from . import manifest
 from .merge import merge
-from .point import compute
+from .point import IO_CLOCK, compute
 from .refine import next_fractions, refined_spec, save_refined
 from .spec import StudySpec
 from .tasks import Task, build_graph
@@ -103,19 +103,20 @@ def execute(spec: StudySpec, task: Task, retries: int = 2, checkpoint_seconds: f
     if manifest.is_finished(out, task):
         record = manifest.read_record(out, task)
         if record.status != "done":  # killed between its last file and its record
-            manifest.finish(out, record, "done", record.wall_time)
+            manifest.finish(out, record, "done", record.wall_time, io_time=record.io_time)
         return TaskOutcome(task.key, task.kind, "skipped", 0.0, record.attempts, "")
     for _ in range(1 + retries):
         record = manifest.start(out, task)
+        IO_CLOCK.reset()
         t0 = time.perf_counter()
         try:
             compute(spec, task, checkpoint_seconds=checkpoint_seconds)
         except Exception:  # noqa: BLE001 - recorded per task with its traceback; the study goes on
             error, seconds = traceback.format_exc(), time.perf_counter() - t0
-            manifest.finish(out, record, "failed", seconds, error)
+            manifest.finish(out, record, "failed", seconds, error, io_time=IO_CLOCK.seconds)
             continue
         seconds = time.perf_counter() - t0
-        manifest.finish(out, record, "done", seconds)
+        manifest.finish(out, record, "done", seconds, io_time=IO_CLOCK.seconds)
         return TaskOutcome(task.key, task.kind, "done", seconds, record.attempts, "")
     return TaskOutcome(task.key, task.kind, "failed", seconds, record.attempts, error)
 

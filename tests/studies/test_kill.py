@@ -64,9 +64,16 @@ _WRITING = re.compile(r"^\.(?P<target>.+\.nc)\.[0-9a-f]{12}\.tmp$")
 
 
 def _finished(out: Path) -> dict:
-    """Every task file under its final name -> (mtime, inode), and every done task's attempts."""
-    files = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (out / "tasks").glob("*.nc")
-             if not p.name.endswith(".partial.nc")}
+    """Every finished task's files -> (mtime, inode), and every done task's attempts.
+
+    A ``converged`` task writes its state file, then its result: killed between the two it has
+    not finished, and its rerun writes the state again. Its state counts once the result exists.
+    """
+    tasks = out / "tasks"
+    files = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in tasks.glob("*.nc")
+             if not p.name.endswith(".partial.nc")
+             and not ("-converged-" in p.name and p.name.endswith(".state.nc")
+                      and not (tasks / p.name.replace(".state.nc", ".nc")).exists())}
     done = {}
     for p in (out / "manifest").glob("*.json"):
         record = json.loads(p.read_text())

@@ -79,3 +79,53 @@ def test_interrupted_point_resumes_to_the_same_result(tmp_path, monkeypatch, pro
     for name in reference.variables:
         if name != "train_time":
             np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
+
+
+def _dense_and_point(spec, graph):
+    task = next(t for t in graph.tasks.values()
+                if t.kind == "point" and t.point.protocol == "after" and t.point.pruning_fraction == 0.5)
+    _run_dependencies(spec, task, graph)
+    return task.depends[0], task
+
+
+def test_dense_state_is_read_once_per_process_and_each_caller_gets_its_own_copy(tmp_path, monkeypatch):
+    spec = builtin_spec("smoke", output=str(tmp_path / "s"))
+    key, _ = _dense_and_point(spec, build_graph(spec))
+    path = task_paths(spec.output, key)["state"]
+    reads = []
+    real = io.load_dataset
+
+    def counting(p, *args, **kwargs):
+        reads.append(str(p))
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(io, "load_dataset", counting)
+    point_module._DENSE_CACHE.clear()
+    first, t_first = point_module._load_dense(spec.output, key)
+    expected = first.params.weights.copy()
+    first.params.weights[...] = 99.0  # a caller that scribbles on its state must not reach the next one
+    second, t_second = point_module._load_dense(spec.output, key)
+    assert reads == [str(path)] and t_first == t_second
+    np.testing.assert_array_equal(second.params.weights, expected)
+    # The file rewritten (a recomputed task): its new modification time makes the next read fresh.
+    stat = path.stat()
+    import os
+
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    point_module._load_dense(spec.output, key)
+    assert reads == [str(path), str(path)]
+
+
+def test_each_attempt_records_the_time_it_spent_on_files(tmp_path):
+    from studies import manifest
+    from studies.runner import execute
+
+    spec = builtin_spec("smoke", output=str(tmp_path / "s"))
+    graph = build_graph(spec)
+    _, task = _dense_and_point(spec, graph)
+    point_module._DENSE_CACHE.clear()
+    outcome = execute(spec, task)
+    record = manifest.read_record(spec.output, task)
+    assert outcome.status == "done" and record.status == "done"
+    # It read the dense state and wrote its result: some time, and a part of its wall time only.
+    assert 0.0 < record.io_time < record.wall_time
