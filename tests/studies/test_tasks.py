@@ -10,7 +10,7 @@ from dilution import io
 from dilution.pruning_rules import from_scratch
 from studies.convergence import train_to_convergence
 from studies.data import load_data
-from studies.point import compute, read_point, run_seed, task_paths
+from studies.point import read_point, run_seed, task_paths
 from studies.runner import run_study
 from studies.spec import DIMS, spec_from_dict
 from studies.tasks import build_graph
