@@ -116,8 +116,7 @@ def _run(args: argparse.Namespace) -> int:
                     f"attempt {outcome.attempts})")
             print(line if outcome.status != "failed" else f"{line}\n{outcome.error}", flush=True)
 
-    print(format_cost(estimate_cost(spec, workers=args.workers or 1)) + " (a fresh run; finished tasks are skipped)",
-          flush=True)
+    print(format_cost(estimate_cost(spec, workers=args.workers or 1, remaining=True)), flush=True)
     t0 = time.perf_counter()
     with study_client(args.workers, args.scheduler, warm=[spec]) as client:
         result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,

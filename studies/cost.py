@@ -8,7 +8,8 @@ graph (:func:`studies.tasks.build_graph`): every run trains at least until the s
 can first fire (``window * every`` epochs after its pruning epoch and not before epoch
 ``min_epochs``: ``low``) and at most ``training.max_epochs`` (``high``). The estimate is their
 geometric mean, divided among the workers; a study whose grid points all train to
-``max_epochs`` takes ``high``. Finished tasks are not subtracted: this is the cost of a fresh run.
+``max_epochs`` takes ``high``. A fresh run by default; with ``remaining=True`` only the tasks not yet
+finished in the output folder (what `dilution study run` prints before a rerun).
 Times are wall-clock times of this machine as loaded now.
 """
 
@@ -49,6 +50,8 @@ class CostEstimate(NamedTuple):
         rule, the final evaluation of one point, the files of one task (two saves of a training
         state: its checkpoint or dependency state and its result).
     n_tasks : int
+        Tasks estimated (with ``remaining=True``: those not finished yet).
+    total_tasks : int
         Tasks of the study's graph.
     """
 
@@ -61,6 +64,7 @@ class CostEstimate(NamedTuple):
     per_point_evaluation: dict
     per_task: dict
     n_tasks: int
+    total_tasks: int = 0
 
 
 def _timed(fn, *args, **kwargs) -> float:
@@ -131,19 +135,23 @@ def _point_evaluation_time(spec: StudySpec, rbm, data, seed: int) -> float:
     return total
 
 
-def estimate_cost(spec: StudySpec, *, workers: int = 1) -> CostEstimate:
-    """Estimated wall time of running ``spec`` from scratch on ``workers`` workers (see the module docstring).
+def estimate_cost(spec: StudySpec, *, workers: int = 1, remaining: bool = False) -> CostEstimate:
+    """Estimated wall time of running ``spec`` on ``workers`` workers (see the module docstring).
 
     Parameters
     ----------
     spec : StudySpec
     workers : int
         Parallel workers (each single-threaded); the work is assumed to divide evenly.
+    remaining : bool
+        Count only the tasks whose files in ``spec.output`` are not finished
+        (:func:`studies.manifest.is_finished`): what a rerun still has to do. Default: a fresh run.
 
     Returns
     -------
     CostEstimate
     """
+    from . import manifest
     from .convergence import held_out_metric
     from .data import load_data
     from .tasks import build_graph
@@ -176,8 +184,9 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1) -> CostEstimate:
         start = graph.tasks[task.depends[0]]
         t = start.until if start.kind == "dense" else earliest
         return min(tr.max_epochs, max(st.min_epochs - t, st.window * st.every))
+    todo = [t for t in graph.tasks.values() if not (remaining and manifest.is_finished(spec.output, t))]
     low = high = 0.0
-    for task in graph.tasks.values():
+    for task in todo:
         h = task.n_hidden
         low += per_task[h]
         high += per_task[h]
@@ -189,12 +198,12 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1) -> CostEstimate:
             continue
         low += first_stop(task) * epoch_cost(h) + per_point[h]
         high += tr.max_epochs * epoch_cost(h) + per_point[h]
-    if "classifier" in spec.evaluation.metrics:
+    if "classifier" in spec.evaluation.metrics and todo:
         low += _CLASSIFIER_SECONDS
         high += _CLASSIFIER_SECONDS
     low, high = low / workers, high / workers
     return CostEstimate(math.sqrt(low * high), low, high, workers, per_update, per_evaluation, per_point, per_task,
-                        len(graph.tasks))
+                        len(todo), len(graph.tasks))
 
 
 def format_cost(estimate: CostEstimate) -> str:
@@ -206,6 +215,11 @@ def format_cost(estimate: CostEstimate) -> str:
                 return f"{seconds / size:.2g} {unit}"
         return f"{seconds:.2g} s"
 
+    tasks = f"{estimate.n_tasks} task{'s' if estimate.n_tasks != 1 else ''}"
+    if estimate.total_tasks and estimate.total_tasks != estimate.n_tasks:
+        tasks = f"the {tasks.replace(' task', ' unfinished task')} of {estimate.total_tasks}"
+    if not estimate.n_tasks:
+        return f"estimated cost: nothing to run (all {estimate.total_tasks} tasks finished)"
     return (f"estimated cost: {span(estimate.seconds)} ({span(estimate.low)} if every run stops as early as the "
-            f"stopping rule allows, {span(estimate.high)} if every run trains to max_epochs) for "
-            f"{estimate.n_tasks} tasks on {estimate.workers} worker{'s' if estimate.workers > 1 else ''}")
+            f"stopping rule allows, {span(estimate.high)} if every run trains to max_epochs) for {tasks} on "
+            f"{estimate.workers} worker{'s' if estimate.workers > 1 else ''}")

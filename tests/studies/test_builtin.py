@@ -58,6 +58,18 @@ def test_cost_estimate_is_within_a_factor_3_of_a_tiny_study(tmp_path):
     run_study(spec)
     measured = time.perf_counter() - t0
     assert estimate.seconds / 3 <= measured <= 3 * estimate.seconds, (estimate, measured)
+    # A rerun's estimate counts what is left: nothing, then the one point whose result was deleted.
+    left = estimate_cost(spec, remaining=True)
+    assert (left.n_tasks, left.total_tasks, left.seconds) == (0, estimate.n_tasks, 0.0)
+    assert "nothing to run" in format_cost(left)
+    from studies.point import task_paths
+    from studies.tasks import build_graph
+
+    point = next(t for t in build_graph(spec).tasks.values() if t.kind == "point")
+    task_paths(spec.output, point.key)["result"].unlink()
+    left = estimate_cost(spec, remaining=True)
+    assert left.n_tasks == 1 and 0.0 < left.low <= left.high < estimate.low
+    assert f"the 1 unfinished task of {estimate.n_tasks}" in format_cost(left)
 
 
 def test_study_list_names_every_builtin_with_its_cost(capsys):
