@@ -117,6 +117,10 @@ def test_quality_lines_are_seed_means_bands_are_t_intervals_and_the_marker_sits_
     assert verdicts == ["after: no step"]  # after at "converged": no transition, said in its panel
     references = {line.get_label(): line.get_ydata()[0] for line in axes[0].lines}
     assert references["planted teacher"] == -7.5 and references["independent pixels"] == -12.5
+    # every panel's legend names the protocols drawn in it (the right panels have two)
+    for t, ax in enumerate(axes):
+        named = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert [n for n in named if n in protocols] == expected_lines[t]
 
 
 def test_a_log_axis_table_draws_the_same_data_along_decades_of_connections_removed(synthetic):
