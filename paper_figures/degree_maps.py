@@ -79,7 +79,7 @@ def draw(ds: xr.Dataset) -> Figure:
     for ax, f in zip(axes.flat, fractions):
         image = ax.imshow(degree.sel(pruning_fraction=f).values.reshape(rows, cols), cmap=SEQUENTIAL, vmin=0,
                           vmax=ds.sizes.get("hidden", float(np.nanmax(degree.values))), interpolation="nearest")
-        ax.set_title(f"fraction {f:g}")
+        ax.set_title(f"f = {f:g}")
         ax.set_xticks([])
         ax.set_yticks([])
     bar = fig.colorbar(image, ax=list(axes.flat[:len(fractions)]), shrink=0.8, location="bottom", aspect=40)
@@ -97,6 +97,8 @@ def draw(ds: xr.Dataset) -> Figure:
         # wrapped: the long_name is longer than a map-sized panel is tall
         ax.set_ylabel(textwrap.fill(axis_label(ds["teacher_recall"]), 32))
         ax.legend(loc="best")
-    if at:
-        fig.suptitle(", ".join(f"{k} = {v}" for k, v in at.items()), fontsize=8)
+    # Short panel titles (eleven fractions fit a two-column figure); the key in the title line.
+    where = ", ".join(f"{k} = {v}" for k, v in at.items())
+    fig.suptitle(f"{where}; f: fraction of connections pruned" if at else "f: fraction of connections pruned",
+                 fontsize=8)
     return fig

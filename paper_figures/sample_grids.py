@@ -73,12 +73,13 @@ def draw(ds: xr.Dataset) -> Figure:
     fig, axes = new_figure(2, ncols=len(fractions), aspect=1.0)
     for ax, f, block in zip(axes.flat, fractions, samples.values.astype(float)):
         ax.imshow(np.ma.masked_invalid(tile(block, shape)), cmap=_CMAP, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"fraction {f:g}")
+        ax.set_title(f"f = {f:g}")
         ax.set_xticks([])
         ax.set_yticks([])
         for side in ("left", "bottom"):
             ax.spines[side].set_visible(False)
-    if others:
-        fig.suptitle(", ".join(f"{d} = {samples[d].values.item() if d in samples.coords else 0}" for d in others),
-                     fontsize=8)
+    # Short panel titles (eleven fractions fit a two-column figure); the key in the title line.
+    where = [f"{d} = {samples[d].values.item() if d in samples.coords else 0}" for d in others]
+    fig.suptitle("; ".join([*where, "f: fraction of connections pruned"]) if where else
+                 "f: fraction of connections pruned", fontsize=8)
     return fig

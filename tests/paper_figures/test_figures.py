@@ -271,6 +271,8 @@ def test_degree_maps_show_the_mean_degrees_on_the_image_grid_and_the_teacher_rec
     fig = degree_maps.draw(ds)
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 3
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["f = 0.1", "f = 0.5", "f = 0.9"]
+    assert fig.get_suptitle() == "protocol = init, n_hidden = 8; f: fraction of connections pruned"
     for f, image in enumerate(images):
         np.testing.assert_array_equal(image.get_array(), ds["mean_visible_degree"].values[0, f, 1].reshape(4, 4))
         assert image.get_clim() == (0, 5)
@@ -411,7 +413,8 @@ def test_sample_grids_tile_each_fractions_samples_row_major(synthetic):
     ds = synthetic.samples()
     assert sample_grids.image_shape(ds) == (3, 4)
     fig = sample_grids.draw(ds)
-    assert [ax.get_title() for ax in fig.axes] == ["fraction 0", "fraction 0.5", "fraction 0.9"]
+    assert [ax.get_title() for ax in fig.axes] == ["f = 0", "f = 0.5", "f = 0.9"]
+    assert fig.get_suptitle().endswith("f: fraction of connections pruned")
     for f, ax in enumerate(fig.axes):
         drawn = ax.images[0].get_array()
         assert drawn.shape == (4 * 4 - 1, 4 * 5 - 1)
