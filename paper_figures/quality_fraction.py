@@ -136,7 +136,8 @@ def draw(merged: xr.Dataset, transition: xr.Dataset) -> Figure:
             ax.text(0.98, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=6,
                     gid="verdicts")
     label(fig, axes, axis_label(merged["pruning_fraction"]), axis_label(merged[QUALITY]))
-    for ax in axes.flat[: len(times)]:  # each panel names its own protocols
-        ax.legend(loc="lower left")
+    for ax in axes.flat[: len(times)]:  # each panel names its own protocols; clear of its verdict notes
+        noted = any(t.get_gid() == "verdicts" for t in ax.texts)
+        ax.legend(loc="lower left" if noted else "best", fontsize=6)
     fig.suptitle(f"{merged.attrs.get('study', 'study')}: {size} hidden units", fontsize=8)
     return fig
