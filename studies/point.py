@@ -37,6 +37,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -94,9 +95,10 @@ KILL_ONCE_ENV = "DILUTION_STUDY_TEST_KILL_ONCE"
 _TRACE_ATTR = "studies_trace"
 
 
-class IOClock:
-    """Seconds this process spent reading and writing task files since the last :meth:`reset`
-    (a worker runs one task at a time, so the runner reads one task's share)."""
+class IOClock(threading.local):
+    """Seconds this thread spent reading and writing task files since the last :meth:`reset`
+    (one clock per thread: a worker thread runs one task at a time, so the runner reads that
+    task's share even on a multi-threaded worker)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0

@@ -129,3 +129,22 @@ def test_each_attempt_records_the_time_it_spent_on_files(tmp_path):
     assert outcome.status == "done" and record.status == "done"
     # It read the dense state and wrote its result: some time, and a part of its wall time only.
     assert 0.0 < record.io_time < record.wall_time
+
+
+def test_the_io_clock_counts_each_threads_own_time():
+    import threading
+
+    clock = point_module.IOClock()
+    clock.reset()
+    seen = {}
+
+    def other():
+        clock.reset()
+        with clock.timed():
+            threading.Event().wait(0.05)
+        seen["other"] = clock.seconds
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen["other"] >= 0.05 and clock.seconds == 0.0  # the other thread's write is not this one's
