@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from .intervals import seed_interval
 from .schema import Schema
 from .schema import load as load_checked
-from .style import SEQUENTIAL, axis_label, band, colour, new_figure
+from .style import SEQUENTIAL, axis_label, band, colour, fraction_panels_title, new_figure
 
 __all__ = ["DEGREE", "MASKS", "load", "image_shape", "chosen_point", "draw"]
 
@@ -97,8 +97,5 @@ def draw(ds: xr.Dataset) -> Figure:
         # wrapped: the long_name is longer than a map-sized panel is tall
         ax.set_ylabel(textwrap.fill(axis_label(ds["teacher_recall"]), 32))
         ax.legend(loc="best")
-    # Short panel titles (eleven fractions fit a two-column figure); the key in the title line.
-    where = ", ".join(f"{k} = {v}" for k, v in at.items())
-    fig.suptitle(f"{where}; f: fraction of connections pruned" if at else "f: fraction of connections pruned",
-                 fontsize=8)
+    fig.suptitle(fraction_panels_title([", ".join(f"{k} = {v}" for k, v in at.items())] if at else []), fontsize=8)
     return fig

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from .schema import Schema
 from .schema import load as load_checked
-from .style import new_figure
+from .style import fraction_panels_title, new_figure
 
 __all__ = ["SAMPLES", "TILES", "load", "image_shape", "tile", "draw"]
 
@@ -78,8 +78,6 @@ def draw(ds: xr.Dataset) -> Figure:
         ax.set_yticks([])
         for side in ("left", "bottom"):
             ax.spines[side].set_visible(False)
-    # Short panel titles (eleven fractions fit a two-column figure); the key in the title line.
     where = [f"{d} = {samples[d].values.item() if d in samples.coords else 0}" for d in others]
-    fig.suptitle("; ".join([*where, "f: fraction of connections pruned"]) if where else
-                 "f: fraction of connections pruned", fontsize=8)
+    fig.suptitle(fraction_panels_title([", ".join(where)] if where else []), fontsize=8)
     return fig

@@ -80,6 +80,12 @@ def axis_label(da: xr.DataArray) -> str:
     return f"{long_name.split(': ', 1)[0]} ({units})"
 
 
+def fraction_panels_title(where: Sequence[str] = ()) -> str:
+    """The title line of a figure whose panels are titled ``f = 0.99`` (one per pruning fraction:
+    short enough for eleven in a two-column figure): ``where`` (e.g. ``"protocol = init"``) and the key."""
+    return "; ".join([*where, "f: fraction of connections pruned"])
+
+
 def colour(index: int) -> str:
     """The ``index``-th colour of :data:`PALETTE` (cycling)."""
     return PALETTE[index % len(PALETTE)]

@@ -46,7 +46,7 @@ class CostEstimate(NamedTuple):
     workers : int
         The work is divided among this many workers.
     per_update, per_evaluation, per_point_evaluation, per_task : dict of int to float
-        Measured per ``n_hidden``: one training update, one held-out evaluation of the stopping
+        Measured per ``n_hidden`` that has tasks to run: one training update, one held-out evaluation of the stopping
         rule, the final evaluation of one point, the files of one task (two saves of a training
         state: its checkpoint or dependency state and its result).
     n_tasks : int
@@ -160,8 +160,10 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1, remaining: bool = False)
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     data = load_data(spec.data)
     tr, st = spec.training, spec.stopping
+    graph = build_graph(spec)
+    todo = [t for t in graph.tasks.values() if not (remaining and manifest.is_finished(spec.output, t))]
     per_update, per_evaluation, per_point, per_task = {}, {}, {}, {}
-    for h in spec.n_hidden:
+    for h in sorted({t.n_hidden for t in todo}):  # timing probes only where work is left
         per_update[h], state = _update_time(spec, data.train, h, seed=0)
         _save_time(state)  # the first save imports and opens the netCDF machinery
         per_task[h] = 2 * _save_time(state)
@@ -174,7 +176,6 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1, remaining: bool = False)
         return updates_per_epoch * per_update[h] + per_evaluation[h] / st.every
 
     earliest = min(tr.max_epochs, max(st.min_epochs, st.window * st.every))
-    graph = build_graph(spec)
 
     def first_stop(task) -> int:
         """Fewest epochs a run can train: the rule needs ``window + 1`` evaluations from the pruning
@@ -184,7 +185,6 @@ def estimate_cost(spec: StudySpec, *, workers: int = 1, remaining: bool = False)
         start = graph.tasks[task.depends[0]]
         t = start.until if start.kind == "dense" else earliest
         return min(tr.max_epochs, max(st.min_epochs - t, st.window * st.every))
-    todo = [t for t in graph.tasks.values() if not (remaining and manifest.is_finished(spec.output, t))]
     low = high = 0.0
     for task in todo:
         h = task.n_hidden
@@ -215,11 +215,11 @@ def format_cost(estimate: CostEstimate) -> str:
                 return f"{seconds / size:.2g} {unit}"
         return f"{seconds:.2g} s"
 
-    tasks = f"{estimate.n_tasks} task{'s' if estimate.n_tasks != 1 else ''}"
-    if estimate.total_tasks and estimate.total_tasks != estimate.n_tasks:
-        tasks = f"the {tasks.replace(' task', ' unfinished task')} of {estimate.total_tasks}"
-    if not estimate.n_tasks:
-        return f"estimated cost: nothing to run (all {estimate.total_tasks} tasks finished)"
+    n, total = estimate.n_tasks, estimate.total_tasks
+    if not n:
+        return f"estimated cost: nothing to run (all {total} tasks finished)"
+    noun = "task" if n == 1 else "tasks"
+    tasks = f"the {n} unfinished {noun} of {total}" if total and total != n else f"{n} {noun}"
     return (f"estimated cost: {span(estimate.seconds)} ({span(estimate.low)} if every run stops as early as the "
             f"stopping rule allows, {span(estimate.high)} if every run trains to max_epochs) for {tasks} on "
             f"{estimate.workers} worker{'s' if estimate.workers > 1 else ''}")

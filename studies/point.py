@@ -18,7 +18,7 @@ Files, in ``<output>/tasks/`` and named by the task's key:
 
 Every read and write of these files is timed on :data:`IO_CLOCK` (the runner records each task's
 share in its manifest entry, ``io_time``). A worker process keeps the last few dense states it
-read (:func:`_load_dense`, keyed by the file's key, size and modification time), so the points
+read (:func:`_load_dense`, keyed by the file's path, size and modification time), so the points
 that continue one dense run read its file once per worker, not once per point.
 
 A pruned point's run: the dense state, with the config's rule replaced by the protocol's
@@ -116,7 +116,7 @@ class IOClock(threading.local):
 
 
 IO_CLOCK = IOClock()
-# Dense states read by this process: (path, key, size, mtime_ns) -> (state, pruned_at_epoch).
+# Dense states read by this process: (path, size, mtime_ns) -> (state, pruned_at_epoch).
 _DENSE_CACHE: OrderedDict = OrderedDict()
 _DENSE_CACHE_SIZE = 4
 
@@ -149,13 +149,13 @@ def _save(obj: Any, path: Path, attrs: dict | None = None) -> None:
         Path(kill_marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
     pause = float(os.environ.get(PAUSE_ENV) or 0)
-    if not pause:
-        with IO_CLOCK.timed():
+    with IO_CLOCK.timed():
+        if not pause:
             io.save(obj, path, attrs=attrs)
-        return
-    with io.atomic_write(path) as tmp:
-        io.save(obj, tmp, attrs=attrs)
-        time.sleep(pause)
+            return
+        with io.atomic_write(path) as tmp:
+            io.save(obj, tmp, attrs=attrs)
+            time.sleep(pause)
 
 
 def _one_update(state: TrainState, train: np.ndarray) -> TrainState:
@@ -166,11 +166,12 @@ def _one_update(state: TrainState, train: np.ndarray) -> TrainState:
 
 def _load_dense(out: Path, key: str) -> tuple[TrainState, int]:
     """The dense state task ``key`` saved and its pruning epoch: a private copy of the one this
-    process last read from the same file (same size and modification time), or read now."""
+    process last read from the same file (same size and modification time), or read now (the
+    path names the key)."""
     path = task_paths(out, key)["state"]
     with IO_CLOCK.timed():
         stat = path.stat()
-        tag = (str(path.resolve()), key, stat.st_size, stat.st_mtime_ns)
+        tag = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if tag not in _DENSE_CACHE:
             ds = io.load_dataset(path)
             _DENSE_CACHE[tag] = (state_from_dataset(ds), int(ds.attrs["pruned_at_epoch"]))
