@@ -10,11 +10,12 @@ of 1 and of 2 single-threaded workers and prints, as JSON and as a table:
   :data:`studies.point.IO_CLOCK`);
 * ``compute``: the sum of the tasks' own wall times (from the manifest) less ``io``;
 * ``overhead``: ``workers x wall - compute - io``, the time workers were not running a task
-  (start-up of the workers, numba's cache, scheduling, waiting for dependencies at the end of
-  the graph);
+  (start-up and shut-down of the workers, scheduling, waiting for dependencies at the end of
+  the graph), of which ``cluster``: ``workers x`` the seconds the ``LocalCluster`` took to start
+  and to close (a fixed cost per run, whatever the study's size);
 * ``merge``: the time :func:`studies.merge.merge` takes on the finished study;
 * ``runner_cost``: ``(io + overhead + merge) / compute``, what the runner costs on top of the
-  training and evaluation it schedules.
+  training and evaluation it schedules; ``runner_cost_in_run``: the same without ``cluster``.
 
 Numba is warmed in this process first (:func:`studies.runner.warm_numba`), as the CLI does.
 """
@@ -41,9 +42,12 @@ def measure(spec, workers: int) -> dict:
 
     t0 = time.perf_counter()
     with local_client(workers) as client:
+        t_up = time.perf_counter()
         result = run_study(spec, client=client)
+        t_done = time.perf_counter()
         client.cluster.close()
     wall = time.perf_counter() - t0
+    cluster = workers * (wall - (t_done - t_up))
     graph = build_graph(spec)
     records = [manifest.read_record(spec.output, t) for t in graph.tasks.values()]
     io_seconds = sum(r.io_time for r in records)
@@ -55,8 +59,9 @@ def measure(spec, workers: int) -> dict:
     overhead = workers * wall - compute - io_seconds
     return {
         "workers": workers, "tasks": n, "failed": result.count("failed"), "wall": wall, "throughput": n / wall,
-        "compute": compute, "io": io_seconds, "overhead": overhead, "merge": merge_seconds,
+        "compute": compute, "io": io_seconds, "overhead": overhead, "cluster": cluster, "merge": merge_seconds,
         "runner_cost": (io_seconds + overhead + merge_seconds) / compute,
+        "runner_cost_in_run": (io_seconds + overhead - cluster + merge_seconds) / compute,
     }
 
 
@@ -82,11 +87,12 @@ def main(argv=None) -> int:
     report = {"study": args.study, "fractions": list(base.pruning_fractions), "seeds": list(base.seeds),
               "rows": rows, "throughput_ratio": ratio}
     print(f"{'workers':>7} {'tasks':>5} {'wall s':>8} {'tasks/s':>8} {'compute s':>9} {'io %':>6} "
-          f"{'overhead %':>10} {'merge %':>7} {'runner %':>8}")
+          f"{'overhead %':>10} {'(cluster %)':>11} {'merge %':>7} {'runner %':>8} {'in run %':>8}")
     for r in rows:
         c = r["compute"]
         print(f"{r['workers']:>7} {r['tasks']:>5} {r['wall']:>8.1f} {r['throughput']:>8.3f} {c:>9.1f} "
-              f"{100 * r['io'] / c:>6.1f} {100 * r['overhead'] / c:>10.1f} {100 * r['merge'] / c:>7.2f} {100 * r['runner_cost']:>8.1f}")
+              f"{100 * r['io'] / c:>6.1f} {100 * r['overhead'] / c:>10.1f} {100 * r['cluster'] / c:>11.1f} "
+              f"{100 * r['merge'] / c:>7.2f} {100 * r['runner_cost']:>8.1f} {100 * r['runner_cost_in_run']:>8.1f}")
     print(f"throughput ratio 2 workers / 1 worker: {ratio:.2f}")
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=1))

@@ -3,8 +3,9 @@
 An RBM is stored as an ``xarray.Dataset`` with variables ``weights`` (visible, hidden),
 ``visible_bias`` (visible), ``hidden_bias`` (hidden) and ``mask`` (visible, hidden, bool), and
 attrs ``kind="dilution.RBM"``, ``dtype`` and provenance (:mod:`dilution.provenance`). Files
-use the netCDF4/HDF5 format through ``h5netcdf``, which keeps float32, float64 (bit for bit),
-int64 and bool exactly. A save writes a temporary file in the target's folder, fsyncs it and
+use the netCDF4/HDF5 format through the netCDF-C library (``netCDF4``), which keeps float32,
+float64 (bit for bit), int64 and bool exactly; files written earlier through ``h5netcdf`` are the
+same format and read as before. A save writes a temporary file in the target's folder, fsyncs it and
 renames it over the target, so an interrupted save never leaves a half-written file.
 """
 
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 RBM_KIND = "dilution.RBM"
-ENGINE = "h5netcdf"
+ENGINE = "netcdf4"
 _RBM_VARIABLES = {
     "weights": ("visible", "hidden"),
     "visible_bias": ("visible",),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import platform
 import subprocess
@@ -54,12 +55,23 @@ def _git_dirty(directory: Path) -> bool | None:
     return bool(out.stdout.strip())
 
 
+@functools.lru_cache(maxsize=1)
+def _package_git_state() -> tuple[str | None, bool | None]:
+    # Read once per process (two git subprocesses cost 10-50 ms, and a study saves a file per
+    # task): the commit and dirty flag of the tree the running code was loaded from; an edit
+    # made later does not change the code this process runs.
+    here = Path(__file__).resolve().parent
+    commit = git_commit(here)
+    return commit, (_git_dirty(here) if commit is not None else None)
+
+
 def provenance(**user_attrs: Any) -> dict[str, Any]:
     """Attributes describing how and when a result was made, plus ``user_attrs``.
 
     Keys: ``dilution_version``, ``git_commit`` and ``git_dirty`` (1 or 0; only when the package
     sits in a git work tree), ``python_version``, ``numpy_version``, ``numba_version``,
-    ``xarray_version``, ``created`` (UTC, ISO 8601). ``user_attrs`` (e.g. ``seed=3``,
+    ``xarray_version``, ``created`` (UTC, ISO 8601). The git keys are read once per process.
+    ``user_attrs`` (e.g. ``seed=3``,
     ``config=cfg``) are added as given and override the automatic keys; pass them through
     :func:`encode_attrs` before writing to netCDF (``dilution.io.save`` does).
 
@@ -71,11 +83,9 @@ def provenance(**user_attrs: Any) -> dict[str, Any]:
     import xarray
 
     attrs: dict[str, Any] = {"dilution_version": __version__}
-    here = Path(__file__).resolve().parent
-    commit = git_commit(here)
+    commit, dirty = _package_git_state()
     if commit is not None:
         attrs["git_commit"] = commit
-        dirty = _git_dirty(here)
         if dirty is not None:
             # netCDF has no boolean attribute (encode_attrs would store the string "json:false"):
             # 1 when the work tree has uncommitted changes, 0 when clean

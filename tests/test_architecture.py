@@ -237,7 +237,7 @@ _IMPORT_EACH = textwrap.dedent(
     """
 )
 _PRELOAD = ("numpy", "scipy.special", "scipy.stats", "scipy.io", "scipy.linalg.cython_blas", "numba", "xarray",
-            "matplotlib.pyplot", "h5netcdf", "tqdm.auto")
+            "matplotlib.pyplot", "netCDF4", "tqdm.auto")
 
 
 def import_failures(root: Path, names) -> str:
