@@ -20,9 +20,13 @@ traceback, after ``1 + retries`` attempts; the tasks depending on it fail withou
 (:mod:`studies.manifest`); a rerun skips the tasks whose files are in place and valid.
 
 Numba threads: dask does not set ``NUMBA_NUM_THREADS`` in its workers, so each would use one
-thread per core and N workers would oversubscribe the machine; :func:`local_client` puts it
-(and the BLAS thread counts) in ``distributed.nanny.pre-spawn-environ``, which the nanny sets
-before it spawns the worker process, hence before numba is imported there. Numba's
+thread per core and N workers would oversubscribe the machine. :func:`local_client` puts the
+BLAS thread counts in ``distributed.nanny.pre-spawn-environ``, which the nanny sets (in this
+process) before it spawns a worker, hence before numpy loads its BLAS there; and
+``NUMBA_NUM_THREADS`` in ``distributed.nanny.environ``, which the worker process sets itself
+before it runs a task: numba reads it when it first launches its threads, and setting it in this
+process instead would break this process's own numba once its threads run (a nanny that restarts
+a dead worker sets its pre-spawn environment here again, in the middle of a study). Numba's
 ``cache=True`` cache can break when several processes compile the same kernels at once, so
 :func:`warm_numba` compiles (and caches) the kernels a study uses in this process before any
 task is submitted.
@@ -142,21 +146,22 @@ def warm_numba(spec: StudySpec) -> None:
 
 def local_client(n_workers: int):
     """A ``dask.distributed`` client of a local cluster of ``n_workers`` single-threaded processes
-    (:data:`SINGLE_THREAD_ENV` set through the nanny's pre-spawn environment)."""
+    (:data:`SINGLE_THREAD_ENV` set in each worker: see the module docstring)."""
     import dask
     from distributed import Client, LocalCluster
 
     saved = {name: os.environ.get(name) for name in SINGLE_THREAD_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": SINGLE_THREAD_ENV}):
+    blas = {name: value for name, value in SINGLE_THREAD_ENV.items() if name != "NUMBA_NUM_THREADS"}
+    numba_env = {"NUMBA_NUM_THREADS": SINGLE_THREAD_ENV["NUMBA_NUM_THREADS"]}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": blas, "distributed.nanny.environ": numba_env}):
         # silence_logs: the nannies' shutdown chatter ("still alive after 4.0 seconds, killing")
         # is not the user's business; errors still print
         # dashboard_address ":0", not None: with None the scheduler still binds its HTTP server to
         # port 8787 and warns "Port 8787 is already in use" when a second study runs beside the first
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
-    # The nannies run in this process and set the pre-spawn environment here too; numba re-reads
-    # NUMBA_NUM_THREADS at every compilation and refuses a value other than the one its threads
-    # started with, so a kernel compiled here after the study (the report) would fail.
+    # The nannies run in this process and set the (BLAS) pre-spawn environment here too: undo it,
+    # so that a subprocess this process starts later does not inherit single-threaded BLAS.
     _restore_environ(saved)
     client = Client(cluster)
     client.dilution_saved_environ = saved

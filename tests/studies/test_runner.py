@@ -137,6 +137,34 @@ def test_a_local_cluster_leaves_this_process_environment_as_it_was():
     assert {name: os.environ.get(name) for name in SINGLE_THREAD_ENV} == before
 
 
+def test_a_restarted_worker_is_single_threaded_and_leaves_this_process_numba_alone():
+    """A nanny that restarts a dead worker sets its pre-spawn environment in this process again,
+    mid-study. With NUMBA_NUM_THREADS among it, this process's numba threads (launched by the
+    merge during the study) started with 1 and the report compiled after close_client (which
+    restores the variable) crashed ('Cannot set NUMBA_NUM_THREADS to a different value once the
+    threads have been launched'; seen when the killed-worker test ran before the analysis tests).
+    The workers set it themselves now: this process never sees it, a restarted worker still has it."""
+    import os
+
+    from studies.runner import close_client, local_client
+
+    def worker_threads():
+        import numba
+
+        return os.environ.get("NUMBA_NUM_THREADS"), numba.config.NUMBA_NUM_THREADS
+
+    before = os.environ.get("NUMBA_NUM_THREADS")
+    client = local_client(1)
+    try:
+        assert list(client.run(worker_threads).values()) == [("1", 1)]
+        client.restart()
+        assert os.environ.get("NUMBA_NUM_THREADS") == before
+        assert list(client.run(worker_threads).values()) == [("1", 1)]
+    finally:
+        close_client(client)
+    assert os.environ.get("NUMBA_NUM_THREADS") == before
+
+
 def test_two_local_clusters_at_once_start_without_a_port_warning():
     """With ``dashboard_address=None`` the scheduler still bound its HTTP server to port 8787, and a
     second study on the same machine printed "Port 8787 is already in use" (seen 2026-12-02)."""
