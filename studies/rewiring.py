@@ -164,14 +164,14 @@ def _check_ais(name: str, value) -> int:
 
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
-                     learning_rate: float = 0.01, seed: int = 0, methods: Sequence[str] = METHODS,
+                     learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
                      ais_chains: int = 100, ais_betas: int = 10_000, classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, progress: bool = False) -> xr.Dataset:
     """Test log-likelihood of DEEP R, static random masks, magnitude pruning, NCG and the dense
     model on binarised MNIST (module docstring; issue 11, item 4).
 
-    Every run is PCD-1 with batches of 100 and plain SGD at ``learning_rate`` for ``epochs``
+    Every run is PCD-``k`` with batches of 100 and plain SGD at ``learning_rate`` for ``epochs``
     epochs. Its model is scored by :func:`studies.evaluate.evaluate` (the studies' evaluation:
     exact enumeration or forward AIS with a base rate from the training images; classifier
     scores of ``n_samples`` Gibbs chains of ``n_sweeps`` sweeps).
@@ -194,6 +194,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     n_train, n_test : int
         The first images of the shuffled training set and of the test set (threshold 0.5).
     learning_rate : float
+    k : int
+        Gibbs sweeps per update of the persistent chains (PCD-k).
     seed : int
     methods : sequence of str
         A subset of :data:`METHODS`, kept in the order of :data:`METHODS`.
@@ -240,7 +242,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from .spec import EvaluationSpec
 
     for name, value in (("n_seeds", n_seeds), ("n_hidden", n_hidden), ("epochs", epochs), ("n_train", n_train),
-                        ("n_test", n_test), ("n_samples", n_samples)):
+                        ("n_test", n_test), ("n_samples", n_samples), ("k", k)):
         _check_count(name, value)
     _check_count("n_sweeps", n_sweeps, low=0)
     if likelihood not in ("exact", "ais"):
@@ -279,7 +281,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     # The evaluation reads train (AIS base rate) and test only.
     data = StudyData(train_x, train_x[:0], test_x, np.nan, np.nan)
     n_visible = train_x.shape[1]
-    common = dict(estimator=PCD(k=1), batch_size=100, learning_rate=learning_rate, checkpoints=1,
+    common = dict(estimator=PCD(k=int(k)), batch_size=100, learning_rate=learning_rate, checkpoints=1,
                   exact_log_likelihood=False, checkpoint_log_likelihood="none")
     scores = metric_variables(evaluation)
     shape = (len(labels), len(conn), n_seeds)
@@ -341,6 +343,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                   "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
     # Recorded only when they differ from the original experiment, so its settings (and the
     # reproduce step's up-to-date check) read as before.
+    if k != 1:
+        experiment["k"] = int(k)
     if list(methods) != list(METHODS):
         experiment["methods"] = [m for m in METHODS if m in methods]
     if densities:
@@ -351,7 +355,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     attrs = dict(title=f"DEEP R, NCG, static masks and pruning on MNIST, 784 x {n_hidden}", seed=seed,
                  experiment=json.dumps(experiment, sort_keys=True),
-                 setup="PCD-1, batches of 100, plain SGD, binarised at 0.5",
+                 setup=f"PCD-{int(k)}, batches of 100, plain SGD, binarised at 0.5",
                  log_likelihood_method=log_likelihood_method(evaluation))
     if likelihood == "ais":
         attrs.update(ais_chains=ais_chains, ais_betas=ais_betas)

@@ -56,9 +56,11 @@ def mnist(mnist_npz):
     return str(mnist_npz)
 
 
-def test_mnist_comparison_is_the_trainers_runs(mnist):
-    kw = dict(connectivities=(0.2, 0.5), n_seeds=1, n_hidden=3, epochs=1, n_train=200, n_test=100, seed=5)
+@pytest.mark.parametrize("k", [1, 3])
+def test_mnist_comparison_is_the_trainers_runs(mnist, k):
+    kw = dict(connectivities=(0.2, 0.5), n_seeds=1, n_hidden=3, epochs=1, n_train=200, n_test=100, seed=5, k=k)
     ds = mnist_comparison(mnist, **kw)
+    assert ds.attrs["setup"].startswith(f"PCD-{k},")
     assert ds["test_log_likelihood"].dims == ("method", "connectivity", "seed")
     assert list(ds["method"].values) == list(METHODS)
     # sel's own `method` keyword shadows the dim: select with a dict
@@ -70,7 +72,7 @@ def test_mnist_comparison_is_the_trainers_runs(mnist):
 
     train_x = as_matrix(shuffle(binary("train"), seed=5), np.float64)[:200]
     test_x = as_matrix(binary("test"), np.float64)[:100]
-    config = TrainConfig(connectivity=0.2, epochs=1, estimator=PCD(k=1), batch_size=100, learning_rate=0.01,
+    config = TrainConfig(connectivity=0.2, epochs=1, estimator=PCD(k=k), batch_size=100, learning_rate=0.01,
                          checkpoints=1, exact_log_likelihood=False, checkpoint_log_likelihood="none")
     seed = int(derive_seed(5, "studies.rewiring.mnist", 0).generate_state(1)[0])
     model = train((784, 3), train_x, config, seed=seed, progress=False).model
