@@ -112,11 +112,11 @@ def test_interrupted_write_keeps_previous_file(tmp_path, monkeypatch):
     old = _rbm(np.float64, seed=1)
     target = save(old, tmp_path / "m.nc")
 
-    def write_half_then_fail(self, path, *args, **kwargs):
+    def write_half_then_fail(ds, path):
         Path(path).write_bytes(b"\x89HDF partial")
         raise RuntimeError("disk pulled out")
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", write_half_then_fail)
+    monkeypatch.setattr(dio, "_write_netcdf", write_half_then_fail)
     with pytest.raises(RuntimeError, match="disk pulled out"):
         save(_rbm(np.float64, seed=2), target)
     monkeypatch.undo()
