@@ -1,6 +1,6 @@
-"""A study killed with SIGKILL five times at random (seeded) moments, one of them inside a file
-write, then rerun: it completes, recomputes nothing that had finished, and its merged Dataset
-equals an uninterrupted run's."""
+"""A study killed with SIGKILL five times, the first inside a file write and the others at random
+(seeded) moments of runs whose writes are slowed, then rerun: it completes, recomputes nothing
+that had finished, and its merged Dataset equals an uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -103,8 +103,11 @@ def test_sigkill_at_five_moments_then_rerun(tmp_path):
     seen: dict = {"files": {}, "done": {}}
     kills = 0
     for i in range(5):
-        during_write = i == 2
-        env = dict(os.environ, **({PAUSE_ENV: "1"} if during_write else {}))
+        # The first run is killed inside a result write (a 1 s pause holds the write open). Every
+        # write of the others takes 0.4 s (a slow disk): the study's compute is ~0.3 s, and with
+        # fast writes it finished before the kills that should land in its work.
+        during_write = i == 0
+        env = dict(os.environ, **{PAUSE_ENV: "1" if during_write else "0.4"})
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if during_write:
             def writing():
