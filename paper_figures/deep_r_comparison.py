@@ -6,7 +6,9 @@ One line per method: the seed mean against the connectivity (log axis) with Stud
 over seeds. The method ``"dense"`` (the same at every connectivity: a reference level, as
 ``studies.rewiring.mnist_comparison`` writes it) is a black dashed line with its band; any other
 method whose ``uses_connectivity`` coordinate is 0 (NCG, ``ncg-p*``: its density is an outcome,
-its value repeated along ``connectivity``) is a dotted line in its colour with its band.
+its value repeated along ``connectivity``) is a dotted line in its colour with its band, labelled
+with its mean ``final_density`` when the file has it. The legend sits below the axes, where it
+covers no point; the x ticks are the connectivities of the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from .intervals import seed_interval
 from .schema import Schema
@@ -36,7 +39,7 @@ def load(path: Path) -> tuple[xr.Dataset]:
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
     and the methods with ``uses_connectivity`` = 0 lines."""
-    fig, axes = new_figure(1, aspect=0.9)
+    fig, axes = new_figure(1, aspect=1.25)
     ax = axes[0, 0]
     x = ds["connectivity"].values
     for k, method in enumerate(ds["method"].values):
@@ -47,13 +50,18 @@ def draw(ds: xr.Dataset) -> Figure:
             band(ax, x, s["lower"].values, s["upper"].values, "black")
             continue
         if "uses_connectivity" in ds.coords and not int(ds["uses_connectivity"].sel({"method": method})):
-            ax.plot(x, mean, linestyle=":", color=colour(k), linewidth=1.0, label=str(method))
+            label = str(method)
+            if "final_density" in ds:
+                label += f" (density {float(ds['final_density'].sel({'method': method}).mean()):.2f})"
+            ax.plot(x, mean, linestyle=":", color=colour(k), linewidth=1.0, label=label)
             band(ax, x, s["lower"].values, s["upper"].values, colour(k))
             continue
         ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
                     color=colour(k), label=str(method))
     ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(axis_label(ds["connectivity"]))
     ax.set_ylabel(axis_label(ds[QUALITY]))
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     return fig

@@ -327,8 +327,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     coords = {
         "method": ("method", labels, {"long_name": "training method (dense and ncg-p*: one run per seed, repeated "
                                                    "along connectivity)", "units": "1"}),
-        "connectivity": ("connectivity", np.array(conn), {"long_name": "fraction of connections kept (not used by "
-                                                                       "dense and ncg-p*)", "units": "1"}),
+        "connectivity": ("connectivity", np.array(conn), {"long_name": "fraction of connections kept: not used by "
+                                                                       "dense and ncg-p*", "units": "1"}),
         "seed": ("seed", np.arange(n_seeds), {"long_name": "seed index", "units": "1"}),
         "initial_density": ("method", np.array([np.nan] * (len(labels) - len(densities)) + densities),
                             {"long_name": "NCG initial connection density p (NaN for other methods)", "units": "1"}),

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import dilution.io  # noqa: E402
@@ -327,6 +328,22 @@ def test_deep_r_error_bars_are_t_intervals_over_seeds(synthetic):
     np.testing.assert_allclose(_band_bounds(_bands(ax)[0], ds["connectivity"].values), np.stack([lower, upper], 1))
     assert ax.get_xlabel() == "fraction of connected pairs (1)"
     assert ax.get_ylabel() == "test log-likelihood (AIS) (nats per sample)"
+    # the legend covers no point: it sits below the axes (it hid DEEP R's point at 5 % inside them)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:g}" for v in ds["connectivity"].values]
+
+
+def test_deep_r_figure_labels_ncg_with_its_final_density(synthetic):
+    ds = synthetic.deep_r()
+    ncg = ds.isel(method=[0]).assign_coords(method=["ncg-p0.5"])
+    ds = xr.concat([ds, ncg], dim="method")
+    ds = ds.assign_coords(uses_connectivity=("method", [1, 1, 1, 0, 0]))
+    ds["final_density"] = xr.full_like(ds["test_log_likelihood"], 0.25)
+    ds["final_density"].loc[{"method": "ncg-p0.5"}] = 0.4321
+    ax = deep_r_comparison.draw(ds).axes[0]
+    assert _line(ax, "ncg-p0.5 (density 0.43)").get_linestyle() == ":"
 
 
 def test_inclusion_maps_put_the_reference_first_and_show_the_probabilities(synthetic):
