@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 RBM_KIND = "dilution.RBM"
+# xarray engine of the reads; writes go through the same library's store (_write_netcdf)
 ENGINE = "netcdf4"
 _RBM_VARIABLES = {
     "weights": ("visible", "hidden"),

@@ -70,10 +70,9 @@ def provenance(**user_attrs: Any) -> dict[str, Any]:
 
     Keys: ``dilution_version``, ``git_commit`` and ``git_dirty`` (1 or 0; only when the package
     sits in a git work tree), ``python_version``, ``numpy_version``, ``numba_version``,
-    ``xarray_version``, ``created`` (UTC, ISO 8601). The git keys are read once per process.
-    ``user_attrs`` (e.g. ``seed=3``,
-    ``config=cfg``) are added as given and override the automatic keys; pass them through
-    :func:`encode_attrs` before writing to netCDF (``dilution.io.save`` does).
+    ``xarray_version``, ``created`` (UTC, ISO 8601); the git keys are read once per process.
+    ``user_attrs`` (e.g. ``seed=3``, ``config=cfg``) are added as given and override the automatic
+    keys; pass them through :func:`encode_attrs` before writing to netCDF (``dilution.io.save`` does).
 
     Returns
     -------

@@ -245,6 +245,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                         ("n_test", n_test), ("n_samples", n_samples), ("k", k)):
         _check_count(name, value)
     _check_count("n_sweeps", n_sweeps, low=0)
+    k = int(k)
     if likelihood not in ("exact", "ais"):
         raise ValueError(f"likelihood must be 'exact' or 'ais', got {likelihood!r}")
     if likelihood == "exact" and n_hidden > exact.MAX_UNITS:
@@ -281,7 +282,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     # The evaluation reads train (AIS base rate) and test only.
     data = StudyData(train_x, train_x[:0], test_x, np.nan, np.nan)
     n_visible = train_x.shape[1]
-    common = dict(estimator=PCD(k=int(k)), batch_size=100, learning_rate=learning_rate, checkpoints=1,
+    common = dict(estimator=PCD(k=k), batch_size=100, learning_rate=learning_rate, checkpoints=1,
                   exact_log_likelihood=False, checkpoint_log_likelihood="none")
     scores = metric_variables(evaluation)
     shape = (len(labels), len(conn), n_seeds)
@@ -344,7 +345,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     # Recorded only when they differ from the original experiment, so its settings (and the
     # reproduce step's up-to-date check) read as before.
     if k != 1:
-        experiment["k"] = int(k)
+        experiment["k"] = k
     if list(methods) != list(METHODS):
         experiment["methods"] = [m for m in METHODS if m in methods]
     if densities:
@@ -355,7 +356,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     attrs = dict(title=f"DEEP R, NCG, static masks and pruning on MNIST, 784 x {n_hidden}", seed=seed,
                  experiment=json.dumps(experiment, sort_keys=True),
-                 setup=f"PCD-{int(k)}, batches of 100, plain SGD, binarised at 0.5",
+                 setup=f"PCD-{k}, batches of 100, plain SGD, binarised at 0.5",
                  log_likelihood_method=log_likelihood_method(evaluation))
     if likelihood == "ais":
         attrs.update(ais_chains=ais_chains, ais_betas=ais_betas)
