@@ -286,6 +286,85 @@ def _run(rbm: RBM, v, betas, a0, keys, *, desc: str, progress) -> tuple[np.ndarr
     return v, log_w
 
 
+# With resampling the effective sample size is examined after every 1/RESAMPLE_CHECKS of the schedule.
+RESAMPLE_CHECKS = 200
+
+
+def _log_mean_exp(x: np.ndarray) -> float:
+    top = x.max()
+    return float(top + np.log(np.mean(np.exp(x - top))))
+
+
+def _ess(log_w: np.ndarray) -> float:
+    r = np.exp(log_w - log_w.max())
+    return float(r.sum() ** 2 / np.sum(r * r))
+
+
+def _systematic(log_w: np.ndarray, u: float) -> np.ndarray:
+    """Ancestor indices by systematic resampling with offset ``u`` in [0, 1)."""
+    r = np.exp(log_w - log_w.max())
+    cdf = np.cumsum(r / r.sum())
+    n = log_w.size
+    return np.minimum(np.searchsorted(cdf, (u + np.arange(n)) / n, side="right"), n - 1)
+
+
+def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, seed: int, desc: str,
+             progress) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """AIS with adaptive resampling (an SMC sampler) in ``n_groups`` independent populations.
+
+    The schedule is walked in blocks of ``ceil(K / RESAMPLE_CHECKS)`` steps. After a block (not
+    the last), every population whose effective sample size fell below ``threshold`` times its
+    size adds the log of its mean weight to its running log ratio, draws ancestors by systematic
+    resampling (offset from a stream of its own for that block) and restarts its weights at 0.
+    Each chain keeps its own random key, so a copied state moves on independently. The
+    population's estimate of ``Z / Z_0`` (the product of its stage means) is unbiased
+    (Del Moral, Doucet & Jasra 2006).
+
+    Returns
+    -------
+    v : ndarray, shape (n_chains, n_visible)
+    log_w : ndarray, shape (n_chains,)
+        Weights since each population's last resampling.
+    group_log_ratio : ndarray, shape (n_groups,)
+        Log of each population's estimate of ``Z / Z_0``.
+    n_resamples : ndarray of int, shape (n_groups,)
+    """
+    dt = rbm.dtype
+    w, w_t = padded_weights(rbm)
+    a0 = a0.astype(dt)
+    n_chains = v.shape[0]
+    size = n_chains // n_groups
+    log_w = np.zeros(n_chains)
+    log_ratio = np.zeros(n_groups)
+    n_resamples = np.zeros(n_groups, dtype=np.int64)
+    n_steps = betas.size - 1
+    block = -(-n_steps // RESAMPLE_CHECKS)
+    work = n_chains * (rbm.n_visible + rbm.n_hidden) * rbm.n_hidden
+    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * n_steps / WORK_PER_SECOND) as bar:
+        for b, s in enumerate(range(0, n_steps, block)):
+            e = min(n_steps, s + block)
+            v, log_w = ais_kernel(
+                v, log_w, w, w_t, rbm.visible_bias, rbm.hidden_bias, a0, betas[s : e + 1], keys, s + 1, e < n_steps,
+                dt == np.float32,
+            )
+            bar.update(e - s)
+            if e == n_steps:
+                break
+            for g in range(n_groups):
+                part = slice(g * size, (g + 1) * size)
+                if _ess(log_w[part]) >= threshold * size:
+                    continue
+                u = np.random.default_rng(derive_seed(seed, "ais-resample", g, b)).random()
+                ancestors = g * size + _systematic(log_w[part], u)
+                log_ratio[g] += _log_mean_exp(log_w[part])
+                v[part] = v[ancestors]
+                log_w[part] = 0.0
+                n_resamples[g] += 1
+    for g in range(n_groups):
+        log_ratio[g] += _log_mean_exp(log_w[g * size : (g + 1) * size])
+    return v, log_w, log_ratio, n_resamples
+
+
 def _var(value, long_name: str, units: str, dim: str | None = None) -> tuple:
     """A Dataset variable: scalar, or 1-D on ``dim``, with its CF ``long_name`` and ``units``."""
     return ((dim,) if dim else (), value, {"long_name": long_name, "units": units})
@@ -312,6 +391,8 @@ def log_partition(
     reverse: bool = True,
     reverse_init=None,
     reverse_burn_in: int = 1000,
+    resample: float = 0.0,
+    n_groups: int = 10,
     n_bootstrap: int = 1000,
     progress: bool | None = None,
 ) -> xr.Dataset:
@@ -340,6 +421,19 @@ def log_partition(
         seed=...).samples[-1]``) it is an approximate bound (``attrs["reverse_init"]`` says which).
     reverse_burn_in : int
         Gibbs sweeps applied to the default reverse starting states (ignored with ``reverse_init``).
+    resample : float in [0, 1)
+        0 (default): plain AIS, independent chains. Above 0: AIS with adaptive resampling (an SMC
+        sampler, :func:`_run_smc`) in ``n_groups`` independent populations of
+        ``n_chains / n_groups`` chains; a population is resampled when its effective sample size
+        falls below ``resample`` times its size (0.5 is the usual choice). Meant for models whose
+        annealing path crosses a sharp transition, where plain AIS's weights are carried by one
+        or two chains (a PCD-trained 784 x 500 MNIST RBM is one). The forward estimate is
+        then the log of the mean of the populations' unbiased estimates of ``Z``, its standard
+        error and bootstrap are over populations, and ``ess`` is that of the populations'
+        estimates. The reverse run (``reverse``) stays plain AIS.
+    n_groups : int >= 2
+        Independent populations with ``resample`` (ignored without); must divide ``n_chains``
+        into populations of at least 2 chains.
     n_bootstrap : int
         Bootstrap resamples for ``*_bootstrap_std`` and the confidence interval.
     progress : bool, optional
@@ -358,13 +452,24 @@ def log_partition(
     Warns
     -----
     DegenerateWeightsWarning
-        When the effective sample size is below ``LOW_ESS_FRACTION * n_chains`` in either direction.
+        When the effective sample size is below ``LOW_ESS_FRACTION * n_chains`` in either direction;
+        with ``resample``, when the populations' estimates have an effective sample size below half
+        of ``n_groups`` (one or two populations carry the estimate).
     """
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
     check_int("n_chains", n_chains, low=2)  # two runs at least, for a standard error
     check_int("reverse_burn_in", reverse_burn_in, low=0)
     check_int("n_bootstrap", n_bootstrap, low=0)
+    if isinstance(resample, bool) or not isinstance(resample, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(resample) < 1.0:
+        raise ValueError(f"resample must be a number in [0, 1) (0: plain AIS; 0.5 is usual), got {resample!r}")
+    resample = float(resample)
+    if resample:
+        check_int("n_groups", n_groups, low=2)
+        if n_chains % n_groups or n_chains // n_groups < 2:
+            raise ValueError(f"n_chains ({n_chains}) must be a multiple of n_groups ({n_groups}) with at least 2 "
+                             "chains per population when resample > 0")
     schedule = classic() if betas is None else check_schedule(betas)
     dt = rbm.dtype
     a0 = base_rate_bias(data, rbm.n_visible)
@@ -379,9 +484,24 @@ def log_partition(
     p0 = 1.0 / (1.0 + np.exp(-a0_model.astype(np.float64)))
     v0 = (rng.random((n_chains, rbm.n_visible)) < p0).astype(dt)
     keys = chain_keys(derive_seed(seed, "ais-forward"), n_chains)
-    v_end, log_w = _run(rbm, v0, schedule, a0_model, keys, desc="AIS forward", progress=progress)
-    fwd = weight_summary(log_w, n_bootstrap=n_bootstrap, seed=seed)
-    _warn_if_degenerate(fwd["ess"], n_chains, "forward")
+    if resample:
+        v_end, log_w, group_log_ratio, n_resamples = _run_smc(
+            rbm, v0, schedule, a0_model, keys, n_groups=n_groups, threshold=resample, seed=seed,
+            desc="AIS forward (resampling)", progress=progress,
+        )
+        fwd = weight_summary(group_log_ratio, n_bootstrap=n_bootstrap, seed=seed)
+        if fwd["ess"] < 0.5 * n_groups:
+            warnings.warn(
+                f"forward AIS with resampling is degenerate: the {n_groups} populations' estimates of Z have an "
+                f"effective sample size of {fwd['ess']:.1f} (below half of them); the estimate and its standard "
+                "error are unreliable. Use more betas or more chains per population.",
+                DegenerateWeightsWarning,
+                stacklevel=2,
+            )
+    else:
+        v_end, log_w = _run(rbm, v0, schedule, a0_model, keys, desc="AIS forward", progress=progress)
+        fwd = weight_summary(log_w, n_bootstrap=n_bootstrap, seed=seed)
+        _warn_if_degenerate(fwd["ess"], n_chains, "forward")
 
     nats = "nats"
     ds = xr.Dataset(
@@ -398,6 +518,14 @@ def log_partition(
         },
         coords={"chain": _var(np.arange(n_chains), "AIS chain index", "1", "chain")},
     )
+    if resample:
+        ds["ess"].attrs["long_name"] = "effective sample size of the populations' estimates of Z"
+        ds["log_z_std"].attrs["long_name"] = "standard error of log_z (delta method over populations)"
+        ds["log_z_bootstrap_std"].attrs["long_name"] = "standard error of log_z (bootstrap over populations)"
+        ds["log_weights"].attrs["long_name"] = "forward log importance weights since the chain's last resampling"
+        ds["group_log_ratio"] = _var(group_log_ratio, "log of a population's estimate of Z / Z_base", nats, "group")
+        ds["n_resamples"] = _var(n_resamples, "resampling events of a population", "1", "group")
+        ds = ds.assign_coords(group=_var(np.arange(n_groups), "AIS population index", "1", "group"))
     reverse_source = "none"
     if reverse:
         if reverse_init is None:
@@ -433,6 +561,8 @@ def log_partition(
             schedule="classic 14,500-beta" if betas is None else "user",
             seed=int(seed),
             base="base rates fitted to data" if data is not None else "uniform",
+            resample=resample,
+            n_groups=int(n_groups) if resample else 0,
             reverse_init=reverse_source,
             dtype=dt.name,
             n_visible=rbm.n_visible,

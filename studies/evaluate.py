@@ -122,8 +122,11 @@ def log_likelihood_method(evaluation: EvaluationSpec) -> str:
     """The label of the test log-likelihood's method (stored with the value)."""
     if evaluation.log_likelihood == "exact":
         return "exact enumeration of the smaller layer"
-    return (f"AIS, {evaluation.ais_chains} forward chains, {evaluation.ais_betas} linear betas, base rate from the "
-            "training set (stochastic upper bound on the log-likelihood; log_partition_se its AIS standard error)")
+    resampling = (f" in {evaluation.ais_groups} populations resampled when their effective sample size fell below "
+                  f"{evaluation.ais_resample:g} of their size" if evaluation.ais_resample else "")
+    return (f"AIS, {evaluation.ais_chains} forward chains{resampling}, {evaluation.ais_betas} linear betas, base rate "
+            "from the training set (stochastic upper bound on the log-likelihood; log_partition_se its AIS standard "
+            "error)")
 
 
 def _stream(seed: int, purpose: str) -> int:
@@ -141,7 +144,7 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
 
         ds = ais_log_likelihood(rbm, data.test, n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"),
                                 betas=linear(evaluation.ais_betas), base_data=data.train, reverse=False,
-                                progress=False)
+                                resample=evaluation.ais_resample, n_groups=evaluation.ais_groups, progress=False)
         log_z_se = float(ds["log_z_std"])
     return {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
             "log_partition": float(ds["log_z"]), "log_partition_se": log_z_se}

@@ -166,7 +166,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
-                     ais_chains: int = 100, ais_betas: int = 10_000, classifier=None, n_samples: int = 1000,
+                     ais_chains: int = 100, ais_betas: int = 10_000, ais_resample: float = 0.0,
+                     ais_groups: int = 10, classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, progress: bool = False) -> xr.Dataset:
     """Test log-likelihood of DEEP R, static random masks, magnitude pruning, NCG and the dense
     model on binarised MNIST (module docstring; issue 11, item 4).
@@ -208,6 +209,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         inverse temperatures (a stochastic upper bound on the log-likelihood, with the AIS
         standard error of ``log Z`` in ``log_partition_se``).
     ais_chains, ais_betas : int >= 2
+    ais_resample : float in [0, 1), ais_groups : int
+        AIS with adaptive resampling in ``ais_groups`` populations when ``ais_resample > 0``
+        (:class:`studies.spec.EvaluationSpec`): for 784 x 500 PCD models, whose plain AIS weights
+        collapse.
     classifier : analysis.classifier.DigitClassifier, optional
         Given: the auxiliary-classifier scores of every model's samples are variables too
         (:func:`analysis.classifier.load_or_train_classifier` makes and caches one).
@@ -253,6 +258,12 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                          f"{n_hidden}; use likelihood='ais'")
     _check_ais("ais_chains", ais_chains)
     _check_ais("ais_betas", ais_betas)
+    if isinstance(ais_resample, bool) or not isinstance(ais_resample, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= ais_resample < 1.0:
+        raise ValueError(f"ais_resample must be a number in [0, 1) (0: plain AIS; 0.5 is usual), got {ais_resample!r}")
+    if ais_resample and (_check_ais("ais_groups", ais_groups) > ais_chains // 2 or ais_chains % ais_groups):
+        raise ValueError(f"ais_groups must divide ais_chains ({ais_chains}) into populations of at least 2 chains, "
+                         f"got {ais_groups!r}")
     conn = [float(c) for c in connectivities]
     if not conn or any(not 0.0 < c < 1.0 for c in conn):
         raise ValueError(f"connectivities must be a non-empty list of numbers in (0, 1), got {list(connectivities)}")
@@ -271,6 +282,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
             raise TypeError(f"classifier must be an analysis.classifier.DigitClassifier or None, got "
                             f"{type(classifier).__name__}")
     evaluation = EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas,
+                                ais_resample=ais_resample, ais_groups=ais_groups,
                                 metrics=("classifier",) if classifier is not None else (), n_samples=n_samples,
                                 n_sweeps=n_sweeps)
 
@@ -352,6 +364,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         experiment["ncg_densities"] = densities
     if likelihood != "exact":
         experiment.update(likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas)
+        if ais_resample:
+            experiment.update(ais_resample=ais_resample, ais_groups=ais_groups)
     if classifier is not None:
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     attrs = dict(title=f"DEEP R, NCG, static masks and pruning on MNIST, 784 x {n_hidden}", seed=seed,
@@ -359,7 +373,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                  setup=f"PCD-{k}, batches of 100, plain SGD, binarised at 0.5",
                  log_likelihood_method=log_likelihood_method(evaluation))
     if likelihood == "ais":
-        attrs.update(ais_chains=ais_chains, ais_betas=ais_betas)
+        attrs.update(ais_chains=ais_chains, ais_betas=ais_betas, ais_resample=ais_resample,
+                     ais_groups=ais_groups if ais_resample else 0)
     if classifier is not None:
         attrs.update(classifier_seed=classifier.seed, classifier_test_accuracy=classifier.test_accuracy,
                      classifier_samples=n_samples, classifier_sweeps=n_sweeps)

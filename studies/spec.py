@@ -412,7 +412,11 @@ class EvaluationSpec:
     :data:`dilution.exact.MAX_UNITS` units); ``"ais"`` estimates ``log Z`` with ``ais_chains``
     forward AIS runs over ``ais_betas`` linearly spaced inverse temperatures
     (:func:`analysis.likelihood.ais_log_likelihood`, base rate from the training data), and
-    records the AIS standard error of ``log Z`` beside the estimate.
+    records the AIS standard error of ``log Z`` beside the estimate. ``ais_resample > 0`` runs AIS
+    with adaptive resampling in ``ais_groups`` independent populations
+    (:func:`dilution.ais.log_partition`'s ``resample``): for models whose annealing path crosses a
+    sharp transition (PCD-trained MNIST RBMs with hundreds of hidden units), where plain AIS's
+    weights collapse onto a chain or two.
 
     ``metrics`` switches on the optional metrics (:data:`METRICS`): ``"classifier"`` (auxiliary
     digit-classifier scores of model samples; MNIST only), ``"moments"`` (errors of pixel means
@@ -428,6 +432,8 @@ class EvaluationSpec:
     log_likelihood: Literal["exact", "ais"] = "exact"
     ais_chains: int = 100
     ais_betas: int = 10_000
+    ais_resample: float = 0.0
+    ais_groups: int = 10
     metrics: tuple = ()
     n_samples: int = 1000
     n_sweeps: int = 1000
@@ -445,6 +451,13 @@ class EvaluationSpec:
         _choice(f"{key}.log_likelihood", self.log_likelihood, ("exact", "ais"))
         _int(f"{key}.ais_chains", self.ais_chains, 2)
         _int(f"{key}.ais_betas", self.ais_betas, 2)
+        if not 0.0 <= _float(f"{key}.ais_resample", self.ais_resample, 0.0) < 1.0:
+            raise _fail(f"{key}.ais_resample", "a number in [0, 1) (0: plain AIS; 0.5 is usual)", self.ais_resample)
+        if self.ais_resample:
+            _int(f"{key}.ais_groups", self.ais_groups, 2)
+            if self.ais_chains % self.ais_groups or self.ais_chains // self.ais_groups < 2:
+                raise _fail(f"{key}.ais_groups", f"a divisor of ais_chains ({self.ais_chains}) leaving at least 2 "
+                            "chains per population", self.ais_groups)
         if not isinstance(self.metrics, tuple):
             raise _fail(f"{key}.metrics", "a list of metric names (" + ", ".join(METRICS) + ")", self.metrics)
         for i, name in enumerate(self.metrics):
@@ -806,9 +819,12 @@ class StudySpec:
         """
         proto = asdict(self.protocol(protocol))
         del proto["epoch"], proto["epochs"]
+        evaluation = asdict(self.evaluation)
+        if not evaluation["ais_resample"]:  # plain AIS: the keys of studies from before resampling existed
+            del evaluation["ais_resample"], evaluation["ais_groups"]
         return {
             "data": asdict(self.data), "training": asdict(self.training), "stopping": asdict(self.stopping),
-            "evaluation": asdict(self.evaluation), "protocol": proto, "pruning_time": pruning_time,
+            "evaluation": evaluation, "protocol": proto, "pruning_time": pruning_time,
             "n_hidden": int(n_hidden), "pruning_fraction": float(fraction), "seed": int(seed),
         }
 

@@ -117,6 +117,73 @@ def test_ais_detects_a_wrong_model():
     assert abs(float(ds.log_z) - exact.log_partition(rbm)) > z_bound(24) * float(ds.log_z_std)
 
 
+def test_resampling_ais_matches_exact_on_random_masked_rbms():
+    # AIS with resampling: 30 populations of 10 chains on a 40-beta schedule, short enough that
+    # the populations of every model with weight scale >= 1 (k % 3 != 0 in make_models) resample
+    # (checked: the comparison would not test the stage products otherwise; the weak models need
+    # none). The estimate is the log of the mean of 30 i.i.d. unbiased estimates of Z, its
+    # standard error the delta method over them; 8 two-sided checks at z_bound(16).
+    models = make_models(8, seed=1)
+    z = z_bound(16)
+    outside, resampled = [], []
+    for k, rbm in enumerate(models):
+        truth = exact.log_partition(rbm)
+        ds = log_partition(rbm, n_chains=300, betas=schedules.linear(40), seed=k, reverse=False, resample=0.5,
+                           n_groups=30, n_bootstrap=0)
+        resampled.append(int(ds.n_resamples.sum()))
+        if abs(float(ds.log_z) - truth) >= z * float(ds.log_z_std):
+            outside.append((k, float(ds.log_z) - truth, float(ds.log_z_std)))
+    assert all(n > 0 for k, n in enumerate(resampled) if k % 3), f"a strong model never resampled: {resampled}"
+    assert not outside, f"resampling AIS outside {z:.2f} SE of exact (model, error, SE): {outside}"
+
+
+def test_resampling_rescues_a_schedule_too_short_for_plain_ais():
+    # Strong weights and 30 betas: plain AIS's weights collapse onto a few chains, while the
+    # populations of the resampling run stay balanced and land within z SE of the exact log Z.
+    rbm = RBM.random(30, 16, weight_scale=2.0, bias_scale=0.5, seed=12)
+    truth = exact.log_partition(rbm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        plain = log_partition(rbm, n_chains=400, betas=schedules.linear(30), seed=0, reverse=False, n_bootstrap=0)
+    smc = log_partition(rbm, n_chains=400, betas=schedules.linear(30), seed=0, reverse=False, resample=0.5,
+                        n_groups=20, n_bootstrap=0)
+    assert float(plain.ess) < 0.1 * 400
+    assert float(smc.ess) > 0.5 * 20
+    assert abs(float(smc.log_z) - truth) < z_bound(2) * float(smc.log_z_std)
+
+
+def test_resampling_is_reproducible_any_thread_count():
+    rbm = RBM.random(30, 16, weight_scale=2.0, bias_scale=0.5, seed=12)
+    kw = dict(n_chains=40, betas=schedules.linear(30), seed=7, reverse=False, resample=0.5, n_groups=4,
+              n_bootstrap=0)
+    first = log_partition(rbm, **kw)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = log_partition(rbm, **kw)
+    finally:
+        numba.set_num_threads(old)
+    assert int(first.n_resamples.sum()) > 0
+    np.testing.assert_array_equal(first.group_log_ratio.values, single.group_log_ratio.values)
+    np.testing.assert_array_equal(first.n_resamples.values, single.n_resamples.values)
+    other = log_partition(rbm, **{**kw, "seed": 8})
+    assert not np.array_equal(first.group_log_ratio.values, other.group_log_ratio.values)
+
+
+def test_systematic_resampling_draws_ancestors_in_proportion():
+    # Systematic resampling gives ancestor i floor(n p_i) or ceil(n p_i) copies, whatever the offset.
+    from dilution.ais import _systematic
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 40))
+        log_w = rng.normal(0.0, 2.0, n)
+        p = np.exp(log_w - logsumexp(log_w))
+        counts = np.bincount(_systematic(log_w, float(rng.random())), minlength=n)
+        assert counts.sum() == n
+        assert np.all(counts >= np.floor(n * p - 1e-9)) and np.all(counts <= np.ceil(n * p + 1e-9))
+
+
 def test_ais_on_salakhutdinov_15_hidden_mnist_model(data_dir, models_dir):
     m = scipy.io.loadmat(models_dir / "mnistvh.mat")
     rbm = RBM(m["vishid"], m["visbiases"].ravel(), m["hidbiases"].ravel())
@@ -283,6 +350,13 @@ def test_bad_input_is_rejected():
         log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, data=np.full((5, 10), 0.5))
     with pytest.raises(TypeError, match="dilution.RBM"):
         log_partition("rbm", n_chains=4, seed=0)
+    for bad in (1.0, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match="resample must be a number in"):
+            log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, resample=bad)
+    with pytest.raises(ValueError, match="multiple of n_groups"):
+        log_partition(rbm, n_chains=10, betas=schedules.linear(10), seed=0, resample=0.5, n_groups=4)
+    with pytest.raises(ValueError, match="at least 2 chains per population"):
+        log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, resample=0.5, n_groups=4)
 
 
 # --- schedules -----------------------------------------------------------------------------

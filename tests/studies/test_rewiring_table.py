@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -91,10 +92,27 @@ def test_ais_agrees_with_exact_enumeration(mnist, table):
     np.testing.assert_array_equal(row["final_density"].values, table["final_density"].sel({"method": "static"}).values)
 
 
+def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
+    ais = mnist_comparison(mnist, **TINY, methods=("static",), likelihood="ais", ais_chains=60, ais_betas=200,
+                           ais_resample=0.5, ais_groups=20)
+    experiment = json.loads(ais.attrs["experiment"])
+    assert experiment["ais_resample"] == 0.5 and experiment["ais_groups"] == 20
+    assert "20 populations resampled" in ais.attrs["log_likelihood_method"]
+    # log Z is the log of the mean of 20 i.i.d. unbiased population estimates, its standard error
+    # the delta method over them: |AIS - exact| < 5 s.e. fails by chance with probability about
+    # 2 * 8e-5 (Student t with 19 degrees of freedom, two connectivities).
+    row = ais.sel({"method": "static"})
+    assert np.all(row["log_partition_se"].values > 0)
+    exact_ll = table["test_log_likelihood"].sel({"method": "static"}).values
+    assert np.all(np.abs(row["test_log_likelihood"].values - exact_ll) < 5 * row["log_partition_se"].values)
+
+
 @pytest.mark.parametrize("options, match", [
     (dict(likelihood="bogus"), "likelihood"),
     (dict(likelihood="ais", ais_chains=0), "ais_chains"),
     (dict(likelihood="ais", ais_betas=1), "ais_betas"),
+    (dict(likelihood="ais", ais_resample=1.0), "ais_resample"),
+    (dict(likelihood="ais", ais_resample=0.5, ais_groups=3), "ais_groups"),
     (dict(n_hidden=40), "n_hidden"),
     (dict(methods=("deep-r", "ncg")), "methods"),
     (dict(methods="deep-r"), "methods"),

@@ -48,6 +48,14 @@ def test_keys_are_stable_under_new_points_and_change_with_settings():
     assert keys < {p.key for p in spec_from_dict(grown).points()}
     changed = dict(raw, training=dict(raw["training"], learning_rate=0.2))
     assert keys.isdisjoint({p.key for p in spec_from_dict(changed).points()})
+    # AIS with resampling is a setting of its own; plain AIS (the default) keeps the keys it had
+    # before the option existed: neither resampling field enters them.
+    resampled = dict(raw, evaluation=dict(raw.get("evaluation", {}), ais_resample=0.5))
+    assert keys.isdisjoint({p.key for p in spec_from_dict(resampled).points()})
+    plain = spec_from_dict(raw)
+    p = plain.points()[0]
+    evaluation = plain.point_config(p.n_hidden, p.protocol, p.pruning_time, p.pruning_fraction, p.seed)["evaluation"]
+    assert "ais_resample" not in evaluation and "ais_groups" not in evaluation and "ais_chains" in evaluation
 
 
 def test_round_trip_through_to_dict():
@@ -110,6 +118,8 @@ _DELETE = object()
         ("stopping.window", 0, ["stopping.window", ">= 1"]),
         ("stopping.min_epochs", 61, ["stopping.min_epochs", "max_epochs"]),
         ("evaluation.log_likelihood", "guess", ["evaluation.log_likelihood", "'ais'"]),
+        ("evaluation.ais_resample", 1.0, ["evaluation.ais_resample", "[0, 1)"]),
+        ("evaluation.ais_resample", -0.5, ["evaluation.ais_resample", ">= 0"]),
     ],
 )
 def test_malformed_specs_name_the_key(path, value, names):
@@ -117,6 +127,13 @@ def test_malformed_specs_name_the_key(path, value, names):
         spec_from_dict(_edit(path, value))
     for name in names:
         assert name in str(err.value)
+
+
+def test_resampling_populations_must_divide_the_chains():
+    raw = _edit("evaluation.ais_resample", 0.5)
+    raw["evaluation"]["ais_groups"] = 30  # 100 chains by default
+    with pytest.raises(SpecError, match=r"evaluation\.ais_groups.*divisor of ais_chains \(100\)"):
+        spec_from_dict(raw)
 
 
 def test_unreadable_mnist_path_is_named(tmp_path):
