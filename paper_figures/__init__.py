@@ -29,7 +29,7 @@ written by ``dilution study run <name> --output DATA/study-<name> --report`` wit
   first ``scratch`` one (``gap``, ``gap_lower``, ``gap_upper``);
 
 and beside them ``rewiring-ncg.nc`` (``density``, ``nll`` over ``implementation``,
-``initial_density``, ``seed``, ``epoch``), ``rewiring-mnist.nc`` (``test_log_likelihood`` over
+``initial_density``, ``seed``, ``epoch``), ``rewiring-mnist.nc`` and ``rewiring-mnist-500.nc`` (``test_log_likelihood`` over
 ``method``, ``connectivity``, ``seed``), ``stationary-inclusion.nc``
 (``analysis.stationary.inclusion_probabilities`` stacked over ``method``),
 ``stationary-divergence.nc`` (``analysis.stationary.mask_divergence`` stacked over ``estimator``

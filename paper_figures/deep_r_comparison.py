@@ -1,15 +1,15 @@
 """DEEP R against static sparse masks and magnitude pruning at the same connectivity.
 
-Input: ``rewiring-mnist.nc`` with ``test_log_likelihood`` of dims (``method``, ``connectivity``,
-``seed``), ``method`` e.g. ``"deep-r"``, ``"soft-deep-r"``, ``"static"``, ``"magnitude"``, ``"ncg"``.
-One line per method: the seed mean against the connectivity (log axis) with Student-t error bars
-over seeds. The method ``"dense"`` (the same at every connectivity: a reference level, as
-``studies.rewiring.mnist_comparison`` writes it) is a black dashed line with its band; any other
-method whose ``uses_connectivity`` coordinate is 0 (NCG, ``ncg-p*``: its density is an outcome,
-its value repeated along ``connectivity``) is a dotted line in its colour with its band, labelled
-with its mean ``final_density`` when the file has it. The legend sits below the axes, where it
-covers no point; the x ticks are the connectivities of the file.
-"""
+Input: ``rewiring-mnist.nc`` (or ``rewiring-mnist-500.nc``) with ``test_log_likelihood`` of dims
+(``method``, ``connectivity``, ``seed``), ``method`` e.g. ``"deep-r"``, ``"soft-deep-r"``,
+``"static"``, ``"magnitude"``, ``"ncg"``. One line per method: the seed mean against the
+connectivity (log axis) with Student-t error bars over seeds. The method ``"dense"`` (the same at
+every connectivity: a reference level, as ``studies.rewiring.mnist_comparison`` writes it) is a
+black dashed line with its band; any other method whose ``uses_connectivity`` coordinate is 0 (NCG,
+``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
+in its colour with its band, labelled with its mean ``final_density`` when the file has it. The
+legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
+file."""
 
 from __future__ import annotations
 

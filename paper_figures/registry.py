@@ -74,6 +74,7 @@ DATA_COMMANDS = {
     **_study_commands("quick"), **_study_commands("teacher"), **_study_commands("mnist"),
     "rewiring-ncg.nc": REPRODUCE,
     "rewiring-mnist.nc": REPRODUCE,
+    "rewiring-mnist-500.nc": REPRODUCE,
     "stationary-inclusion.nc": REPRODUCE,
     "stationary-divergence.nc": REPRODUCE,
     "stationary-divergence-soft-deep-r.nc": REPRODUCE,
@@ -161,6 +162,9 @@ FIGURES = tuple(
     FigureSpec("deep-r-vs-static",
                "DEEP R against static random masks and magnitude pruning at equal connectivity: test "
                "log-likelihood, seed means with 95 % intervals.", ("rewiring-mnist.nc",), deep_r_comparison),
+    FigureSpec("deep-r-vs-static-500",
+               "As deep-r-vs-static with 500 hidden units (784 x 500 at paper scale): test log-likelihood by AIS "
+               "with resampling, seed means with 95 % intervals.", ("rewiring-mnist-500.nc",), deep_r_comparison),
     FigureSpec("inclusion-maps",
                "Marginal inclusion probabilities of every connection: the reference posterior beside DEEP R, "
                "soft-DEEP R and NCG.", ("stationary-inclusion.nc",), inclusion_maps),

@@ -10,7 +10,8 @@ Into ``OUTPUT/data`` (the folder :mod:`paper_figures` reads), in order:
 2. each study's report (:func:`studies.report.study_report`: transition, masks, couplings,
    samples, gap);
 3. the rewiring experiments (:mod:`studies.rewiring`): ``rewiring-ncg.nc`` and, with MNIST,
-   ``rewiring-mnist.nc``; and a ``dilution train`` run's ``train-teacher/history.nc``;
+   ``rewiring-mnist.nc`` (784 x 16, exact likelihood) and ``rewiring-mnist-500.nc`` (784 x 500 at
+   ``paper`` scale, AIS with resampling); and a ``dilution train`` run's ``train-teacher/history.nc``;
 4. the stationary-law experiments (:func:`studies.stationary.run_experiments`):
    ``stationary-inclusion.nc``, ``stationary-divergence.nc``, ...; and the learning-rate halving
    and estimator-bias experiments (:func:`studies.stationary.run_bias_experiments`):
@@ -47,6 +48,7 @@ Scale = Literal["smoke", "paper"]
 class _Rewiring(NamedTuple):
     ncg: dict
     mnist: dict
+    mnist_500: dict  # the same comparison with AIS likelihoods (784 x 500 at paper scale)
     train: tuple[str, ...]  # options of the `dilution train` run whose history the training-curves figure draws
 
 
@@ -55,6 +57,9 @@ _REWIRING = {
     "smoke": _Rewiring(ncg={"epochs": 100, "n_seeds": 3, "n_checkpoints": 12},
                        mnist={"connectivities": (0.1, 0.3), "n_seeds": 2, "n_hidden": 6, "epochs": 2,
                               "n_train": 1000, "n_test": 500},
+                       mnist_500={"connectivities": (0.1, 0.3), "n_seeds": 2, "n_hidden": 24, "epochs": 2,
+                                  "n_train": 1000, "n_test": 500, "likelihood": "ais", "ais_chains": 40,
+                                  "ais_groups": 4, "ais_betas": 200, "ais_resample": 0.5},
                        train=("--teacher-visible", "16", "--teacher-hidden", "4", "--n-hidden", "6", "--n-train",
                               "500", "--n-test", "500", "--epochs", "20", "--checkpoints", "10")),
     # issue 11, item 1: 10,000 epochs, 10 seeds per initial density
@@ -65,6 +70,12 @@ _REWIRING = {
                        mnist={"connectivities": (0.01, 0.02, 0.05), "n_seeds": 3, "n_hidden": 16, "epochs": 400,
                               "n_train": 10_000, "n_test": 2_000, "learning_rate": 0.05, "k": 10,
                               "ncg_densities": (1.0, 0.5, 0.1)},
+                       # issue 11, item 4, at 500 hidden units: plain AIS collapses on these models (one or two
+                       # chains carry the weight), AIS with resampling in 10 populations of 50 does not
+                       mnist_500={"connectivities": (0.01, 0.02, 0.05), "n_seeds": 3, "n_hidden": 500, "epochs": 200,
+                                  "n_train": 10_000, "n_test": 2_000, "learning_rate": 0.05, "k": 10,
+                                  "ncg_densities": (1.0, 0.5, 0.1), "likelihood": "ais", "ais_chains": 500,
+                                  "ais_groups": 10, "ais_betas": 10_000, "ais_resample": 0.5},
                        train=()),  # `dilution train`'s defaults: the 64 x 10 teacher, 64 x 16 student
 }
 SCALES = tuple(_REWIRING)
@@ -214,7 +225,7 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
     computed: list[str] = []
     missing: dict[str, str] = {}
     if mnist is None:
-        missing.update({"study-mnist": why, "rewiring-mnist.nc": why})
+        missing.update({"study-mnist": why, "rewiring-mnist.nc": why, "rewiring-mnist-500.nc": why})
     for name, spec in specs.items():
         t0 = time.perf_counter()
         run = run_study(spec, client=client, retries=retries)
@@ -242,6 +253,11 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
             settings.mnist, seed, learning_rate=0.01),
             lambda: mnist_comparison(mnist, **settings.mnist, seed=seed), computed)
         log(f"rewiring-mnist.nc ({time.perf_counter() - t0:.1f} s)")
+        t0 = time.perf_counter()
+        _experiment_file(folder / "rewiring-mnist-500.nc", _experiment_settings(
+            settings.mnist_500, seed, learning_rate=0.01),
+            lambda: mnist_comparison(mnist, **settings.mnist_500, seed=seed), computed)
+        log(f"rewiring-mnist-500.nc ({time.perf_counter() - t0:.1f} s)")
     history = folder / "train-teacher" / "history.nc"
     if not history.exists():
         t0 = time.perf_counter()

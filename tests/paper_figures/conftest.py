@@ -280,7 +280,7 @@ def write_all(data: Path) -> Path:
                                 ("masks.nc", lambda s: make_masks()), ("ising.nc", lambda s: make_ising()),
                                 ("samples.nc", lambda s: make_samples()), ("gap.nc", lambda s: make_gap()))}
     files.update({
-        "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(),
+        "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(), "rewiring-mnist-500.nc": make_deep_r(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
         "stationary-divergence-soft-deep-r.nc": make_divergence(),
         "stationary-discretisation.nc": make_discretisation(),
