@@ -70,6 +70,18 @@ def make_models(n_models: int, seed: int) -> list[RBM]:
     return models
 
 
+def all_threads_and_one(rbm: RBM, kw: dict):
+    """log_partition(rbm, **kw) with numba's threads as they are, then with one thread."""
+    first = log_partition(rbm, **kw)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = log_partition(rbm, **kw)
+    finally:
+        numba.set_num_threads(old)
+    return first, single
+
+
 def check_against_exact(models: list[RBM], n_chains: int, betas: np.ndarray) -> tuple[list, list]:
     # Per model three one-sided checks: the forward estimate within z SE of exact on either side,
     # and exact below the reverse (upper-bound) estimate plus z SE.
@@ -156,13 +168,7 @@ def test_resampling_is_reproducible_any_thread_count():
     rbm = RBM.random(30, 16, weight_scale=2.0, bias_scale=0.5, seed=12)
     kw = dict(n_chains=40, betas=schedules.linear(30), seed=7, reverse=False, resample=0.5, n_groups=4,
               n_bootstrap=0)
-    first = log_partition(rbm, **kw)
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        single = log_partition(rbm, **kw)
-    finally:
-        numba.set_num_threads(old)
+    first, single = all_threads_and_one(rbm, kw)
     assert int(first.n_resamples.sum()) > 0
     np.testing.assert_array_equal(first.group_log_ratio.values, single.group_log_ratio.values)
     np.testing.assert_array_equal(first.n_resamples.values, single.n_resamples.values)
@@ -203,13 +209,7 @@ def test_ais_on_salakhutdinov_15_hidden_mnist_model(data_dir, models_dir):
 def test_same_seed_same_log_weights_any_thread_count():
     rbm = make_models(1, seed=4)[0]
     kw = dict(n_chains=16, betas=schedules.linear(200), seed=7, reverse_burn_in=20, n_bootstrap=0)
-    first = log_partition(rbm, **kw)
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        single = log_partition(rbm, **kw)
-    finally:
-        numba.set_num_threads(old)
+    first, single = all_threads_and_one(rbm, kw)
     np.testing.assert_array_equal(first.log_weights.values, single.log_weights.values)
     np.testing.assert_array_equal(first.log_weights_reverse.values, single.log_weights_reverse.values)
     other = log_partition(rbm, **{**kw, "seed": 8})
