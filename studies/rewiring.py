@@ -305,9 +305,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                           "unless NUMBA_NUM_THREADS says otherwise)", "s"),
     }
     if likelihood == "ais":
-        extra["ais_degenerate"] = ("forward AIS weights degenerate (effective sample size below "
-                                   f"{LOW_ESS_FRACTION:.0%} of the chains: log Z and its standard error "
-                                   "unreliable): 1, else 0", "1")
+        below = (f"the populations' estimates of Z with an effective sample size below half of the {ais_groups}"
+                 if ais_resample else f"effective sample size below {LOW_ESS_FRACTION:.0%} of the chains")
+        extra["ais_degenerate"] = (f"forward AIS degenerate ({below}: log Z and its standard error unreliable): 1, "
+                                   "else 0", "1")
     values = {name: np.full(shape, np.nan) for name in (*scores, *extra)}
     repeated = {"dense", *(ncg_label(p) for p in densities)}
     for s in range(n_seeds):

@@ -98,6 +98,7 @@ def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
     experiment = json.loads(ais.attrs["experiment"])
     assert experiment["ais_resample"] == 0.5 and experiment["ais_groups"] == 20
     assert "20 populations resampled" in ais.attrs["log_likelihood_method"]
+    assert "populations' estimates of Z" in ais["ais_degenerate"].attrs["long_name"]
     # log Z is the log of the mean of 20 i.i.d. unbiased population estimates, its standard error
     # the delta method over them: |AIS - exact| < 5 s.e. fails by chance with probability about
     # 2 * 8e-5 (Student t with 19 degrees of freedom, two connectivities).
