@@ -45,6 +45,7 @@ __all__ = [
     "padded_weights",
     "ais_kernel",
     "weight_summary",
+    "check_resampling",
     "DegenerateWeightsWarning",
     "LOW_ESS_FRACTION",
 ]
@@ -308,6 +309,26 @@ def _systematic(log_w: np.ndarray, u: float) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, (u + np.arange(n)) / n, side="right"), n - 1)
 
 
+def check_resampling(resample, n_groups, n_chains: int, *,
+                     names: tuple[str, str, str] = ("resample", "n_groups", "n_chains")) -> float:
+    """Check the resampling options of :func:`log_partition` and return ``resample`` as a float.
+
+    ``resample`` must be a number in [0, 1); above 0, ``n_groups`` must be an integer >= 2 that
+    divides ``n_chains`` into populations of at least 2 chains. ``names`` are the option names the
+    errors use (a caller with its own names, e.g. ``ais_resample``, passes them).
+    """
+    r_name, g_name, c_name = names
+    if isinstance(resample, bool) or not isinstance(resample, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(resample) < 1.0:
+        raise ValueError(f"{r_name} must be a number in [0, 1) (0: plain AIS; 0.5 is usual), got {resample!r}")
+    if resample:
+        check_int(g_name, n_groups, low=2)
+        if n_chains % n_groups or n_chains // n_groups < 2:
+            raise ValueError(f"{c_name} ({n_chains}) must be a multiple of {g_name} ({n_groups}) with at least 2 "
+                             f"chains per population when {r_name} > 0")
+    return float(resample)
+
+
 def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, seed: int, desc: str,
              progress) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """AIS with adaptive resampling (an SMC sampler) in ``n_groups`` independent populations.
@@ -461,15 +482,7 @@ def log_partition(
     check_int("n_chains", n_chains, low=2)  # two runs at least, for a standard error
     check_int("reverse_burn_in", reverse_burn_in, low=0)
     check_int("n_bootstrap", n_bootstrap, low=0)
-    if isinstance(resample, bool) or not isinstance(resample, (int, float, np.integer, np.floating)) \
-            or not 0.0 <= float(resample) < 1.0:
-        raise ValueError(f"resample must be a number in [0, 1) (0: plain AIS; 0.5 is usual), got {resample!r}")
-    resample = float(resample)
-    if resample:
-        check_int("n_groups", n_groups, low=2)
-        if n_chains % n_groups or n_chains // n_groups < 2:
-            raise ValueError(f"n_chains ({n_chains}) must be a multiple of n_groups ({n_groups}) with at least 2 "
-                             "chains per population when resample > 0")
+    resample = check_resampling(resample, n_groups, n_chains)
     schedule = classic() if betas is None else check_schedule(betas)
     dt = rbm.dtype
     a0 = base_rate_bias(data, rbm.n_visible)

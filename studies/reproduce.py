@@ -252,16 +252,11 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
         lambda: ncg_trajectories(**settings.ncg, seed=seed), computed)
     log(f"rewiring-ncg.nc ({time.perf_counter() - t0:.1f} s)")
     if mnist is not None:
-        t0 = time.perf_counter()
-        _experiment_file(folder / "rewiring-mnist.nc", _experiment_settings(
-            settings.mnist, seed, learning_rate=0.01),
-            lambda: mnist_comparison(mnist, **settings.mnist, seed=seed), computed)
-        log(f"rewiring-mnist.nc ({time.perf_counter() - t0:.1f} s)")
-        t0 = time.perf_counter()
-        _experiment_file(folder / "rewiring-mnist-500.nc", _experiment_settings(
-            settings.mnist_500, seed, learning_rate=0.01),
-            lambda: mnist_comparison(mnist, **settings.mnist_500, seed=seed), computed)
-        log(f"rewiring-mnist-500.nc ({time.perf_counter() - t0:.1f} s)")
+        for name, kwargs in (("rewiring-mnist.nc", settings.mnist), ("rewiring-mnist-500.nc", settings.mnist_500)):
+            t0 = time.perf_counter()
+            _experiment_file(folder / name, _experiment_settings(kwargs, seed, learning_rate=0.01),
+                             lambda kwargs=kwargs: mnist_comparison(mnist, **kwargs, seed=seed), computed)
+            log(f"{name} ({time.perf_counter() - t0:.1f} s)")
     history = folder / "train-teacher" / "history.nc"
     if not history.exists():
         t0 = time.perf_counter()

@@ -235,7 +235,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     import warnings
 
     from dilution import exact
-    from dilution.ais import LOW_ESS_FRACTION, DegenerateWeightsWarning
+    from dilution.ais import LOW_ESS_FRACTION, DegenerateWeightsWarning, check_resampling
     from dilution.data import binarize
     from dilution.data import mnist as mnist_data
     from dilution.data.split import as_matrix, shuffle
@@ -258,12 +258,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                          f"{n_hidden}; use likelihood='ais'")
     _check_ais("ais_chains", ais_chains)
     _check_ais("ais_betas", ais_betas)
-    if isinstance(ais_resample, bool) or not isinstance(ais_resample, (int, float, np.integer, np.floating)) \
-            or not 0.0 <= ais_resample < 1.0:
-        raise ValueError(f"ais_resample must be a number in [0, 1) (0: plain AIS; 0.5 is usual), got {ais_resample!r}")
-    if ais_resample and (_check_ais("ais_groups", ais_groups) > ais_chains // 2 or ais_chains % ais_groups):
-        raise ValueError(f"ais_groups must divide ais_chains ({ais_chains}) into populations of at least 2 chains, "
-                         f"got {ais_groups!r}")
+    check_resampling(ais_resample, ais_groups, ais_chains, names=("ais_resample", "ais_groups", "ais_chains"))
     conn = [float(c) for c in connectivities]
     if not conn or any(not 0.0 < c < 1.0 for c in conn):
         raise ValueError(f"connectivities must be a non-empty list of numbers in (0, 1), got {list(connectivities)}")
