@@ -9,7 +9,7 @@ black dashed line with its band; any other method whose ``uses_connectivity`` co
 ``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
 in its colour with its band, labelled with its mean ``final_density`` when the file has it. The
 legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
-file."""
+file. A file with several training budgets (an ``epochs`` dimension) is drawn at its largest."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def load(path: Path) -> tuple[xr.Dataset]:
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
     and the methods with ``uses_connectivity`` = 0 lines."""
+    if "epochs" in ds.dims:
+        ds = ds.isel({"epochs": -1})
     fig, axes = new_figure(1, aspect=1.25)
     ax = axes[0, 0]
     x = ds["connectivity"].values

@@ -22,7 +22,9 @@ purpose, so the two implementations (or the methods) of one seed share their ini
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -162,13 +164,119 @@ def _check_ais(name: str, value) -> int:
     return int(value)
 
 
+def _budgets(epochs) -> tuple[int, ...]:
+    """``epochs`` of :func:`mnist_comparison` as sorted budgets."""
+    if isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool):
+        return (_check_count("epochs", epochs),)
+    items = list(epochs) if isinstance(epochs, (list, tuple, np.ndarray)) else None
+    if not items or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1 for e in items) \
+            or len(set(items)) != len(items):
+        raise ValueError(f"epochs must be a positive integer or a non-empty list of distinct positive integers "
+                         f"(training budgets), got {epochs!r}")
+    return tuple(sorted(int(e) for e in items))
+
+
+class _WorkDir:
+    """The folder that makes :func:`mnist_comparison` resumable: ``experiment.json`` (the settings
+    it was made with), ``<run>-state.nc`` (a run's latest training state), ``<run>-e<epochs>.json``
+    (a scored model's numbers). Every file is written atomically."""
+
+    def __init__(self, folder, experiment: dict):
+        from dilution.io import atomic_write
+
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"work_dir {self.folder} exists and is not a folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        settings = self.folder / "experiment.json"
+        mine = json.loads(json.dumps(experiment, sort_keys=True))
+        if settings.exists():
+            saved = json.loads(settings.read_text())
+            if saved != mine:
+                diff = "; ".join(f"{key}: {saved.get(key)!r} there, {mine.get(key)!r} here"
+                                 for key in sorted(set(saved) | set(mine)) if saved.get(key) != mine.get(key))
+                raise ValueError(f"work_dir {self.folder} holds a comparison made with other settings ({diff}); "
+                                 "give another folder, or the settings it was made with")
+        else:
+            with atomic_write(settings) as tmp:
+                tmp.write_text(json.dumps(mine, sort_keys=True))
+
+    def scores(self, run: str, epochs: int) -> dict | None:
+        path = self.folder / f"{run}-e{epochs}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_scores(self, run: str, epochs: int, row: dict) -> None:
+        from dilution.io import atomic_write
+
+        with atomic_write(self.folder / f"{run}-e{epochs}.json") as tmp:
+            tmp.write_text(json.dumps(row, sort_keys=True))
+
+    def state(self, run: str):
+        from dilution.io import load_state
+
+        path = self.folder / f"{run}-state.nc"
+        return load_state(path) if path.exists() else None
+
+    def save_state(self, run: str, state) -> None:
+        from dilution.io import save
+
+        save(state, self.folder / f"{run}-state.nc")
+
+
+def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequence[int], store: _WorkDir | None,
+                 run: str, save_every: int):
+    """Yield ``(model, train_seconds)`` after each of ``stops`` (ascending epochs) of one training
+    run, continuing ``run``'s saved state in ``store`` and saving it every ``save_every`` epochs.
+    A generator: the caller scores each model before the run goes on."""
+    from dilution.training import init_state, train
+
+    if not stops:
+        return
+    state = store.state(run) if store is not None else None
+    if state is None:
+        state = init_state((data.shape[1], n_hidden), data, config, seed=seed)
+    per_epoch = state.plan.updates_per_epoch
+    for stop in stops:
+        if state.step > stop * per_epoch:
+            raise RuntimeError(f"work_dir: run {run}'s saved training state is past epoch {stop}, whose scores are "
+                               f"missing; remove {run}-state.nc to retrain it")
+        while state.step < stop * per_epoch:
+            until = stop if store is None else min(stop, (state.step // per_epoch // save_every + 1) * save_every)
+            state = train(None, data, None, resume=state, until=until * per_epoch, progress=False).state
+            if store is not None:
+                store.save_state(run, state)
+        yield state.model, float(state.train_time)
+
+
+def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[str, float]:
+    """The evaluation's metric values of ``model`` (and ``ais_degenerate`` with AIS); AIS
+    warnings are recorded and still shown."""
+    import warnings
+
+    from dilution.ais import DegenerateWeightsWarning
+
+    from .evaluate import evaluate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DegenerateWeightsWarning)
+        ev = evaluate(evaluation, model, data, seed, classifier=classifier)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    row = {name: float(metric.value) for name, metric in ev.metrics.items()}
+    if ais:
+        row["ais_degenerate"] = float(any(issubclass(w.category, DegenerateWeightsWarning) for w in caught))
+    return row
+
+
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
                      ais_chains: int = 100, ais_betas: int = 10_000, ais_resample: float = 0.0,
                      ais_groups: int = 10, classifier=None, n_samples: int = 1000,
-                     n_sweeps: int = 1000, progress: bool = False) -> xr.Dataset:
+                     n_sweeps: int = 1000, dtype: Literal["float64", "float32"] = "float64",
+                     work_dir: str | os.PathLike | None = None, save_every: int = 25,
+                     progress: bool = False) -> xr.Dataset:
     """Test log-likelihood of DEEP R, static random masks, magnitude pruning, NCG and the dense
     model on binarised MNIST (module docstring; issue 11, item 4).
 
@@ -191,7 +299,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     n_seeds : int
     n_hidden : int
         At most :data:`dilution.exact.MAX_UNITS` with ``likelihood="exact"``.
-    epochs : int
+    epochs : int or sequence of int
+        The training budget; a sequence gives several budgets scored in one call (the budget-
+        doubling check, e.g. ``(400, 800)``) and the result an ``epochs`` dimension. Every method
+        but magnitude pruning trains once, for the largest budget, and is scored after each
+        budget's number of epochs: with a constant learning rate that model is the one a run of
+        that budget ends with (tested). Magnitude pruning prunes at half its budget, so it runs
+        once per budget.
     n_train, n_test : int
         The first images of the shuffled training set and of the test set (threshold 0.5).
     learning_rate : float
@@ -218,13 +332,24 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         (:func:`analysis.classifier.load_or_train_classifier` makes and caches one).
     n_samples, n_sweeps : int
         Model samples for the classifier scores.
+    dtype : "float64" or "float32"
+        Precision of the training runs (float32: 1.3-1.7x faster at 784 x 500 on one core).
+    work_dir : path, optional
+        Makes the call resumable: every run's training state is saved there every
+        ``save_every`` epochs and every scored model's numbers when scored, so a call that was
+        stopped (killed, out of time) and called again with the same settings continues where it
+        was and returns what the uninterrupted call returns (train seconds aside). A folder made
+        with other settings is refused. Default: nothing is kept.
+    save_every : int
+        Epochs between saved training states with ``work_dir``.
     progress : bool
-        A line per run on standard error (method, seed, seconds, log-likelihood).
+        A line per scored model on standard error (method, seed, epochs, seconds, log-likelihood).
 
     Returns
     -------
     xarray.Dataset
-        Dims (``method``, ``connectivity``, ``seed``): ``test_log_likelihood``,
+        Dims (``method``, ``connectivity``, ``seed``), and ``epochs`` last when ``epochs`` is a
+        sequence: ``test_log_likelihood``,
         ``test_log_likelihood_se``, ``log_partition``, ``log_partition_se``, ``final_density``,
         ``train_seconds``, with AIS ``ais_degenerate`` and, with a classifier, ``classifier_inception_score``,
         ``classifier_coverage_entropy``, ``classifier_mean_max_probability``. Coordinates on
@@ -232,23 +357,24 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         (0 where the value is repeated along ``connectivity``).
     """
     import sys
-    import warnings
 
     from dilution import exact
-    from dilution.ais import LOW_ESS_FRACTION, DegenerateWeightsWarning, check_resampling
+    from dilution.ais import LOW_ESS_FRACTION, check_resampling
     from dilution.data import binarize
     from dilution.data import mnist as mnist_data
     from dilution.data.split import as_matrix, shuffle
     from dilution.estimators import PCD
-    from dilution.training import train
 
     from .data import StudyData
-    from .evaluate import evaluate, log_likelihood_method, metric_variables
+    from .evaluate import log_likelihood_method, metric_variables
     from .spec import EvaluationSpec
 
-    for name, value in (("n_seeds", n_seeds), ("n_hidden", n_hidden), ("epochs", epochs), ("n_train", n_train),
-                        ("n_test", n_test), ("n_samples", n_samples), ("k", k)):
+    budgets = _budgets(epochs)
+    for name, value in (("n_seeds", n_seeds), ("n_hidden", n_hidden), ("n_train", n_train),
+                        ("n_test", n_test), ("n_samples", n_samples), ("k", k), ("save_every", save_every)):
         _check_count(name, value)
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     _check_count("n_sweeps", n_sweeps, low=0)
     k = int(k)
     if likelihood not in ("exact", "ais"):
@@ -290,9 +416,29 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     data = StudyData(train_x, train_x[:0], test_x, np.nan, np.nan)
     n_visible = train_x.shape[1]
     common = dict(estimator=PCD(k=k), batch_size=100, learning_rate=learning_rate, checkpoints=1,
-                  exact_log_likelihood=False, checkpoint_log_likelihood="none")
+                  exact_log_likelihood=False, checkpoint_log_likelihood="none", dtype=dtype)
     scores = metric_variables(evaluation)
-    shape = (len(labels), len(conn), n_seeds)
+    experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden,
+                  "epochs": list(budgets) if not isinstance(epochs, (int, np.integer)) else int(epochs),
+                  "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
+    # Recorded only when they differ from the original experiment, so its settings (and the
+    # reproduce step's up-to-date check) read as before.
+    if k != 1:
+        experiment["k"] = k
+    if list(methods) != list(METHODS):
+        experiment["methods"] = [m for m in METHODS if m in methods]
+    if densities:
+        experiment["ncg_densities"] = densities
+    if likelihood != "exact":
+        experiment.update(likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas)
+        if ais_resample:
+            experiment.update(ais_resample=ais_resample, ais_groups=ais_groups)
+    if classifier is not None:
+        experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
+    if dtype != "float64":
+        experiment["dtype"] = dtype
+    store = _WorkDir(work_dir, experiment) if work_dir is not None else None
+    shape = (len(labels), len(conn), n_seeds, len(budgets))
     extra = {
         "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
                           "(n_visible n_hidden); dense: 1)", "1"),
@@ -310,26 +456,33 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         run_seed = _seed(seed, "studies.rewiring.mnist", s)
         for m, method in enumerate(labels):
             for c, connectivity in enumerate(conn[:1] if method in repeated else conn):
-                config = _method_config(method, connectivity, n_visible, n_hidden, common, epochs, n_train)
-                result = train((n_visible, n_hidden), train_x, config, seed=run_seed, progress=False)
-                model = result.model
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", DegenerateWeightsWarning)
-                    ev = evaluate(evaluation, model, data,
-                                  _seed(seed, "studies.rewiring.mnist.evaluation", method, repr(connectivity), s),
-                                  classifier=classifier)
-                for w in caught:  # recorded below, and still shown
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-                if likelihood == "ais":
-                    values["ais_degenerate"][m, c, s] = float(any(
-                        issubclass(w.category, DegenerateWeightsWarning) for w in caught))
-                for name, metric in ev.metrics.items():
-                    values[name][m, c, s] = metric.value
-                values["final_density"][m, c, s] = float(np.count_nonzero(model.mask)) / model.mask.size
-                values["train_seconds"][m, c, s] = float(result.state.train_time)
-                if progress:
-                    print(f"{method} c={connectivity:g} seed {s}: {result.state.train_time:.1f} s, "
-                          f"test LL {ev.metrics['test_log_likelihood'].value:.3f}", file=sys.stderr, flush=True)
+                eval_seed = _seed(seed, "studies.rewiring.mnist.evaluation", method, repr(connectivity), s)
+                # magnitude pruning prunes at half its budget: a run per budget; the others: one run
+                # for the largest budget, scored after each budget's epochs
+                runs = [(b, (b,)) for b in budgets] if method == "magnitude" else [(budgets[-1], budgets)]
+                for plan, stops in runs:
+                    name = f"{method}-c{connectivity!r}-s{s}"
+                    if method == "magnitude" and len(budgets) > 1:
+                        name += f"-b{plan}"
+                    todo = [b for b in stops if store is None or store.scores(name, b) is None]
+                    config = _method_config(method, connectivity, n_visible, n_hidden, common, plan, n_train)
+                    models = _train_stops(config, train_x, run_seed, n_hidden, todo, store, name, save_every)
+                    rows = {}
+                    for b, (model, seconds) in zip(todo, models):
+                        row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")
+                        row.update(final_density=float(np.count_nonzero(model.mask)) / model.mask.size,
+                                   train_seconds=seconds)
+                        rows[b] = row
+                        if store is not None:
+                            store.save_scores(name, b, row)
+                        if progress:
+                            print(f"{method} c={connectivity:g} seed {s} epochs {b}: {seconds:.1f} s, "
+                                  f"test LL {row['test_log_likelihood']:.3f}", file=sys.stderr, flush=True)
+                    for b in stops:
+                        row = rows[b] if b in rows else store.scores(name, b)
+                        for key, value in row.items():
+                            if key in values:
+                                values[key][m, c, s, budgets.index(b)] = value
             if method in repeated:
                 for array in values.values():
                     array[m, :, s] = array[m, 0, s]
@@ -345,28 +498,19 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                               {"long_name": "method trained at the connectivity coordinate (1) or its value "
                                             "repeated along it (0)", "units": "1"}),
     }
-    dims = ("method", "connectivity", "seed")
+    dims = ("method", "connectivity", "seed", "epochs")
+    if isinstance(epochs, (int, np.integer)):  # one budget: no epochs dimension, as before
+        dims = dims[:-1]
+        values = {name: array[..., 0] for name, array in values.items()}
+    else:
+        coords["epochs"] = ("epochs", np.array(budgets), {
+            "long_name": "training budget in epochs (magnitude: its own run per budget, pruned at half of it; "
+                         "the other methods: one run scored after this many epochs)", "units": "1"})
     data_vars = {name: (dims, values[name], {"long_name": long_name, "units": units})
                  for name, (long_name, units) in {**scores, **extra}.items()}
-    experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden, "epochs": epochs,
-                  "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
-    # Recorded only when they differ from the original experiment, so its settings (and the
-    # reproduce step's up-to-date check) read as before.
-    if k != 1:
-        experiment["k"] = k
-    if list(methods) != list(METHODS):
-        experiment["methods"] = [m for m in METHODS if m in methods]
-    if densities:
-        experiment["ncg_densities"] = densities
-    if likelihood != "exact":
-        experiment.update(likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas)
-        if ais_resample:
-            experiment.update(ais_resample=ais_resample, ais_groups=ais_groups)
-    if classifier is not None:
-        experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     attrs = dict(title=f"DEEP R, NCG, static masks and pruning on MNIST, 784 x {n_hidden}", seed=seed,
                  experiment=json.dumps(experiment, sort_keys=True),
-                 setup=f"PCD-{k}, batches of 100, plain SGD, binarised at 0.5",
+                 setup=f"PCD-{k}, batches of 100, plain SGD, binarised at 0.5, {dtype}",
                  log_likelihood_method=log_likelihood_method(evaluation))
     if likelihood == "ais":
         attrs.update(ais_chains=ais_chains, ais_betas=ais_betas, ais_resample=ais_resample,

@@ -1,0 +1,143 @@
+"""mnist_comparison with several training budgets, float32 runs and a resumable work_dir."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import studies.rewiring as rewiring
+from studies.rewiring import mnist_comparison
+
+# Two updates per epoch (200 images, batches of 100); magnitude prunes at epoch 1 of 2 and 2 of 4.
+TINY = dict(connectivities=(0.2,), n_seeds=1, n_hidden=4, n_train=200, n_test=100, seed=3, ncg_densities=(0.5,))
+COMPARED = ("test_log_likelihood", "log_partition", "final_density")
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_npz):
+    # the shared fixture: skips without DILUTION_DATA on a user's machine, fails in CI
+    return str(mnist_npz)
+
+
+@pytest.fixture(scope="module")
+def both(mnist):
+    return mnist_comparison(mnist, **TINY, epochs=(4, 2))
+
+
+def test_each_budget_is_scored_as_a_run_of_that_budget(mnist, both):
+    # The non-magnitude methods train once for 4 epochs and are scored after 2 as well: with a
+    # constant learning rate that model must be the one a 2-epoch run ends with, bit for bit (the
+    # exact log-likelihood and density compare it). Magnitude runs once per budget.
+    assert both["test_log_likelihood"].dims == ("method", "connectivity", "seed", "epochs")
+    np.testing.assert_array_equal(both["epochs"].values, [2, 4])
+    assert json.loads(both.attrs["experiment"])["epochs"] == [2, 4]
+    for budget in (2, 4):
+        alone = mnist_comparison(mnist, **TINY, epochs=budget)
+        assert "epochs" not in alone.dims and json.loads(alone.attrs["experiment"])["epochs"] == budget
+        for name in COMPARED:
+            np.testing.assert_array_equal(both[name].sel({"epochs": budget}).values, alone[name].values,
+                                          err_msg=f"{name} at {budget} epochs")
+    # and the budgets really differ (the check above would pass on a run that ignored them)
+    ll = both["test_log_likelihood"]
+    assert np.all(ll.sel({"epochs": 2}).values != ll.sel({"epochs": 4}).values)
+    seconds = both["train_seconds"]
+    assert np.all(seconds.sel({"epochs": 4}).values > seconds.sel({"epochs": 2}).values)
+
+
+def _crash_after(monkeypatch, target: str, calls: int):
+    """Make ``rewiring.<target>`` (a _WorkDir method or _score) raise after ``calls`` calls that
+    did their work: a run killed at that point."""
+    owner, name = (rewiring._WorkDir, target.split(".")[1]) if "." in target else (rewiring, target)
+    real = getattr(owner, name)
+    count = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == calls:
+            raise KeyboardInterrupt(f"killed after {calls} calls of {target}")
+        return out
+
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+@pytest.mark.parametrize("target, calls, first_step", [
+    # runs in order deep-r, static, magnitude (b2, b4), dense, ncg; 4 epochs of 2 updates, a state per epoch
+    ("_WorkDir.save_state", 3, 6),  # mid-run: deep-r's state at epoch 3 (its epoch-2 scores saved)
+    ("_WorkDir.save_state", 9, 2),  # in a later run: magnitude b2 at epoch 1
+    ("_score", 4, 0),  # static scored at 4 epochs, numbers not saved: rescored from its state, no training
+])
+def test_a_stopped_call_continues_in_its_work_dir_to_the_uninterrupted_result(mnist, both, tmp_path, monkeypatch,
+                                                                            target, calls, first_step):
+    import dilution.training
+
+    work = tmp_path / "work"
+    with monkeypatch.context() as patch:
+        _crash_after(patch, target, calls)
+        with pytest.raises(KeyboardInterrupt):
+            mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
+    assert list(work.glob("*-state.nc"))  # something was kept
+    stored = len(list(work.glob("*-e*.json")))
+    # What the resumed call does: the training it continues (from which update) and the models it scores.
+    starts, scored = [], []
+    real_train, real_score = dilution.training.train, rewiring._score
+    with monkeypatch.context() as patch:
+        patch.setattr(dilution.training, "train",
+                      lambda *a, resume, **k: starts.append(resume.step) or real_train(*a, resume=resume, **k))
+        patch.setattr(rewiring, "_score", lambda *a, **k: scored.append(1) or real_score(*a, **k))
+        resumed = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
+    assert starts[0] == first_step  # a continued state, not a retrained run
+    assert len(scored) == 10 - stored  # 5 methods x 2 budgets, the stored ones not rescored
+    for name in (*COMPARED, "test_log_likelihood_se"):
+        np.testing.assert_array_equal(resumed[name].values, both[name].values, err_msg=name)
+    # A finished work_dir is read, not recomputed: scoring is not called again.
+    monkeypatch.setattr(rewiring, "_score", lambda *a, **k: pytest.fail("a stored score was recomputed"))
+    again = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
+    np.testing.assert_array_equal(again["test_log_likelihood"].values, both["test_log_likelihood"].values)
+
+
+def test_a_work_dir_of_other_settings_is_refused(mnist, tmp_path):
+    work = tmp_path / "work"
+    mnist_comparison(mnist, **{**TINY, "ncg_densities": ()}, methods=("static",), epochs=1, work_dir=work)
+    with pytest.raises(ValueError, match=r"other settings \(epochs: 1 there, 2 here\)"):
+        mnist_comparison(mnist, **{**TINY, "ncg_densities": ()}, methods=("static",), epochs=2, work_dir=work)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a folder"):
+        mnist_comparison(mnist, **{**TINY, "ncg_densities": ()}, methods=("static",), epochs=1,
+                         work_dir=tmp_path / "file")
+
+
+def test_float32_runs_are_recorded_and_close_to_float64(mnist, both):
+    single = mnist_comparison(mnist, **TINY, epochs=(2, 4), dtype="float32")
+    assert json.loads(single.attrs["experiment"])["dtype"] == "float32" and "float32" in single.attrs["setup"]
+    assert "dtype" not in json.loads(both.attrs["experiment"])
+    # Float32 draws 24-bit uniforms where float64 draws 53-bit ones, so the chains differ after a
+    # few flips and the runs are not the same; at 4 epochs of 2 updates the trained models stay
+    # near their common start: their exact log-likelihoods differ by well under a nat.
+    diff = np.abs(single["test_log_likelihood"].values - both["test_log_likelihood"].values)
+    assert np.all(np.isfinite(diff)) and np.all(diff < 1.0)
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(epochs=()), "epochs"),
+    (dict(epochs=(2, 2)), "epochs"),
+    (dict(epochs=(0, 2)), "epochs"),
+    (dict(epochs=2.5), "epochs"),
+    (dict(epochs=True), "epochs"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(save_every=0), "save_every"),
+])
+def test_bad_budget_options_are_refused(options, match):
+    with pytest.raises(ValueError, match=match):
+        mnist_comparison("no-such-file.npz", **options)
+
+
+def test_the_figure_draws_the_largest_budget(both):
+    from paper_figures import deep_r_comparison
+
+    ax = deep_r_comparison.draw(both).axes[0]
+    static = [c for c in ax.containers if c.get_label() == "static"][0]
+    y = static.lines[0].get_ydata()
+    np.testing.assert_allclose(y, both["test_log_likelihood"].sel({"method": "static", "epochs": 4}).mean("seed"))
