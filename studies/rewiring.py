@@ -178,8 +178,8 @@ def _budgets(epochs) -> tuple[int, ...]:
 
 class _WorkDir:
     """The folder that makes :func:`mnist_comparison` resumable: ``experiment.json`` (the settings
-    it was made with), ``<run>-state.nc`` (a run's latest training state), ``<run>-e<epochs>.json``
-    (a scored model's numbers). Every file is written atomically."""
+    it was made with), ``<run>-state.nc`` (a run's latest training state), ``<run>-e<epochs>.nc``
+    and ``<run>-e<epochs>.json`` (a scored model and its numbers). Every file is written atomically."""
 
     def __init__(self, folder, experiment: dict):
         from dilution.io import atomic_write
@@ -211,6 +211,11 @@ class _WorkDir:
         with atomic_write(self.folder / f"{run}-e{epochs}.json") as tmp:
             tmp.write_text(json.dumps(row, sort_keys=True))
 
+    def save_model(self, run: str, epochs: int, model) -> None:
+        from dilution.io import save
+
+        save(model, self.folder / f"{run}-e{epochs}.nc")
+
     def state(self, run: str):
         from dilution.io import load_state
 
@@ -235,6 +240,9 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
     state = store.state(run) if store is not None else None
     if state is None:
         state = init_state((data.shape[1], n_hidden), data, config, seed=seed)
+    elif state.config.to_json() != config.to_json() or state.seed != seed:
+        raise ValueError(f"work_dir: {run}-state.nc was made by another training run (its config or seed differs "
+                         "from this run's); remove it to retrain the run")
     per_epoch = state.plan.updates_per_epoch
     for stop in stops:
         if state.step > stop * per_epoch:
@@ -245,6 +253,8 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
             state = train(None, data, None, resume=state, until=until * per_epoch, progress=False).state
             if store is not None:
                 store.save_state(run, state)
+        if store is not None:
+            store.save_model(run, stop, state.model)
         yield state.model, float(state.train_time)
 
 
@@ -338,8 +348,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         Makes the call resumable: every run's training state is saved there every
         ``save_every`` epochs and every scored model's numbers when scored, so a call that was
         stopped (killed, out of time) and called again with the same settings continues where it
-        was and returns what the uninterrupted call returns (train seconds aside). A folder made
-        with other settings is refused. Default: nothing is kept.
+        was and returns what the uninterrupted call returns (train seconds aside). The scored
+        models are kept there too (``<method>-c<connectivity>-s<seed>[-b<budget>]-e<epochs>.nc``),
+        to be scored again another way. A folder made with other settings is refused. Default:
+        nothing is kept.
     save_every : int
         Epochs between saved training states with ``work_dir``.
     progress : bool

@@ -90,12 +90,28 @@ def test_a_stopped_call_continues_in_its_work_dir_to_the_uninterrupted_result(mn
         resumed = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
     assert starts[0] == first_step  # a continued state, not a retrained run
     assert len(scored) == 10 - stored  # 5 methods x 2 budgets, the stored ones not rescored
+    # the scored models are kept, and they are the scored ones
+    import dilution
+
+    model = dilution.load(work / "deep-r-c0.2-s0-e2.nc")
+    np.testing.assert_array_equal(float(np.count_nonzero(model.mask)) / model.mask.size,
+                                  both["final_density"].sel({"method": "deep-r", "epochs": 2}).values.ravel()[0])
     for name in (*COMPARED, "test_log_likelihood_se"):
         np.testing.assert_array_equal(resumed[name].values, both[name].values, err_msg=name)
     # A finished work_dir is read, not recomputed: scoring is not called again.
     monkeypatch.setattr(rewiring, "_score", lambda *a, **k: pytest.fail("a stored score was recomputed"))
     again = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
     np.testing.assert_array_equal(again["test_log_likelihood"].values, both["test_log_likelihood"].values)
+
+
+def test_a_training_state_of_another_run_is_refused(mnist, tmp_path):
+    work = tmp_path / "work"
+    options = dict(**{**TINY, "ncg_densities": ()}, methods=("static", "dense"), epochs=2, work_dir=work)
+    mnist_comparison(mnist, **options)
+    (work / "dense-c0.2-s0-e2.json").unlink()
+    (work / "static-c0.2-s0-state.nc").replace(work / "dense-c0.2-s0-state.nc")
+    with pytest.raises(ValueError, match="dense-c0.2-s0-state.nc was made by another training run"):
+        mnist_comparison(mnist, **options)
 
 
 def test_a_work_dir_of_other_settings_is_refused(mnist, tmp_path):
