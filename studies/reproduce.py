@@ -12,7 +12,9 @@ Into ``OUTPUT/data`` (the folder :mod:`paper_figures` reads), in order:
 3. the rewiring experiments (:mod:`studies.rewiring`): ``rewiring-ncg.nc`` and, with MNIST,
    ``rewiring-mnist.nc`` (784 x 16, exact likelihood) and ``rewiring-mnist-500.nc`` (784 x 500 at
    ``paper`` scale, AIS with resampling, 400 and 800 epochs); each comparison keeps its training
-   states and scores in ``<name>.work/`` as it goes, so a stopped run continues where it was;
+   states and scores in ``<name>.work/`` as it goes, so a stopped run continues where it was; when
+   the MNIST study scores samples with the auxiliary classifier (``paper`` scale) the comparisons
+   use the same classifier;
    and a ``dilution train`` run's ``train-teacher/history.nc``;
 4. the stationary-law experiments (:func:`studies.stationary.run_experiments`):
    ``stationary-inclusion.nc``, ``stationary-divergence.nc``, ...; and the learning-rate halving
@@ -194,6 +196,28 @@ def _experiment_settings(kwargs: dict, seed: int, **defaults) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
 
+def _study_classifier(spec):
+    """The MNIST study's auxiliary classifier when its evaluation uses one (the paper scale's does;
+    cached in its output folder by then), for the rewiring comparisons' classifier scores."""
+    if spec is None or "classifier" not in spec.evaluation.metrics:
+        return None
+    from .evaluate import study_classifier
+
+    return study_classifier(spec)
+
+
+def _comparison_settings(kwargs: dict, seed: int, classifier) -> tuple[dict, dict]:
+    """The ``experiment`` attr that :func:`studies.rewiring.mnist_comparison` writes for ``kwargs``
+    (the file's up-to-date check) and the keyword arguments of the call, with ``classifier``."""
+    call = {**kwargs, "seed": seed}
+    if classifier is None:  # the samples' size is recorded only when a classifier scores them
+        recorded = {k: v for k, v in kwargs.items() if k not in ("n_samples", "n_sweeps")}
+        return _experiment_settings(recorded, seed, learning_rate=0.01), call
+    call["classifier"] = classifier
+    return _experiment_settings(kwargs, seed, learning_rate=0.01, classifier_seed=classifier.seed,
+                                n_samples=1000, n_sweeps=1000), call
+
+
 def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str | None = None, retries: int = 2,
               seed: int = 0, figures: bool = True, log: Callable[[str], None] = print) -> ReproduceRun:
     """Make every dataset of the paper's figures at ``scale`` under ``output/data`` and draw the
@@ -257,11 +281,13 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
         lambda: ncg_trajectories(**settings.ncg, seed=seed), computed)
     log(f"rewiring-ncg.nc ({time.perf_counter() - t0:.1f} s)")
     if mnist is not None:
+        classifier = _study_classifier(specs.get("mnist"))
         for name, kwargs in (("rewiring-mnist.nc", settings.mnist), ("rewiring-mnist-500.nc", settings.mnist_500)):
             t0 = time.perf_counter()
-            _experiment_file(folder / name, _experiment_settings(kwargs, seed, learning_rate=0.01),
+            experiment, kwargs = _comparison_settings(kwargs, seed, classifier)
+            _experiment_file(folder / name, experiment,
                              lambda kwargs=kwargs, work=folder / name.replace(".nc", ".work"):
-                             mnist_comparison(mnist, **kwargs, seed=seed, work_dir=work), computed)
+                             mnist_comparison(mnist, **kwargs, work_dir=work), computed)
             log(f"{name} ({time.perf_counter() - t0:.1f} s)")
     history = folder / "train-teacher" / "history.nc"
     if not history.exists():

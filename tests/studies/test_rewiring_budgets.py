@@ -157,3 +157,26 @@ def test_the_figure_draws_the_largest_budget(both):
     static = [c for c in ax.containers if c.get_label() == "static"][0]
     y = static.lines[0].get_ydata()
     np.testing.assert_allclose(y, both["test_log_likelihood"].sel({"method": "static", "epochs": 4}).mean("seed"))
+
+
+@pytest.mark.parametrize("with_classifier", [False, True])
+def test_reproduce_knows_the_settings_the_comparison_records(mnist, tmp_path, with_classifier):
+    # reproduce skips a comparison whose file records the settings it would ask for; if the two
+    # disagreed (e.g. on the classifier's keys) every run would recompute hours of training.
+    from analysis.classifier import ClassifierConfig, train_classifier
+    from dilution.data import mnist as mnist_data
+    from studies.reproduce import _comparison_settings, _study_classifier, smoke_specs
+
+    assert _study_classifier(None) is None
+    assert _study_classifier(smoke_specs(tmp_path, mnist)["mnist"]) is None  # the smoke study scores no samples
+    classifier = None
+    if with_classifier:
+        train = mnist_data.load_mnist(mnist, "train")
+        classifier = train_classifier(train["images"].values[:300], train["labels"].values[:300], seed=4,
+                                      config=ClassifierConfig(n_hidden=8, epochs=1), progress=False)
+    kwargs = dict(connectivities=(0.2,), n_seeds=1, n_hidden=4, n_train=200, n_test=100, epochs=(1, 2),
+                  dtype="float32", methods=("static",), n_samples=10, n_sweeps=2)
+    experiment, call = _comparison_settings(kwargs, 5, classifier)
+    ds = mnist_comparison(mnist, **call)
+    assert json.loads(ds.attrs["experiment"]) == experiment
+    assert ("classifier_inception_score" in ds) == with_classifier
