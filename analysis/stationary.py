@@ -884,7 +884,7 @@ def deviation_ratios(estimates, standard_errors, reference, reference_standard_e
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = d[..., :-1] / d[..., 1:]
         # Var(a/b) to first order with Var a = s_a^2 + s_r^2, Var b = s_b^2 + s_r^2, Cov(a, b) = s_r^2.
-        a, b = d[..., :-1], d[..., 1:]
+        b = d[..., 1:]
         var = (d_se[..., :-1] ** 2 - 2 * ratio * sr[..., None] ** 2 + ratio**2 * d_se[..., 1:] ** 2) / b**2
         rng = np.random.default_rng(derive_seed(check_seed(seed), "deviation-ratios"))
         m_draw = m + s * rng.standard_normal((n_draws, *m.shape))
