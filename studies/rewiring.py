@@ -176,85 +176,111 @@ def _budgets(epochs) -> tuple[int, ...]:
     return tuple(sorted(int(e) for e in items))
 
 
+def _digest(*parts) -> str:
+    import hashlib
+
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
+
+
 class _WorkDir:
-    """The folder that makes :func:`mnist_comparison` resumable: ``experiment.json`` (the settings
-    it was made with), ``<run>-state.nc`` (a run's latest training state), ``<run>-e<epochs>.nc``
-    and ``<run>-e<epochs>.json`` (a scored model and its numbers). Every file is written atomically."""
+    """The folder that makes :func:`mnist_comparison` resumable. Per training run ``<run>``:
+    ``<run>-state.nc`` (its latest training state), ``<run>-e<epochs>.nc`` (its model after that
+    many epochs) and ``<run>-e<epochs>-<key>.json`` (that model's scores under one evaluation,
+    ``key`` a digest of the evaluation's settings and of the run). Files are written atomically and checked on
+    reading: a state or model of another training run (config, seed or data) is refused, and a
+    score of another evaluation is not read, so a call with other evaluation settings scores the
+    kept models again without training."""
 
-    def __init__(self, folder, experiment: dict):
-        from dilution.io import atomic_write
-
+    def __init__(self, folder):
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise ValueError(f"work_dir {self.folder} exists and is not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
-        settings = self.folder / "experiment.json"
-        mine = json.loads(json.dumps(experiment, sort_keys=True))
-        if settings.exists():
-            saved = json.loads(settings.read_text())
-            if saved != mine:
-                diff = "; ".join(f"{key}: {saved.get(key)!r} there, {mine.get(key)!r} here"
-                                 for key in sorted(set(saved) | set(mine)) if saved.get(key) != mine.get(key))
-                raise ValueError(f"work_dir {self.folder} holds a comparison made with other settings ({diff}); "
-                                 "give another folder, or the settings it was made with")
-        else:
-            with atomic_write(settings) as tmp:
-                tmp.write_text(json.dumps(mine, sort_keys=True))
 
-    def scores(self, run: str, epochs: int) -> dict | None:
-        path = self.folder / f"{run}-e{epochs}.json"
+    def scores(self, run: str, epochs: int, key: str) -> dict | None:
+        path = self.folder / f"{run}-e{epochs}-{key}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def save_scores(self, run: str, epochs: int, row: dict) -> None:
+    def save_scores(self, run: str, epochs: int, key: str, row: dict) -> None:
         from dilution.io import atomic_write
 
-        with atomic_write(self.folder / f"{run}-e{epochs}.json") as tmp:
+        with atomic_write(self.folder / f"{run}-e{epochs}-{key}.json") as tmp:
             tmp.write_text(json.dumps(row, sort_keys=True))
 
-    def save_model(self, run: str, epochs: int, model) -> None:
+    def model(self, run: str, epochs: int, run_key: str):
+        """``(model, train_seconds)`` kept for ``run`` after ``epochs``, or None."""
+        from dilution.io import load, load_dataset
+
+        path = self.folder / f"{run}-e{epochs}.nc"
+        if not path.exists():
+            return None
+        attrs = load_dataset(path).attrs
+        if attrs.get("run_key") != run_key:
+            raise ValueError(f"work_dir: {path.name} was made by another training run (its config, seed or data "
+                             "differ from this run's); remove it, or give another work_dir")
+        return load(path), float(attrs["train_seconds"])
+
+    def save_model(self, run: str, epochs: int, model, run_key: str, train_seconds: float) -> None:
         from dilution.io import save
 
-        save(model, self.folder / f"{run}-e{epochs}.nc")
+        save(model, self.folder / f"{run}-e{epochs}.nc", attrs={"run_key": run_key, "train_seconds": train_seconds})
 
-    def state(self, run: str):
-        from dilution.io import load_state
+    def state(self, run: str, run_key: str):
+        from dilution.io import load_dataset, load_state
 
         path = self.folder / f"{run}-state.nc"
-        return load_state(path) if path.exists() else None
+        if not path.exists():
+            return None
+        if load_dataset(path).attrs.get("run_key") != run_key:
+            raise ValueError(f"work_dir: {path.name} was made by another training run (its config, seed or data "
+                             "differ from this run's); remove it to retrain the run, or give another work_dir")
+        return load_state(path)
 
-    def save_state(self, run: str, state) -> None:
+    def save_state(self, run: str, state, run_key: str) -> None:
         from dilution.io import save
 
-        save(state, self.folder / f"{run}-state.nc")
+        save(state, self.folder / f"{run}-state.nc", attrs={"run_key": run_key})
+
+
+def _run_key(config, seed: int, data: np.ndarray) -> str:
+    """What makes a training run: its config, seed and training data."""
+    from dilution.training import data_fingerprint
+
+    return _digest(config.to_json(), seed, data_fingerprint(data))
 
 
 def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequence[int], store: _WorkDir | None,
                  run: str, save_every: int):
     """Yield ``(model, train_seconds)`` after each of ``stops`` (ascending epochs) of one training
-    run, continuing ``run``'s saved state in ``store`` and saving it every ``save_every`` epochs.
-    A generator: the caller scores each model before the run goes on."""
+    run: a model kept in ``store``, or the run's saved state continued (saved every
+    ``save_every`` epochs, each stop's model kept). A generator: the caller scores each model
+    before the run goes on."""
     from dilution.training import init_state, train
 
     if not stops:
         return
-    state = store.state(run) if store is not None else None
-    if state is None:
-        state = init_state((data.shape[1], n_hidden), data, config, seed=seed)
-    elif state.config.to_json() != config.to_json() or state.seed != seed:
-        raise ValueError(f"work_dir: {run}-state.nc was made by another training run (its config or seed differs "
-                         "from this run's); remove it to retrain the run")
-    per_epoch = state.plan.updates_per_epoch
+    run_key = _run_key(config, seed, data)
+    state = None
     for stop in stops:
+        kept = store.model(run, stop, run_key) if store is not None else None
+        if kept is not None:
+            yield kept
+            continue
+        if state is None:
+            state = store.state(run, run_key) if store is not None else None
+            if state is None:
+                state = init_state((data.shape[1], n_hidden), data, config, seed=seed)
+        per_epoch = state.plan.updates_per_epoch
         if state.step > stop * per_epoch:
-            raise RuntimeError(f"work_dir: run {run}'s saved training state is past epoch {stop}, whose scores are "
-                               f"missing; remove {run}-state.nc to retrain it")
+            raise RuntimeError(f"work_dir: run {run}'s saved training state is past epoch {stop}, whose model is "
+                               f"missing; remove {run}-state.nc to retrain the run")
         while state.step < stop * per_epoch:
             until = stop if store is None else min(stop, (state.step // per_epoch // save_every + 1) * save_every)
             state = train(None, data, None, resume=state, until=until * per_epoch, progress=False).state
             if store is not None:
-                store.save_state(run, state)
+                store.save_state(run, state, run_key)
         if store is not None:
-            store.save_model(run, stop, state.model)
+            store.save_model(run, stop, state.model, run_key, float(state.train_time))
         yield state.model, float(state.train_time)
 
 
@@ -346,12 +372,15 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         Precision of the training runs (float32: 1.3-1.7x faster at 784 x 500 on one core).
     work_dir : path, optional
         Makes the call resumable: every run's training state is saved there every
-        ``save_every`` epochs and every scored model's numbers when scored, so a call that was
-        stopped (killed, out of time) and called again with the same settings continues where it
-        was and returns what the uninterrupted call returns (train seconds aside). The scored
-        models are kept there too (``<method>-c<connectivity>-s<seed>[-b<budget>]-e<epochs>.nc``),
-        to be scored again another way. A folder made with other settings is refused. Default:
-        nothing is kept.
+        ``save_every`` epochs, and every model to be scored and then its scores, so a call that
+        was stopped (killed, out of time) and called again continues where it was and returns
+        what the uninterrupted call returns (train seconds aside). Runs are kept per run
+        (``<method>-c<connectivity>-s<seed>[-b<budget>]``), scores per evaluation: a call with
+        other evaluation settings (``likelihood``, ``ais_*``, ``classifier``, ``n_test``, ...)
+        scores the kept models without training; calls with other methods or seeds share the
+        runs they have in common (two processes may work on disjoint method sets in one folder).
+        A state or model of another training run (config, seed or training data) is refused.
+        Default: nothing is kept.
     save_every : int
         Epochs between saved training states with ``work_dir``.
     progress : bool
@@ -449,7 +478,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     if dtype != "float64":
         experiment["dtype"] = dtype
-    store = _WorkDir(work_dir, experiment) if work_dir is not None else None
+    store = _WorkDir(work_dir) if work_dir is not None else None
+    from dilution.training import data_fingerprint
+
+    # what a score depends on besides the model (the model's own run is part of its file name)
+    scoring = dict(evaluation=repr(evaluation), test=data_fingerprint(test_x), base=data_fingerprint(train_x),
+                   classifier=None if classifier is None else (classifier.seed, classifier.training_data_sha256,
+                                                               repr(classifier.config)))
     shape = (len(labels), len(conn), n_seeds, len(budgets))
     extra = {
         "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
@@ -476,8 +511,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     name = f"{method}-c{connectivity!r}-s{s}"
                     if method == "magnitude" and len(budgets) > 1:
                         name += f"-b{plan}"
-                    todo = [b for b in stops if store is None or store.scores(name, b) is None]
                     config = _method_config(method, connectivity, n_visible, n_hidden, common, plan, n_train)
+                    key = _digest(scoring, eval_seed, _run_key(config, run_seed, train_x)) if store is not None else ""
+                    todo = [b for b in stops if store is None or store.scores(name, b, key) is None]
                     models = _train_stops(config, train_x, run_seed, n_hidden, todo, store, name, save_every)
                     rows = {}
                     for b, (model, seconds) in zip(todo, models):
@@ -486,15 +522,15 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                    train_seconds=seconds)
                         rows[b] = row
                         if store is not None:
-                            store.save_scores(name, b, row)
+                            store.save_scores(name, b, key, row)
                         if progress:
                             print(f"{method} c={connectivity:g} seed {s} epochs {b}: {seconds:.1f} s, "
                                   f"test LL {row['test_log_likelihood']:.3f}", file=sys.stderr, flush=True)
                     for b in stops:
-                        row = rows[b] if b in rows else store.scores(name, b)
-                        for key, value in row.items():
-                            if key in values:
-                                values[key][m, c, s, budgets.index(b)] = value
+                        row = rows[b] if b in rows else store.scores(name, b, key)
+                        for var, value in row.items():
+                            if var in values:
+                                values[var][m, c, s, budgets.index(b)] = value
             if method in repeated:
                 for array in values.values():
                     array[m, :, s] = array[m, 0, s]
