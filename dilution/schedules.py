@@ -90,15 +90,27 @@ def piecewise_uniform(edges: Sequence[float], counts: Sequence[int]) -> np.ndarr
     return np.concatenate(parts)
 
 
-def classic() -> np.ndarray:
+def classic(n_betas: int | None = None) -> np.ndarray:
     """The 14,500-beta schedule of Salakhutdinov & Murray (2008): 500 betas uniformly in
     [0, 0.5), 4000 in [0.5, 0.9) and 10,000 in [0.9, 1].
 
+    Parameters
+    ----------
+    n_betas : int >= 4, optional
+        The same shape with ``n_betas`` betas: 1/29, 8/29 and 20/29 of them in the three pieces
+        (rounded; at least 1, 1 and 2). Default: the original 14,500.
+
     Returns
     -------
-    ndarray of float64, shape (14500,)
+    ndarray of float64, shape (n_betas,)
     """
-    return piecewise_uniform(CLASSIC_EDGES, CLASSIC_COUNTS)
+    if n_betas is None:
+        return piecewise_uniform(CLASSIC_EDGES, CLASSIC_COUNTS)
+    n = check_int("n_betas", n_betas, 4)
+    total = sum(CLASSIC_COUNTS)
+    first = max(1, round(n * CLASSIC_COUNTS[0] / total))
+    second = max(1, round(n * CLASSIC_COUNTS[1] / total))
+    return piecewise_uniform(CLASSIC_EDGES, (first, second, n - first - second))
 
 
 def geometric_ladder(n_temps: int, beta_min: float = 0.1) -> np.ndarray:

@@ -124,7 +124,9 @@ def log_likelihood_method(evaluation: EvaluationSpec) -> str:
         return "exact enumeration of the smaller layer"
     resampling = (f" in {evaluation.ais_groups} populations resampled when their effective sample size fell below "
                   f"{evaluation.ais_resample:g} of their size" if evaluation.ais_resample else "")
-    return (f"AIS, {evaluation.ais_chains} forward chains{resampling}, {evaluation.ais_betas} linear betas, base rate "
+    betas = ("linear betas" if evaluation.ais_schedule == "linear" else
+             "betas in the classic schedule's proportions (1/29 in [0, 0.5), 8/29 in [0.5, 0.9), 20/29 in [0.9, 1])")
+    return (f"AIS, {evaluation.ais_chains} forward chains{resampling}, {evaluation.ais_betas} {betas}, base rate "
             "from the training set (stochastic upper bound on the log-likelihood; log_partition_se its AIS standard "
             "error)")
 
@@ -140,10 +142,11 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
         ds = exact_log_likelihood(rbm, data.test)
         log_z_se = 0.0
     else:
-        from dilution.schedules import linear
+        from dilution.schedules import classic, linear
 
+        betas = (linear if evaluation.ais_schedule == "linear" else classic)(evaluation.ais_betas)
         ds = ais_log_likelihood(rbm, data.test, n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"),
-                                betas=linear(evaluation.ais_betas), base_data=data.train, reverse=False,
+                                betas=betas, base_data=data.train, reverse=False,
                                 resample=evaluation.ais_resample, n_groups=evaluation.ais_groups, progress=False)
         log_z_se = float(ds["log_z_std"])
     return {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),

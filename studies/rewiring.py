@@ -309,7 +309,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
                      ais_chains: int = 100, ais_betas: int = 10_000, ais_resample: float = 0.0,
-                     ais_groups: int = 10, classifier=None, n_samples: int = 1000,
+                     ais_groups: int = 10, ais_schedule: Literal["linear", "classic"] = "linear",
+                     classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, dtype: Literal["float64", "float32"] = "float64",
                      work_dir: str | os.PathLike | None = None, save_every: int = 25,
                      progress: bool = False) -> xr.Dataset:
@@ -363,6 +364,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         AIS with adaptive resampling in ``ais_groups`` populations when ``ais_resample > 0``
         (:class:`studies.spec.EvaluationSpec`): for 784 x 500 PCD models, whose plain AIS weights
         collapse.
+    ais_schedule : "linear" or "classic"
+        Linearly spaced betas, or ``ais_betas`` in the proportions of Salakhutdinov & Murray's
+        schedule (:func:`dilution.schedules.classic`), finer near beta = 1.
     classifier : analysis.classifier.DigitClassifier, optional
         Given: the auxiliary-classifier scores of every model's samples are variables too
         (:func:`analysis.classifier.load_or_train_classifier` makes and caches one).
@@ -443,8 +447,12 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         if not isinstance(classifier, DigitClassifier):
             raise TypeError(f"classifier must be an analysis.classifier.DigitClassifier or None, got "
                             f"{type(classifier).__name__}")
+    if ais_schedule not in ("linear", "classic"):
+        raise ValueError(f"ais_schedule must be 'linear' or 'classic', got {ais_schedule!r}")
+    if ais_schedule == "classic":
+        _check_count("ais_betas", ais_betas, low=4)
     evaluation = EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas,
-                                ais_resample=ais_resample, ais_groups=ais_groups,
+                                ais_resample=ais_resample, ais_groups=ais_groups, ais_schedule=ais_schedule,
                                 metrics=("classifier",) if classifier is not None else (), n_samples=n_samples,
                                 n_sweeps=n_sweeps)
 
@@ -474,6 +482,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         experiment.update(likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas)
         if ais_resample:
             experiment.update(ais_resample=ais_resample, ais_groups=ais_groups)
+        if ais_schedule != "linear":
+            experiment["ais_schedule"] = ais_schedule
     if classifier is not None:
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     if dtype != "float64":

@@ -126,6 +126,7 @@ DURING = "during"
 _SPARSITY_OPTION = {"deep-r": "k", "soft-deep-r": "p0", "ncg": "p"}
 # Optional metrics of [evaluation] metrics (studies.evaluate computes them).
 METRICS = ("classifier", "moments", "aats", "couplings", "mixing", "mask")
+AIS_SCHEDULES = ("linear", "classic")
 # Dimension order of the merged study Dataset (studies.merge).
 DIMS = ("protocol", "pruning_time", "pruning_fraction", "n_hidden", "seed")
 # Protocol kinds that prune a dense run at chosen times (the others act from initialisation).
@@ -410,7 +411,9 @@ class EvaluationSpec:
 
     ``log_likelihood = "exact"`` enumerates the smaller layer (at most
     :data:`dilution.exact.MAX_UNITS` units); ``"ais"`` estimates ``log Z`` with ``ais_chains``
-    forward AIS runs over ``ais_betas`` linearly spaced inverse temperatures
+    forward AIS runs over ``ais_betas`` inverse temperatures, linearly spaced or, with
+    ``ais_schedule = "classic"``, in the proportions of Salakhutdinov & Murray's schedule (1/29 of
+    them in [0, 0.5), 8/29 in [0.5, 0.9), 20/29 in [0.9, 1]: :func:`dilution.schedules.classic`)
     (:func:`analysis.likelihood.ais_log_likelihood`, base rate from the training data), and
     records the AIS standard error of ``log Z`` beside the estimate. ``ais_resample > 0`` runs AIS
     with adaptive resampling in ``ais_groups`` independent populations
@@ -434,6 +437,7 @@ class EvaluationSpec:
     ais_betas: int = 10_000
     ais_resample: float = 0.0
     ais_groups: int = 10
+    ais_schedule: Literal["linear", "classic"] = "linear"
     metrics: tuple = ()
     n_samples: int = 1000
     n_sweeps: int = 1000
@@ -451,6 +455,9 @@ class EvaluationSpec:
         _choice(f"{key}.log_likelihood", self.log_likelihood, ("exact", "ais"))
         _int(f"{key}.ais_chains", self.ais_chains, 2)
         _int(f"{key}.ais_betas", self.ais_betas, 2)
+        _choice(f"{key}.ais_schedule", self.ais_schedule, AIS_SCHEDULES)
+        if self.ais_schedule == "classic":
+            _int(f"{key}.ais_betas", self.ais_betas, 4)  # one beta in each of the first two pieces, two in the last
         if not 0.0 <= _float(f"{key}.ais_resample", self.ais_resample, 0.0) < 1.0:
             raise _fail(f"{key}.ais_resample", "a number in [0, 1) (0: plain AIS; 0.5 is usual)", self.ais_resample)
         if self.ais_resample:
@@ -822,6 +829,8 @@ class StudySpec:
         evaluation = asdict(self.evaluation)
         if not evaluation["ais_resample"]:  # plain AIS: the keys of studies from before resampling existed
             del evaluation["ais_resample"], evaluation["ais_groups"]
+        if evaluation["ais_schedule"] == "linear":  # and of those from before the schedule was a choice
+            del evaluation["ais_schedule"]
         return {
             "data": asdict(self.data), "training": asdict(self.training), "stopping": asdict(self.stopping),
             "evaluation": evaluation, "protocol": proto, "pruning_time": pruning_time,

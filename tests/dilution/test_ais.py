@@ -370,6 +370,19 @@ def test_classic_schedule():
     assert np.sum(b < 0.5) == 500 and np.sum((b >= 0.5) & (b < 0.9)) == 4000 and np.sum(b >= 0.9) == 10_000
     np.testing.assert_allclose(np.diff(b[:500]), 1e-3)
     np.testing.assert_allclose(np.diff(b[500:4500]), 1e-4)
+    np.testing.assert_array_equal(schedules.classic(14_500), b)
+
+
+@pytest.mark.parametrize("n, counts", [(10_000, (345, 2759, 6896)), (29, (1, 8, 20)), (4, (1, 1, 2))])
+def test_classic_schedule_scaled_to_n_betas_keeps_its_proportions(n, counts):
+    b = schedules.classic(n)
+    assert b.size == n and b[0] == 0.0 and b[-1] == 1.0 and np.all(np.diff(b) > 0)
+    assert (np.sum(b < 0.5), np.sum((b >= 0.5) & (b < 0.9)), np.sum(b >= 0.9)) == counts
+
+
+def test_classic_schedule_needs_four_betas():
+    with pytest.raises(ValueError, match="n_betas"):
+        schedules.classic(3)
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,19 @@ def test_ais_agrees_with_exact_on_a_small_model():
     _agree(ais, exact)
 
 
+def test_ais_on_the_classic_schedule_agrees_with_exact_on_a_small_model():
+    data = load_data(builtin_spec("smoke").data)
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    exact = evaluate(EvaluationSpec(), rbm, data, seed=0)
+    spec = EvaluationSpec(log_likelihood="ais", ais_chains=100, ais_betas=2000, ais_schedule="classic")
+    ais = evaluate(spec, rbm, data, seed=0)
+    assert "2000 betas in the classic schedule's proportions" in ais.method
+    _agree(ais, exact)
+    # it is another schedule, not the linear one under a new name
+    linear = evaluate(EvaluationSpec(log_likelihood="ais", ais_chains=100, ais_betas=2000), rbm, data, seed=0)
+    assert linear.metrics["log_partition"].value != ais.metrics["log_partition"].value
+
+
 def _mnist_model(path):
     data = load_data(MnistData(path=str(path), n_train=2000, n_validation=10, n_test=500))
     cfg = TrainConfig(estimator=PCD(k=1), epochs=5, batch_size=100, learning_rate=0.05)

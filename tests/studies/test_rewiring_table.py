@@ -114,6 +114,8 @@ def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
     (dict(likelihood="ais", ais_betas=1), "ais_betas"),
     (dict(likelihood="ais", ais_resample=1.0), "ais_resample"),
     (dict(likelihood="ais", ais_resample=0.5, ais_groups=3), "ais_groups"),
+    (dict(likelihood="ais", ais_schedule="geometric"), "ais_schedule"),
+    (dict(likelihood="ais", ais_schedule="classic", ais_betas=3), "ais_betas"),
     (dict(n_hidden=40), "n_hidden"),
     (dict(methods=("deep-r", "ncg")), "methods"),
     (dict(methods="deep-r"), "methods"),

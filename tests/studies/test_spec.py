@@ -56,6 +56,10 @@ def test_keys_are_stable_under_new_points_and_change_with_settings():
     p = plain.points()[0]
     evaluation = plain.point_config(p.n_hidden, p.protocol, p.pruning_time, p.pruning_fraction, p.seed)["evaluation"]
     assert "ais_resample" not in evaluation and "ais_groups" not in evaluation and "ais_chains" in evaluation
+    # likewise the AIS schedule: "linear" (the default) leaves the keys as they were, "classic" changes them
+    assert "ais_schedule" not in evaluation
+    classic = dict(raw, evaluation=dict(raw.get("evaluation", {}), ais_schedule="classic"))
+    assert keys.isdisjoint({p.key for p in spec_from_dict(classic).points()})
 
 
 def test_round_trip_through_to_dict():
@@ -120,6 +124,7 @@ _DELETE = object()
         ("evaluation.log_likelihood", "guess", ["evaluation.log_likelihood", "'ais'"]),
         ("evaluation.ais_resample", 1.0, ["evaluation.ais_resample", "[0, 1)"]),
         ("evaluation.ais_resample", -0.5, ["evaluation.ais_resample", ">= 0"]),
+        ("evaluation.ais_schedule", "geometric", ["evaluation.ais_schedule", "'classic'"]),
     ],
 )
 def test_malformed_specs_name_the_key(path, value, names):
