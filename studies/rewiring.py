@@ -409,6 +409,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from dilution.data import mnist as mnist_data
     from dilution.data.split import as_matrix, shuffle
     from dilution.estimators import PCD
+    from dilution.training import data_fingerprint
 
     from .data import StudyData
     from .evaluate import log_likelihood_method, metric_variables
@@ -489,9 +490,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if dtype != "float64":
         experiment["dtype"] = dtype
     store = _WorkDir(work_dir) if work_dir is not None else None
-    from dilution.training import data_fingerprint
-
-    # what a score depends on besides the model (the model's own run is part of its file name)
+    # what a score depends on besides the model's run (whose key joins it per run) and its seed
     scoring = dict(evaluation=repr(evaluation), test=data_fingerprint(test_x), base=data_fingerprint(train_x),
                    classifier=None if classifier is None else (classifier.seed, classifier.training_data_sha256,
                                                                repr(classifier.config)))
