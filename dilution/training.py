@@ -66,6 +66,8 @@ __all__ = [
     "TrainResult",
     "CheckpointRecord",
     "init_state",
+    "extend",
+    "extendable",
     "train_step",
     "iterate",
     "train",
@@ -691,6 +693,52 @@ def init_state(rbm_or_shape: RBM | tuple[int, int], data, config: TrainConfig, *
         schedule_offset=applied.schedule_offset, rule=rule_state,
         log=state.log._replace(init_rule=applied.values), train_time=time.perf_counter() - t0,
     )
+
+
+def extendable(config: TrainConfig) -> str | None:
+    """Why a run of ``config`` cannot be extended by :func:`extend` (None: it can)."""
+    from .optim import Constant
+
+    for name in ("learning_rate", "momentum"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float, np.floating, Constant)):
+            return f"its {name} is a schedule ({value!r}), whose values depend on the run's length"
+    if getattr(config.rule, "redraw_epochs", 0):
+        return "its NCG rule redraws the strengths at every redraw_epochs but the last epoch (reference quirks)"
+    return None
+
+
+def extend(state: TrainState, epochs: int) -> TrainState:
+    """The state of the same run planned for ``epochs`` epochs (more than planned): the budget-
+    doubling check without training the first half again.
+
+    Valid for runs whose updates do not depend on their length: constant learning rate and
+    momentum, and rules that read no run length (every rule here but NCG's reference-quirk
+    redraws); others are refused. Continuing the extended state gives the parameters, chains and
+    rule state of a run planned for ``epochs`` from the start, bit for bit (tested); its history
+    keeps the checkpoints already recorded (a log-spaced ``checkpoints`` count adds the new
+    schedule's ones after the current update), so it may hold one more than that run's.
+
+    Raises
+    ------
+    ValueError
+        If ``epochs`` is not more than the planned epochs, or the run cannot be extended.
+    """
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+    plan = state.plan
+    epochs = check_int("epochs", epochs, low=plan.epochs + 1)
+    why = extendable(state.config)
+    if why is not None:
+        raise ValueError(f"cannot extend this run: {why}")
+    total = plan.updates_per_epoch * epochs
+    if isinstance(state.config.checkpoints, tuple):
+        steps = plan.checkpoints
+    else:
+        later = (int(c) for c in checkpoint_steps(state.config.checkpoints, total) if c > state.step)
+        steps = tuple(sorted({c for c in plan.checkpoints if c <= state.step} | set(later)))
+    return state._replace(config=dataclasses.replace(state.config, epochs=epochs),
+                          plan=plan._replace(epochs=epochs, total_steps=total, checkpoints=steps))
 
 
 def train_step(state: TrainState, batch: np.ndarray, *, data: np.ndarray, epoch_end: bool) -> tuple[TrainState, StepInfo]:

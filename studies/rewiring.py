@@ -243,9 +243,15 @@ class _WorkDir:
 
 
 def _run_key(config, seed: int, data: np.ndarray) -> str:
-    """What makes a training run: its config, seed and training data."""
-    from dilution.training import data_fingerprint
+    """What makes a training run: its config, seed and training data; not its planned length when
+    that changes none of its updates (:func:`dilution.training.extendable`), so a run planned
+    for 800 epochs continues one planned for 400 and shares its models."""
+    import dataclasses
 
+    from dilution.training import data_fingerprint, extendable
+
+    if extendable(config) is None:
+        config = dataclasses.replace(config, epochs=1)
     return _digest(config.to_json(), seed, data_fingerprint(data))
 
 
@@ -255,7 +261,7 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
     run: a model kept in ``store``, or the run's saved state continued (saved every
     ``save_every`` epochs, each stop's model kept). A generator: the caller scores each model
     before the run goes on."""
-    from dilution.training import init_state, train
+    from dilution.training import extend, init_state, train
 
     if not stops:
         return
@@ -270,6 +276,8 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
             state = store.state(run, run_key) if store is not None else None
             if state is None:
                 state = init_state((data.shape[1], n_hidden), data, config, seed=seed)
+            elif state.plan.epochs < config.epochs:  # a shorter plan of the same run (same key)
+                state = extend(state, config.epochs)
         per_epoch = state.plan.updates_per_epoch
         if state.step > stop * per_epoch:
             raise RuntimeError(f"work_dir: run {run}'s saved training state is past epoch {stop}, whose model is "
@@ -379,12 +387,14 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         ``save_every`` epochs, and every model to be scored and then its scores, so a call that
         was stopped (killed, out of time) and called again continues where it was and returns
         what the uninterrupted call returns (train seconds aside). Runs are kept per run
-        (``<method>-c<connectivity>-s<seed>[-b<budget>]``), scores per evaluation: a call with
-        other evaluation settings (``likelihood``, ``ais_*``, ``classifier``, ``n_test``, ...)
-        scores the kept models without training; calls with other methods or seeds share the
-        runs they have in common (two processes may work on disjoint method sets in one folder).
-        A state or model of another training run (config, seed or training data) is refused.
-        Default: nothing is kept.
+        (``<method>-c<connectivity>-s<seed>``; magnitude pruning ``...-b<budget>``), scores per
+        evaluation: a call with other evaluation settings (``likelihood``, ``ais_*``,
+        ``classifier``, ``n_test``, ...) scores the kept models without training; calls with
+        other methods or seeds share the runs they have in common (two processes may work on
+        disjoint method sets in one folder), and a call with a larger budget continues the runs
+        of a smaller one (:func:`dilution.training.extend`; magnitude pruning, whose prune time
+        moves with the budget, trains anew). A state or model of another training run (config,
+        seed or training data) is refused. Default: nothing is kept.
     save_every : int
         Epochs between saved training states with ``work_dir``.
     progress : bool
@@ -517,9 +527,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                 # for the largest budget, scored after each budget's epochs
                 runs = [(b, (b,)) for b in budgets] if method == "magnitude" else [(budgets[-1], budgets)]
                 for plan, stops in runs:
-                    name = f"{method}-c{connectivity!r}-s{s}"
-                    if method == "magnitude" and len(budgets) > 1:
-                        name += f"-b{plan}"
+                    name = f"{method}-c{connectivity!r}-s{s}" + (f"-b{plan}" if method == "magnitude" else "")
                     config = _method_config(method, connectivity, n_visible, n_hidden, common, plan, n_train)
                     key = _digest(scoring, eval_seed, _run_key(config, run_seed, train_x)) if store is not None else ""
                     todo = [b for b in stops if store is None or store.scores(name, b, key) is None]

@@ -104,6 +104,23 @@ def test_a_stopped_call_continues_in_its_work_dir_to_the_uninterrupted_result(mn
     np.testing.assert_array_equal(again["test_log_likelihood"].values, both["test_log_likelihood"].values)
 
 
+def test_a_larger_budget_continues_the_runs_of_a_smaller_one(mnist, both, tmp_path, monkeypatch):
+    import dilution.training
+
+    work = tmp_path / "work"
+    mnist_comparison(mnist, **TINY, epochs=2, work_dir=work)
+    starts = []
+    real_train = dilution.training.train
+    monkeypatch.setattr(dilution.training, "train",
+                        lambda *a, resume, **k: starts.append(resume.step) or real_train(*a, resume=resume, **k))
+    doubled = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work)
+    # deep-r, static, dense and NCG continue from their 2-epoch states (4 updates); magnitude
+    # prunes at half its budget, so its 4-epoch run starts at 0 (its 2-epoch run is kept)
+    assert sorted(starts) == [0, 4, 4, 4, 4]
+    for name in COMPARED:
+        np.testing.assert_array_equal(doubled[name].values, both[name].values, err_msg=name)
+
+
 def test_a_state_or_model_of_another_training_run_is_refused(mnist, tmp_path):
     work = tmp_path / "work"
     options = dict(**{**TINY, "ncg_densities": ()}, methods=("static",), epochs=(1, 2), work_dir=work)
