@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     _option(g, "--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid")
     _option(g, "--grid-samples", type=int, help="samples in the grid")
     tr.add_argument("--resume", type=Path, metavar="DIR",
-                    help="continue the interrupted run in DIR from its state.nc (no other options)")
+                    help="continue the interrupted run in DIR from its state.nc (no other options but --epochs, "
+                         "which extends a run to more epochs, finished or not: the budget-doubling check)")
     tr.add_argument("--quiet", action="store_true", help="no progress report")
     tr.set_defaults(func=_train)
 
@@ -598,13 +599,16 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
 
     progress = False if getattr(args, "quiet", False) else None
     resuming = getattr(args, "resume", None) is not None
+    more_epochs = None
     if resuming:
-        given = {k for k, v in vars(args).items() if k not in ("func", "command", "quiet", "resume")}
+        given = {k for k, v in vars(args).items() if k not in ("func", "command", "quiet", "resume", "epochs")}
         if given:
             raise ValueError(
-                f"--resume continues a run with its own options; drop {', '.join('--' + g.replace('_', '-') for g in sorted(given))}"
+                f"--resume continues a run with its own options (and --epochs to extend it); drop "
+                f"{', '.join('--' + g.replace('_', '-') for g in sorted(given))}"
             )
         opts = _resume_options(Path(args.resume))
+        more_epochs = getattr(args, "epochs", None)
     else:
         opts = _resolve_train_options(args)
     out = Path(opts["output"])
@@ -621,6 +625,19 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
         state = load_state(out / "state.nc")
         if state.plan.n_visible != n_visible:
             raise ValueError(f"--resume {out}: the state is for {state.plan.n_visible} visible units, the data have {n_visible}")
+        if more_epochs is not None and more_epochs != state.plan.epochs:
+            from .training import extend, extendable
+
+            if more_epochs < state.plan.epochs:
+                raise ValueError(f"--epochs {more_epochs} with --resume: the run is planned for {state.plan.epochs} "
+                                 "epochs; --epochs can only extend it")
+            why = extendable(state.config)
+            if why is not None:
+                raise ValueError(f"--epochs with --resume: this run cannot be extended: {why}")
+            state = extend(state, more_epochs)
+            opts["epochs"] = more_epochs
+            cli_options = json.dumps(opts, default=str)
+            print(f"extending {out} to {more_epochs} epochs", flush=True)
         print(f"resuming {out} at update {state.step} of {state.plan.total_steps}", flush=True)
     else:
         state = init_state((n_visible, opts["n_hidden"]), train_x, config, seed=opts["seed"])

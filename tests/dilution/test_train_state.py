@@ -304,7 +304,23 @@ def test_cli_run_killed_and_resumed_equals_an_uninterrupted_run(tmp_path):
 def test_cli_resume_refuses_other_options(tmp_path, capsys):
     from dilution.cli import main
 
-    assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == 2
-    assert "--resume continues a run with its own options; drop --epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--seed", "3"]) == 2
+    assert "--resume continues a run with its own options (and --epochs to extend it); drop --seed" in \
+        capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no state.nc" in capsys.readouterr().err
+
+
+def test_cli_resume_with_more_epochs_extends_a_finished_run(tmp_path, capsys):
+    from dilution.cli import main
+
+    short = [*_CLI[:_CLI.index("--epochs")], "--epochs", "4", *_CLI[_CLI.index("--epochs") + 2:]]
+    longer = [*_CLI[:_CLI.index("--epochs")], "--epochs", "8", *_CLI[_CLI.index("--epochs") + 2:]]
+    assert main([*short, "--output", str(tmp_path / "run")]) == 0
+    assert main([*longer, "--output", str(tmp_path / "planned")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
+    assert "can only extend it" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "8", "--quiet"]) == 0
+    assert "extending" in capsys.readouterr().out
+    assert dilution.load(tmp_path / "run" / "model.nc") == dilution.load(tmp_path / "planned" / "model.nc")
+    assert dilution.load(tmp_path / "run" / "state.nc").plan.epochs == 8
