@@ -256,11 +256,11 @@ def _run_key(config, seed: int, data: np.ndarray) -> str:
 
 
 def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequence[int], store: _WorkDir | None,
-                 run: str, save_every: int):
+                 run: str, save_every: int, log=None):
     """Yield ``(model, train_seconds)`` after each of ``stops`` (ascending epochs) of one training
     run: a model kept in ``store``, or the run's saved state continued (saved every
     ``save_every`` epochs, each stop's model kept). A generator: the caller scores each model
-    before the run goes on."""
+    before the run goes on. ``log`` (optional) receives a line per saved state."""
     from dilution.training import extend, init_state, train
 
     if not stops:
@@ -287,6 +287,9 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
             state = train(None, data, None, resume=state, until=until * per_epoch, progress=False).state
             if store is not None:
                 store.save_state(run, state, run_key)
+                if log is not None:
+                    log(f"{run}: epoch {state.step // per_epoch} of {config.epochs} saved "
+                        f"({state.train_time:.0f} s of training)")
         if store is not None:
             store.save_model(run, stop, state.model, run_key, float(state.train_time))
         yield state.model, float(state.train_time)
@@ -398,7 +401,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     save_every : int
         Epochs between saved training states with ``work_dir``.
     progress : bool
-        A line per scored model on standard error (method, seed, epochs, seconds, log-likelihood).
+        A line per scored model on standard error (method, seed, epochs, seconds, log-likelihood),
+        and with ``work_dir`` one per saved training state.
 
     Returns
     -------
@@ -531,7 +535,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     config = _method_config(method, connectivity, n_visible, n_hidden, common, plan, n_train)
                     key = _digest(scoring, eval_seed, _run_key(config, run_seed, train_x)) if store is not None else ""
                     todo = [b for b in stops if store is None or store.scores(name, b, key) is None]
-                    models = _train_stops(config, train_x, run_seed, n_hidden, todo, store, name, save_every)
+                    models = _train_stops(config, train_x, run_seed, n_hidden, todo, store, name, save_every,
+                                          log=(lambda line: print(line, file=sys.stderr, flush=True)) if progress
+                                          else None)
                     rows = {}
                     for b, (model, seconds) in zip(todo, models):
                         row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")

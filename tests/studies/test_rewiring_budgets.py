@@ -121,10 +121,12 @@ def test_a_larger_budget_continues_the_runs_of_a_smaller_one(mnist, both, tmp_pa
         np.testing.assert_array_equal(doubled[name].values, both[name].values, err_msg=name)
 
 
-def test_a_state_or_model_of_another_training_run_is_refused(mnist, tmp_path):
+def test_a_state_or_model_of_another_training_run_is_refused(mnist, tmp_path, capsys):
     work = tmp_path / "work"
     options = dict(**{**TINY, "ncg_densities": ()}, methods=("static",), epochs=(1, 2), work_dir=work)
-    mnist_comparison(mnist, **options)
+    mnist_comparison(mnist, **options, progress=True)
+    err = capsys.readouterr().err
+    assert "static-c0.2-s0: epoch 1 of 2 saved" in err and "static c=0.2 seed 0 epochs 2:" in err
     with pytest.raises(ValueError, match=r"static-c0.2-s0-e1.nc was made by another training run"):
         mnist_comparison(mnist, **{**options, "learning_rate": 0.02})
     for f in work.glob("*-e*.nc"):
