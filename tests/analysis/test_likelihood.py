@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from analysis.likelihood import ais_log_likelihood, exact_log_likelihood
+from analysis.likelihood import ais_log_likelihood, exact_log_likelihood, log_likelihood
 from dilution import exact
 from dilution.model import RBM
 
@@ -24,6 +24,21 @@ def test_exact_matches_dilution_exact():
     all_ll = exact_log_likelihood(rbm, exact.all_states(8)).log_likelihood.values
     assert np.exp(all_ll).sum() == pytest.approx(1.0, abs=1e-12)
     assert ds.attrs["is_proxy"] == 0
+
+
+def test_log_likelihood_with_a_given_log_z():
+    rbm = tiny_rbm(2)
+    data = exact.all_states(8)[np.random.default_rng(2).integers(0, 256, 30)]
+    log_z = exact.log_partition(rbm)
+    np.testing.assert_allclose(log_likelihood(rbm, data, log_z), exact.log_likelihood(rbm, data), rtol=0, atol=1e-12)
+    # another log Z shifts every value by the difference and nothing else
+    np.testing.assert_allclose(log_likelihood(rbm, data, log_z + 2.5), exact.log_likelihood(rbm, data) - 2.5,
+                               rtol=0, atol=1e-12)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="log_z must be a finite number"):
+            log_likelihood(rbm, data, bad)
+    with pytest.raises(ValueError, match="data"):
+        log_likelihood(rbm, data[:, :5], log_z)
 
 
 def test_ais_agrees_with_exact():
