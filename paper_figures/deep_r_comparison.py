@@ -9,7 +9,10 @@ black dashed line with its band; any other method whose ``uses_connectivity`` co
 ``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
 in its colour with its band, labelled with its mean ``final_density`` when the file has it. The
 legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
-file. A file with several training budgets (an ``epochs`` dimension) is drawn at its largest."""
+file. A file with several training budgets (an ``epochs`` dimension) is drawn at its largest. A file
+with ``train_log_likelihood`` (the training images' mean log-likelihood under the same log Z) gets a
+second panel, the generalisation gap train - test, drawn the same way: it tells overfitting from
+underfitting, which the test log-likelihood alone does not."""
 
 from __future__ import annotations
 
@@ -24,11 +27,13 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
-__all__ = ["COMPARISON", "QUALITY", "DENSE", "load", "draw"]
+__all__ = ["COMPARISON", "QUALITY", "TRAIN", "DENSE", "load", "draw", "generalisation_gap"]
 
 QUALITY = "test_log_likelihood"
+TRAIN = "train_log_likelihood"
 DENSE = "dense"
 COMPARISON = Schema(variables={QUALITY: ("method", "connectivity", "seed")},
+                    optional={TRAIN: ("method", "connectivity", "seed")},
                     description="rewiring methods against static masks and pruning")
 
 
@@ -36,16 +41,35 @@ def load(path: Path) -> tuple[xr.Dataset]:
     return (load_checked(path, COMPARISON),)
 
 
+def generalisation_gap(ds: xr.Dataset) -> xr.DataArray:
+    """``train_log_likelihood - test_log_likelihood``: both use the same log Z, so the gap carries
+    none of its estimation error."""
+    gap = ds[TRAIN] - ds[QUALITY]
+    gap.attrs = {"long_name": "train - test log-likelihood", "units": ds[QUALITY].attrs["units"]}
+    return gap
+
+
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
-    and the methods with ``uses_connectivity`` = 0 lines."""
+    and the methods with ``uses_connectivity`` = 0 lines. A file with ``train_log_likelihood`` gets a
+    second panel, the generalisation gap drawn the same way."""
     if "epochs" in ds.dims:
         ds = ds.isel({"epochs": -1})
-    fig, axes = new_figure(1, aspect=1.25)
-    ax = axes[0, 0]
+    panels = [ds[QUALITY]] + ([generalisation_gap(ds)] if TRAIN in ds else [])
+    if len(panels) == 1:
+        fig, axes = new_figure(1, aspect=1.25)
+    else:
+        fig, axes = new_figure(2, ncols=2, aspect=1.1)
+    for ax, values in zip(axes.flat, panels):
+        _panel(ax, ds, values)
+    axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    return fig
+
+
+def _panel(ax, ds: xr.Dataset, values: xr.DataArray) -> None:
     x = ds["connectivity"].values
     for k, method in enumerate(ds["method"].values):
-        s = seed_interval(ds[QUALITY].sel({"method": method}))
+        s = seed_interval(values.sel({"method": method}))
         mean = s["mean"].values
         if method == DENSE:
             ax.plot(x, mean, linestyle="--", color="black", linewidth=0.8, label=DENSE)
@@ -64,6 +88,4 @@ def draw(ds: xr.Dataset) -> Figure:
     ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(axis_label(ds["connectivity"]))
-    ax.set_ylabel(axis_label(ds[QUALITY]))
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
-    return fig
+    ax.set_ylabel(axis_label(values))

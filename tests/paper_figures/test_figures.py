@@ -335,6 +335,27 @@ def test_deep_r_error_bars_are_t_intervals_over_seeds(synthetic):
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:g}" for v in ds["connectivity"].values]
 
 
+def test_deep_r_figure_draws_the_generalisation_gap_beside_when_the_file_has_it(synthetic):
+    ds = synthetic.deep_r()
+    assert len(deep_r_comparison.draw(ds).axes) == 1  # no training log-likelihood: one panel
+    rng = np.random.default_rng(5)
+    ds["train_log_likelihood"] = ds["test_log_likelihood"] + rng.exponential(3.0, ds["test_log_likelihood"].shape)
+    fig = deep_r_comparison.draw(ds)
+    quality, gap = fig.axes
+    assert gap.get_ylabel() == "train - test log-likelihood (nats per sample)"
+    assert [c.get_label() for c in gap.containers] == ["deep-r", "static", "magnitude"]
+    values = ds["train_log_likelihood"].values - ds["test_log_likelihood"].values
+    for m, container in enumerate(gap.containers):
+        mean, lower, upper = _mean_ci(values[m])
+        np.testing.assert_allclose(container.lines[0].get_ydata(), mean)
+        np.testing.assert_allclose(np.array(container.lines[2][0].get_segments())[:, :, 1], np.stack([lower, upper], 1))
+    np.testing.assert_allclose(_line(gap, "dense").get_ydata(), _mean_ci(values[3])[0])
+    # the first panel is the test log-likelihood as before
+    np.testing.assert_allclose(quality.containers[0].lines[0].get_ydata(),
+                               _mean_ci(ds["test_log_likelihood"].values[0])[0])
+    assert quality.get_legend() is not None and gap.get_legend() is None
+
+
 def test_deep_r_figure_labels_ncg_with_its_final_density(synthetic):
     ds = synthetic.deep_r()
     ncg = ds.isel(method=[0]).assign_coords(method=["ncg-p0.5"])
