@@ -9,7 +9,8 @@ black dashed line with its band; any other method whose ``uses_connectivity`` co
 ``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
 in its colour with its band, labelled with its mean ``final_density`` when the file has it. The
 legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
-file. A file with several training budgets (an ``epochs`` dimension) is drawn at its largest. A file
+file. A file with several training or AIS budgets (``epochs``, ``ais_betas`` dimensions) is drawn at
+the largest. A file
 with ``train_log_likelihood`` (the training images' mean log-likelihood under the same log Z) gets a
 second panel, the generalisation gap train - test, drawn the same way: it tells overfitting from
 underfitting, which the test log-likelihood alone does not."""
@@ -53,8 +54,9 @@ def draw(ds: xr.Dataset) -> Figure:
     """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
     and the methods with ``uses_connectivity`` = 0 lines. A file with ``train_log_likelihood`` gets a
     second panel, the generalisation gap drawn the same way."""
-    if "epochs" in ds.dims:
-        ds = ds.isel({"epochs": -1})
+    for budget in ("epochs", "ais_betas"):
+        if budget in ds.dims:
+            ds = ds.isel({budget: -1})
     panels = [ds[QUALITY]] + ([generalisation_gap(ds)] if TRAIN in ds else [])
     if len(panels) == 1:
         fig, axes = new_figure(1, aspect=1.25)

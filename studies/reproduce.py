@@ -64,7 +64,8 @@ _REWIRING = {
                        mnist_500={"connectivities": (0.1, 0.3), "n_seeds": 2, "n_hidden": 24, "epochs": (1, 2),
                                   "dtype": "float32", "n_train": 1000, "n_test": 500, "likelihood": "ais",
                                   "ais_chains": 40,
-                                  "ais_groups": 4, "ais_betas": 200, "ais_resample": 0.5, "ais_schedule": "classic"},
+                                  "ais_groups": 4, "ais_betas": (100, 200), "ais_resample": 0.5,
+                                  "ais_schedule": "classic"},
                        train=("--teacher-visible", "16", "--teacher-hidden", "4", "--n-hidden", "6", "--n-train",
                               "500", "--n-test", "500", "--epochs", "20", "--checkpoints", "10")),
     # issue 11, item 1: 10,000 epochs, 10 seeds per initial density
@@ -81,13 +82,16 @@ _REWIRING = {
                        # dense ones (flagged ais_degenerate); the classic schedule's shape (finer near beta = 1)
                        # halves the spread on a dense one at the same cost. 200 epochs is NOT converged (one seed,
                        # 100 -> 200 epochs moved the sparse methods by 4-14 nats and NCG by +-10), so the file
-                       # scores 400 and 800 epochs (the doubling check, on dim epochs; the figure draws 800).
-                       # About 10 h of both cores in float32: resumable in rewiring-mnist-500.work/
+                       # scores 400 and 800 epochs (the doubling check, on dim epochs; the figure draws 800), and
+                       # every model with 10,000 and 20,000 betas (the AIS-budget doubling check, on dim ais_betas:
+                       # the dense model's log Z moved +8 nats and NCG's +2.5 from 10,000 to 20,000 betas at 800
+                       # epochs, the sparse models' by their SE). About 10 h of both cores in float32, plus ~20 min
+                       # per model of AIS: resumable in rewiring-mnist-500.work/
                        mnist_500={"connectivities": (0.01, 0.02, 0.05), "n_seeds": 3, "n_hidden": 500,
                                   "epochs": (400, 800), "dtype": "float32",
                                   "n_train": 10_000, "n_test": 2_000, "learning_rate": 0.05, "k": 10,
                                   "ncg_densities": (1.0, 0.5, 0.1), "likelihood": "ais", "ais_chains": 500,
-                                  "ais_groups": 10, "ais_betas": 10_000, "ais_resample": 0.5,
+                                  "ais_groups": 10, "ais_betas": (10_000, 20_000), "ais_resample": 0.5,
                                   "ais_schedule": "classic"},
                        train=()),  # `dilution train`'s defaults: the 64 x 10 teacher, 64 x 16 student
 }

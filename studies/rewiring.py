@@ -164,15 +164,15 @@ def _check_ais(name: str, value) -> int:
     return int(value)
 
 
-def _budgets(epochs) -> tuple[int, ...]:
-    """``epochs`` of :func:`mnist_comparison` as sorted budgets."""
-    if isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool):
-        return (_check_count("epochs", epochs),)
-    items = list(epochs) if isinstance(epochs, (list, tuple, np.ndarray)) else None
-    if not items or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1 for e in items) \
+def _budgets(value, name: str = "epochs", low: int = 1, what: str = "training budgets") -> tuple[int, ...]:
+    """``epochs`` (or ``ais_betas``) of :func:`mnist_comparison` as sorted budgets, each >= ``low``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (_check_count(name, value, low=low),)
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
+    if not items or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < low for e in items) \
             or len(set(items)) != len(items):
-        raise ValueError(f"epochs must be a positive integer or a non-empty list of distinct positive integers "
-                         f"(training budgets), got {epochs!r}")
+        raise ValueError(f"{name} must be an integer >= {low} or a non-empty list of distinct integers >= {low} "
+                         f"({what}), got {value!r}")
     return tuple(sorted(int(e) for e in items))
 
 
@@ -325,7 +325,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
-                     ais_chains: int = 100, ais_betas: int = 10_000, ais_resample: float = 0.0,
+                     ais_chains: int = 100, ais_betas: int | Sequence[int] = 10_000, ais_resample: float = 0.0,
                      ais_groups: int = 10, ais_schedule: Literal["linear", "classic"] = "linear",
                      classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, dtype: Literal["float64", "float32"] = "float64",
@@ -376,7 +376,12 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         ``"ais"``: ``log Z`` by ``ais_chains`` forward AIS runs over ``ais_betas`` linearly spaced
         inverse temperatures (a stochastic upper bound on the log-likelihood, with the AIS
         standard error of ``log Z`` in ``log_partition_se``).
-    ais_chains, ais_betas : int >= 2
+    ais_chains : int >= 2
+    ais_betas : int >= 2 (>= 4 with the classic schedule), or a list of them
+        AIS betas per run. A list scores every model with each (the AIS-budget doubling check:
+        a log Z that moves when the betas double is not converged) on an ``ais_betas``
+        dimension of the score variables (last); with ``work_dir`` the scores of each budget are
+        kept apart, so a call adding a budget scores only that one.
     ais_resample : float in [0, 1), ais_groups : int
         AIS with adaptive resampling in ``ais_groups`` populations when ``ais_resample > 0``
         (:class:`studies.spec.EvaluationSpec`): for 784 x 500 PCD models, whose plain AIS weights
@@ -450,7 +455,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         raise ValueError(f"n_hidden must be at most {exact.MAX_UNITS} with likelihood='exact' (enumeration), got "
                          f"{n_hidden}; use likelihood='ais'")
     _check_ais("ais_chains", ais_chains)
-    _check_ais("ais_betas", ais_betas)
+    if ais_schedule not in ("linear", "classic"):
+        raise ValueError(f"ais_schedule must be 'linear' or 'classic', got {ais_schedule!r}")
+    beta_budgets = _budgets(ais_betas, "ais_betas", low=4 if ais_schedule == "classic" else 2,
+                            what="AIS budgets")
+    single_betas = isinstance(ais_betas, (int, np.integer))
+    if likelihood == "exact" and not single_betas:
+        raise ValueError("ais_betas as a list (AIS budgets to compare) needs likelihood='ais'")
     check_resampling(ais_resample, ais_groups, ais_chains, names=("ais_resample", "ais_groups", "ais_chains"))
     conn = [float(c) for c in connectivities]
     if not conn or any(not 0.0 < c < 1.0 for c in conn):
@@ -469,14 +480,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         if not isinstance(classifier, DigitClassifier):
             raise TypeError(f"classifier must be an analysis.classifier.DigitClassifier or None, got "
                             f"{type(classifier).__name__}")
-    if ais_schedule not in ("linear", "classic"):
-        raise ValueError(f"ais_schedule must be 'linear' or 'classic', got {ais_schedule!r}")
-    if ais_schedule == "classic":
-        _check_count("ais_betas", ais_betas, low=4)
-    evaluation = EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas,
-                                ais_resample=ais_resample, ais_groups=ais_groups, ais_schedule=ais_schedule,
-                                metrics=("classifier",) if classifier is not None else (), n_samples=n_samples,
-                                n_sweeps=n_sweeps)
+    evaluations = [EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=n_betas,
+                                  ais_resample=ais_resample, ais_groups=ais_groups, ais_schedule=ais_schedule,
+                                  metrics=("classifier",) if classifier is not None else (), n_samples=n_samples,
+                                  n_sweeps=n_sweeps) for n_betas in beta_budgets]
 
     def binary(split: str):
         return binarize.binarize(mnist_data.load_mnist(mnist, split), "threshold", threshold=0.5)
@@ -488,7 +495,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     n_visible = train_x.shape[1]
     common = dict(estimator=PCD(k=k), batch_size=100, learning_rate=learning_rate, checkpoints=1,
                   exact_log_likelihood=False, checkpoint_log_likelihood="none", dtype=dtype)
-    scores = metric_variables(evaluation)
+    scores = metric_variables(evaluations[0])
     experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden,
                   "epochs": list(budgets) if not isinstance(epochs, (int, np.integer)) else int(epochs),
                   "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
@@ -501,7 +508,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if densities:
         experiment["ncg_densities"] = densities
     if likelihood != "exact":
-        experiment.update(likelihood=likelihood, ais_chains=ais_chains, ais_betas=ais_betas)
+        experiment.update(likelihood=likelihood, ais_chains=ais_chains,
+                          ais_betas=beta_budgets[0] if single_betas else list(beta_budgets))
         if ais_resample:
             experiment.update(ais_resample=ais_resample, ais_groups=ais_groups)
         if ais_schedule != "linear":
@@ -512,10 +520,11 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         experiment["dtype"] = dtype
     store = _WorkDir(work_dir) if work_dir is not None else None
     # what a score depends on besides the model's run (whose key joins it per run) and its seed
-    scoring = dict(evaluation=repr(evaluation), test=data_fingerprint(test_x), base=data_fingerprint(train_x),
-                   classifier=None if classifier is None else (classifier.seed, classifier.training_data_sha256,
-                                                               repr(classifier.config)))
-    shape = (len(labels), len(conn), n_seeds, len(budgets))
+    fingerprints = dict(test=data_fingerprint(test_x), base=data_fingerprint(train_x),
+                        classifier=None if classifier is None else (classifier.seed, classifier.training_data_sha256,
+                                                                    repr(classifier.config)))
+    scorings = [dict(evaluation=repr(evaluation), **fingerprints) for evaluation in evaluations]
+    shape = (len(labels), len(conn), n_seeds, len(budgets), len(beta_budgets))
     extra = {
         "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
                           "(n_visible n_hidden); dense: 1)", "1"),
@@ -542,32 +551,38 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                 for plan, stops in runs:
                     name = f"{method}-c{connectivity!r}-s{s}" + (f"-b{plan}" if method == "magnitude" else "")
                     config = _method_config(method, connectivity, n_visible, n_hidden, common, plan, n_train)
-                    key = _digest(scoring, eval_seed, _run_key(config, run_seed, train_x)) if store is not None else ""
-                    todo = [b for b in stops if store is None or store.scores(name, b, key) is None]
+                    run_key = _run_key(config, run_seed, train_x)
+                    # one score key per AIS budget (the evaluations differ in ais_betas only)
+                    keys = [_digest(scoring, eval_seed, run_key) if store is not None else "" for scoring in scorings]
+                    rows = {(b, e): store.scores(name, b, key) if store is not None else None
+                            for b in stops for e, key in enumerate(keys)}
+                    todo = [b for b in stops if any(rows[b, e] is None for e in range(len(keys)))]
                     models = _train_stops(config, train_x, run_seed, n_hidden, todo, store, name, save_every,
                                           log=(lambda line: print(line, file=sys.stderr, flush=True)) if progress
                                           else None)
-                    rows = {}
                     for b, (model, seconds) in zip(todo, models):
-                        row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")
-                        row["train_log_likelihood"] = _train_log_likelihood(model, train_x, row)
-                        row.update(final_density=float(np.count_nonzero(model.mask)) / model.mask.size,
-                                   train_seconds=seconds)
-                        rows[b] = row
-                        if store is not None:
-                            store.save_scores(name, b, key, row)
-                        if progress:
-                            print(f"{method} c={connectivity:g} seed {s} epochs {b}: {seconds:.1f} s, "
-                                  f"test LL {row['test_log_likelihood']:.3f}", file=sys.stderr, flush=True)
-                    for b in stops:
-                        row = rows[b] if b in rows else store.scores(name, b, key)
-                        if "train_log_likelihood" not in row:  # scored before the field existed: from the kept model
-                            model, _ = store.model(name, b, _run_key(config, run_seed, train_x))
+                        for e, (evaluation, key) in enumerate(zip(evaluations, keys)):
+                            if rows[b, e] is not None:
+                                continue
+                            row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")
                             row["train_log_likelihood"] = _train_log_likelihood(model, train_x, row)
-                            store.save_scores(name, b, key, row)
+                            row.update(final_density=float(np.count_nonzero(model.mask)) / model.mask.size,
+                                       train_seconds=seconds)
+                            rows[b, e] = row
+                            if store is not None:
+                                store.save_scores(name, b, key, row)
+                            if progress:
+                                betas = f", {evaluation.ais_betas} betas" if len(evaluations) > 1 else ""
+                                print(f"{method} c={connectivity:g} seed {s} epochs {b}{betas}: {seconds:.1f} s, "
+                                      f"test LL {row['test_log_likelihood']:.3f}", file=sys.stderr, flush=True)
+                    for (b, e), row in rows.items():
+                        if "train_log_likelihood" not in row:  # scored before the field existed: from the kept model
+                            model, _ = store.model(name, b, run_key)
+                            row["train_log_likelihood"] = _train_log_likelihood(model, train_x, row)
+                            store.save_scores(name, b, keys[e], row)
                         for var, value in row.items():
                             if var in values:
-                                values[var][m, c, s, budgets.index(b)] = value
+                                values[var][m, c, s, budgets.index(b), e] = value
             if method in repeated:
                 for array in values.values():
                     array[m, :, s] = array[m, 0, s]
@@ -583,22 +598,34 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                               {"long_name": "method trained at the connectivity coordinate (1) or its value "
                                             "repeated along it (0)", "units": "1"}),
     }
-    dims = ("method", "connectivity", "seed", "epochs")
+    # the model's own numbers do not depend on the AIS budget; one AIS budget: no ais_betas dimension
+    of_model = ("final_density", "train_seconds")
+    values = {name: array[..., 0] if name in of_model or single_betas else array for name, array in values.items()}
+    per_model = ("method", "connectivity", "seed", "epochs")
+    per_score = per_model if single_betas else (*per_model, "ais_betas")
+    if not single_betas:
+        coords["ais_betas"] = ("ais_betas", np.array(beta_budgets), {
+            "long_name": "AIS inverse temperatures of the score (its budget: a log Z that moves when it doubles is "
+                         "not converged)", "units": "1"})
     if isinstance(epochs, (int, np.integer)):  # one budget: no epochs dimension, as before
-        dims = dims[:-1]
-        values = {name: array[..., 0] for name, array in values.items()}
+        per_model, per_score = per_model[:-1], tuple(d for d in per_score if d != "epochs")
+        values = {name: array[:, :, :, 0] for name, array in values.items()}
     else:
         coords["epochs"] = ("epochs", np.array(budgets), {
             "long_name": "training budget in epochs (magnitude: its own run per budget, pruned at half of it; "
                          "the other methods: one run scored after this many epochs)", "units": "1"})
-    data_vars = {name: (dims, values[name], {"long_name": long_name, "units": units})
+    data_vars = {name: (per_model if name in of_model else per_score, values[name],
+                        {"long_name": long_name, "units": units})
                  for name, (long_name, units) in {**scores, **extra}.items()}
     attrs = dict(title=f"DEEP R, NCG, static masks and pruning on MNIST, 784 x {n_hidden}", seed=seed,
                  experiment=json.dumps(experiment, sort_keys=True),
                  setup=f"PCD-{k}, batches of 100, plain SGD, binarised at 0.5, {dtype}",
-                 log_likelihood_method=log_likelihood_method(evaluation))
+                 log_likelihood_method=log_likelihood_method(evaluations[-1]) + (
+                     f"; each model also scored with {', '.join(map(str, beta_budgets[:-1]))} betas (dim ais_betas)"
+                     if len(beta_budgets) > 1 else ""))
     if likelihood == "ais":
-        attrs.update(ais_chains=ais_chains, ais_betas=ais_betas, ais_resample=ais_resample,
+        attrs.update(ais_chains=ais_chains, ais_betas=beta_budgets[0] if single_betas else list(beta_budgets),
+                     ais_resample=ais_resample,
                      ais_groups=ais_groups if ais_resample else 0)
     if classifier is not None:
         attrs.update(classifier_seed=classifier.seed, classifier_test_accuracy=classifier.test_accuracy,

@@ -160,6 +160,43 @@ def test_other_evaluation_settings_score_the_kept_models_without_training(mnist,
     np.testing.assert_array_equal(again["test_log_likelihood"].values, both["test_log_likelihood"].values)
 
 
+AIS = dict(likelihood="ais", ais_chains=20, ais_schedule="classic")
+
+
+@pytest.mark.filterwarnings("ignore::dilution.ais.DegenerateWeightsWarning")  # 20 chains: only the wiring is checked
+def test_each_ais_budget_scores_the_same_models_as_a_call_with_that_budget(mnist, tmp_path, monkeypatch):
+    both = mnist_comparison(mnist, **TINY, epochs=(2, 4), **AIS, ais_betas=(100, 50))
+    assert both["log_partition"].dims == ("method", "connectivity", "seed", "epochs", "ais_betas")
+    assert both["final_density"].dims == both["train_seconds"].dims == ("method", "connectivity", "seed", "epochs")
+    np.testing.assert_array_equal(both["ais_betas"].values, [50, 100])
+    assert json.loads(both.attrs["experiment"])["ais_betas"] == [50, 100] and list(both.attrs["ais_betas"]) == [50, 100]
+    assert "100 betas" in both.attrs["log_likelihood_method"] and "also scored with 50 betas" in \
+        both.attrs["log_likelihood_method"]
+    for n_betas in (50, 100):
+        alone = mnist_comparison(mnist, **TINY, epochs=(2, 4), **AIS, ais_betas=n_betas)
+        assert "ais_betas" not in alone.dims and json.loads(alone.attrs["experiment"])["ais_betas"] == n_betas
+        for name in (*COMPARED, "train_log_likelihood", "log_partition_se", "ais_degenerate"):
+            got = both[name].sel({"ais_betas": n_betas}) if "ais_betas" in both[name].dims else both[name]
+            np.testing.assert_array_equal(got.values, alone[name].values, err_msg=f"{name} at {n_betas} betas")
+    # the budgets give different estimates (the check above would pass if one was ignored)
+    assert np.all(both["log_partition"].sel({"ais_betas": 50}).values != both["log_partition"].sel({"ais_betas": 100}))
+    # with a work_dir a call that adds a budget trains nothing and scores only the new budget
+    import dilution.training
+
+    work = tmp_path / "work"
+    mnist_comparison(mnist, **TINY, epochs=(2, 4), **AIS, ais_betas=50, work_dir=work)
+    monkeypatch.setattr(dilution.training, "train", lambda *a, **k: pytest.fail("a kept model was retrained"))
+    scored = []
+    score = rewiring._score
+    monkeypatch.setattr(rewiring, "_score", lambda evaluation, *a, **k: scored.append(evaluation.ais_betas)
+                        or score(evaluation, *a, **k))
+    again = mnist_comparison(mnist, **TINY, epochs=(2, 4), **AIS, ais_betas=(50, 100), work_dir=work)
+    # 10 models: deep-r, static, dense and ncg-p0.5 after 2 and 4 epochs of one run; magnitude a run per budget
+    assert scored == [100] * 10
+    for name in COMPARED:
+        np.testing.assert_array_equal(again[name].values, both[name].values, err_msg=name)
+
+
 def test_float32_runs_are_recorded_and_close_to_float64(mnist, both):
     single = mnist_comparison(mnist, **TINY, epochs=(2, 4), dtype="float32")
     assert json.loads(single.attrs["experiment"])["dtype"] == "float32" and "float32" in single.attrs["setup"]
@@ -179,6 +216,11 @@ def test_float32_runs_are_recorded_and_close_to_float64(mnist, both):
     (dict(epochs=True), "epochs"),
     (dict(dtype="float16"), "dtype"),
     (dict(save_every=0), "save_every"),
+    (dict(likelihood="ais", ais_betas=(50, 50)), "ais_betas must be an integer >= 2 or a non-empty list"),
+    (dict(likelihood="ais", ais_betas=()), "ais_betas"),
+    (dict(likelihood="ais", ais_betas=(3, 50), ais_schedule="classic"), "ais_betas must be an integer >= 4"),
+    (dict(likelihood="ais", ais_betas=2.5), "ais_betas"),
+    (dict(ais_betas=(50, 100)), "ais_betas as a list .* needs likelihood='ais'"),
 ])
 def test_bad_budget_options_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
@@ -192,6 +234,15 @@ def test_the_figure_draws_the_largest_budget(both):
     static = [c for c in ax.containers if c.get_label() == "static"][0]
     y = static.lines[0].get_ydata()
     np.testing.assert_allclose(y, both["test_log_likelihood"].sel({"method": "static", "epochs": 4}).mean("seed"))
+    # and the largest AIS budget (a synthetic second budget: the test's numbers shifted by 1)
+    import xarray as xr
+
+    two = xr.concat([both, both + 1.0], dim="ais_betas").assign_coords(ais_betas=[50, 100])
+    for name in ("final_density", "train_seconds"):
+        two[name] = both[name]
+    ax = deep_r_comparison.draw(two).axes[0]
+    static = [c for c in ax.containers if c.get_label() == "static"][0]
+    np.testing.assert_allclose(static.lines[0].get_ydata(), y + 1.0)
 
 
 @pytest.mark.parametrize("with_classifier", [False, True])
