@@ -373,8 +373,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         NCG's density is an outcome, not the ``connectivity`` coordinate: like ``dense``, one run
         per seed, repeated along ``connectivity``; its density after training is ``final_density``.
     likelihood : "exact" or "ais"
-        ``"ais"``: ``log Z`` by ``ais_chains`` forward AIS runs over ``ais_betas`` linearly spaced
-        inverse temperatures (a stochastic upper bound on the log-likelihood, with the AIS
+        ``"ais"``: ``log Z`` by ``ais_chains`` forward AIS runs over ``ais_betas`` inverse
+        temperatures (``ais_schedule``) (a stochastic upper bound on the log-likelihood, with the AIS
         standard error of ``log Z`` in ``log_partition_se``).
     ais_chains : int >= 2
     ais_betas : int >= 2 (>= 4 with the classic schedule), or a list of them
@@ -418,12 +418,14 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     Returns
     -------
     xarray.Dataset
-        Dims (``method``, ``connectivity``, ``seed``), and ``epochs`` last when ``epochs`` is a
-        sequence: ``test_log_likelihood``,
-        ``test_log_likelihood_se``, ``log_partition``, ``log_partition_se``, ``train_log_likelihood``
-        (the training images' mean log-likelihood with the same log Z: train - test is the
-        generalisation gap, exact even under AIS), ``final_density``, ``train_seconds``, with AIS ``ais_degenerate`` and, with a classifier, ``classifier_inception_score``,
-        ``classifier_coverage_entropy``, ``classifier_mean_max_probability``. Coordinates on
+        Dims (``method``, ``connectivity``, ``seed``), then ``epochs`` when ``epochs`` is a
+        sequence: ``final_density``, ``train_seconds``; the scores have ``ais_betas`` last when
+        ``ais_betas`` is a sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
+        ``log_partition``, ``log_partition_se``, ``train_log_likelihood`` (the training images'
+        mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
+        even under AIS), with AIS ``ais_degenerate`` and, with a classifier,
+        ``classifier_inception_score``, ``classifier_coverage_entropy``,
+        ``classifier_mean_max_probability``. Coordinates on
         ``method``: ``initial_density`` (NCG's ``p``, NaN otherwise) and ``uses_connectivity``
         (0 where the value is repeated along ``connectivity``).
     """
