@@ -15,9 +15,14 @@ import xarray as xr
 from dilution import ais, exact
 from dilution.conditionals import free_energy
 from dilution.model import RBM
+from dilution.rng import derive_seed
 from dilution.validation import check_binary
 
-__all__ = ["exact_log_likelihood", "ais_log_likelihood", "log_likelihood"]
+__all__ = ["exact_log_likelihood", "ais_log_likelihood", "log_likelihood", "doubled_seed", "CONVERGED_SIGMAS"]
+
+# Two independent estimates of one log Z differ by more than 3 combined standard errors with
+# probability 0.3 % (normal errors): a larger shift when the betas double is the schedule's bias.
+CONVERGED_SIGMAS = 3.0
 
 
 def _free_energy(rbm: RBM, data) -> np.ndarray:
@@ -79,7 +84,8 @@ def exact_log_likelihood(rbm: RBM, data, *, max_units: int = exact.MAX_UNITS) ->
     return _dataset(exact.log_likelihood(rbm, data, log_z=log_z, max_units=max_units), log_z, "exact", {}, {})
 
 
-def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, base_data=None, **ais_options) -> xr.Dataset:
+def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, base_data=None, doubled_betas=None,
+                       **ais_options) -> xr.Dataset:
     """Log-likelihood of held-out data with ``log Z`` estimated by AIS (:func:`dilution.ais.log_partition`).
 
     Parameters
@@ -94,23 +100,61 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         Annealing schedule; default that of :func:`dilution.ais.log_partition`.
     base_data : array_like, shape (m, n_visible), optional
         Training data for the base-rate model (never the test set, to keep the estimate honest).
+    doubled_betas : array_like, optional
+        The budget-doubling check: a schedule with twice the betas of ``betas`` in the same shape
+        (e.g. ``dilution.schedules.classic(2 * n)``) for a second, independent forward run (seed
+        :func:`doubled_seed` of ``seed``, the same ``ais_options`` but no reverse run). A ``log Z``
+        that moves when the betas double is not converged at this budget.
     **ais_options
-        Passed to :func:`dilution.ais.log_partition` (e.g. ``reverse=False``).
+        Passed to :func:`dilution.ais.log_partition` (e.g. ``reverse=False``, ``resample=0.5``).
 
     Returns
     -------
     xarray.Dataset
         As :func:`exact_log_likelihood`, plus ``log_z_std`` (AIS standard error of ``log Z``, which
         shifts every sample's value together) and ``mean_log_likelihood_lower``, computed from the
-        reverse-AIS upper bound on ``log Z`` when AIS ran in reverse too.
+        reverse-AIS upper bound on ``log Z`` when AIS ran in reverse too. With ``doubled_betas``:
+        ``log_z_doubled`` and ``log_z_doubled_std``, ``log_z_shift`` (``log_z_doubled - log_z``) and
+        ``log_z_converged``, 1 when ``|log_z_shift| <= CONVERGED_SIGMAS * sqrt(log_z_std^2 +
+        log_z_doubled_std^2)``, else 0. Attrs ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``,
+        ``ais_resample``, ``ais_n_groups`` (0 for plain AIS) and with the check ``ais_n_betas_doubled``,
+        ``ais_seed_doubled``.
     """
     f = _free_energy(rbm, data)
     est = ais.log_partition(rbm, n_chains=n_chains, betas=betas, data=base_data, seed=seed, **ais_options)
     log_z = float(est["log_z"])
-    extra = {"log_z_std": ((), float(est["log_z_std"]), {"long_name": "AIS standard error of log Z", "units": "nats"})}
+    log_z_std = float(est["log_z_std"])
+    nats = "nats"
+    extra = {"log_z_std": ((), log_z_std, {"long_name": "AIS standard error of log Z", "units": nats})}
     if "log_z_upper" in est:
         extra["mean_log_likelihood_lower"] = (
             (), float(np.mean(-f) - float(est["log_z_upper"])),
             {"long_name": "mean test log-likelihood with the reverse-AIS log Z (the other side of the sandwich)", "units": "nats per sample"},
         )
-    return _dataset(-f - log_z, log_z, "AIS", extra, {"ais_n_chains": int(n_chains), "ais_seed": int(seed)})
+    attrs = {"ais_n_chains": int(n_chains), "ais_seed": int(seed), "ais_n_betas": int(est.attrs["n_betas"]),
+             "ais_resample": float(est.attrs["resample"]), "ais_n_groups": int(est.attrs["n_groups"])}
+    if doubled_betas is not None:
+        seed_doubled = doubled_seed(seed)
+        doubled = ais.log_partition(rbm, n_chains=n_chains, betas=doubled_betas, data=base_data, seed=seed_doubled,
+                                    **{**ais_options, "reverse": False})
+        log_z_doubled = float(doubled["log_z"])
+        doubled_std = float(doubled["log_z_std"])
+        shift = log_z_doubled - log_z
+        bound = CONVERGED_SIGMAS * float(np.hypot(log_z_std, doubled_std))
+        extra.update(
+            log_z_doubled=((), log_z_doubled, {
+                "long_name": "forward AIS estimate of log Z with twice the betas (an independent run)", "units": nats}),
+            log_z_doubled_std=((), doubled_std, {"long_name": "AIS standard error of log_z_doubled", "units": nats}),
+            log_z_shift=((), shift, {"long_name": "change of log Z when the betas doubled (log_z_doubled - log_z)",
+                                     "units": nats}),
+            log_z_converged=((), int(abs(shift) <= bound), {
+                "long_name": f"1 if |log_z_shift| <= {CONVERGED_SIGMAS:g} sqrt(log_z_std^2 + log_z_doubled_std^2) "
+                             "(log Z converged at this AIS budget), else 0", "units": "1"}),
+        )
+        attrs.update(ais_n_betas_doubled=int(doubled.attrs["n_betas"]), ais_seed_doubled=int(seed_doubled))
+    return _dataset(-f - log_z, log_z, "AIS", extra, attrs)
+
+
+def doubled_seed(seed: int) -> int:
+    """The seed of the budget-doubling run of :func:`ais_log_likelihood`: a stream of ``seed`` of its own."""
+    return int(derive_seed(seed, "ais-doubled").generate_state(1)[0])

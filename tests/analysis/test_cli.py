@@ -1,17 +1,23 @@
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
+from scipy.stats import t as student_t
 
 import dilution
 from analysis.aats import adversarial_accuracy
+from analysis.likelihood import ais_log_likelihood, doubled_seed
 from analysis.moments import moment_errors
 from analysis.pca import pca_comparison
 from analysis.pseudolikelihood import pseudo_log_likelihood
 from analysis.reconstruction import reconstruction_error
-from dilution import exact
+from dilution import ais, exact, schedules
 from dilution.cli import build_parser, main
+from dilution.model import RBM
 
 
 @pytest.fixture()
@@ -69,8 +75,16 @@ def test_evaluate_rejects_data_of_the_wrong_width(saved, capsys):
     [
         (["--max-data", "0"], "--max-data must be an integer >= 1, got 0"),
         (["--n-samples", "0"], "--n-samples must be an integer >= 1, got 0"),
-        (["--ais-chains", "0"], "--ais-chains must be an integer >= 1"),
-        (["--ais-betas", "1"], "--ais-betas must be an integer >= 2"),
+        (["--ais-chains", "1"], "--ais-chains must be an integer >= 2, got 1"),  # AIS needs two for an error bar
+        (["--ais-betas", "3"], "--ais-betas must be an integer >= 4 with --ais-schedule classic, got 3"),
+        (["--ais-schedule", "linear", "--ais-betas", "1"],
+         "--ais-betas must be an integer >= 2 with --ais-schedule linear, got 1"),
+        (["--ais-resample", "1.5"], "--ais-resample must be a number in [0, 1) (0: plain AIS; 0.5 is usual), got 1.5"),
+        (["--ais-resample", "nan"], "--ais-resample must be a number in [0, 1)"),
+        (["--ais-resample", "0.5", "--ais-groups", "3", "--ais-chains", "100"],
+         "--ais-chains (100) must be a multiple of --ais-groups (3) with at least 2 chains per population when "
+         "--ais-resample > 0"),
+        (["--ais-groups", "1"], "--ais-groups must be an integer >= 2, got 1"),
     ],
 )
 def test_evaluate_checks_flags_before_computing_anything(saved, capsys, flags, message):
@@ -113,3 +127,184 @@ def test_evaluate_help_states_the_enumeration_limit_in_use(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--help"])
     assert f"at most {exact.MAX_UNITS} units (dilution.exact.MAX_UNITS)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--ais-schedule", "foo"], "argument --ais-schedule: invalid choice: 'foo' (choose from 'classic', 'linear')"),
+        (["--ais-resample", "half"], "argument --ais-resample: invalid float value: 'half'"),
+        (["--ais-groups", "2.5"], "argument --ais-groups: invalid int value: '2.5'"),
+    ],
+)
+def test_evaluate_rejects_malformed_ais_flags_with_a_usage_line(saved, capsys, flags, message):
+    _, _, tmp = saved
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--quiet", "--ais", *flags])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"ais_schedule": "foo"}, "ais_schedule must be one of classic, linear, got 'foo'"),
+        ({"ais_resample": 1.5}, "ais_resample must be a number in [0, 1)"),
+        ({"ais_resample": 0.5, "ais_groups": 3}, "ais_chains (100) must be a multiple of ais_groups (3)"),
+        ({"ais_betas": 3}, "ais_betas must be an integer >= 4, got 3"),
+    ],
+)
+def test_evaluate_function_names_its_keyword_in_errors(saved, options, message):
+    from analysis.cli import evaluate
+
+    rbm, data, _ = saved
+    with pytest.raises(ValueError) as error:
+        evaluate(rbm, data.astype(np.float64), n_samples=10, n_sweeps=1, seed=0, ais=True, progress=False, **options)
+    assert message in str(error.value)
+
+
+# --- AIS on models too large for evaluate to enumerate, with a log Z known exactly ------------
+
+
+def _with_isolated_hidden(core: RBM, n_hidden: int, seed: int) -> tuple[RBM, float]:
+    """``core`` with ``n_hidden - core.n_hidden`` more hidden units connected to nothing, and its exact log Z.
+
+    An isolated hidden unit j sums out to a factor ``1 + e^{b_j}`` of Z, so log Z is that of ``core``
+    (enumerated) plus ``sum_j softplus(b_j)``: exact although the model's smaller layer has more
+    units than ``evaluate`` enumerates, so that it runs AIS.
+    """
+    extra = np.random.default_rng(seed).normal(0.0, 1.0, n_hidden - core.n_hidden)
+    weights = np.zeros((core.n_visible, n_hidden))
+    weights[:, : core.n_hidden] = core.weights
+    mask = np.zeros((core.n_visible, n_hidden), dtype=bool)
+    mask[:, : core.n_hidden] = core.mask
+    rbm = RBM(weights, core.visible_bias, np.concatenate([core.hidden_bias, extra]), mask)
+    return rbm, exact.log_partition(core) + float(np.logaddexp(0.0, extra).sum())
+
+
+def test_isolated_hidden_units_add_their_softplus_to_log_z():
+    core = RBM.random(7, 3, connectivity=0.7, weight_scale=2.0, bias_scale=0.5, seed=4)
+    rbm, log_z = _with_isolated_hidden(core, 6, seed=5)
+    assert log_z == pytest.approx(exact.log_partition(rbm), abs=1e-12)
+
+
+# evaluate enumerates up to MAX_UNITS units in the smaller layer; one more and it needs --ais
+N_UNITS = exact.MAX_UNITS + 1
+
+
+def _save(tmp, rbm: RBM, data: np.ndarray) -> np.ndarray:
+    dilution.save(rbm, tmp / "m.nc")
+    dilution.save(xr.Dataset({"states": (("sample", "visible"), data.astype(np.uint8))}), tmp / "test.nc")
+    return data.astype(np.float64)  # what evaluate reads back
+
+
+def _evaluate_ais(tmp, *flags: str) -> xr.Dataset:
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "20", "--n-sweeps", "2",
+            "--quiet", "--ais", *flags]
+    assert main(argv) == 0
+    return dilution.load(tmp / "m-evaluation.nc")
+
+
+def _converged(result: xr.Dataset) -> int:
+    """The doubling check recomputed from the recorded estimates."""
+    bound = 3 * math.hypot(float(result["ais_log_z_std"]), float(result["ais_log_z_doubled_std"]))
+    return int(abs(float(result["ais_log_z_shift"])) <= bound)
+
+
+@pytest.fixture()
+def easy(tmp_path):
+    """A random 26 x 26 RBM (16 hidden units coupled), data sampled from it, and its exact log Z."""
+    core = RBM.random(N_UNITS, 16, connectivity=1.0, weight_scale=2.0, bias_scale=0.5, seed=0)
+    rbm, log_z = _with_isolated_hidden(core, N_UNITS, seed=1)
+    data = _save(tmp_path, rbm, dilution.sample(rbm, 300, 50, seed=1))
+    return rbm, data, log_z, tmp_path
+
+
+def test_evaluate_ais_with_resampling_agrees_with_the_exact_log_z(easy):
+    rbm, data, log_z, tmp = easy
+    result = _evaluate_ais(tmp, "--ais-betas", "1000", "--ais-resample", "0.5", "--ais-groups", "10")
+    attrs = result["ais_log_z"].attrs
+    assert (attrs["ais_n_betas"], attrs["ais_schedule"], attrs["ais_resample"], attrs["ais_n_groups"]) == (
+        1000, "classic", 0.5, 10)
+    # With resampling, log_z_std is the delta-method error over the 10 populations' independent
+    # estimates, so (estimate - truth) / std is approximately Student-t with 9 degrees of freedom:
+    # two-sided at false-alarm probability 1e-3 (t = 4.78), plus the Jensen bias of the log of a
+    # mean, -se^2 / 2.
+    se = float(result["ais_log_z_std"])
+    assert abs(float(result["ais_log_z"]) - log_z) < student_t.isf(1e-3 / 2, df=10 - 1) * se + se**2 / 2
+    # the free energies are exact, so the log-likelihood carries log Z's error and nothing else
+    np.testing.assert_allclose(result["ais_log_likelihood"].values + float(result["ais_log_z"]),
+                               exact.log_likelihood(rbm, data, log_z=log_z) + log_z, rtol=0, atol=1e-9)
+
+
+def test_evaluate_ais_schedule_gives_the_schedules_betas(easy):
+    rbm, data, _, tmp = easy
+    estimates = {}
+    for shape, make in (("linear", schedules.linear), ("classic", schedules.classic)):
+        result = _evaluate_ais(tmp, "--ais-schedule", shape, "--ais-betas", "200", "--ais-chains", "20",
+                               "--ais-resample", "0.5", "--ais-groups", "5")
+        # the same seed (evaluate's, 0) and options with that schedule give the same numbers, bit for bit
+        ref = ais_log_likelihood(rbm, data, n_chains=20, seed=0, betas=make(200), base_data=data, resample=0.5,
+                                 n_groups=5)
+        for name in ("log_z", "log_z_std", "mean_log_likelihood_lower"):
+            assert float(result[f"ais_{name}"]) == float(ref[name]), (shape, name)
+        assert (result["ais_log_z"].attrs["ais_n_betas"], result["ais_log_z"].attrs["ais_schedule"]) == (200, shape)
+        estimates[shape] = float(result["ais_log_z"])
+    assert estimates["linear"] != estimates["classic"]  # the flag reaches the schedule
+
+
+def test_evaluate_ais_keeps_the_classic_14500_betas_and_doubles_them_to_29000(easy):
+    rbm, data, _, tmp = easy
+    result = _evaluate_ais(tmp, "--ais-chains", "2", "--ais-doubling")  # two chains keep 43,500 steps cheap
+    attrs = result["ais_log_z"].attrs
+    assert (attrs["ais_n_betas"], attrs["ais_n_betas_doubled"], attrs["ais_schedule"]) == (14_500, 29_000, "classic")
+    # without --ais-betas the estimate is the one evaluate gave before --ais-schedule existed:
+    # dilution.ais's own default, the classic 14,500-beta schedule
+    before = ais_log_likelihood(rbm, data, n_chains=2, seed=0, base_data=data)
+    assert float(result["ais_log_z"]) == float(before["log_z"])
+    doubled = ais.log_partition(rbm, n_chains=2, betas=schedules.classic(29_000), data=data, seed=doubled_seed(0),
+                                reverse=False)
+    assert float(result["ais_log_z_doubled"]) == float(doubled["log_z"])
+    assert float(result["ais_log_z_doubled_std"]) == float(doubled["log_z_std"])
+    assert doubled_seed(0) != 0 and attrs["ais_seed_doubled"] == doubled_seed(0)  # a stream of its own
+
+
+def test_evaluate_ais_doubling_passes_a_converged_log_z(easy, capsys):
+    _, _, log_z, tmp = easy
+    result = _evaluate_ais(tmp, "--ais-betas", "1000", "--ais-resample", "0.5", "--ais-doubling")
+    shift = float(result["ais_log_z_doubled"]) - float(result["ais_log_z"])
+    assert float(result["ais_log_z_shift"]) == shift
+    assert int(result["ais_log_z_converged"]) == _converged(result) == 1
+    # and it is right to: both estimates are within the bound of the test against the exact log Z above
+    for name in ("ais_log_z", "ais_log_z_doubled"):
+        se = float(result[f"{name}_std"])
+        assert abs(float(result[name]) - log_z) < student_t.isf(1e-3 / 2, df=10 - 1) * se + se**2 / 2, name
+    assert "log Z moved" not in capsys.readouterr().err
+    for name in ("ais_log_z_doubled", "ais_log_z_doubled_std", "ais_log_z_shift", "ais_log_z_converged"):
+        assert {"long_name", "units"} <= set(result[name].attrs), name
+    assert result["ais_log_z_converged"].attrs["units"] == "1"
+
+
+def test_evaluate_ais_doubling_flags_an_under_resolved_log_z(tmp_path, capsys):
+    # One hidden unit coupled to every visible unit by +6: the all-on states carry nearly all the
+    # mass, while the base-rate model, fitted to sparse data (10 % of units on), sits by all-off.
+    # Along the annealing path the mass jumps from one mode to the other, a sharp transition that
+    # five classic betas cannot resolve.
+    n = N_UNITS
+    core = RBM(np.full((n, 1), 6.0), np.full(n, -3.0), np.array([-6.0 * n / 4]))
+    rbm, log_z = _with_isolated_hidden(core, N_UNITS, seed=1)
+    _save(tmp_path, rbm, np.random.default_rng(2).random((100, n)) < 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ais.DegenerateWeightsWarning)  # five betas: degenerate weights, as intended
+        result = _evaluate_ais(tmp_path, "--ais-betas", "5", "--ais-doubling")
+    single, se = float(result["ais_log_z"]), float(result["ais_log_z_std"])
+    shift = float(result["ais_log_z_shift"])
+    assert int(result["ais_log_z_converged"]) == _converged(result) == 0
+    # The flag is right: the single estimate misses the exact log Z by far more than its error bar
+    # (z > 10 where 3.3 is the 1e-3 two-sided false-alarm level), and the finer schedule moves
+    # towards the truth (up: AIS underestimates), by more than the 3 combined standard errors.
+    assert log_z - single > 10 * se
+    assert shift > 3 * math.hypot(se, float(result["ais_log_z_doubled_std"]))
+    err = capsys.readouterr().err
+    assert (f"warning: log Z moved by {shift:+.3g} nats when the betas doubled: not converged at this budget; "
+            "use more betas (5 -> 10 betas;") in err
