@@ -27,7 +27,9 @@ This module holds:
   fixed order (the reference's setting), for tiny models where a Python loop per mini-batch
   costs more than the arithmetic. It consumes the same random streams as the trainer (CD chain
   keys and counters of :class:`dilution.estimators.CD`, the rule's per-update seeds), so it
-  agrees with :func:`dilution.training.train_step` called on the same batches.
+  agrees with :func:`dilution.training.train_step` called on the same batches;
+* :func:`ncg_pair_update`, the update of one pair in a numba kernel: the fused kernel and the
+  replica kernel of :mod:`dilution.replicas` call it.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from .statistics import GradientEstimate, gradient_row
 from .threads import single_threaded_blas
 from .validation import check_binary, check_finite, check_int
 
-__all__ = ["NCG", "NCGState", "NCGInfo", "ncg_config", "train_ncg_fused", "FusedResult"]
+__all__ = ["NCG", "NCGState", "NCGInfo", "ncg_config", "ncg_pair_update", "train_ncg_fused", "FusedResult"]
 
 
 class NCGState(NamedTuple):
@@ -331,6 +333,59 @@ def _mean_difference(x, y, out, mx, my):
         out[j] = mx[j] / n_x - my[j] / n_y
 
 
+@njit(inline="always", cache=True)
+def ncg_pair_update(i, j, g, w, mask, rule_mask, strengths, stored, lr, eta_a, threshold, zero, one):
+    """Update pair ``(i, j)`` in place: the trainer's SGD step, then NCG (module docstring).
+
+    The one statement of the per-pair update, public for :mod:`dilution.replicas`. The SGD step
+    is :mod:`dilution.optim`'s with momentum 0 and no decay, written in its operation order
+    (the zero terms included) so that the result is the trainer's to the bit.
+
+    Parameters
+    ----------
+    i, j : int
+        The pair.
+    g : float
+        Its gradient estimate ``G_ij``.
+    w : ndarray, shape (n_visible, n_hidden)
+        The trainer's weights (zero off ``mask``); ``w[i, j]`` becomes ``W_ij M_ij`` after the update.
+    mask, rule_mask : ndarray of bool, shape (n_visible, n_hidden)
+        The trainer's mask (the pairs that take the SGD step) and the rule's ``M``
+        (:class:`NCGState`); both get the new ``M_ij``. The same array where the two agree.
+    strengths, stored : ndarray, shape (n_visible, n_hidden)
+        ``S`` and the stored weights of :class:`NCGState`.
+    lr, eta_a, threshold, zero, one : float, the dtype of ``w``
+        ``eta``, ``eta_A``, the threshold, 0 and 1. Typed by the caller: a float literal here
+        would turn a float32 model's arithmetic into float64.
+
+    Returns
+    -------
+    born, died : bool
+        Whether the pair was connected (``M_ij`` 0 -> 1) or removed (1 -> 0).
+    """
+    if mask[i, j]:
+        wij = w[i, j]
+        w_post = wij + (zero * zero + lr * (g - zero * wij - zero * np.sign(wij)))
+    else:
+        w_post = zero
+    old = rule_mask[i, j]
+    w_pre = stored[i, j]
+    w_new = w_post if old else w_pre
+    s = strengths[i, j] + (eta_a * w_pre) * g
+    if s < threshold:
+        new = False
+    elif s > threshold:
+        new = True
+    else:
+        new = old
+    strengths[i, j] = min(max(s, zero), one)
+    stored[i, j] = w_new
+    rule_mask[i, j] = new
+    mask[i, j] = new
+    w[i, j] = w_new if new else zero
+    return new and not old, old and not new
+
+
 @njit(cache=True)
 def _ncg_kernel(data, first_step, n_steps, updates_per_epoch, batch_size, k, lr, eta_a, threshold, w, a, b, mask,
                 strengths, stored, rule_mask, keys, counter, blocks, gather_below, gemm_at):
@@ -419,33 +474,11 @@ def _ncg_kernel(data, first_step, n_steps, updates_per_epoch, batch_size, k, lr,
         n_rem = 0
         for i in range(n_visible):
             for j in range(n_hidden):
-                gij = gw[i, j]
-                # The trainer's SGD step (dilution.optim, momentum 0, no decay), on its mask.
-                if mask[i, j]:
-                    wij = w[i, j]
-                    u = zero * zero + lr_ * (gij - zero * wij - zero * np.sign(wij))
-                    w_post = wij + u
-                else:
-                    w_post = zero
-                # The rule.
-                old = rule_mask[i, j]
-                w_pre = stored[i, j]
-                w_new = w_post if old else w_pre
-                s = strengths[i, j] + (eta * w_pre) * gij
-                if s < th:
-                    new = False
-                elif s > th:
-                    new = True
-                else:
-                    new = old
-                strengths[i, j] = min(max(s, zero), one)
-                stored[i, j] = w_new
-                rule_mask[i, j] = new
-                mask[i, j] = new
-                w[i, j] = w_new if new else zero
+                born, died = ncg_pair_update(i, j, gw[i, j], w, mask, rule_mask, strengths, stored, lr_, eta, th,
+                                             zero, one)
                 wt[j, i] = w[i, j]
-                n_add += new and not old
-                n_rem += old and not new
+                n_add += born
+                n_rem += died
         for i in range(n_visible):
             a[i] = a[i] + (zero * zero + lr_ * ga[i])
         for j in range(n_hidden):

@@ -22,8 +22,8 @@ Replica ``r`` is, update for update, the trainer's run of the same rule
 * the rule's own draws (DEEP R's counter-based noise and reactivation streams) and its own
   initialisation (``rule.init`` with the replica's seed).
 
-The replica kernel calls the rules' own update arithmetic (:func:`dilution.deep_r.rewire_step`;
-NCG's update as in :func:`dilution.ncg.train_ncg_fused`) and the trainer's gradient kernels
+The replica kernel calls the rules' own update arithmetic (:func:`dilution.deep_r.rewire_step`,
+:func:`dilution.ncg.ncg_pair_update`) and the trainer's gradient kernels
 (:func:`dilution.conditionals.hidden_row`, :func:`dilution.statistics.gradient_row`). Only the
 exact model moments are summed in another order (plain enumeration instead of Gray-code blocks),
 so replica and trainer agree to rounding (``tests/dilution/test_replicas.py`` checks masks equal
@@ -47,7 +47,7 @@ from .connectivity import StepContext
 from .deep_r import DeepR, SoftDeepR, normal_draw, rewire_step
 from .estimators import CD, PCD, Exact
 from .model import RBM
-from .ncg import NCG
+from .ncg import NCG, ncg_pair_update
 from .parameters import Parameters
 from .provenance import provenance
 from .rng import derive_seed, uniform64
@@ -327,31 +327,13 @@ def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise
         _gradient(data, w, a, b, estimator, k, chains, keys, counter, s)
         counter += draws
         if kind == _NCG:
-            # dilution.ncg: the trainer's masked SGD step, then the strengths and the threshold.
+            # The trainer's mask is the rule's (no reference_quirks).
             for i in range(n_v):
                 for j in range(n_h):
-                    gij = gw[i, j]
-                    old = mask[i, j]
-                    if old:
-                        wij = w[i, j]
-                        w_post = wij + (zero * zero + lr_ * (gij - zero * wij - zero * np.sign(wij)))
-                    else:
-                        w_post = zero
-                    w_pre = stored[i, j]
-                    w_new = w_post if old else w_pre
-                    st = strengths[i, j] + (eta_a * w_pre) * gij
-                    if st < threshold:
-                        new = False
-                    elif st > threshold:
-                        new = True
-                    else:
-                        new = old
-                    strengths[i, j] = min(max(st, 0.0), 1.0)
-                    stored[i, j] = w_new
-                    mask[i, j] = new
-                    w[i, j] = w_new if new else zero
-                    n_add += new and not old
-                    n_rem += old and not new
+                    born, died = ncg_pair_update(i, j, gw[i, j], w, mask, mask, strengths, stored, lr_, eta_a,
+                                                 threshold, zero, 1.0)
+                    n_add += born
+                    n_rem += died
             for i in range(n_v):
                 a[i] = a[i] + (zero * zero + lr_ * ga[i])
             for j in range(n_h):
