@@ -329,7 +329,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                      ais_groups: int = 10, ais_schedule: Literal["linear", "classic"] = "linear",
                      classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, dtype: Literal["float64", "float32"] = "float64",
-                     work_dir: str | os.PathLike | None = None, save_every: int = 25,
+                     work_dir: str | os.PathLike | None = None, save_every: int = 25, kept_only: bool = False,
                      progress: bool = False) -> xr.Dataset:
     """Test log-likelihood of DEEP R, static random masks, magnitude pruning, NCG and the dense
     model on binarised MNIST (module docstring; issue 11, item 4).
@@ -410,6 +410,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         moves with the budget, trains anew). A state or model of another training run (config,
         seed or training data) is refused. Default: nothing is kept.
     save_every : int
+    kept_only : bool
+        With ``work_dir``: train and score nothing, return the scores kept there and NaN where a
+        model is not scored yet: the table of a campaign that is still running (or was stopped).
         Epochs between saved training states with ``work_dir``.
     progress : bool
         A line per scored model on standard error (method, seed, epochs, seconds, log-likelihood),
@@ -449,6 +452,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         _check_count(name, value)
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if kept_only and work_dir is None:
+        raise ValueError("kept_only reads the scores kept in a work_dir: give work_dir")
     _check_count("n_sweeps", n_sweeps, low=0)
     k = int(k)
     if likelihood not in ("exact", "ais"):
@@ -558,7 +563,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     keys = [_digest(scoring, eval_seed, run_key) if store is not None else "" for scoring in scorings]
                     rows = {(b, e): store.scores(name, b, key) if store is not None else None
                             for b in stops for e, key in enumerate(keys)}
-                    todo = [b for b in stops if any(rows[b, e] is None for e in range(len(keys)))]
+                    todo = [] if kept_only else [b for b in stops if any(rows[b, e] is None for e in range(len(keys)))]
                     models = _train_stops(config, train_x, run_seed, n_hidden, todo, store, name, save_every,
                                           log=(lambda line: print(line, file=sys.stderr, flush=True)) if progress
                                           else None)
@@ -578,6 +583,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                 print(f"{method} c={connectivity:g} seed {s} epochs {b}{betas}: {seconds:.1f} s, "
                                       f"test LL {row['test_log_likelihood']:.3f}", file=sys.stderr, flush=True)
                     for (b, e), row in rows.items():
+                        if row is None:  # kept_only: not scored yet
+                            continue
                         if "train_log_likelihood" not in row:  # scored before the field existed: from the kept model
                             model, _ = store.model(name, b, run_key)
                             row["train_log_likelihood"] = _train_log_likelihood(model, train_x, row)
@@ -629,6 +636,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         attrs.update(ais_chains=ais_chains, ais_betas=beta_budgets[0] if single_betas else list(beta_budgets),
                      ais_resample=ais_resample,
                      ais_groups=ais_groups if ais_resample else 0)
+    if kept_only:  # a campaign's progress, not its result
+        attrs["scored_fraction"] = float(np.mean(np.isfinite(values["test_log_likelihood"])))
     if classifier is not None:
         attrs.update(classifier_seed=classifier.seed, classifier_test_accuracy=classifier.test_accuracy,
                      classifier_samples=n_samples, classifier_sweeps=n_sweeps)

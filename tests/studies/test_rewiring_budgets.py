@@ -197,6 +197,25 @@ def test_each_ais_budget_scores_the_same_models_as_a_call_with_that_budget(mnist
         np.testing.assert_array_equal(again[name].values, both[name].values, err_msg=name)
 
 
+def test_kept_only_returns_what_a_work_dir_holds_and_nan_elsewhere(mnist, both, tmp_path, monkeypatch):
+    import dilution.training
+
+    work = tmp_path / "work"
+    mnist_comparison(mnist, **{**TINY, "ncg_densities": ()}, methods=("static", "dense"), epochs=(2, 4), work_dir=work)
+    monkeypatch.setattr(dilution.training, "train", lambda *a, **k: pytest.fail("kept_only trained"))
+    monkeypatch.setattr(rewiring, "_score", lambda *a, **k: pytest.fail("kept_only scored"))
+    table = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, kept_only=True)
+    assert list(table["method"].values) == list(both["method"].values)
+    kept = ["static", "dense"]
+    for name in COMPARED:
+        np.testing.assert_array_equal(table[name].sel({"method": kept}).values, both[name].sel({"method": kept}).values)
+        assert np.all(np.isnan(table[name].sel({"method": ["deep-r", "magnitude", "ncg-p0.5"]}).values)), name
+    assert table.attrs["scored_fraction"] == pytest.approx(2 / 5)
+    assert "scored_fraction" not in both.attrs
+    with pytest.raises(ValueError, match="kept_only reads the scores kept in a work_dir"):
+        mnist_comparison(mnist, **TINY, epochs=(2, 4), kept_only=True)
+
+
 def test_float32_runs_are_recorded_and_close_to_float64(mnist, both):
     single = mnist_comparison(mnist, **TINY, epochs=(2, 4), dtype="float32")
     assert json.loads(single.attrs["experiment"])["dtype"] == "float32" and "float32" in single.attrs["setup"]
