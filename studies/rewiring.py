@@ -315,14 +315,21 @@ def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[st
     return row
 
 
-def _train_log_likelihood(model, train: np.ndarray, row: dict) -> float:
+def _held_in_scores(model, train: np.ndarray, validation: np.ndarray, row: dict) -> dict[str, float]:
+    """The mean log-likelihood of the training images and of the validation images (if any) with
+    the score's log Z, and how many validation images that was."""
     from analysis.likelihood import log_likelihood
 
-    return float(log_likelihood(model, train, row["log_partition"]).mean())
+    out = {"train_log_likelihood": float(log_likelihood(model, train, row["log_partition"]).mean()),
+           "validation_images": validation.shape[0]}
+    if validation.shape[0]:
+        out["validation_log_likelihood"] = float(log_likelihood(model, validation, row["log_partition"]).mean())
+    return out
 
 
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
+                     n_validation: int = 2000,
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
                      ais_chains: int = 100, ais_betas: int | Sequence[int] = 10_000, ais_resample: float = 0.0,
@@ -362,6 +369,11 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         once per budget.
     n_train, n_test : int
         The first images of the shuffled training set and of the test set (threshold 0.5).
+    n_validation : int >= 0
+        The next images of the shuffled training set, never trained on: their mean
+        log-likelihood (``validation_log_likelihood``, same log Z as the test score) picks the
+        budget to report for a model that overfits (early stopping over ``epochs``) without
+        looking at the test set. 0: no validation images.
     learning_rate : float
     k : int
         Gibbs sweeps per update of the persistent chains (PCD-k).
@@ -450,6 +462,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     for name, value in (("n_seeds", n_seeds), ("n_hidden", n_hidden), ("n_train", n_train),
                         ("n_test", n_test), ("n_samples", n_samples), ("k", k), ("save_every", save_every)):
         _check_count(name, value)
+    _check_count("n_validation", n_validation, low=0)
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if kept_only and work_dir is None:
@@ -495,7 +508,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     def binary(split: str):
         return binarize.binarize(mnist_data.load_mnist(mnist, split), "threshold", threshold=0.5)
 
-    train_x = np.ascontiguousarray(as_matrix(shuffle(binary("train"), seed=seed), np.float64)[:n_train])
+    shuffled = as_matrix(shuffle(binary("train"), seed=seed), np.float64)
+    if n_train + n_validation > shuffled.shape[0]:
+        raise ValueError(f"n_train + n_validation ({n_train} + {n_validation}) is more than the {shuffled.shape[0]} "
+                         f"training images of {mnist}; lower n_train or n_validation")
+    train_x = np.ascontiguousarray(shuffled[:n_train])
+    valid_x = np.ascontiguousarray(shuffled[n_train:n_train + n_validation])
+    del shuffled
     test_x = np.ascontiguousarray(as_matrix(binary("test"), np.float64)[:n_test])
     # The evaluation reads train (AIS base rate) and test only.
     data = StudyData(train_x, train_x[:0], test_x, np.nan, np.nan)
@@ -506,6 +525,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden,
                   "epochs": list(budgets) if not isinstance(epochs, (int, np.integer)) else int(epochs),
                   "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
+    if n_validation != 2000:
+        experiment["n_validation"] = n_validation
     # Recorded only when they differ from the original experiment, so its settings (and the
     # reproduce step's up-to-date check) read as before.
     if k != 1:
@@ -537,6 +558,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                           "(n_visible n_hidden); dense: 1)", "1"),
         "train_log_likelihood": ("mean log-likelihood of the training images with the test score's log Z "
                                  "(train - test is the generalisation gap, free of log Z's error)", "nats per sample"),
+        **({"validation_log_likelihood": (
+            f"mean log-likelihood of {n_validation} held-out training-split images with the test score's log Z "
+            "(choose the budget by it, not by the test score)", "nats per sample")} if n_validation else {}),
         "train_seconds": ("training wall time of the run (updates and rule, evaluation excluded; one core "
                           "unless NUMBA_NUM_THREADS says otherwise)", "s"),
     }
@@ -572,7 +596,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             if rows[b, e] is not None:
                                 continue
                             row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")
-                            row["train_log_likelihood"] = _train_log_likelihood(model, train_x, row)
+                            row.update(_held_in_scores(model, train_x, valid_x, row))
                             row.update(final_density=float(np.count_nonzero(model.mask)) / model.mask.size,
                                        train_seconds=seconds)
                             rows[b, e] = row
@@ -585,9 +609,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     for (b, e), row in rows.items():
                         if row is None:  # kept_only: not scored yet
                             continue
-                        if "train_log_likelihood" not in row:  # scored before the field existed: from the kept model
+                        if "train_log_likelihood" not in row or row.get("validation_images") != n_validation:
+                            # scored before these fields existed, or with other validation images: from the kept model
                             model, _ = store.model(name, b, run_key)
-                            row["train_log_likelihood"] = _train_log_likelihood(model, train_x, row)
+                            row.update(_held_in_scores(model, train_x, valid_x, row))
                             store.save_scores(name, b, keys[e], row)
                         for var, value in row.items():
                             if var in values:

@@ -39,7 +39,7 @@ def test_table_has_every_method_with_its_labels_and_attrs(table):
     assert list(table["method"].values) == labels == [*METHODS, ncg_label(1), ncg_label(0.5)]
     dims = ("method", "connectivity", "seed")
     for name in ("test_log_likelihood", "test_log_likelihood_se", "log_partition", "log_partition_se",
-                 "train_log_likelihood", "final_density", "train_seconds", "classifier_inception_score", "classifier_coverage_entropy",
+                 "train_log_likelihood", "validation_log_likelihood", "final_density", "train_seconds", "classifier_inception_score", "classifier_coverage_entropy",
                  "classifier_mean_max_probability"):
         assert table[name].dims == dims, name
         assert np.all(np.isfinite(table[name].values)), name
@@ -96,43 +96,66 @@ def test_ais_agrees_with_exact_enumeration(mnist, table):
                                rtol=0, atol=1e-9)
 
 
-def _training_images(mnist: str, n: int, seed: int) -> np.ndarray:
-    # what mnist_comparison trains on, rebuilt from its documented recipe: MNIST's training split
-    # binarised at 0.5, shuffled with the call's seed, the first n images
+def _training_split(mnist: str, seed: int) -> np.ndarray:
+    # what mnist_comparison trains and validates on, rebuilt from its documented recipe: MNIST's
+    # training split binarised at 0.5 and shuffled with the call's seed; the first n_train images
+    # are trained on, the next n_validation held out
     from dilution.data import binarize
     from dilution.data.split import as_matrix, shuffle
 
     binary = binarize.binarize(mnist_data.load_mnist(mnist, "train"), "threshold", threshold=0.5)
-    return as_matrix(shuffle(binary, seed=seed), np.float64)[:n]
+    return as_matrix(shuffle(binary, seed=seed), np.float64)
 
 
-def test_train_log_likelihood_is_the_exact_one_of_the_training_images(mnist, table, tmp_path, monkeypatch):
+def test_train_and_validation_log_likelihoods_are_the_exact_ones_of_their_images(mnist, table, tmp_path,
+                                                                                 monkeypatch):
     import dilution
     import dilution.training
     from analysis.likelihood import exact_log_likelihood
 
     work = tmp_path / "work"
     kept = mnist_comparison(mnist, **TINY, methods=("static", "dense"), work_dir=work)
-    train = _training_images(mnist, TINY["n_train"], TINY["seed"])
+    split = _training_split(mnist, TINY["seed"])
+    n = TINY["n_train"]
+    images = {"train_log_likelihood": split[:n], "validation_log_likelihood": split[n:n + 2000]}  # the default 2000
+    models = {}
     for method in ("static", "dense"):
         for c, connectivity in enumerate(TINY["connectivities"][:1] if method == "dense" else TINY["connectivities"]):
-            model = dilution.load(work / f"{method}-c{connectivity!r}-s0-e{TINY['epochs']}.nc")
-            exact = float(exact_log_likelihood(model, train)["mean_log_likelihood"])
-            got = kept["train_log_likelihood"].sel({"method": method}).values[c, 0]
-            np.testing.assert_allclose(got, exact, rtol=1e-12, err_msg=f"{method} c={connectivity}")
-    np.testing.assert_array_equal(kept["train_log_likelihood"].values,
-                                  table["train_log_likelihood"].sel({"method": ["static", "dense"]}).values)
-    # the training images, not the test images
+            models[method, c] = model = dilution.load(work / f"{method}-c{connectivity!r}-s0-e{TINY['epochs']}.nc")
+            for name, x in images.items():
+                exact = float(exact_log_likelihood(model, x)["mean_log_likelihood"])
+                got = kept[name].sel({"method": method}).values[c, 0]
+                np.testing.assert_allclose(got, exact, rtol=1e-12, err_msg=f"{name} {method} c={connectivity}")
+    for name in images:
+        np.testing.assert_array_equal(kept[name].values, table[name].sel({"method": ["static", "dense"]}).values)
+    # three different image sets: training, validation, test
     assert np.all(kept["train_log_likelihood"].values != kept["test_log_likelihood"].values)
-    # scores kept before the field existed get it from the kept model, without training
+    assert np.all(kept["validation_log_likelihood"].values != kept["test_log_likelihood"].values)
+    assert np.all(kept["validation_log_likelihood"].values != kept["train_log_likelihood"].values)
+    # scores kept before the fields existed get them from the kept model, without training
     for path in work.glob("*.json"):
         row = json.loads(path.read_text())
-        del row["train_log_likelihood"]
+        for name in (*images, "validation_images"):
+            del row[name]
         path.write_text(json.dumps(row))
     monkeypatch.setattr(dilution.training, "train", lambda *a, **k: pytest.fail("a kept model was retrained"))
     again = mnist_comparison(mnist, **TINY, methods=("static", "dense"), work_dir=work)
-    np.testing.assert_array_equal(again["train_log_likelihood"].values, kept["train_log_likelihood"].values)
-    assert all("train_log_likelihood" in json.loads(p.read_text()) for p in work.glob("*.json"))
+    for name in images:
+        np.testing.assert_array_equal(again[name].values, kept[name].values)
+    # other validation images: computed again for them, not read back
+    fewer = mnist_comparison(mnist, **TINY, methods=("static", "dense"), work_dir=work, n_validation=300)
+    assert json.loads(fewer.attrs["experiment"])["n_validation"] == 300
+    model = models["static", 0]
+    exact = float(exact_log_likelihood(model, split[n:n + 300])["mean_log_likelihood"])
+    np.testing.assert_allclose(fewer["validation_log_likelihood"].sel({"method": "static"}).values[0, 0], exact,
+                               rtol=1e-12)
+    none = mnist_comparison(mnist, **TINY, methods=("static",), work_dir=work, n_validation=0)
+    assert "validation_log_likelihood" not in none
+
+
+def test_more_training_and_validation_images_than_mnist_has_are_refused(mnist):
+    with pytest.raises(ValueError, match=r"n_train \+ n_validation \(59000 \+ 2000\) is more than the 60000 "):
+        mnist_comparison(mnist, **{**TINY, "n_train": 59_000})
 
 
 def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
