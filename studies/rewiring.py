@@ -33,7 +33,8 @@ import xarray as xr
 from dilution.provenance import provenance
 from dilution.rng import derive_seed
 
-__all__ = ["IMPLEMENTATIONS", "METHODS", "ncg_epochs", "ncg_trajectories", "ncg_label", "mnist_comparison"]
+__all__ = ["IMPLEMENTATIONS", "METHODS", "ncg_epochs", "ncg_trajectories", "ncg_label", "mnist_comparison",
+           "early_stopping"]
 
 IMPLEMENTATIONS = ("dilution", "reference-quirks")
 METHODS = ("deep-r", "static", "magnitude", "dense")
@@ -327,6 +328,41 @@ def _held_in_scores(model, train: np.ndarray, validation: np.ndarray, row: dict)
     return out
 
 
+def early_stopping(ds: xr.Dataset, score: str = "test_log_likelihood") -> xr.Dataset:
+    """Each model's budget chosen by its validation log-likelihood, and its ``score`` at that budget.
+
+    Early stopping over the ``epochs`` of a :func:`mnist_comparison` dataset: for every method,
+    connectivity, seed (and AIS budget) the budget with the highest ``validation_log_likelihood``
+    (the smaller budget on a tie), never the test score. Budgets not scored yet (NaN, a
+    ``kept_only`` table) are skipped; a model with no scored budget gets NaN.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``early_stopped_epochs`` and ``early_stopped_<score>``, the dims of ``score`` without
+        ``epochs``.
+    """
+    for name in ("epochs", "validation_log_likelihood", score):
+        if name not in ds.variables:
+            raise ValueError(f"early stopping needs {name!r} in the dataset (mnist_comparison with a sequence of "
+                             f"epochs and n_validation > 0), got variables {sorted(map(str, ds.variables))}")
+    if "epochs" not in ds[score].dims:
+        raise ValueError(f"{score!r} has no epochs dimension to stop along (dims {ds[score].dims})")
+    validation = ds["validation_log_likelihood"]
+    scored = validation.notnull().any("epochs")
+    best = validation.fillna(-np.inf).argmax("epochs")  # first maximum: the smaller budget on a tie
+    epochs = ds["epochs"].isel(epochs=best).where(scored).drop_vars("epochs")
+    value = ds[score].isel(epochs=best).where(scored).drop_vars("epochs")
+    return xr.Dataset({
+        "early_stopped_epochs": (epochs.dims, epochs.values, {
+            "long_name": "training budget with the highest validation log-likelihood (early stopping; NaN: no "
+                         "budget scored)", "units": "epochs"}),
+        f"early_stopped_{score}": (value.dims, value.values, {
+            "long_name": f"{ds[score].attrs.get('long_name', score)}, at the budget chosen by the validation "
+                         "log-likelihood", "units": ds[score].attrs.get("units", "1")}),
+    }, coords={d: ds.coords[d] for d in value.dims if d in ds.coords})
+
+
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
                      n_validation: int = 2000,
@@ -440,7 +476,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
         even under AIS), with AIS ``ais_degenerate`` and, with a classifier,
         ``classifier_inception_score``, ``classifier_coverage_entropy``,
-        ``classifier_mean_max_probability``. Coordinates on
+        ``classifier_mean_max_probability``; with several ``epochs`` and ``n_validation``,
+        ``validation_log_likelihood`` and :func:`early_stopping`'s ``early_stopped_epochs`` and
+        ``early_stopped_test_log_likelihood`` (no ``epochs`` dim). Coordinates on
         ``method``: ``initial_density`` (NCG's ``p``, NaN otherwise) and ``uses_connectivity``
         (0 where the value is repeated along ``connectivity``).
     """
@@ -666,4 +704,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if classifier is not None:
         attrs.update(classifier_seed=classifier.seed, classifier_test_accuracy=classifier.test_accuracy,
                      classifier_samples=n_samples, classifier_sweeps=n_sweeps)
-    return xr.Dataset(data_vars, coords=coords, attrs=provenance(**attrs))
+    ds = xr.Dataset(data_vars, coords=coords, attrs=provenance(**attrs))
+    if "epochs" in ds.dims and n_validation:
+        ds = ds.merge(early_stopping(ds))
+    return ds

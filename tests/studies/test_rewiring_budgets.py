@@ -285,3 +285,39 @@ def test_reproduce_knows_the_settings_the_comparison_records(mnist, tmp_path, wi
     ds = mnist_comparison(mnist, **call)
     assert json.loads(ds.attrs["experiment"]) == experiment
     assert ("classifier_inception_score" in ds) == with_classifier
+
+
+def test_early_stopping_picks_each_models_budget_by_validation_in_the_comparison(both):
+    # brute force over the comparison's own numbers: the budget with the highest validation
+    # log-likelihood, and the test score there
+    assert both["early_stopped_test_log_likelihood"].dims == ("method", "connectivity", "seed")
+    validation = both["validation_log_likelihood"].values
+    test = both["test_log_likelihood"].values
+    budgets = both["epochs"].values
+    for index in np.ndindex(validation.shape[:-1]):
+        pick = int(np.argmax(validation[index]))
+        assert both["early_stopped_epochs"].values[index] == budgets[pick]
+        assert both["early_stopped_test_log_likelihood"].values[index] == test[index][pick]
+
+
+def test_early_stopping_follows_validation_not_test_skips_unscored_budgets_and_refuses_without_budgets():
+    import xarray as xr
+
+    from studies.rewiring import early_stopping
+
+    # three models x three budgets: validation peaks early while the test score peaks late (a
+    # selection by the test score would fail); a tie goes to the smaller budget; an unscored
+    # (NaN) budget is skipped; a model with nothing scored gives NaN
+    validation = np.array([[-10.0, -12.0, -13.0], [-11.0, -11.0, -20.0], [np.nan, -15.0, -14.0], [np.nan] * 3])
+    test = np.array([[-20.0, -19.0, -18.0], [-21.0, -22.0, -17.0], [-30.0, -24.0, -25.0], [np.nan] * 3])
+    ds = xr.Dataset({"validation_log_likelihood": (("model", "epochs"), validation),
+                     "test_log_likelihood": (("model", "epochs"), test, {"units": "nats per sample"})},
+                    coords={"epochs": [100, 200, 400]})
+    out = early_stopping(ds)
+    np.testing.assert_array_equal(out["early_stopped_epochs"].values, [100, 100, 400, np.nan])
+    np.testing.assert_array_equal(out["early_stopped_test_log_likelihood"].values, [-20.0, -21.0, -25.0, np.nan])
+    assert out["early_stopped_test_log_likelihood"].attrs["units"] == "nats per sample"
+    with pytest.raises(ValueError, match="early stopping needs 'validation_log_likelihood'"):
+        early_stopping(ds.drop_vars("validation_log_likelihood"))
+    with pytest.raises(ValueError, match="no epochs dimension"):
+        early_stopping(ds.isel(epochs=0))  # one budget: epochs a scalar
