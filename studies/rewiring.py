@@ -352,15 +352,12 @@ def early_stopping(ds: xr.Dataset, score: str = "test_log_likelihood") -> xr.Dat
     scored = validation.notnull().any("epochs")
     best = validation.fillna(-np.inf).argmax("epochs")  # first maximum: the smaller budget on a tie
     epochs = ds["epochs"].isel(epochs=best).where(scored).drop_vars("epochs")
+    epochs.attrs = {"long_name": "training budget with the highest validation log-likelihood (early stopping; NaN: "
+                                 "no budget scored)", "units": "epochs"}
     value = ds[score].isel(epochs=best).where(scored).drop_vars("epochs")
-    return xr.Dataset({
-        "early_stopped_epochs": (epochs.dims, epochs.values, {
-            "long_name": "training budget with the highest validation log-likelihood (early stopping; NaN: no "
-                         "budget scored)", "units": "epochs"}),
-        f"early_stopped_{score}": (value.dims, value.values, {
-            "long_name": f"{ds[score].attrs.get('long_name', score)}, at the budget chosen by the validation "
-                         "log-likelihood", "units": ds[score].attrs.get("units", "1")}),
-    }, coords={d: ds.coords[d] for d in value.dims if d in ds.coords})
+    value.attrs = {"long_name": f"{ds[score].attrs.get('long_name', score)}, at the budget chosen by the validation "
+                                "log-likelihood", "units": ds[score].attrs.get("units", "1")}
+    return xr.Dataset({"early_stopped_epochs": epochs, f"early_stopped_{score}": value})
 
 
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,

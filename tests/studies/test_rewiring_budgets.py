@@ -305,7 +305,7 @@ def test_early_stopping_follows_validation_not_test_skips_unscored_budgets_and_r
 
     from studies.rewiring import early_stopping
 
-    # three models x three budgets: validation peaks early while the test score peaks late (a
+    # four models x three budgets: validation peaks early while the test score peaks late (a
     # selection by the test score would fail); a tie goes to the smaller budget; an unscored
     # (NaN) budget is skipped; a model with nothing scored gives NaN
     validation = np.array([[-10.0, -12.0, -13.0], [-11.0, -11.0, -20.0], [np.nan, -15.0, -14.0], [np.nan] * 3])
