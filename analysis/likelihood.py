@@ -112,8 +112,10 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
     -------
     xarray.Dataset
         As :func:`exact_log_likelihood`, plus ``log_z_std`` (AIS standard error of ``log Z``, which
-        shifts every sample's value together) and ``mean_log_likelihood_lower``, computed from the
-        reverse-AIS upper bound on ``log Z`` when AIS ran in reverse too. With ``doubled_betas``:
+        shifts every sample's value together) and, when AIS ran in reverse too,
+        ``mean_log_likelihood_lower`` (computed with the reverse-AIS upper bound on ``log Z``) and
+        :func:`dilution.ais.log_partition`'s ``log_z_upper``, ``log_z_upper_std`` and
+        ``ess_reverse``. With ``doubled_betas``:
         ``log_z_doubled`` and ``log_z_doubled_std``, ``log_z_shift`` (``log_z_doubled - log_z``) and
         ``log_z_converged``, 1 when ``|log_z_shift| <= CONVERGED_SIGMAS * sqrt(log_z_std^2 +
         log_z_doubled_std^2)``, else 0. Attrs ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``,
@@ -131,6 +133,8 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
             (), float(np.mean(-f) - float(est["log_z_upper"])),
             {"long_name": "mean test log-likelihood with the reverse-AIS log Z (the other side of the sandwich)", "units": "nats per sample"},
         )
+        for name in ("log_z_upper", "log_z_upper_std", "ess_reverse"):
+            extra[name] = ((), float(est[name]), dict(est[name].attrs))
     attrs = {"ais_n_chains": int(n_chains), "ais_seed": int(seed), "ais_n_betas": int(est.attrs["n_betas"]),
              "ais_resample": float(est.attrs["resample"]), "ais_n_groups": int(est.attrs["n_groups"])}
     if doubled_betas is not None:

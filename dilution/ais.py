@@ -47,6 +47,7 @@ __all__ = [
     "weight_summary",
     "check_resampling",
     "DegenerateWeightsWarning",
+    "DegenerateReverseWeightsWarning",
     "LOW_ESS_FRACTION",
 ]
 
@@ -60,6 +61,10 @@ _PRODUCT_CHUNK = 512
 
 class DegenerateWeightsWarning(RuntimeWarning):
     """The AIS importance weights are dominated by a few chains (low effective sample size)."""
+
+
+class DegenerateReverseWeightsWarning(DegenerateWeightsWarning):
+    """The reverse AIS weights are degenerate (the forward estimate may still be sound)."""
 
 
 @njit(inline="always", cache=True)
@@ -397,7 +402,7 @@ def _warn_if_degenerate(ess: float, n: int, direction: str) -> None:
             f"{direction} AIS weights are degenerate: effective sample size {ess:.1f} of {n} chains "
             f"(below {LOW_ESS_FRACTION:.0%}); the estimate and its standard error are unreliable. "
             "Use more betas (a finer schedule) or more chains.",
-            DegenerateWeightsWarning,
+            DegenerateReverseWeightsWarning if direction == "reverse" else DegenerateWeightsWarning,
             stacklevel=3,
         )
 
@@ -473,9 +478,10 @@ def log_partition(
     Warns
     -----
     DegenerateWeightsWarning
-        When the effective sample size is below ``LOW_ESS_FRACTION * n_chains`` in either direction;
-        with ``resample``, when the populations' estimates have an effective sample size below half
-        of ``n_groups`` (one or two populations carry the estimate).
+        When the effective sample size is below ``LOW_ESS_FRACTION * n_chains`` in either direction
+        (:class:`DegenerateReverseWeightsWarning`, a subclass, for the reverse run); with
+        ``resample``, when the populations' estimates have an effective sample size below half of
+        ``n_groups`` (one or two populations carry the estimate).
     """
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")

@@ -71,6 +71,15 @@ _LIKELIHOOD = {
     "log_partition": ("log partition function", "nats"),
     "log_partition_se": ("standard error of log Z (AIS delta method; 0 for exact enumeration)", "nats"),
 }
+# with evaluation.ais_reverse under AIS: the other side of the sandwich
+_REVERSE = {
+    "test_log_likelihood_lower": ("mean test log-likelihood with log_partition_upper (a stochastic lower bound "
+                                  "when the reverse chains start from exact samples)", _NATS),
+    "log_partition_upper": ("reverse AIS estimate of log Z (a stochastic upper bound when its chains start from "
+                            "exact samples; approximate from Gibbs samples)", "nats"),
+    "log_partition_upper_se": ("standard error of log_partition_upper (AIS delta method)", "nats"),
+    "log_partition_upper_ess": ("effective sample size of the reverse AIS weights, (sum w)^2 / sum w^2", "1"),
+}
 _OPTIONAL = {
     "classifier": {
         "classifier_inception_score": ("auxiliary-classifier Inception-style score of model samples", "1"),
@@ -113,6 +122,8 @@ _OPTIONAL = {
 def metric_variables(evaluation: EvaluationSpec) -> dict[str, tuple[str, str]]:
     """``name -> (long_name, units)`` of every scalar :func:`evaluate` returns for ``evaluation``."""
     out = dict(_LIKELIHOOD)
+    if evaluation.log_likelihood == "ais" and evaluation.ais_reverse:
+        out.update(_REVERSE)
     for name in evaluation.metrics:
         out.update(_OPTIONAL[name])
     return out
@@ -126,9 +137,11 @@ def log_likelihood_method(evaluation: EvaluationSpec) -> str:
                   f"{evaluation.ais_resample:g} of their size" if evaluation.ais_resample else "")
     betas = ("linear betas" if evaluation.ais_schedule == "linear" else
              "betas in the classic schedule's proportions (1/29 in [0, 0.5), 8/29 in [0.5, 0.9), 20/29 in [0.9, 1])")
+    reverse = ("; then as many reverse chains from the forward end states after 1000 Gibbs sweeps "
+               "(test_log_likelihood_lower: the other side of the sandwich)" if evaluation.ais_reverse else "")
     return (f"AIS, {evaluation.ais_chains} forward chains{resampling}, {evaluation.ais_betas} {betas}, base rate "
             "from the training set (stochastic upper bound on the log-likelihood; log_partition_se its AIS standard "
-            "error)")
+            f"error){reverse}")
 
 
 def _stream(seed: int, purpose: str) -> int:
@@ -146,11 +159,16 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
 
         betas = (linear if evaluation.ais_schedule == "linear" else classic)(evaluation.ais_betas)
         ds = ais_log_likelihood(rbm, data.test, n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"),
-                                betas=betas, base_data=data.train, reverse=False,
+                                betas=betas, base_data=data.train, reverse=evaluation.ais_reverse,
                                 resample=evaluation.ais_resample, n_groups=evaluation.ais_groups, progress=False)
         log_z_se = float(ds["log_z_std"])
-    return {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
-            "log_partition": float(ds["log_z"]), "log_partition_se": log_z_se}
+    out = {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
+           "log_partition": float(ds["log_z"]), "log_partition_se": log_z_se}
+    if "log_z_upper" in ds:
+        out.update(test_log_likelihood_lower=float(ds["mean_log_likelihood_lower"]),
+                   log_partition_upper=float(ds["log_z_upper"]), log_partition_upper_se=float(ds["log_z_upper_std"]),
+                   log_partition_upper_ess=float(ds["ess_reverse"]))
+    return out
 
 
 def _mixing(evaluation: EvaluationSpec, rbm: RBM, seed: int) -> dict[str, float]:

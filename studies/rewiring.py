@@ -297,11 +297,11 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
 
 
 def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[str, float]:
-    """The evaluation's metric values of ``model`` (and ``ais_degenerate`` with AIS); AIS
-    warnings are recorded and still shown."""
+    """The evaluation's metric values of ``model`` (and ``ais_degenerate`` with AIS, and
+    ``ais_reverse_degenerate`` with its reverse run); AIS warnings are recorded and still shown."""
     import warnings
 
-    from dilution.ais import DegenerateWeightsWarning
+    from dilution.ais import DegenerateReverseWeightsWarning, DegenerateWeightsWarning
 
     from .evaluate import evaluate
 
@@ -312,7 +312,11 @@ def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[st
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     row = {name: float(metric.value) for name, metric in ev.metrics.items()}
     if ais:
-        row["ais_degenerate"] = float(any(issubclass(w.category, DegenerateWeightsWarning) for w in caught))
+        reverse = [issubclass(w.category, DegenerateReverseWeightsWarning) for w in caught]
+        row["ais_degenerate"] = float(any(issubclass(w.category, DegenerateWeightsWarning) and not r
+                                          for w, r in zip(caught, reverse)))
+        if evaluation.ais_reverse:
+            row["ais_reverse_degenerate"] = float(any(reverse))
     return row
 
 
@@ -367,7 +371,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
                      ais_chains: int = 100, ais_betas: int | Sequence[int] = 10_000, ais_resample: float = 0.0,
                      ais_groups: int = 10, ais_schedule: Literal["linear", "classic"] = "linear",
-                     classifier=None, n_samples: int = 1000,
+                     ais_reverse: bool = False, classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, dtype: Literal["float64", "float32"] = "float64",
                      work_dir: str | os.PathLike | None = None, save_every: int = 25, kept_only: bool = False,
                      progress: bool = False) -> xr.Dataset:
@@ -434,6 +438,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     ais_schedule : "linear" or "classic"
         Linearly spaced betas, or ``ais_betas`` in the proportions of Salakhutdinov & Murray's
         schedule (:func:`dilution.schedules.classic`), finer near beta = 1.
+    ais_reverse : bool
+        With ``likelihood="ais"``: reverse AIS after the forward run (:class:`studies.spec.EvaluationSpec`),
+        so that the table brackets the test log-likelihood: ``test_log_likelihood`` is a stochastic
+        upper bound, ``test_log_likelihood_lower`` (with the reverse estimate ``log_partition_upper``)
+        a lower one, approximate since the reverse chains start from Gibbs samples. About doubles
+        the AIS time. The forward numbers are those of ``ais_reverse=False``, whose kept scores
+        keep their keys (a ``work_dir`` holds both, apart).
     classifier : analysis.classifier.DigitClassifier, optional
         Given: the auxiliary-classifier scores of every model's samples are variables too
         (:func:`analysis.classifier.load_or_train_classifier` makes and caches one).
@@ -471,7 +482,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         ``ais_betas`` is a sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
         ``log_partition``, ``log_partition_se``, ``train_log_likelihood`` (the training images'
         mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
-        even under AIS), with AIS ``ais_degenerate`` and, with a classifier,
+        even under AIS), with AIS ``ais_degenerate``, with ``ais_reverse`` also ``test_log_likelihood_lower``,
+        ``log_partition_upper``, ``log_partition_upper_se``, ``log_partition_upper_ess`` and
+        ``ais_reverse_degenerate``, and, with a classifier,
         ``classifier_inception_score``, ``classifier_coverage_entropy``,
         ``classifier_mean_max_probability``; with several ``epochs`` and ``n_validation``,
         ``validation_log_likelihood`` and :func:`early_stopping`'s ``early_stopped_epochs`` and
@@ -518,6 +531,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if likelihood == "exact" and not single_betas:
         raise ValueError("ais_betas as a list (AIS budgets to compare) needs likelihood='ais'")
     check_resampling(ais_resample, ais_groups, ais_chains, names=("ais_resample", "ais_groups", "ais_chains"))
+    if not isinstance(ais_reverse, bool):
+        raise ValueError(f"ais_reverse must be True or False, got {ais_reverse!r}")
     conn = [float(c) for c in connectivities]
     if not conn or any(not 0.0 < c < 1.0 for c in conn):
         raise ValueError(f"connectivities must be a non-empty list of numbers in (0, 1), got {list(connectivities)}")
@@ -537,8 +552,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             f"{type(classifier).__name__}")
     evaluations = [EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=n_betas,
                                   ais_resample=ais_resample, ais_groups=ais_groups, ais_schedule=ais_schedule,
-                                  metrics=("classifier",) if classifier is not None else (), n_samples=n_samples,
-                                  n_sweeps=n_sweeps) for n_betas in beta_budgets]
+                                  ais_reverse=ais_reverse, metrics=("classifier",) if classifier is not None else (),
+                                  n_samples=n_samples, n_sweeps=n_sweeps) for n_betas in beta_budgets]
 
     def binary(split: str):
         return binarize.binarize(mnist_data.load_mnist(mnist, split), "threshold", threshold=0.5)
@@ -577,6 +592,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
             experiment.update(ais_resample=ais_resample, ais_groups=ais_groups)
         if ais_schedule != "linear":
             experiment["ais_schedule"] = ais_schedule
+        if ais_reverse:
+            experiment["ais_reverse"] = True
     if classifier is not None:
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     if dtype != "float64":
@@ -604,6 +621,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                  if ais_resample else f"effective sample size below {LOW_ESS_FRACTION:.0%} of the chains")
         extra["ais_degenerate"] = (f"forward AIS degenerate ({below}: log Z and its standard error unreliable): 1, "
                                    "else 0", "1")
+        if ais_reverse:
+            extra["ais_reverse_degenerate"] = (
+                f"reverse AIS degenerate (effective sample size below {LOW_ESS_FRACTION:.0%} of the chains: "
+                "log_partition_upper and its standard error unreliable): 1, else 0", "1")
     values = {name: np.full(shape, np.nan) for name in (*scores, *extra)}
     repeated = {"dense", *(ncg_label(p) for p in densities)}
     for s in range(n_seeds):
@@ -695,7 +716,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if likelihood == "ais":
         attrs.update(ais_chains=ais_chains, ais_betas=beta_budgets[0] if single_betas else list(beta_budgets),
                      ais_resample=ais_resample,
-                     ais_groups=ais_groups if ais_resample else 0)
+                     ais_groups=ais_groups if ais_resample else 0, ais_reverse=int(ais_reverse))
     if kept_only:  # a campaign's progress, not its result
         attrs["scored_fraction"] = float(np.mean(np.isfinite(values["test_log_likelihood"])))
     if classifier is not None:

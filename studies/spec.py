@@ -419,7 +419,13 @@ class EvaluationSpec:
     with adaptive resampling in ``ais_groups`` independent populations
     (:func:`dilution.ais.log_partition`'s ``resample``): for models whose annealing path crosses a
     sharp transition (PCD-trained MNIST RBMs with hundreds of hidden units), where plain AIS's
-    weights collapse onto a chain or two.
+    weights collapse onto a chain or two. ``ais_reverse = true`` runs reverse AIS after the forward
+    run, from the forward chains' end states after 1000 Gibbs sweeps (:func:`dilution.ais.log_partition`;
+    the forward numbers are unchanged, its draws have streams of their own), and records the
+    other side of the sandwich: ``log_partition_upper`` (a stochastic upper bound on ``log Z``,
+    approximate since its chains start from Gibbs samples), its standard error and effective
+    sample size, and ``test_log_likelihood_lower``, the test log-likelihood with that ``log Z``.
+    Like the other ``ais_*`` fields, it is ignored with ``log_likelihood = "exact"``.
 
     ``metrics`` switches on the optional metrics (:data:`METRICS`): ``"classifier"`` (auxiliary
     digit-classifier scores of model samples; MNIST only), ``"moments"`` (errors of pixel means
@@ -438,6 +444,7 @@ class EvaluationSpec:
     ais_resample: float = 0.0
     ais_groups: int = 10
     ais_schedule: Literal["linear", "classic"] = "linear"
+    ais_reverse: bool = False
     metrics: tuple = ()
     n_samples: int = 1000
     n_sweeps: int = 1000
@@ -450,6 +457,12 @@ class EvaluationSpec:
     def __post_init__(self):
         if isinstance(self.metrics, list):
             object.__setattr__(self, "metrics", tuple(self.metrics))
+
+    def __repr__(self) -> str:
+        # The dataclass repr without ais_reverse when it is off: studies.rewiring keys its kept
+        # scores by this repr, and those of evaluations without the reverse run stay as they were.
+        shown = (f for f in fields(self) if f.name != "ais_reverse" or self.ais_reverse)
+        return f"{type(self).__qualname__}(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in shown) + ")"
 
     def validate(self, key: str = "evaluation", data: TeacherData | MnistData | None = None) -> None:
         _choice(f"{key}.log_likelihood", self.log_likelihood, ("exact", "ais"))
@@ -465,6 +478,8 @@ class EvaluationSpec:
             if self.ais_chains % self.ais_groups or self.ais_chains // self.ais_groups < 2:
                 raise _fail(f"{key}.ais_groups", f"a divisor of ais_chains ({self.ais_chains}) leaving at least 2 "
                             "chains per population", self.ais_groups)
+        if not isinstance(self.ais_reverse, bool):
+            raise _fail(f"{key}.ais_reverse", "true or false", self.ais_reverse)
         if not isinstance(self.metrics, tuple):
             raise _fail(f"{key}.metrics", "a list of metric names (" + ", ".join(METRICS) + ")", self.metrics)
         for i, name in enumerate(self.metrics):
@@ -831,6 +846,8 @@ class StudySpec:
             del evaluation["ais_resample"], evaluation["ais_groups"]
         if evaluation["ais_schedule"] == "linear":  # and of those from before the schedule was a choice
             del evaluation["ais_schedule"]
+        if not evaluation["ais_reverse"]:  # and of those from before the reverse run was an option
+            del evaluation["ais_reverse"]
         return {
             "data": asdict(self.data), "training": asdict(self.training), "stopping": asdict(self.stopping),
             "evaluation": evaluation, "protocol": proto, "pruning_time": pruning_time,

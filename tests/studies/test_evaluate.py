@@ -57,6 +57,42 @@ def test_ais_on_the_classic_schedule_agrees_with_exact_on_a_small_model():
     assert linear.metrics["log_partition"].value != ais.metrics["log_partition"].value
 
 
+def test_reverse_ais_brackets_the_exact_log_z_and_leaves_the_forward_numbers_unchanged():
+    data = load_data(builtin_spec("smoke").data)
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    exact = evaluate(EvaluationSpec(), rbm, data, seed=0).metrics["log_partition"].value
+    spec = EvaluationSpec(log_likelihood="ais", ais_chains=100, ais_betas=2000, ais_reverse=True)
+    ais = evaluate(spec, rbm, data, seed=0)
+    values = {name: metric.value for name, metric in ais.metrics.items()}
+    assert list(values) == list(metric_variables(spec))
+    assert "then as many reverse chains" in ais.method
+    # Each side is the log of a mean of 100 independent importance weights: close to normal around
+    # log Z with its delta-method standard error se, and by Jensen off by about se**2 / 2 towards
+    # its own side (forward low, reverse high; the reverse chains start from 1000 Gibbs sweeps, on a
+    # 16 x 6 model as good as exact samples). So forward <= exact + 4 se and reverse >= exact - 4 se
+    # (the sandwich), and each within 4 se + se**2 / 2 of exact, fail with probability about 6e-5.
+    lower, lower_se = values["log_partition"], values["log_partition_se"]
+    upper, upper_se = values["log_partition_upper"], values["log_partition_upper_se"]
+    assert 0 < lower_se < 0.5 and 0 < upper_se < 0.5
+    assert lower <= exact + 4 * lower_se and upper >= exact - 4 * upper_se
+    assert abs(lower - exact) <= 4 * lower_se + lower_se**2 / 2, (lower - exact, lower_se)
+    assert abs(upper - exact) <= 4 * upper_se + upper_se**2 / 2, (upper - exact, upper_se)
+    assert 0.9 * 100 < values["log_partition_upper_ess"] <= 100  # near-exact starts: weights near 1
+    # the lower side of the log-likelihood is the same free energies with the larger log Z
+    assert values["test_log_likelihood_lower"] == pytest.approx(
+        values["test_log_likelihood"] - (upper - lower), abs=1e-9)
+    # the forward run draws from its own streams: bit for bit the numbers without the reverse run
+    forward = evaluate(EvaluationSpec(log_likelihood="ais", ais_chains=100, ais_betas=2000), rbm, data, seed=0)
+    assert list(forward.metrics) == list(_LIKELIHOOD_NAMES)
+    for name in _LIKELIHOOD_NAMES:
+        assert values[name] == forward.metrics[name].value, name
+    # exact enumeration ignores the option, like the other ais_* fields
+    assert list(metric_variables(EvaluationSpec(ais_reverse=True))) == list(_LIKELIHOOD_NAMES)
+
+
+_LIKELIHOOD_NAMES = ("test_log_likelihood", "test_log_likelihood_se", "log_partition", "log_partition_se")
+
+
 def _mnist_model(path):
     data = load_data(MnistData(path=str(path), n_train=2000, n_validation=10, n_test=500))
     cfg = TrainConfig(estimator=PCD(k=1), epochs=5, batch_size=100, learning_rate=0.05)
@@ -157,6 +193,7 @@ def _raw():
         ({"mixing_sweeps": 1}, ["evaluation.mixing_sweeps", ">= 2"]),
         ({"coupling_threshold": -0.1}, ["evaluation.coupling_threshold", ">= 0"]),
         ({"ais_chains": 1}, ["evaluation.ais_chains", ">= 2"]),
+        ({"ais_reverse": "false"}, ["evaluation.ais_reverse", "true or false", "'false'"]),
         ({"ais_budget": 3}, ["evaluation", "'ais_budget'", "allowed keys"]),
     ],
 )

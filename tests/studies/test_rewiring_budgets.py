@@ -216,6 +216,25 @@ def test_kept_only_returns_what_a_work_dir_holds_and_nan_elsewhere(mnist, both, 
         mnist_comparison(mnist, **TINY, epochs=(2, 4), kept_only=True)
 
 
+def test_reverse_scores_are_kept_apart_and_read_back_by_kept_only(mnist, tmp_path, monkeypatch):
+    import dilution.training
+
+    work = tmp_path / "work"
+    options = dict(**{**TINY, "ncg_densities": ()}, methods=("static",), epochs=2, likelihood="ais", ais_chains=20,
+                   ais_betas=50, work_dir=work)
+    forward = mnist_comparison(mnist, **options)
+    both = mnist_comparison(mnist, **options, ais_reverse=True)
+    assert len(list(work.glob("*.json"))) == 2  # a score of each evaluation, the first one's key as before
+    monkeypatch.setattr(dilution.training, "train", lambda *a, **k: pytest.fail("kept_only trained"))
+    monkeypatch.setattr(rewiring, "_score", lambda *a, **k: pytest.fail("kept_only scored"))
+    for ais_reverse, called in ((True, both), (False, forward)):
+        kept = mnist_comparison(mnist, **options, ais_reverse=ais_reverse, kept_only=True)
+        assert set(kept.data_vars) == set(called.data_vars)
+        for name in called.data_vars:
+            np.testing.assert_array_equal(kept[name].values, called[name].values, err_msg=name)
+    assert np.all(np.isfinite(both["log_partition_upper"].values))
+
+
 def test_float32_runs_are_recorded_and_close_to_float64(mnist, both):
     single = mnist_comparison(mnist, **TINY, epochs=(2, 4), dtype="float32")
     assert json.loads(single.attrs["experiment"])["dtype"] == "float32" and "float32" in single.attrs["setup"]

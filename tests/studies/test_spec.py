@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from studies.builtin import BUILTIN, builtin_spec
-from studies.spec import SpecError, StoppingRule, load_spec, spec_from_dict, spec_from_toml
+from studies.spec import EvaluationSpec, SpecError, StoppingRule, load_spec, spec_from_dict, spec_from_toml
 
 
 def _raw() -> dict:
@@ -60,6 +60,21 @@ def test_keys_are_stable_under_new_points_and_change_with_settings():
     assert "ais_schedule" not in evaluation
     classic = dict(raw, evaluation=dict(raw.get("evaluation", {}), ais_schedule="classic"))
     assert keys.isdisjoint({p.key for p in spec_from_dict(classic).points()})
+    # and the reverse AIS run: off (the default, or said) leaves the keys as they were, on changes them
+    assert "ais_reverse" not in evaluation
+    for value, same in ((False, True), (True, False)):
+        reverse = dict(raw, evaluation=dict(raw.get("evaluation", {}), ais_reverse=value))
+        assert ({p.key for p in spec_from_dict(reverse).points()} == keys) == same, value
+
+
+def test_the_evaluation_repr_shows_ais_reverse_only_when_on():
+    # studies.rewiring keys the scores kept in a work_dir by this repr: without the reverse run it
+    # is the repr from before ais_reverse existed, so a running campaign's kept scores are read
+    assert repr(EvaluationSpec(log_likelihood="ais", ais_reverse=False)) == (
+        "EvaluationSpec(log_likelihood='ais', ais_chains=100, ais_betas=10000, ais_resample=0.0, ais_groups=10, "
+        "ais_schedule='linear', metrics=(), n_samples=1000, n_sweeps=1000, mixing_chains=16, mixing_sweeps=2000, "
+        "mixing_burn_in=200, coupling_threshold=0.01, classifier_seed=0)")
+    assert ", ais_schedule='linear', ais_reverse=True, metrics=()" in repr(EvaluationSpec(ais_reverse=True))
 
 
 def test_round_trip_through_to_dict():
@@ -125,6 +140,8 @@ _DELETE = object()
         ("evaluation.ais_resample", 1.0, ["evaluation.ais_resample", "[0, 1)"]),
         ("evaluation.ais_resample", -0.5, ["evaluation.ais_resample", ">= 0"]),
         ("evaluation.ais_schedule", "geometric", ["evaluation.ais_schedule", "'classic'"]),
+        ("evaluation.ais_reverse", "yes", ["evaluation.ais_reverse", "true or false", "'yes'"]),
+        ("evaluation.ais_reverse", 1, ["evaluation.ais_reverse", "true or false"]),
     ],
 )
 def test_malformed_specs_name_the_key(path, value, names):
