@@ -14,6 +14,7 @@ from scipy.stats import norm
 
 from dilution import exact, schedules
 from dilution.ais import (
+    DegenerateReverseWeightsWarning,
     DegenerateWeightsWarning,
     ais_kernel,
     base_rate_bias,
@@ -287,6 +288,17 @@ def test_degenerate_weights_warn():
     rbm = RBM.random(30, 16, weight_scale=3.0, bias_scale=0.5, seed=12)
     with pytest.warns(DegenerateWeightsWarning, match="effective sample size"):
         log_partition(rbm, n_chains=100, betas=schedules.linear(3), seed=0, reverse=False)
+
+
+def test_degenerate_reverse_weights_warn_with_a_class_of_their_own():
+    # the reverse ESS is often tiny where the forward one is not: a caller tells the two apart
+    rbm = RBM.random(30, 16, weight_scale=3.0, bias_scale=0.5, seed=12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log_partition(rbm, n_chains=100, betas=schedules.linear(3), seed=0, reverse_burn_in=10)
+    degenerate = [w for w in caught if issubclass(w.category, DegenerateWeightsWarning)]
+    assert [w.category for w in degenerate] == [DegenerateWeightsWarning, DegenerateReverseWeightsWarning]
+    assert [str(w.message).split()[0] for w in degenerate] == ["forward", "reverse"]
 
 
 def test_weight_summary_against_direct_formulas():

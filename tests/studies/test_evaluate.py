@@ -77,7 +77,11 @@ def test_reverse_ais_brackets_the_exact_log_z_and_leaves_the_forward_numbers_unc
     assert lower <= exact + 4 * lower_se and upper >= exact - 4 * upper_se
     assert abs(lower - exact) <= 4 * lower_se + lower_se**2 / 2, (lower - exact, lower_se)
     assert abs(upper - exact) <= 4 * upper_se + upper_se**2 / 2, (upper - exact, upper_se)
-    assert 0.9 * 100 < values["log_partition_upper_ess"] <= 100  # near-exact starts: weights near 1
+    ess = values["log_partition_upper_ess"]
+    assert 0.9 * 100 < ess <= 100  # near-exact starts: weights near 1
+    # the SE and the ESS are of the same reverse weights w: ESS = n mean(w)^2 / (mean(w)^2 + var0(w))
+    # and se^2 = var1(w) / (n mean(w)^2) with var1 = var0 n / (n - 1), so se^2 = (n / ESS - 1) / (n - 1)
+    assert upper_se**2 == pytest.approx((100 / ess - 1) / (100 - 1), rel=1e-9)
     # the lower side of the log-likelihood is the same free energies with the larger log Z
     assert values["test_log_likelihood_lower"] == pytest.approx(
         values["test_log_likelihood"] - (upper - lower), abs=1e-9)
