@@ -312,9 +312,10 @@ def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[st
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     row = {name: float(metric.value) for name, metric in ev.metrics.items()}
     if ais:
-        reverse = [issubclass(w.category, DegenerateReverseWeightsWarning) for w in caught]
-        row["ais_degenerate"] = float(any(issubclass(w.category, DegenerateWeightsWarning) and not r
-                                          for w, r in zip(caught, reverse)))
+        # per degeneracy warning (caught also holds any other warning): from the reverse run or not
+        reverse = [issubclass(w.category, DegenerateReverseWeightsWarning) for w in caught
+                   if issubclass(w.category, DegenerateWeightsWarning)]
+        row["ais_degenerate"] = float(not all(reverse))
         if evaluation.ais_reverse:
             row["ais_reverse_degenerate"] = float(any(reverse))
     return row
