@@ -9,8 +9,10 @@ black dashed line with its band; any other method whose ``uses_connectivity`` co
 ``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
 in its colour with its band, labelled with its mean ``final_density`` when the file has it. The
 legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
-file. A file with several training or AIS budgets (``epochs``, ``ais_betas`` dimensions) is drawn at
-the largest. A file
+file. A file with several AIS budgets (``ais_betas``) is drawn at the largest. A file with several training
+budgets (``epochs``) is drawn at the budget each model's validation log-likelihood picks when the file
+has ``early_stopped_test_log_likelihood`` (``studies.rewiring.early_stopping``; the largest budget is
+the overfit one for the dense model), else at the largest. A file
 with ``train_log_likelihood`` (the training images' mean log-likelihood under the same log Z) gets a
 second panel, the generalisation gap train - test, drawn the same way: it tells overfitting from
 underfitting, which the test log-likelihood alone does not."""
@@ -28,9 +30,10 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
-__all__ = ["COMPARISON", "QUALITY", "TRAIN", "DENSE", "load", "draw", "generalisation_gap"]
+__all__ = ["COMPARISON", "QUALITY", "STOPPED", "TRAIN", "DENSE", "load", "draw", "at_drawn_budget", "generalisation_gap"]
 
 QUALITY = "test_log_likelihood"
+STOPPED = "early_stopped_test_log_likelihood"
 TRAIN = "train_log_likelihood"
 DENSE = "dense"
 COMPARISON = Schema(variables={QUALITY: ("method", "connectivity", "seed")},
@@ -50,13 +53,33 @@ def generalisation_gap(ds: xr.Dataset) -> xr.DataArray:
     return gap
 
 
+def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
+    """The file at the budgets the figure draws (module docstring): the largest ``ais_betas``; along
+    ``epochs`` the early-stopped budget of each model when the file has it, else the largest. The
+    test (and training) log-likelihood of the early-stopped case are those at ``early_stopped_epochs``,
+    with the long_name saying so; a model with no scored budget is NaN."""
+    if "ais_betas" in ds.dims:
+        ds = ds.isel(ais_betas=-1)
+    if "epochs" not in ds.dims:
+        return ds
+    if STOPPED not in ds or "early_stopped_epochs" not in ds:
+        return ds.isel(epochs=-1)
+    chosen = ds["epochs"] == ds["early_stopped_epochs"]  # one budget per model, none where nothing was scored
+    out = ds.isel(epochs=-1)
+    for name in (QUALITY, TRAIN):
+        if name in ds:
+            # exactly one budget matches, so the sum is its value; min_count=1 keeps NaN where none does
+            out[name] = ds[name].where(chosen).sum("epochs", min_count=1)
+            out[name].attrs = {**ds[name].attrs,
+                               "long_name": f"{ds[name].attrs.get('long_name', name)}, early-stopped"}
+    return out
+
+
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
     and the methods with ``uses_connectivity`` = 0 lines. A file with ``train_log_likelihood`` gets a
-    second panel, the generalisation gap drawn the same way."""
-    for budget in ("epochs", "ais_betas"):
-        if budget in ds.dims:
-            ds = ds.isel({budget: -1})
+    second panel, the generalisation gap drawn the same way. Budgets: :func:`at_drawn_budget`."""
+    ds = at_drawn_budget(ds)
     panels = [ds[QUALITY]] + ([generalisation_gap(ds)] if TRAIN in ds else [])
     if len(panels) == 1:
         fig, axes = new_figure(1, aspect=1.25)

@@ -356,6 +356,42 @@ def test_deep_r_figure_draws_the_generalisation_gap_beside_when_the_file_has_it(
     assert quality.get_legend() is not None and gap.get_legend() is None
 
 
+def test_deep_r_figure_draws_each_model_at_its_early_stopped_budget(synthetic):
+    # two training budgets; the file's early-stopped budget differs between models (the dense model's
+    # largest budget is its overfit one): each model is drawn at its own, test and gap alike
+    base = synthetic.deep_r()
+    rng = np.random.default_rng(11)
+    ds = xr.concat([base, base + rng.normal(0, 5, base["test_log_likelihood"].shape)], dim="epochs")
+    ds = ds.assign_coords(epochs=("epochs", [200, 800], {"long_name": "epochs", "units": "epochs"}))
+    ds["test_log_likelihood"].attrs = base["test_log_likelihood"].attrs
+    ds["train_log_likelihood"] = ds["test_log_likelihood"] + rng.exponential(3.0, ds["test_log_likelihood"].shape)
+    ds["train_log_likelihood"].attrs = base["test_log_likelihood"].attrs
+    pick = rng.integers(0, 2, base["test_log_likelihood"].shape)
+    pick[3] = 0  # dense: the smaller budget for every seed and connectivity
+    ds["early_stopped_epochs"] = (("method", "connectivity", "seed"), np.array([200.0, 800.0])[pick])
+    test, train = (np.take_along_axis(ds[v].values, pick[None], 0)[0]
+                   for v in ("test_log_likelihood", "train_log_likelihood"))
+    ds["early_stopped_test_log_likelihood"] = (("method", "connectivity", "seed"), test)
+    quality, gap = deep_r_comparison.draw(ds).axes
+    for m, container in enumerate(quality.containers):
+        np.testing.assert_allclose(container.lines[0].get_ydata(), _mean_ci(test[m])[0])
+    np.testing.assert_allclose(_line(quality, "dense").get_ydata(), _mean_ci(test[3])[0])
+    np.testing.assert_allclose(_line(gap, "dense").get_ydata(), _mean_ci(train[3] - test[3])[0])
+    for m, container in enumerate(gap.containers):
+        np.testing.assert_allclose(container.lines[0].get_ydata(), _mean_ci(train[m] - test[m])[0])
+    assert quality.get_ylabel() == "test log-likelihood (AIS), early-stopped (nats per sample)"
+    # without the early-stopped variables: the largest budget, as before
+    plain = deep_r_comparison.draw(ds.drop_vars(["early_stopped_epochs", "early_stopped_test_log_likelihood"]))
+    np.testing.assert_allclose(_line(plain.axes[0], "dense").get_ydata(),
+                               _mean_ci(ds["test_log_likelihood"].values[1, 3])[0])
+    # a model with no scored budget (NaN) stays NaN, not the value of some budget
+    ds["early_stopped_epochs"][0, 0, 0] = np.nan
+    drawn = deep_r_comparison.at_drawn_budget(ds)
+    assert np.isnan(drawn["test_log_likelihood"].values[0, 0, 0])
+    assert np.isnan(drawn["train_log_likelihood"].values[0, 0, 0])
+    np.testing.assert_array_equal(drawn["test_log_likelihood"].values.ravel()[1:], test.ravel()[1:])
+
+
 def test_deep_r_figure_labels_ncg_with_its_final_density(synthetic):
     ds = synthetic.deep_r()
     ncg = ds.isel(method=[0]).assign_coords(method=["ncg-p0.5"])
