@@ -56,8 +56,8 @@ def generalisation_gap(ds: xr.Dataset) -> xr.DataArray:
 def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
     """The file at the budgets the figure draws (module docstring): the largest ``ais_betas``; along
     ``epochs`` the early-stopped budget of each model when the file has it, else the largest. The
-    test (and training) log-likelihood of the early-stopped case are those at ``early_stopped_epochs``,
-    with the long_name saying so; a model with no scored budget is NaN."""
+    test (and training) log-likelihood of the early-stopped case are those at ``early_stopped_epochs``
+    (the figure's caption says so); a model with no scored budget is NaN."""
     if "ais_betas" in ds.dims:
         ds = ds.isel(ais_betas=-1)
     if "epochs" not in ds.dims:
@@ -70,8 +70,7 @@ def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
         if name in ds:
             # exactly one budget matches, so the sum is its value; min_count=1 keeps NaN where none does
             out[name] = ds[name].where(chosen).sum("epochs", min_count=1)
-            out[name].attrs = {**ds[name].attrs,
-                               "long_name": f"{ds[name].attrs.get('long_name', name)}, early-stopped"}
+            out[name].attrs = ds[name].attrs  # the caption says which budget: a longer label would not fit the axis
     return out
 
 

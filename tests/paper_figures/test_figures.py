@@ -379,7 +379,7 @@ def test_deep_r_figure_draws_each_model_at_its_early_stopped_budget(synthetic):
     np.testing.assert_allclose(_line(gap, "dense").get_ydata(), _mean_ci(train[3] - test[3])[0])
     for m, container in enumerate(gap.containers):
         np.testing.assert_allclose(container.lines[0].get_ydata(), _mean_ci(train[m] - test[m])[0])
-    assert quality.get_ylabel() == "test log-likelihood (AIS), early-stopped (nats per sample)"
+    assert quality.get_ylabel() == "test log-likelihood (AIS) (nats per sample)"  # the caption names the budget
     # without the early-stopped variables: the largest budget, as before
     plain = deep_r_comparison.draw(ds.drop_vars(["early_stopped_epochs", "early_stopped_test_log_likelihood"]))
     np.testing.assert_allclose(_line(plain.axes[0], "dense").get_ydata(),
