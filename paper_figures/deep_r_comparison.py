@@ -11,8 +11,8 @@ in its colour with its band, labelled with its mean ``final_density`` when the f
 legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
 file. A file with several AIS budgets (``ais_betas``) is drawn at the largest. A file with several training
 budgets (``epochs``) is drawn at the budget each model's validation log-likelihood picks when the file
-has ``early_stopped_test_log_likelihood`` (``studies.rewiring.early_stopping``; the largest budget is
-the overfit one for the dense model), else at the largest. A file
+has ``early_stopped_epochs`` (``studies.rewiring.early_stopping``; the largest budget is the overfit
+one for the dense model), else at the largest. A file
 with ``train_log_likelihood`` (the training images' mean log-likelihood under the same log Z) gets a
 second panel, the generalisation gap train - test, drawn the same way: it tells overfitting from
 underfitting, which the test log-likelihood alone does not."""
@@ -30,10 +30,10 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
-__all__ = ["COMPARISON", "QUALITY", "STOPPED", "TRAIN", "DENSE", "load", "draw", "at_drawn_budget", "generalisation_gap"]
+__all__ = ["COMPARISON", "QUALITY", "STOPPED_AT", "TRAIN", "DENSE", "load", "draw", "at_drawn_budget", "generalisation_gap"]
 
 QUALITY = "test_log_likelihood"
-STOPPED = "early_stopped_test_log_likelihood"
+STOPPED_AT = "early_stopped_epochs"
 TRAIN = "train_log_likelihood"
 DENSE = "dense"
 COMPARISON = Schema(variables={QUALITY: ("method", "connectivity", "seed")},
@@ -62,15 +62,14 @@ def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
         ds = ds.isel(ais_betas=-1)
     if "epochs" not in ds.dims:
         return ds
-    if STOPPED not in ds or "early_stopped_epochs" not in ds:
-        return ds.isel(epochs=-1)
-    chosen = ds["epochs"] == ds["early_stopped_epochs"]  # one budget per model, none where nothing was scored
     out = ds.isel(epochs=-1)
-    for name in (QUALITY, TRAIN):
-        if name in ds:
-            # exactly one budget matches, so the sum is its value; min_count=1 keeps NaN where none does
-            out[name] = ds[name].where(chosen).sum("epochs", min_count=1)
-            out[name].attrs = ds[name].attrs  # the caption says which budget: a longer label would not fit the axis
+    if STOPPED_AT in ds:
+        chosen = ds["epochs"] == ds[STOPPED_AT]  # one budget per model, none where nothing was scored
+        for name in (QUALITY, TRAIN):
+            if name in ds:
+                # exactly one budget matches, so the sum is its value; min_count=1 keeps NaN where none does
+                out[name] = ds[name].where(chosen).sum("epochs", min_count=1)
+                out[name].attrs = ds[name].attrs  # the caption names the budget: a longer label would not fit
     return out
 
 
