@@ -64,7 +64,8 @@ from dataclasses import dataclass, fields
 from typing import Literal, NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.typed import Dict
 
 from .connectivity import StepContext
 from .parameters import Parameters
@@ -163,22 +164,68 @@ def _normals(key, first, n):
 
 
 @njit(cache=True)
-def _choose(key, first, candidates, n_candidates, n_pick):
-    """Partial Fisher-Yates: the first ``n_pick`` entries of ``candidates`` become a uniform subset.
+def _dormant(kept, n_kept, rank):
+    """Index of the ``rank``-th (0-based) dormant entry of a group whose active entries are ``kept[:n_kept]`` (sorted).
 
-    Uses uniform draws ``first, first + 1, ...`` of stream ``key``.
+    ``kept[m] - m`` is the number of dormant entries before ``kept[m]`` (nondecreasing), so the
+    answer is ``rank`` plus the number of active entries with ``kept[m] - m <= rank``.
     """
+    lo, hi = 0, n_kept
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if kept[mid] - mid <= rank:
+            lo = mid + 1
+        else:
+            hi = mid
+    return rank + lo
+
+
+@njit(cache=True)
+def _reactivate(theta, kept, n_kept, group_size, n_pick, key, first, column):
+    """Set ``theta = 0`` on ``n_pick`` uniformly chosen dormant entries of a group (partial Fisher-Yates).
+
+    The group is the whole network (``column < 0``, entries are pair indices) or the rows of
+    ``column``; its active entries are ``kept[:n_kept]``, sorted. The shuffle runs over the list of
+    dormant entries in increasing order: step ``r`` swaps entry ``r`` with entry ``j``, drawn
+    uniformly from ``r .. n_candidates - 1`` with uniform draw ``first + r`` of stream ``key``,
+    and entry ``j`` is picked. The list is not written: an entry is computed from ``kept``
+    (:func:`_dormant`) unless a swap has put another there.
+    """
+    n_candidates = group_size - n_kept
+    swapped = Dict.empty(key_type=types.int64, value_type=types.int64)
+    n_hidden = theta.shape[1]
     for r in range(n_pick):
         u = uniform64(key, first + np.uint64(r))
         j = r + min(int(u * (n_candidates - r)), n_candidates - r - 1)
-        tmp = candidates[r]
-        candidates[r] = candidates[j]
-        candidates[j] = tmp
+        at_r = swapped[r] if r in swapped else _dormant(kept, n_kept, r)
+        chosen = swapped[j] if j in swapped else _dormant(kept, n_kept, j)
+        swapped[j] = at_r
+        if column < 0:
+            theta[chosen // n_hidden, chosen % n_hidden] = theta.dtype.type(0.0)
+        else:
+            theta[chosen, column] = theta.dtype.type(0.0)
+
+
+@njit(inline="always", cache=True)
+def _langevin(dt, t, s, g, eta_, alpha_, noise_scale, theta_min, soft, reflect, noise_key, index):
+    """``theta`` of one pair (dtype ``dt``, sign ``s``, gradient ``g``) after the step of the module docstring.
+
+    The likelihood and prior step on an active pair, the noise (normal draw ``index``),
+    soft-DEEP R's floor; a DEEP R pair that falls below 0 is left to the caller.
+    """
+    if t >= dt.type(0.0):
+        t = t + eta_ * (dt.type(s) * g - alpha_)
+    t = t + dt.type(noise_scale * normal_draw(noise_key, index))
+    if soft and t < theta_min:
+        t = dt.type(2.0 * theta_min - t) if reflect else dt.type(theta_min)
+        if t < theta_min:  # a step longer than |theta_min| past the floor
+            t = dt.type(theta_min)
+    return t
 
 
 @njit(cache=True)
 def rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, reflect, budget, per_hidden,
-                noise_key, choice_key, step, streams, was, candidates):
+                noise_key, choice_key, step, streams, scratch):
     """One DEEP R / soft-DEEP R update of ``theta`` in place (see the module docstring).
 
     The one home of the update's arithmetic: :meth:`DeepR.update`, :func:`prior_dynamics` and the
@@ -186,76 +233,78 @@ def rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, ref
 
     ``streams`` is the number of normal draws reserved per step (pairs, then biases): pair ``p``
     at update ``step`` uses normal draw ``step * streams + p``; reactivation choices use uniform
-    draws from ``step * n_pairs`` of ``choice_key``. ``was`` (bool) and ``candidates`` (int64),
-    both of ``n_pairs`` entries, are scratch. Returns (births, deaths, flips).
+    draws from ``step * n_pairs`` of ``choice_key``. ``theta`` must be C-contiguous.
+    ``scratch`` (int64, ``n_pairs`` entries) holds the pairs that stay active and, from its end,
+    the ones that die. Returns (births, deaths, flips).
     """
     n_visible, n_hidden = theta.shape
     n_pairs = n_visible * n_hidden
     dt = theta.dtype
     eta_, alpha_ = dt.type(eta), dt.type(alpha)
     zero = dt.type(0.0)
-    nan = dt.type(np.nan)
     base = np.uint64(step) * np.uint64(streams)
     births = 0
     deaths = 0
-    for i in range(n_visible):
-        for j in range(n_hidden):
-            p = i * n_hidden + j
-            t = theta[i, j]
-            active = t >= zero  # False for NaN (DEEP R's dormant pairs)
-            was[p] = active
-            if active:
-                t = t + eta_ * (dt.type(sign[i, j]) * grad[i, j] - alpha_)
-                t = t + dt.type(noise_scale * normal_draw(noise_key, base + np.uint64(p)))
-            elif soft:
-                t = t + dt.type(noise_scale * normal_draw(noise_key, base + np.uint64(p)))
-            else:
-                continue
-            if soft and t < theta_min:
-                t = dt.type(2.0 * theta_min - t) if reflect else dt.type(theta_min)
-                if t < theta_min:  # a step longer than |theta_min| past the floor
-                    t = dt.type(theta_min)
-            if t < zero:
-                if active:
-                    deaths += 1
-                if not soft:
-                    t = nan
-            elif not active:
-                births += 1
-            theta[i, j] = t
-    if not soft:
-        first = np.uint64(step) * np.uint64(n_pairs)
-        if per_hidden:
-            for j in range(n_hidden):
-                n_cand = 0
-                for i in range(n_visible):
-                    if not theta[i, j] >= zero:
-                        candidates[n_cand] = i
-                        n_cand += 1
-                missing = budget - (n_visible - n_cand)
-                if missing > 0:
-                    _choose(choice_key, first + np.uint64(j * n_visible), candidates, n_cand, missing)
-                    for r in range(missing):
-                        theta[candidates[r], j] = zero
-                    births += missing
-        else:
-            n_cand = 0
-            for p in range(n_pairs):
-                if not theta[p // n_hidden, p % n_hidden] >= zero:
-                    candidates[n_cand] = p
-                    n_cand += 1
-            missing = budget - (n_pairs - n_cand)
-            if missing > 0:
-                _choose(choice_key, first, candidates, n_cand, missing)
-                for r in range(missing):
-                    q = candidates[r]
-                    theta[q // n_hidden, q % n_hidden] = zero
-                births += missing
     flips = 0
-    for i in range(n_visible):
-        for j in range(n_hidden):
-            if was[i * n_hidden + j] != (theta[i, j] >= zero):
-                flips += 1
+    if soft:
+        for i in range(n_visible):
+            for j in range(n_hidden):
+                t = theta[i, j]
+                active = t >= zero
+                t = _langevin(dt, t, sign[i, j], grad[i, j], eta_, alpha_, noise_scale, theta_min, True, reflect,
+                              noise_key, base + np.uint64(i * n_hidden + j))
+                theta[i, j] = t
+                if t < zero:
+                    if active:
+                        deaths += 1
+                elif not active:
+                    births += 1
+                if active != (t >= zero):
+                    flips += 1
+        return births, deaths, flips
+    # One pass moves DEEP R's active pairs (its dormant ones are NaN and receive nothing) and lists
+    # the survivors of each budget group in increasing order: column by column with a budget per
+    # hidden unit (a column is complete when its turn comes), otherwise row by row, the order of
+    # theta in memory.
+    first = np.uint64(step) * np.uint64(n_pairs)
+    flat = theta.reshape(n_pairs)  # a view: theta is C-contiguous
+    n_outer, n_inner = (n_hidden, n_visible) if per_hidden else (n_visible, n_hidden)
+    outer_stride, inner_stride = (1, n_hidden) if per_hidden else (n_hidden, 1)
+    n_kept = 0
+    n_lost = 0
+    for a in range(n_outer):
+        if per_hidden:
+            n_kept = 0
+        for b in range(n_inner):
+            p = a * outer_stride + b * inner_stride
+            t = flat[p]
+            if not t >= zero:
+                continue
+            i, j = p // n_hidden, p % n_hidden
+            t = _langevin(dt, t, sign[i, j], grad[i, j], eta_, alpha_, noise_scale, theta_min, False, False,
+                          noise_key, base + np.uint64(p))
+            if t >= zero:
+                flat[p] = t
+                scratch[n_kept] = b if per_hidden else p
+                n_kept += 1
+            else:
+                if t < zero:  # not NaN
+                    deaths += 1
+                flat[p] = dt.type(np.nan)
+                n_lost += 1
+                scratch[n_pairs - n_lost] = p
+        if per_hidden and budget > n_kept:
+            _reactivate(theta, scratch, n_kept, n_visible, budget - n_kept, choice_key,
+                        first + np.uint64(a * n_visible), a)
+            births += budget - n_kept
+    if not per_hidden and budget > n_kept:
+        _reactivate(theta, scratch, n_kept, n_pairs, budget - n_kept, choice_key, first, -1)
+        births += budget - n_kept
+    # a pair that died and was drawn again at once is a birth and a death but no flip
+    flips = n_lost + births
+    for r in range(n_pairs - n_lost, n_pairs):
+        if flat[scratch[r]] >= zero:
+            flips -= 2
     return births, deaths, flips
 
 
@@ -304,13 +353,12 @@ def _prior_loop(theta, sign, eta, alpha, noise_scale, theta_min, soft, reflect, 
     """``n_steps`` updates with zero gradient from update ``first_step + 1``; records theta every ``record_every``."""
     n_pairs = theta.size
     grad = np.zeros_like(theta)
-    was = np.zeros(n_pairs, dtype=np.bool_)
-    candidates = np.zeros(n_pairs, dtype=np.int64)
+    scratch = np.zeros(n_pairs, dtype=np.int64)
     zero = theta.dtype.type(0.0)
     r = 0
     for t in range(n_steps):
         b, d, _ = rewire_step(theta, sign, grad, eta, alpha, noise_scale, theta_min, soft, reflect, budget,
-                              per_hidden, noise_key, choice_key, first_step + t + 1, streams, was, candidates)
+                              per_hidden, noise_key, choice_key, first_step + t + 1, streams, scratch)
         born[t] = b
         died[t] = d
         n = 0
@@ -403,12 +451,10 @@ class _Rewiring:
             )
         v, h = state.theta.shape
         theta = state.theta.copy()
-        was = np.empty(v * h, dtype=np.bool_)
-        candidates = np.empty(v * h, dtype=np.int64)
+        scratch = np.empty(v * h, dtype=np.int64)
         streams = v * h + v + h
         births, deaths, flips = rewire_step(
-            theta, state.sign, gradient.weights, *self._kernel_args(state, eta), context.step, streams, was,
-            candidates,
+            theta, state.sign, gradient.weights, *self._kernel_args(state, eta), context.step, streams, scratch,
         )
         w, mask = _weights_and_mask(theta, state.sign)
         new = params._replace(weights=w, mask=mask)

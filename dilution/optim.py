@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from .parameters import Parameters
 from .threads import sized_kernel
@@ -214,6 +214,17 @@ def _masked_momentum_kernel(weights, velocity, grad, mask, lr, momentum, l2, l1)
     return w_out, u_out
 
 
+@njit(cache=True)
+def _masked(velocity, mask):
+    """``velocity`` where ``mask``, 0 elsewhere (a new array)."""
+    out = np.empty_like(velocity)
+    zero = velocity.dtype.type(0.0)
+    for i in range(velocity.shape[0]):
+        for j in range(velocity.shape[1]):
+            out[i, j] = velocity[i, j] if mask[i, j] else zero
+    return out
+
+
 @dataclass(frozen=True)
 class SGD:
     """Masked stochastic gradient *ascent* on the log-likelihood with momentum (see module docstring).
@@ -290,4 +301,4 @@ class SGD:
 
     def mask_state(self, state: SGDState, mask: np.ndarray) -> SGDState:
         """Velocities with the weight velocity zeroed off ``mask`` (after a connectivity change)."""
-        return state._replace(weights=np.where(mask, state.weights, state.weights.dtype.type(0)))
+        return state._replace(weights=_masked(state.weights, mask))

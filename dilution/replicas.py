@@ -303,8 +303,7 @@ def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise
     n_pairs = n_v * n_h
     s = _scratch(n, n_v, n_h, chains.shape[0])
     w = np.zeros((n_v, n_h))
-    was = np.empty(n_pairs, dtype=np.bool_)
-    candidates = np.empty(n_pairs, dtype=np.int64)
+    scratch = np.empty(n_pairs, dtype=np.int64)
     streams = n_pairs + n_v + n_h
     draws = np.uint64(k * (n_v + n_h))
     counter = np.uint64(first_step) * draws
@@ -341,7 +340,7 @@ def _run_replica(data, first_step, n_steps, record_every, lr, kind, alpha, noise
         else:
             births, deaths, _ = rewire_step(theta, sign, gw, lr, alpha, noise_scale, theta_min, kind == _SOFT_DEEP_R,
                                             reflect, budget, per_hidden, rule_keys[0], rule_keys[1], step, streams,
-                                            was, candidates)
+                                            scratch)
             n_add += births
             n_rem += deaths
             for i in range(n_v):

@@ -116,13 +116,44 @@ def test_update_equals_the_reference_step_with_a_gradient(rule):
         expected = _reference_step(rule, state.theta, state.sign, g.weights, eta, state.keys, step)
         # The optimiser's part: plain SGD on the active weights (momentum 0, l1 = l2 = 0).
         stepped = params._replace(weights=np.where(params.mask, params.weights + eta * g.weights, 0.0))
+        before = state.theta >= 0
         params, state, info = rule.update(stepped, state, g, _context(step, eta, seed=3))
         np.testing.assert_array_equal(state.theta, expected)
         np.testing.assert_array_equal(params.mask, expected >= 0)
         np.testing.assert_array_equal(params.weights, np.where(expected >= 0, state.sign * expected, 0.0))
         assert info.n_active == np.count_nonzero(expected >= 0)
+        assert info.n_flips == np.count_nonzero(before != (expected >= 0))
         n_births += info.n_added
     assert n_births > 0  # the rewiring branch was exercised
+
+
+@pytest.mark.parametrize("scope, k", [("global", 20), ("hidden", 5)])
+def test_many_reactivations_at_once_equal_the_reference_step(scope, k):
+    """From a mask with 1 active pair per group, nearly the whole budget is drawn in one update.
+
+    The kernel does not write the list of dormant pairs it shuffles; with most of the list drawn,
+    the shuffle's swaps land on entries an earlier swap moved, which this compares to the
+    reference's explicit list.
+    """
+    v, h, eta = 7, 4, 0.2
+    rule = DeepR(k=k, alpha=0.5, temperature=0.3, scope=scope)
+    rng = np.random.default_rng(5)
+    theta = np.full((v, h), np.nan)
+    if scope == "global":
+        theta[2, 1] = 0.4
+    else:
+        theta[rng.integers(0, v, h), np.arange(h)] = 0.4
+    sign = np.where(rng.random((v, h)) < 0.5, -1, 1).astype(np.int8)
+    state = _state(theta, 11, sign)
+    params = Parameters(np.where(theta >= 0, sign * theta, 0.0), np.zeros(v), np.zeros(h), theta >= 0)
+    for step in range(1, 6):
+        g = GradientEstimate(rng.normal(0, 0.5, (v, h)), np.zeros(v), np.zeros(h))
+        expected = _reference_step(rule, state.theta, state.sign, g.weights, eta, state.keys, step)
+        stepped = params._replace(weights=np.where(params.mask, params.weights + eta * g.weights, 0.0))
+        before = state.theta >= 0
+        params, state, info = rule.update(stepped, state, g, _context(step, eta, seed=11))
+        np.testing.assert_array_equal(state.theta, expected)
+        assert info.n_flips == np.count_nonzero(before != (expected >= 0))
 
 
 def test_a_reactivated_pair_pays_the_l1_step():
