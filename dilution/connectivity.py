@@ -18,7 +18,11 @@ Contract
   ``params._replace(...)`` with new arrays for what it changes (or ``params`` itself).
 * ``gradient`` is the :class:`~dilution.statistics.GradientEstimate` the optimiser step just
   used, computed at the pre-step parameters, for **every** visible-hidden pair (masked pairs
-  included): NCG's network gradient ``W * G`` on absent connections needs it.
+  included): NCG's network gradient ``W * G`` on absent connections needs it. A rule whose class
+  sets ``reads_absent_gradient = False`` promises never to read the gradient of a pair absent
+  from the mask it is given (the static mask, DEEP R, soft-DEEP R); the trainer then has the
+  estimator skip those pairs (``present_only``, :mod:`dilution.estimators`), which leaves them 0
+  and makes the update of a diluted model much cheaper. Without the attribute a rule gets all pairs.
 * ``context`` is a :class:`StepContext`: update index, epoch, whether the epoch ends here, the
   learning rate and momentum of the step (DEEP R's noise is ``sqrt(2 eta T)``), the run length,
   and a per-step ``SeedSequence`` for every random choice (``np.random.default_rng(context.seed)``
@@ -58,7 +62,7 @@ How the planned rules map onto this (see the NCG / DEEP R digest in shared/paper
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -159,6 +163,8 @@ class ConnectivityRule(Protocol):
 @dataclass(frozen=True)
 class StaticMask:
     """The mask never changes (training of a fixed diluted architecture)."""
+
+    reads_absent_gradient: ClassVar[bool] = False
 
     def init(self, params: Parameters, context: StepContext) -> tuple[Parameters, None, RuleInfo]:
         return params, None, RuleInfo()

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import numpy as np
 from numba import njit, types
@@ -400,6 +400,10 @@ def _check_common(rule) -> None:
 
 class _Rewiring:
     """What DEEP R and soft-DEEP R share: the update, the biases, the state's arrays at checkpoints."""
+
+    # The update reads the gradient of active pairs only (a dormant theta moves by noise alone),
+    # so the trainer skips the absent pairs' gradient (dilution.connectivity).
+    reads_absent_gradient: ClassVar[bool] = False
 
     def _scale(self, n_visible: int) -> float:
         # The reference scripts' N(0, 1) / sqrt(n_in), n_in the fan-in of a hidden unit.

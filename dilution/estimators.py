@@ -20,8 +20,11 @@ trainer threads through the calls and saves with the training state:
 ``init(params, data, batch_size, seed) -> state``
     The state at update 0. Calling it again with the same arguments gives the same state:
     rewinding protocols use this to put the persistent chains back where they started.
-``estimate(params, batch, h_batch, state) -> (GradientEstimate, state)``
-    ``h_batch`` is ``p(h = 1 | batch)``, computed once by the trainer.
+``estimate(params, batch, h_batch, state, present_only=False) -> (GradientEstimate, state)``
+    ``h_batch`` is ``p(h = 1 | batch)``, computed once by the trainer. ``present_only=True``: the
+    caller reads the weight gradient on the pairs of ``params.mask`` only (its rule never looks
+    at absent pairs), so the estimator may leave the others at 0 and skip their work; the
+    present pairs' values must not change.
 ``restart(state, initial) -> state``
     The chains of ``initial`` (an ``init`` state) with the draw counters of ``state``, so that a
     rewound run starts its chains afresh without reusing random numbers.
@@ -37,8 +40,8 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from . import exact, tempering
-from .conditionals import hidden_probabilities
-from .gibbs import draws_per_sweep, gibbs_kernel
+from .gibbs import draws_per_sweep, gibbs_kernel, hidden_probabilities_by_path
+from .gibbs_tuning import SPARSE_BELOW
 from .parameters import Parameters
 from .rng import chain_keys, derive_seed
 from .statistics import GradientEstimate, gradient_statistics
@@ -64,7 +67,7 @@ class GradientEstimator(Protocol):
         ...
 
     def estimate(
-        self, params: Parameters, batch: np.ndarray, h_batch: np.ndarray, state: Any
+        self, params: Parameters, batch: np.ndarray, h_batch: np.ndarray, state: Any, present_only: bool = False
     ) -> tuple[GradientEstimate, Any]:
         ...
 
@@ -98,11 +101,19 @@ def _negative_phase(start: np.ndarray, params: Parameters, keys: np.ndarray, cou
     w, a, b, _ = params
     n, n_visible = start.shape
     dt = w.dtype
+    n_nonzero = int(np.count_nonzero(w))
     v_k, _ = gibbs_kernel(
-        start, w, np.ascontiguousarray(w.T), a, b, np.ones(n, dtype=dt), np.zeros(n_visible, dtype=dt), keys,
-        np.uint64(counter), k,
+        start, w, None, a, b, np.ones(n, dtype=dt), np.zeros(n_visible, dtype=dt), keys, np.uint64(counter), k,
+        n_nonzero=n_nonzero,
     )
-    return v_k, hidden_probabilities(v_k, w, b, 1.0)
+    return v_k, hidden_probabilities_by_path(v_k, w, b, 1.0, n_nonzero)
+
+
+def _statistics(batch, h_batch, v_k, h_k, params: Parameters, present_only: bool) -> GradientEstimate:
+    # The present-pairs kernel gathers hidden units by index: it pays below SPARSE_BELOW of the
+    # pairs only, and a denser mask gets the gradient of every pair (which present_only allows).
+    diluted = present_only and np.count_nonzero(params.mask) < SPARSE_BELOW * params.mask.size
+    return gradient_statistics(batch, h_batch, v_k, h_k, mask=params.mask if diluted else None)
 
 
 @dataclass(frozen=True)
@@ -120,11 +131,13 @@ class CD:
     def init(self, params: Parameters, data: np.ndarray, batch_size: int, seed: int) -> ChainState:
         return ChainState(None, chain_keys(derive_seed(seed, "cd"), batch_size), 0)
 
-    def estimate(self, params, batch, h_batch, state: ChainState) -> tuple[GradientEstimate, ChainState]:
+    def estimate(self, params, batch, h_batch, state: ChainState,
+                 present_only: bool = False) -> tuple[GradientEstimate, ChainState]:
         m = batch.shape[0]
         v_k, h_k = _negative_phase(batch, params, state.keys[:m], state.counter, self.k)
         stride = self.k * draws_per_sweep(batch.shape[1], h_batch.shape[1])
-        return gradient_statistics(batch, h_batch, v_k, h_k), state._replace(counter=state.counter + stride)
+        return (_statistics(batch, h_batch, v_k, h_k, params, present_only),
+                state._replace(counter=state.counter + stride))
 
     def restart(self, state: ChainState, initial: ChainState) -> ChainState:
         return state
@@ -164,10 +177,12 @@ class PCD:
         chains = _initial_visible(data, (n_chains,), self.chain_init, params.weights.dtype, rng)
         return ChainState(chains, chain_keys(derive_seed(seed, "pcd"), n_chains), 0)
 
-    def estimate(self, params, batch, h_batch, state: ChainState) -> tuple[GradientEstimate, ChainState]:
+    def estimate(self, params, batch, h_batch, state: ChainState,
+                 present_only: bool = False) -> tuple[GradientEstimate, ChainState]:
         v_k, h_k = _negative_phase(state.chains, params, state.keys, state.counter, self.k)
         stride = self.k * draws_per_sweep(batch.shape[1], h_batch.shape[1])
-        return gradient_statistics(batch, h_batch, v_k, h_k), ChainState(v_k, state.keys, state.counter + stride)
+        return (_statistics(batch, h_batch, v_k, h_k, params, present_only),
+                ChainState(v_k, state.keys, state.counter + stride))
 
     def restart(self, state: ChainState, initial: ChainState) -> ChainState:
         return state._replace(chains=initial.chains)
@@ -240,12 +255,13 @@ class PTPCD:
         )
         return TemperingChains(systems)
 
-    def estimate(self, params, batch, h_batch, state: TemperingChains) -> tuple[GradientEstimate, TemperingChains]:
+    def estimate(self, params, batch, h_batch, state: TemperingChains,
+                 present_only: bool = False) -> tuple[GradientEstimate, TemperingChains]:
         rbm = self._rbm(params)
         systems, _ = tempering.advance(rbm, state.systems, self.k)
         v_k = np.ascontiguousarray(tempering.cold_visible(systems))
-        h_k = hidden_probabilities(v_k, params.weights, params.hidden_bias, 1.0)
-        return gradient_statistics(batch, h_batch, v_k, h_k), TemperingChains(systems)
+        h_k = hidden_probabilities_by_path(v_k, params.weights, params.hidden_bias, 1.0)
+        return _statistics(batch, h_batch, v_k, h_k, params, present_only), TemperingChains(systems)
 
     def restart(self, state: TemperingChains, initial: TemperingChains) -> TemperingChains:
         # Replica states and exchange bookkeeping as at update 0; keys and sweep counter go on.
@@ -282,7 +298,10 @@ class Exact:
             )
         return _NoState()
 
-    def estimate(self, params, batch, h_batch, state: _NoState) -> tuple[GradientEstimate, _NoState]:
+    def estimate(self, params, batch, h_batch, state: _NoState,
+                 present_only: bool = False) -> tuple[GradientEstimate, _NoState]:
+        # present_only changes nothing: the model moments come dense from enumeration, and the
+        # models are tiny.
         from .model import RBM
 
         w = params.weights

@@ -29,7 +29,8 @@ import numpy as np
 
 from .blas import gemm_address
 from .gibbs_blocked import dense_block, gibbs_blocked
-from .gibbs_sparse import csr_arrays, gibbs_sparse
+from .conditionals import hidden_probabilities
+from .gibbs_sparse import csr_arrays, csr_hidden_probabilities, gibbs_sparse
 from .gibbs_tuning import GATHER_BELOW, SPARSE_BELOW, SPARSE_BLOCK, SPARSE_MIN_CHAINS
 from .model import RBM
 from .progress import WORK_PER_SECOND, progress_bar
@@ -44,6 +45,7 @@ __all__ = [
     "advance",
     "gibbs_kernel",
     "gibbs_path",
+    "hidden_probabilities_by_path",
     "draws_per_sweep",
 ]
 
@@ -67,8 +69,31 @@ def _path(n_nonzero: int, size: int, n_chains: int) -> str:
     return "sparse" if density < SPARSE_BELOW and n_chains >= SPARSE_MIN_CHAINS else "blocked"
 
 
+def hidden_probabilities_by_path(v, weights, hidden_bias, beta, n_nonzero: int | None = None):
+    """:func:`dilution.conditionals.hidden_probabilities`, over the connections only when the weights
+    are diluted (below ``SPARSE_BELOW`` nonzero): the same bits either way.
+
+    The CSR kernel (:func:`dilution.gibbs_sparse.csr_hidden_probabilities`) adds, per hidden unit,
+    the dense kernel's products in its order less the zero ones; at 784 x 500 and 1 % it takes
+    0.1 ms for 100 images where the dense one takes 1.2 ms.
+
+    Parameters
+    ----------
+    v, weights, hidden_bias, beta
+        As :func:`dilution.conditionals.hidden_probabilities`.
+    n_nonzero : int, optional
+        ``np.count_nonzero(weights)``, when the caller has it already.
+    """
+    if n_nonzero is None:
+        n_nonzero = int(np.count_nonzero(weights))
+    if n_nonzero >= SPARSE_BELOW * weights.size:
+        return hidden_probabilities(v, weights, hidden_bias, beta)
+    indptr, indices, data, *_ = csr_arrays(weights, n_nonzero)
+    return csr_hidden_probabilities(v, indptr, indices, data, hidden_bias, beta)
+
+
 def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps,
-                 path="auto"):
+                 path="auto", n_nonzero: int | None = None):
     """Run ``n_sweeps`` block-Gibbs sweeps on every chain.
 
     Dispatches to the fastest path for the model (module docstring of the paths: README,
@@ -80,8 +105,9 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
         Binary visible states (in the model dtype); not modified.
     weights : ndarray, shape (n_visible, n_hidden)
         Masked weights (zero where there is no connection).
-    weights_t : ndarray, shape (n_hidden, n_visible)
-        C-contiguous transpose of ``weights``.
+    weights_t : ndarray, shape (n_hidden, n_visible), or None
+        C-contiguous transpose of ``weights``; None: made here when the dense path needs it (the
+        sparse one does not: a diluted model's caller saves the copy).
     visible_bias : ndarray, shape (n_visible,)
     hidden_bias : ndarray, shape (n_hidden,)
     beta : ndarray, shape (n_chains,)
@@ -94,6 +120,8 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     n_sweeps : int
     path : {"auto", "blocked", "sparse"}
         ``"auto"`` runs :func:`gibbs_path`'s choice; the others force a path (benchmarks, tests).
+    n_nonzero : int, optional
+        ``np.count_nonzero(weights)``, when the caller has it already.
 
     Returns
     -------
@@ -107,16 +135,20 @@ def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bi
     v = np.ascontiguousarray(v, dtype=dt)
     beta = np.ascontiguousarray(beta, dtype=dt)
     counter = np.uint64(counter)
-    n_nonzero = int(np.count_nonzero(weights))
+    if n_nonzero is None:
+        n_nonzero = int(np.count_nonzero(weights))
     if path == "auto":
         path = _path(n_nonzero, weights.size, v.shape[0])
+    if weights_t is None and path != "sparse":
+        weights_t = np.ascontiguousarray(weights.T)
     # Inputs as read-only views: numba compiles a specialisation per writeable flag, and callers
     # pass both (training's arrays, a saved RBM's frozen ones); one costs seconds on a cold cache.
-    v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys = _read_only(
-        v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys)
+    v, weights, visible_bias, hidden_bias, beta, base_bias, keys = _read_only(
+        v, weights, visible_bias, hidden_bias, beta, base_bias, keys)
     if path == "sparse":
         return gibbs_sparse(v, *_read_only(*csr_arrays(weights, n_nonzero)), visible_bias, hidden_bias, beta,
                             base_bias, keys, counter, int(n_sweeps), SPARSE_BLOCK)
+    (weights_t,) = _read_only(weights_t)
     with single_threaded_blas():
         return gibbs_blocked(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter,
                              int(n_sweeps), dense_block(v.shape[0]), GATHER_BELOW[dt.itemsize], gemm_address(dt))

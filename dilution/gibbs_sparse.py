@@ -21,10 +21,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from .conditionals import sigmoid
 from .fastexp import FAST_JIT, exp_neg
 from .rng import uniform64
+from .threads import sized_kernel
 
-__all__ = ["gibbs_sparse", "CSRPattern", "csr_pattern", "csr_arrays", "sample_block", "RECENT_PATTERNS"]
+__all__ = ["gibbs_sparse", "CSRPattern", "csr_pattern", "csr_arrays", "csr_hidden_probabilities", "sample_block",
+           "RECENT_PATTERNS"]
 
 # Nonzero patterns whose CSR structure is kept: enough for a few models alternating (AIS beside
 # training, tempering ladders), small enough to stay negligible (784 x 500 at 5 %: 0.6 MB each).
@@ -65,17 +68,45 @@ def csr_pattern(weights: np.ndarray) -> CSRPattern:
     -------
     CSRPattern
     """
+    return CSRPattern(*_csr_pattern_kernel(weights))
+
+
+@njit(cache=True)
+def _csr_pattern_kernel(weights):
+    # Two passes over the matrix and no sort: a rewiring rule moves the pattern at every update,
+    # so this runs once per update (numpy's flatnonzero + stable argsort took 1.5 ms at 784 x 500).
     n_visible, n_hidden = weights.shape
-    flat = np.flatnonzero(weights)
-    rows, cols = np.divmod(flat, n_hidden)
+    zero = weights.dtype.type(0.0)
     indptr = np.zeros(n_visible + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_visible), out=indptr[1:])
-    # W^T row by row: by hidden unit, visible units ascending within it (a stable sort keeps them so)
-    order = np.argsort(cols, kind="stable")
     indptr_t = np.zeros(n_hidden + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cols, minlength=n_hidden), out=indptr_t[1:])
-    return CSRPattern(indptr, cols.astype(np.int64), flat.astype(np.int64), indptr_t,
-                      rows[order].astype(np.int64), flat[order].astype(np.int64))
+    for i in range(n_visible):
+        count = 0
+        for j in range(n_hidden):
+            if weights[i, j] != zero:  # NaN counts as nonzero, as in np.flatnonzero
+                count += 1
+                indptr_t[j + 1] += 1
+        indptr[i + 1] = indptr[i] + count
+    for j in range(n_hidden):
+        indptr_t[j + 1] += indptr_t[j]
+    nnz = indptr[n_visible]
+    indices = np.empty(nnz, dtype=np.int64)
+    flat = np.empty(nnz, dtype=np.int64)
+    indices_t = np.empty(nnz, dtype=np.int64)
+    flat_t = np.empty(nnz, dtype=np.int64)
+    fill = indptr_t[:n_hidden].copy()
+    k = 0
+    for i in range(n_visible):
+        for j in range(n_hidden):
+            if weights[i, j] != zero:
+                indices[k] = j
+                flat[k] = i * n_hidden + j
+                k += 1
+                # rows visited in order: within a hidden unit the visible units come ascending
+                q = fill[j]
+                indices_t[q] = i
+                flat_t[q] = i * n_hidden + j
+                fill[j] = q + 1
+    return indptr, indices, flat, indptr_t, indices_t, flat_t
 
 
 _recent: list[CSRPattern] = []  # most recently used first
@@ -119,6 +150,44 @@ def csr_arrays(weights: np.ndarray, n_nonzero: int | None = None) -> tuple[np.nd
     with _recent_lock:
         _recent[:] = [pattern, *(p for p in _recent if p is not pattern)][:RECENT_PATTERNS]
     return pattern.indptr, pattern.indices, data, pattern.indptr_t, pattern.indices_t, weights.take(pattern.flat_t)
+
+
+@sized_kernel(lambda v, indptr, indices, *_: v.shape[0] * indices.shape[0])
+def csr_hidden_probabilities(v, indptr, indices, data, hidden_bias, beta):
+    """:func:`dilution.conditionals.hidden_probabilities` from the CSR of the weights, bit for bit.
+
+    Per hidden unit the same products are added in the same (visible-unit) order as
+    :func:`dilution.conditionals.hidden_row` adds them, less the zero weights, whose terms leave
+    a sum unchanged; so the result is the dense kernel's to the last bit, at a cost that follows
+    the number of connections.
+
+    Parameters
+    ----------
+    v : ndarray, shape (n, n_visible)
+    indptr, indices, data : ndarray
+        CSR of the weights (rows = visible units), as :func:`csr_arrays` returns them.
+    hidden_bias : ndarray, shape (n_hidden,)
+    beta : float
+
+    Returns
+    -------
+    ndarray, shape (n, n_hidden), dtype of ``data``
+    """
+    n, n_visible = v.shape
+    n_hidden = hidden_bias.shape[0]
+    out = np.empty((n, n_hidden), dtype=data.dtype)
+    for s in prange(n):
+        field = np.empty(n_hidden, dtype=data.dtype)
+        for j in range(n_hidden):
+            field[j] = hidden_bias[j]
+        for i in range(n_visible):
+            x = v[s, i]
+            if x != 0:
+                for k in range(indptr[i], indptr[i + 1]):
+                    field[indices[k]] += x * data[k]
+        for j in range(n_hidden):
+            out[s, j] = sigmoid(beta * field[j])
+    return out
 
 
 # The blocked path's sample_row draws one chain's row of units; this path keeps the chains of a

@@ -13,8 +13,9 @@ import dilution
 from dilution import threads
 from dilution.conditionals import free_energy, hidden_probabilities
 from dilution.data.teacher import _unnormalised_log_p_hidden
+from dilution.gibbs_sparse import csr_arrays, csr_hidden_probabilities
 from dilution.optim import _masked_momentum_kernel
-from dilution.statistics import _gradient_kernel, reconstruction_errors
+from dilution.statistics import _gradient_kernel, _present_gradient_kernel, csr_reconstruction_errors, reconstruction_errors
 
 
 def _cases(dtype):
@@ -28,12 +29,16 @@ def _cases(dtype):
     h2 = rng.random((n + 5, n_h)).astype(dtype)
     keys = rng.integers(0, 2**63, n, dtype=np.uint64)
     mask = rng.random((n_v, n_h)) < 0.5
+    indptr, indices, data, indptr_t, indices_t, data_t = csr_arrays(np.where(mask, w, 0))
     return {
         hidden_probabilities: (v, w, b, 0.7),
         free_energy: (v, w, a, b, 0.7, a[::-1].copy()),
         _gradient_kernel: (v, h, v2, h2),
         reconstruction_errors: (v, h, np.ascontiguousarray(w.T), a, keys, np.uint64(5)),
         _masked_momentum_kernel: (w, w[::-1].copy(), w * 0.5, mask, 0.1, 0.5, 1e-3, 1e-4),
+        csr_hidden_probabilities: (v, indptr, indices, data, b, 0.7),
+        csr_reconstruction_errors: (v, h, indptr_t, indices_t, data_t, a, keys, np.uint64(5)),
+        _present_gradient_kernel: (v, h, v2, h2, mask),
         _unnormalised_log_p_hidden: (rng.normal(0, 1, (7, n_v)), rng.normal(0, 1, n_v), rng.normal(0, 1, 7)),
     }
 
