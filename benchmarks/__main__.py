@@ -115,6 +115,52 @@ def training_rows(args, cd25, results):
           "engine speed-up:", results["pcd_epoch_speedup_engine_over"], flush=True)
 
 
+def rewiring_rows(args, results):
+    """One DEEP R update at 784 x 500 (PCD-10, batch 100, float32, the 784 x 500 campaign's
+    settings) at 1, 2 and 5 % connectivity, against the same rule made to read the gradient of
+    every pair (what the trainer did before ``reads_absent_gradient``) and against the dense
+    model's update; contenders interleaved, medians over rounds."""
+    import dataclasses
+    from typing import ClassVar
+
+    from dilution.deep_r import DeepR, deep_r_config
+    from dilution.estimators import PCD
+    from dilution.training import TrainConfig, init_state, train
+
+    @dataclasses.dataclass(frozen=True)
+    class ReadingEveryPair(DeepR):
+        reads_absent_gradient: ClassVar[bool] = True
+
+    data = contenders.mnist_binary(args.data)[:10_000]
+    n_updates = 20 if args.quick else 50
+    common = dict(estimator=PCD(10), batch_size=100, learning_rate=0.05, checkpoints=1, epochs=1,
+                  exact_log_likelihood=False, checkpoint_log_likelihood="none", dtype="float32")
+    rows = []
+    for connectivity in (0.01, 0.02, 0.05):
+        k = round(connectivity * 784 * 500)
+        configs = {"engine": deep_r_config(DeepR(k=k, alpha=0.0, temperature=1e-4), **common),
+                   "every pair": deep_r_config(ReadingEveryPair(k=k, alpha=0.0, temperature=1e-4), **common),
+                   "dense model": TrainConfig(**common)}
+        # the runs continue a state 10 updates in, so that the timed updates are past the first mask moves
+        starts = {name: train(None, data, None, resume=init_state((784, 500), data, cfg, seed=0), until=10,
+                              progress=False).state for name, cfg in configs.items()}
+
+        def run(state):
+            return train(None, data, None, resume=state, until=10 + n_updates, progress=False)
+
+        seconds = {name: [] for name in configs}
+        for _ in range(max(3, args.rounds) + 1):  # first round is the warm-up
+            for name in configs:
+                seconds[name].append(_timed(run, starts[name]) / n_updates)
+        seconds = {name: v[1:] for name, v in seconds.items()}
+        row = {"connectivity": connectivity, "update_ms": {name: 1e3 * _median(v) for name, v in seconds.items()},
+               "speedup_engine_over": {name: _median(np.array(v) / np.array(seconds["engine"]))
+                                       for name, v in seconds.items() if name != "engine"}}
+        rows.append(row)
+        print("DEEP R update:", row, flush=True)
+    results["deep_r_update"] = rows
+
+
 def tiny_training_row(args, results):
     """Updates per second of the training loop on a tiny model (bars-and-stripes 4x4, 16 hidden,
     batch 5, CD-1): what studies and rewiring run by the million. The reference, timed in the
@@ -284,7 +330,7 @@ def main(argv=None):
     p.add_argument("--work", type=float, default=2e9, help="multiply-adds per timed call")
     p.add_argument("--data", default="../shared/data/mnist/mnist.npz")
     p.add_argument("--out", default="benchmark_results.json")
-    p.add_argument("--only", default="gibbs,exact,train,tiny,replicas,ais,memory")
+    p.add_argument("--only", default="gibbs,exact,train,rewiring,tiny,replicas,ais,memory")
     args = p.parse_args(argv)
     import numba
 
@@ -307,6 +353,8 @@ def main(argv=None):
         exact_rows(args, results)
     if "train" in only:
         training_rows(args, contenders.cd25("float32", 1.0), results)
+    if "rewiring" in only:
+        rewiring_rows(args, results)
     if "tiny" in only:
         tiny_training_row(args, results)
     if "replicas" in only:

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import exact, tempering
 from .gibbs import draws_per_sweep, gibbs_kernel, hidden_probabilities_by_path
-from .gibbs_tuning import SPARSE_BELOW
+from .gibbs_tuning import PRESENT_GRADIENT_BELOW
 from .parameters import Parameters
 from .rng import chain_keys, derive_seed
 from .statistics import GradientEstimate, gradient_statistics
@@ -110,9 +110,9 @@ def _negative_phase(start: np.ndarray, params: Parameters, keys: np.ndarray, cou
 
 
 def _statistics(batch, h_batch, v_k, h_k, params: Parameters, present_only: bool) -> GradientEstimate:
-    # The present-pairs kernel gathers hidden units by index: it pays below SPARSE_BELOW of the
-    # pairs only, and a denser mask gets the gradient of every pair (which present_only allows).
-    diluted = present_only and np.count_nonzero(params.mask) < SPARSE_BELOW * params.mask.size
+    # The present-pairs kernel gathers hidden units by index: it pays on the sparsest masks only, and a
+    # denser one gets the gradient of every pair (which present_only allows).
+    diluted = present_only and np.count_nonzero(params.mask) < PRESENT_GRADIENT_BELOW * params.mask.size
     return gradient_statistics(batch, h_batch, v_k, h_k, mask=params.mask if diluted else None)
 
 

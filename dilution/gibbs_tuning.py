@@ -36,3 +36,6 @@ GEMM_MIN_ROWS = 32
 SPARSE_BELOW = 0.15  # connectivity under which the CSR path beats the dense one: at B = 1000 on CD25, sparse/dense =
 #   2.25 (c = 0.05), 1.33 (0.1), 0.69 (0.2) in float32 and 2.33, 1.54, 0.75 in float64
 SPARSE_MIN_CHAINS = 32  # fewer chains leave the sparse block's SIMD lanes empty: 10k vs ~25k sweeps/s at B = 1
+PRESENT_GRADIENT_BELOW = 0.015  # mask density under which the present-pairs gradient kernel (hidden units
+#   gathered by index) beats the dense one over every pair (SIMD over 500): DEEP R update at 784 x 500,
+#   PCD-10, float32, one thread (python -m benchmarks --only rewiring): 1.12x at 1 %, 1.00x at 2 %, 0.97x at 5 %
