@@ -30,7 +30,9 @@ bit-identical for any ``NUMBA_NUM_THREADS``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -761,7 +763,7 @@ def train_step(state: TrainState, batch: np.ndarray, *, data: np.ndarray, epoch_
     m = batch.shape[0]
     n_nonzero = int(np.count_nonzero(w))
     ph = hidden_probabilities_by_path(batch, w, hb, 1.0, n_nonzero)
-    if getattr(config.rule, "reads_absent_gradient", True):
+    if getattr(config.rule, "reads_absent_gradient", True) or not _takes_present_only(type(config.estimator)):
         grad, est_state = config.estimator.estimate(params, batch, ph, state.estimator)
     else:
         grad, est_state = config.estimator.estimate(params, batch, ph, state.estimator, present_only=True)
@@ -791,6 +793,13 @@ def train_step(state: TrainState, batch: np.ndarray, *, data: np.ndarray, epoch_
         {k: v for k, v in values.items() if k not in ("n_added", "n_removed")},
     )
     return next_state, step_info
+
+
+@functools.cache
+def _takes_present_only(estimator_type: type) -> bool:
+    """Whether an estimator's ``estimate`` has the ``present_only`` keyword (an estimator written
+    before it existed is still called without it, and gets the gradient of every pair computed)."""
+    return "present_only" in inspect.signature(estimator_type.estimate).parameters
 
 
 def _epoch_order(config: TrainConfig, seed: int, epoch: int, n_samples: int) -> np.ndarray:

@@ -138,3 +138,30 @@ def test_a_rule_that_reads_present_pairs_only_trains_as_one_that_reads_all(rules
     for name in ("weights", "visible_bias", "hidden_bias", "mask"):
         assert np.array_equal(getattr(lean_run.model, name), getattr(full_run.model, name)), name
     assert np.array_equal(lean_run.history.reconstruction_error.values, full_run.history.reconstruction_error.values)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EstimatorWithoutPresentOnly:
+    """A user's estimator written to the protocol before ``present_only`` existed."""
+
+    inner: PCD = PCD(k=2)
+
+    def init(self, params, data, batch_size, seed):
+        return self.inner.init(params, data, batch_size, seed)
+
+    def estimate(self, params, batch, h_batch, state):
+        return self.inner.estimate(params, batch, h_batch, state)
+
+    def restart(self, state, initial):
+        return self.inner.restart(state, initial)
+
+    def describe(self):
+        return "PCD-2 without present_only"
+
+
+def test_an_estimator_without_present_only_still_trains_a_lean_rule(monkeypatch):
+    data = (np.random.default_rng(2).random((100, 64)) < 0.3).astype(np.float64)
+    monkeypatch.setattr(estimators, "PRESENT_GRADIENT_BELOW", 1.01)
+    old_style = train((64, 40), data, _config(StaticMask(), _EstimatorWithoutPresentOnly(), "float64"), seed=4)
+    lean = train((64, 40), data, _config(StaticMask(), PCD(k=2), "float64"), seed=4)
+    assert np.array_equal(old_style.model.weights, lean.model.weights)
