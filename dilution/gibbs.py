@@ -35,6 +35,7 @@ from .gibbs_tuning import GATHER_BELOW, SPARSE_BELOW, SPARSE_BLOCK, SPARSE_MIN_C
 from .model import RBM
 from .progress import WORK_PER_SECOND, progress_bar
 from .rng import chain_keys, derive_seed
+from .statistics import csr_reconstruction_errors, reconstruction_errors
 from .threads import single_threaded_blas
 from .validation import check_binary, check_int
 
@@ -46,6 +47,7 @@ __all__ = [
     "gibbs_kernel",
     "gibbs_path",
     "hidden_probabilities_by_path",
+    "reconstruction_errors_by_path",
     "draws_per_sweep",
 ]
 
@@ -90,6 +92,27 @@ def hidden_probabilities_by_path(v, weights, hidden_bias, beta, n_nonzero: int |
         return hidden_probabilities(v, weights, hidden_bias, beta)
     indptr, indices, data, *_ = csr_arrays(weights, n_nonzero)
     return csr_hidden_probabilities(v, indptr, indices, data, hidden_bias, beta)
+
+
+def reconstruction_errors_by_path(v, h_prob, weights, visible_bias, keys, counter, n_nonzero: int | None = None):
+    """:func:`dilution.statistics.reconstruction_errors` from ``weights`` (not their transpose), over the
+    connections only below ``SPARSE_BELOW`` nonzero (:func:`dilution.statistics.csr_reconstruction_errors`,
+    the same bits), by the dense kernel on a copy of ``W^T`` otherwise.
+
+    Parameters
+    ----------
+    v, h_prob, visible_bias, keys, counter
+        As :func:`dilution.statistics.reconstruction_errors`.
+    weights : ndarray, shape (n_visible, n_hidden)
+    n_nonzero : int, optional
+        ``np.count_nonzero(weights)``, when the caller has it already.
+    """
+    if n_nonzero is None:
+        n_nonzero = int(np.count_nonzero(weights))
+    if n_nonzero >= SPARSE_BELOW * weights.size:
+        return reconstruction_errors(v, h_prob, np.ascontiguousarray(weights.T), visible_bias, keys, counter)
+    *_, indptr_t, indices_t, data_t = csr_arrays(weights, n_nonzero)
+    return csr_reconstruction_errors(v, h_prob, indptr_t, indices_t, data_t, visible_bias, keys, counter)
 
 
 def gibbs_kernel(v, weights, weights_t, visible_bias, hidden_bias, beta, base_bias, keys, counter, n_sweeps,

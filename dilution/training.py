@@ -49,9 +49,7 @@ from . import ais, exact
 from .io import load_state, state_dataset
 from .connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
 from .estimators import PCD, GradientEstimator
-from .gibbs import hidden_probabilities_by_path
-from .gibbs_sparse import csr_arrays
-from .gibbs_tuning import SPARSE_BELOW
+from .gibbs import hidden_probabilities_by_path, reconstruction_errors_by_path
 from .conditionals import free_energy, hidden_probabilities
 from .model import RBM, SUPPORTED_DTYPES, check_connectivity
 from .optim import SGD, Schedule, SGDState
@@ -60,7 +58,7 @@ from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
 from .rng import chain_keys, derive_seed
 from .statefile import to_dataset as state_to_dataset
-from .statistics import csr_reconstruction_errors, reconstruction_errors
+from .statistics import reconstruction_errors
 from .validation import check_binary, check_int
 
 __all__ = [
@@ -767,12 +765,9 @@ def train_step(state: TrainState, batch: np.ndarray, *, data: np.ndarray, epoch_
         grad, est_state = config.estimator.estimate(params, batch, ph, state.estimator)
     else:
         grad, est_state = config.estimator.estimate(params, batch, ph, state.estimator, present_only=True)
-    keys, counter = state.reconstruction_keys[:m], np.uint64(state.step * plan.n_hidden)
-    if n_nonzero < SPARSE_BELOW * w.size:
-        *_, indptr_t, indices_t, data_t = csr_arrays(w, n_nonzero)
-        errors = csr_reconstruction_errors(batch, ph, indptr_t, indices_t, data_t, a, keys, counter)
-    else:
-        errors = reconstruction_errors(batch, ph, np.ascontiguousarray(w.T), a, keys, counter)
+    errors = reconstruction_errors_by_path(
+        batch, ph, w, a, state.reconstruction_keys[:m], np.uint64(state.step * plan.n_hidden), n_nonzero,
+    )
     opt = config.optimizer()
     s_step, s_total = state.step - state.schedule_offset, plan.total_steps - state.schedule_offset
     lr, mu = opt.hyperparameters(s_step, s_total)

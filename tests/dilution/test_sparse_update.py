@@ -15,7 +15,7 @@ from dilution.conditionals import hidden_probabilities
 from dilution.connectivity import StaticMask
 from dilution.deep_r import DeepR, SoftDeepR, deep_r_config
 from dilution.estimators import CD, PCD, PTPCD
-from dilution.gibbs import hidden_probabilities_by_path
+from dilution.gibbs import hidden_probabilities_by_path, reconstruction_errors_by_path
 from dilution.gibbs_sparse import csr_arrays, csr_hidden_probabilities
 from dilution.gibbs_tuning import SPARSE_BELOW
 from dilution.statistics import csr_reconstruction_errors, gradient_statistics, reconstruction_errors
@@ -67,7 +67,8 @@ def test_csr_reconstruction_errors_are_the_dense_kernels_bits(dtype, density):
     *_, indptr_t, indices_t, data_t = csr_arrays(w)
     dense = reconstruction_errors(v, ph, np.ascontiguousarray(w.T), a, keys, np.uint64(9))
     sparse = csr_reconstruction_errors(v, ph, indptr_t, indices_t, data_t, a, keys, np.uint64(9))
-    assert np.array_equal(sparse, dense)
+    by_path = reconstruction_errors_by_path(v, ph, w, a, keys, np.uint64(9))
+    assert np.array_equal(sparse, dense) and np.array_equal(by_path, dense)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
