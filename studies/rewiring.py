@@ -365,6 +365,38 @@ def early_stopping(ds: xr.Dataset, score: str = "test_log_likelihood") -> xr.Dat
     return xr.Dataset({"early_stopped_epochs": epochs, f"early_stopped_{score}": value})
 
 
+_GAIN_VARIABLES = {
+    "epoch_gain": ("test log-likelihood gained from the previous (smaller) training budget, on the same test images "
+                   "(the budget-doubling check; NaN at the first budget)", "nats per sample"),
+    "epoch_gain_se": ("standard error of epoch_gain: the spread over the test images of the per-image difference "
+                      "of the two models' log-likelihoods (paired, so far below test_log_likelihood_se) and the two "
+                      "log Z standard errors, added in quadrature", "nats per sample"),
+}
+
+
+def _epoch_gains(unnormalised: list, test_log_likelihood: np.ndarray,
+                 log_partition_se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`_GAIN_VARIABLES` of one model along its budgets: ``unnormalised[i]`` the test
+    images' ``log p(v) + log Z`` after budget ``i`` (None: not scored), the other two of shape
+    (budgets, AIS budgets). A test log-likelihood is the images' mean of ``log p(v) + log Z``
+    less ``log Z``, so the gain from budget ``i - 1`` to ``i`` is the mean of the per-image
+    differences less the difference of the log Z estimates; its variance is taken as the images'
+    variance of the difference over their number plus the two log Z variances. The two AIS runs
+    share the model's evaluation seed (common random numbers), which usually correlates their
+    errors positively, and then that sum overstates the variance of their difference."""
+    gain = np.full(test_log_likelihood.shape, np.nan)
+    se = np.full(test_log_likelihood.shape, np.nan)
+    for i in range(1, len(unnormalised)):
+        before, after = unnormalised[i - 1], unnormalised[i]
+        if before is None or after is None:
+            continue
+        difference = after - before
+        images = difference.var(ddof=1) / difference.size if difference.size > 1 else np.nan
+        gain[i] = test_log_likelihood[i] - test_log_likelihood[i - 1]
+        se[i] = np.sqrt(images + log_partition_se[i] ** 2 + log_partition_se[i - 1] ** 2)
+    return gain, se
+
+
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
                      n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
                      n_validation: int = 2000,
@@ -487,8 +519,12 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         ``log_partition_upper``, ``log_partition_upper_se``, ``log_partition_upper_ess`` and
         ``ais_reverse_degenerate``, and, with a classifier,
         ``classifier_inception_score``, ``classifier_coverage_entropy``,
-        ``classifier_mean_max_probability``; with several ``epochs`` and ``n_validation``,
-        ``validation_log_likelihood`` and :func:`early_stopping`'s ``early_stopped_epochs`` and
+        ``classifier_mean_max_probability``; with several ``epochs``, ``epoch_gain`` and
+        ``epoch_gain_se`` (the budget-doubling check: the test log-likelihood gained from the
+        previous budget and its standard error, paired over the test images, which is what tells
+        a real gain from noise: ``test_log_likelihood_se`` is mostly the images' spread, common to
+        both budgets), and with ``n_validation`` too, ``validation_log_likelihood`` and
+        :func:`early_stopping`'s ``early_stopped_epochs`` and
         ``early_stopped_test_log_likelihood`` (no ``epochs`` dim). Coordinates on
         ``method``: ``initial_density`` (NCG's ``p``, NaN otherwise) and ``uses_connectivity``
         (0 where the value is repeated along ``connectivity``).
@@ -502,6 +538,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from dilution.data.split import as_matrix, shuffle
     from dilution.estimators import PCD
     from dilution.training import data_fingerprint
+
+    from analysis.likelihood import log_likelihood
 
     from .data import StudyData
     from .evaluate import log_likelihood_method, metric_variables
@@ -617,6 +655,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         "train_seconds": ("training wall time of the run (updates and rule, evaluation excluded; one core "
                           "unless NUMBA_NUM_THREADS says otherwise)", "s"),
     }
+    paired = len(budgets) > 1  # the budget-doubling check, paired over the test images
+    if paired:
+        extra.update(_GAIN_VARIABLES)
     if likelihood == "ais":
         below = (f"the populations' estimates of Z with an effective sample size below half of the {ais_groups}"
                  if ais_resample else f"effective sample size below {LOW_ESS_FRACTION:.0%} of the chains")
@@ -636,6 +677,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                 # magnitude pruning prunes at half its budget: a run per budget; the others: one run
                 # for the largest budget, scored after each budget's epochs
                 runs = [(b, (b,)) for b in budgets] if method == "magnitude" else [(budgets[-1], budgets)]
+                unnormalised = {}  # budget -> the test images' log p(v) + log Z under that budget's model
                 for plan, stops in runs:
                     name = f"{method}-c{connectivity!r}-s{s}" + (f"-b{plan}" if method == "magnitude" else "")
                     config = _method_config(method, connectivity, n_visible, n_hidden, common, plan, n_train)
@@ -649,6 +691,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                           log=(lambda line: print(line, file=sys.stderr, flush=True)) if progress
                                           else None)
                     for b, (model, seconds) in zip(todo, models):
+                        if paired:
+                            unnormalised[b] = log_likelihood(model, test_x, 0.0)
                         for e, (evaluation, key) in enumerate(zip(evaluations, keys)):
                             if rows[b, e] is not None:
                                 continue
@@ -671,9 +715,15 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             model, _ = store.model(name, b, run_key)
                             row.update(_held_in_scores(model, train_x, valid_x, row))
                             store.save_scores(name, b, keys[e], row)
+                        if paired and b not in unnormalised:  # scored by an earlier call: from the kept model
+                            unnormalised[b] = log_likelihood(store.model(name, b, run_key)[0], test_x, 0.0)
                         for var, value in row.items():
                             if var in values:
                                 values[var][m, c, s, budgets.index(b), e] = value
+                if paired:
+                    gain, se = _epoch_gains([unnormalised.get(b) for b in budgets],
+                                            values["test_log_likelihood"][m, c, s], values["log_partition_se"][m, c, s])
+                    values["epoch_gain"][m, c, s], values["epoch_gain_se"][m, c, s] = gain, se
             if method in repeated:
                 for array in values.values():
                     array[m, :, s] = array[m, 0, s]

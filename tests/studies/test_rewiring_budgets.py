@@ -348,3 +348,59 @@ def test_early_stopping_follows_validation_not_test_skips_unscored_budgets_and_r
         early_stopping(ds.drop_vars("validation_log_likelihood"))
     with pytest.raises(ValueError, match="no epochs dimension"):
         early_stopping(ds.isel(epochs=0))  # one budget: epochs a scalar
+
+
+def _test_images(mnist: str, n_test: int) -> np.ndarray:
+    """The comparison's test images, read here without its code: the first ``n_test`` of the test
+    split, binarised at 0.5."""
+    images = np.load(mnist)["x_test"][:n_test].reshape(n_test, -1).astype(np.float64)
+    return (images / 255.0 > 0.5).astype(np.float64)
+
+
+def _unnormalised(model, v: np.ndarray) -> np.ndarray:
+    """log p(v) + log Z of each row by the textbook free energy, in numpy (slow reference)."""
+    w = np.asarray(model.weights, dtype=np.float64) * np.asarray(model.mask, dtype=np.float64)
+    field = np.asarray(model.hidden_bias, dtype=np.float64) + v @ w
+    return v @ np.asarray(model.visible_bias, dtype=np.float64) + np.logaddexp(0.0, field).sum(axis=1)
+
+
+def test_epoch_gain_is_the_paired_difference_of_the_budgets_with_its_standard_error(mnist, tmp_path):
+    import dilution
+
+    work = tmp_path / "work"
+    options = dict(**{**TINY, "ncg_densities": ()}, methods=("deep-r", "magnitude"), epochs=(2, 4, 8),
+                   likelihood="ais", ais_chains=20, ais_betas=(50, 100), work_dir=work)
+    ds = mnist_comparison(mnist, **options)
+    gain, se = ds["epoch_gain"], ds["epoch_gain_se"]
+    assert gain.dims == se.dims == ("method", "connectivity", "seed", "epochs", "ais_betas")
+    assert np.all(np.isnan(gain.sel({"epochs": 2}).values)) and np.all(np.isnan(se.sel({"epochs": 2}).values))
+    test_x = _test_images(mnist, TINY["n_test"])
+    for method in ("deep-r", "magnitude"):  # one run scored at each budget; a run per budget
+        run = f"{method}-c0.2-s0"
+        for before, after in ((2, 4), (4, 8)):
+            names = [f"{run}-b{b}-e{b}.nc" if method == "magnitude" else f"{run}-e{b}.nc" for b in (before, after)]
+            u_before, u_after = (_unnormalised(dilution.load(work / n), test_x) for n in names)
+            at = {"method": method, "epochs": after}
+            ll = ds["test_log_likelihood"].sel({"method": method})
+            log_z_se = ds["log_partition_se"].sel({"method": method})
+            for betas in (50, 100):
+                # the gain, and the log-likelihoods it is the difference of, from the models' own free energies
+                expected = (u_after.mean() - ds["log_partition"].sel({**at, "ais_betas": betas}).item()) \
+                    - (u_before.mean() - ds["log_partition"].sel({**at, "epochs": before, "ais_betas": betas}).item())
+                assert gain.sel({**at, "ais_betas": betas}).item() == pytest.approx(expected, abs=1e-9)
+                assert gain.sel({**at, "ais_betas": betas}).item() == pytest.approx(
+                    ll.sel({"epochs": after, "ais_betas": betas}).item()
+                    - ll.sel({"epochs": before, "ais_betas": betas}).item(), abs=1e-12)
+                difference = u_after - u_before
+                expected_se = np.sqrt(difference.var(ddof=1) / difference.size
+                                      + log_z_se.sel({"epochs": after, "ais_betas": betas}).item() ** 2
+                                      + log_z_se.sel({"epochs": before, "ais_betas": betas}).item() ** 2)
+                assert se.sel({**at, "ais_betas": betas}).item() == pytest.approx(expected_se, rel=1e-9)
+    # paired over the images, so well inside the spread a test score has on its own
+    assert np.all(se.sel({"epochs": [4, 8]}).values < ds["test_log_likelihood_se"].sel({"epochs": [4, 8]}).values)
+    # read back from the work_dir (scores and kept models) without training or scoring: the same
+    kept = mnist_comparison(mnist, **options, kept_only=True)
+    for name in ("epoch_gain", "epoch_gain_se"):
+        np.testing.assert_array_equal(kept[name].values, ds[name].values, err_msg=name)
+    # one budget: nothing to compare, no such variable
+    assert "epoch_gain" not in mnist_comparison(mnist, **{**options, "epochs": 2, "work_dir": None}).data_vars
