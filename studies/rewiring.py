@@ -715,8 +715,11 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             model, _ = store.model(name, b, run_key)
                             row.update(_held_in_scores(model, train_x, valid_x, row))
                             store.save_scores(name, b, keys[e], row)
-                        if paired and b not in unnormalised:  # scored by an earlier call: from the kept model
-                            unnormalised[b] = log_likelihood(store.model(name, b, run_key)[0], test_x, 0.0)
+                        if paired and b not in unnormalised and store is not None:
+                            # scored by an earlier call: from the kept model (removed by hand: no gain)
+                            kept = store.model(name, b, run_key)
+                            if kept is not None:
+                                unnormalised[b] = log_likelihood(kept[0], test_x, 0.0)
                         for var, value in row.items():
                             if var in values:
                                 values[var][m, c, s, budgets.index(b), e] = value

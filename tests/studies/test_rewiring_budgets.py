@@ -402,5 +402,12 @@ def test_epoch_gain_is_the_paired_difference_of_the_budgets_with_its_standard_er
     kept = mnist_comparison(mnist, **options, kept_only=True)
     for name in ("epoch_gain", "epoch_gain_se"):
         np.testing.assert_array_equal(kept[name].values, ds[name].values, err_msg=name)
+    # a kept model removed by hand: its scores still read, the gains that need it NaN, no error
+    (work / "deep-r-c0.2-s0-e4.nc").unlink()
+    partial = mnist_comparison(mnist, **options, kept_only=True)
+    np.testing.assert_array_equal(partial["test_log_likelihood"].values, ds["test_log_likelihood"].values)
+    assert np.all(np.isnan(partial["epoch_gain"].sel({"method": "deep-r", "epochs": [4, 8]}).values))
+    np.testing.assert_array_equal(partial["epoch_gain"].sel({"method": "magnitude"}).values,
+                                  ds["epoch_gain"].sel({"method": "magnitude"}).values)
     # one budget: nothing to compare, no such variable
     assert "epoch_gain" not in mnist_comparison(mnist, **{**options, "epochs": 2, "work_dir": None}).data_vars
