@@ -4,8 +4,8 @@
 (:class:`Metric`), and the method of the log-likelihood (exact enumeration or AIS with its
 budget); :func:`metric_variables` lists the names a spec produces before anything is computed,
 so a gathered study can allocate its arrays. Every draw comes from a stream of the point's run
-seed with its own purpose (``"studies.ais"``, ``"studies.samples"``, ``"studies.mixing"``), so
-switching a metric on or off never changes another metric's value.
+seed with its own purpose (``"studies.ais"``, ``"studies.raise"``, ``"studies.samples"``,
+``"studies.mixing"``), so switching a metric on or off never changes another metric's value.
 
 The optional metrics (:data:`studies.spec.METRICS`):
 
@@ -80,6 +80,17 @@ _REVERSE = {
     "log_partition_upper_se": ("standard error of log_partition_upper (AIS delta method)", "nats"),
     "log_partition_upper_ess": ("effective sample size of the reverse AIS weights, (sum w)^2 / sum w^2", "1"),
 }
+# with evaluation.ais_raise under AIS: RAISE from the test images over the forward run's betas
+_RAISE = {
+    "test_log_likelihood_raise": ("mean test log-likelihood by RAISE (reverse AIS from each test image: "
+                                  "conservative where the annealing does not equilibrate, not a bound on the RBM's)",
+                                  _NATS),
+    "test_log_likelihood_raise_se": ("standard error of test_log_likelihood_raise over the test images", _NATS),
+    "raise_gap": ("test_log_likelihood - test_log_likelihood_raise (forward AIS less RAISE, paired over the test "
+                  "images)", _NATS),
+    "raise_gap_se": ("standard error of raise_gap: the spread over the test images of the per-image difference "
+                     "(paired; the forward log Z's own error, log_partition_se, is not included)", _NATS),
+}
 _OPTIONAL = {
     "classifier": {
         "classifier_inception_score": ("auxiliary-classifier Inception-style score of model samples", "1"),
@@ -124,6 +135,8 @@ def metric_variables(evaluation: EvaluationSpec) -> dict[str, tuple[str, str]]:
     out = dict(_LIKELIHOOD)
     if evaluation.log_likelihood == "ais" and evaluation.ais_reverse:
         out.update(_REVERSE)
+    if evaluation.log_likelihood == "ais" and evaluation.ais_raise:
+        out.update(_RAISE)
     for name in evaluation.metrics:
         out.update(_OPTIONAL[name])
     return out
@@ -139,9 +152,12 @@ def log_likelihood_method(evaluation: EvaluationSpec) -> str:
              "betas in the classic schedule's proportions (1/29 in [0, 0.5), 8/29 in [0.5, 0.9), 20/29 in [0.9, 1])")
     reverse = ("; then as many reverse chains from the forward end states after 1000 Gibbs sweeps "
                "(test_log_likelihood_lower: the other side of the sandwich)" if evaluation.ais_reverse else "")
+    raised = (f"; and RAISE, {evaluation.ais_raise} reverse chain{'s' if evaluation.ais_raise > 1 else ''} from each "
+              "test image over the same betas (test_log_likelihood_raise: conservative where the annealing does "
+              "not equilibrate; raise_gap the forward estimate less it)" if evaluation.ais_raise else "")
     return (f"AIS, {evaluation.ais_chains} forward chains{resampling}, {evaluation.ais_betas} {betas}, base rate "
             "from the training set (stochastic upper bound on the log-likelihood; log_partition_se its AIS standard "
-            f"error){reverse}")
+            f"error){reverse}{raised}")
 
 
 def _stream(seed: int, purpose: str) -> int:
@@ -168,7 +184,27 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
         out.update(test_log_likelihood_lower=float(ds["mean_log_likelihood_lower"]),
                    log_partition_upper=float(ds["log_z_upper"]), log_partition_upper_se=float(ds["log_z_upper_std"]),
                    log_partition_upper_ess=float(ds["ess_reverse"]))
+    if evaluation.log_likelihood == "ais" and evaluation.ais_raise:
+        out.update(_raise(evaluation, rbm, data, seed, betas, ds["log_likelihood"].values))
     return out
+
+
+def _raise(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, betas: np.ndarray,
+           forward: np.ndarray) -> dict[str, float]:
+    """:data:`_RAISE` of the test images, ``forward`` their forward-AIS log-likelihoods, shape (n_test,).
+
+    RAISE runs the forward run's schedule backwards from each image (Burda, Grosse & Salakhutdinov
+    2015); the gap's standard error is that of the per-image difference, whose spread over the
+    images is far below either side's, since an image's ``-F(v)`` enters both.
+    """
+    from dilution.ais import raise_log_likelihood
+
+    ds = raise_log_likelihood(rbm, data.test, base_data=data.train, seed=_stream(seed, "studies.raise"), betas=betas,
+                              chains_per_row=evaluation.ais_raise, progress=False)
+    gap = forward - ds["log_likelihood_row"].values
+    return {"test_log_likelihood_raise": float(ds["log_likelihood"]),
+            "test_log_likelihood_raise_se": float(ds["log_likelihood_std"]),
+            "raise_gap": float(gap.mean()), "raise_gap_se": float(gap.std(ddof=1) / np.sqrt(gap.size))}
 
 
 def _mixing(evaluation: EvaluationSpec, rbm: RBM, seed: int) -> dict[str, float]:

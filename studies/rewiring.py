@@ -404,7 +404,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                      ncg_densities: Sequence[float] = (), likelihood: Literal["exact", "ais"] = "exact",
                      ais_chains: int = 100, ais_betas: int | Sequence[int] = 10_000, ais_resample: float = 0.0,
                      ais_groups: int = 10, ais_schedule: Literal["linear", "classic"] = "linear",
-                     ais_reverse: bool = False, classifier=None, n_samples: int = 1000,
+                     ais_reverse: bool = False, ais_raise: int = 0, classifier=None, n_samples: int = 1000,
                      n_sweeps: int = 1000, dtype: Literal["float64", "float32"] = "float64",
                      work_dir: str | os.PathLike | None = None, save_every: int = 25, kept_only: bool = False,
                      progress: bool = False) -> xr.Dataset:
@@ -478,6 +478,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         a lower one, approximate since the reverse chains start from Gibbs samples. About doubles
         the AIS time. The forward numbers are those of ``ais_reverse=False``, whose kept scores
         keep their keys (a ``work_dir`` holds both, apart).
+    ais_raise : int >= 0
+        With ``likelihood="ais"`` and ``ais_raise > 0``: RAISE too (:func:`dilution.ais.raise_log_likelihood`,
+        reverse AIS from each test image over the forward betas, ``ais_raise`` chains per image), whose
+        ``test_log_likelihood_raise`` is conservative where the annealing does not equilibrate but no bound on
+        the RBM's log-likelihood; ``raise_gap`` is the forward score less it, paired over the test images. It
+        costs ``ais_raise`` x ``n_test`` reverse chains, about ``ais_raise * n_test / ais_chains`` forward
+        runs. Kept models are scored with it without training; 0 (off) keeps the kept scores' keys.
     classifier : analysis.classifier.DigitClassifier, optional
         Given: the auxiliary-classifier scores of every model's samples are variables too
         (:func:`analysis.classifier.load_or_train_classifier` makes and caches one).
@@ -517,7 +524,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
         even under AIS), with AIS ``ais_degenerate``, with ``ais_reverse`` also ``test_log_likelihood_lower``,
         ``log_partition_upper``, ``log_partition_upper_se``, ``log_partition_upper_ess`` and
-        ``ais_reverse_degenerate``, and, with a classifier,
+        ``ais_reverse_degenerate``, with ``ais_raise`` also ``test_log_likelihood_raise``,
+        ``test_log_likelihood_raise_se``, ``raise_gap`` and ``raise_gap_se``, and, with a classifier,
         ``classifier_inception_score``, ``classifier_coverage_entropy``,
         ``classifier_mean_max_probability``; with several ``epochs``, ``epoch_gain`` and
         ``epoch_gain_se`` (the budget-doubling check: the test log-likelihood gained from the
@@ -572,6 +580,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     check_resampling(ais_resample, ais_groups, ais_chains, names=("ais_resample", "ais_groups", "ais_chains"))
     if not isinstance(ais_reverse, bool):
         raise ValueError(f"ais_reverse must be True or False, got {ais_reverse!r}")
+    ais_raise = _check_count("ais_raise", ais_raise, low=0)
     conn = [float(c) for c in connectivities]
     if not conn or any(not 0.0 < c < 1.0 for c in conn):
         raise ValueError(f"connectivities must be a non-empty list of numbers in (0, 1), got {list(connectivities)}")
@@ -591,7 +600,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             f"{type(classifier).__name__}")
     evaluations = [EvaluationSpec(log_likelihood=likelihood, ais_chains=ais_chains, ais_betas=n_betas,
                                   ais_resample=ais_resample, ais_groups=ais_groups, ais_schedule=ais_schedule,
-                                  ais_reverse=ais_reverse, metrics=("classifier",) if classifier is not None else (),
+                                  ais_reverse=ais_reverse, ais_raise=ais_raise,
+                                  metrics=("classifier",) if classifier is not None else (),
                                   n_samples=n_samples, n_sweeps=n_sweeps) for n_betas in beta_budgets]
 
     def binary(split: str):
@@ -633,6 +643,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
             experiment["ais_schedule"] = ais_schedule
         if ais_reverse:
             experiment["ais_reverse"] = True
+        if ais_raise:
+            experiment["ais_raise"] = ais_raise
     if classifier is not None:
         experiment.update(classifier_seed=classifier.seed, n_samples=n_samples, n_sweeps=n_sweeps)
     if dtype != "float64":
@@ -770,7 +782,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if likelihood == "ais":
         attrs.update(ais_chains=ais_chains, ais_betas=beta_budgets[0] if single_betas else list(beta_budgets),
                      ais_resample=ais_resample,
-                     ais_groups=ais_groups if ais_resample else 0, ais_reverse=int(ais_reverse))
+                     ais_groups=ais_groups if ais_resample else 0, ais_reverse=int(ais_reverse),
+                     ais_raise=ais_raise)
     if kept_only:  # a campaign's progress, not its result
         attrs["scored_fraction"] = float(np.mean(np.isfinite(values["test_log_likelihood"])))
     if classifier is not None:

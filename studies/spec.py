@@ -425,7 +425,13 @@ class EvaluationSpec:
     other side of the sandwich: ``log_partition_upper`` (a stochastic upper bound on ``log Z``,
     approximate since its chains start from Gibbs samples), its standard error and effective
     sample size, and ``test_log_likelihood_lower``, the test log-likelihood with that ``log Z``.
-    Like the other ``ais_*`` fields, it is ignored with ``log_likelihood = "exact"``.
+    ``ais_raise = n > 0`` also runs RAISE (:func:`dilution.ais.raise_log_likelihood`, Burda, Grosse
+    & Salakhutdinov 2015): ``n`` reverse chains started at every test image, over the forward run's
+    betas, whose mean estimate ``test_log_likelihood_raise`` is conservative where the annealing does
+    not equilibrate (it is not a bound on the RBM's log-likelihood), and ``raise_gap``, the forward
+    test log-likelihood less it, paired over the test images. It costs ``n`` x n_test reverse chains,
+    about ``n * n_test / ais_chains`` forward runs. Like the other ``ais_*`` fields, ``ais_reverse``
+    and ``ais_raise`` are ignored with ``log_likelihood = "exact"``.
 
     ``metrics`` switches on the optional metrics (:data:`METRICS`): ``"classifier"`` (auxiliary
     digit-classifier scores of model samples; MNIST only), ``"moments"`` (errors of pixel means
@@ -445,6 +451,7 @@ class EvaluationSpec:
     ais_groups: int = 10
     ais_schedule: Literal["linear", "classic"] = "linear"
     ais_reverse: bool = False
+    ais_raise: int = 0
     metrics: tuple = ()
     n_samples: int = 1000
     n_sweeps: int = 1000
@@ -459,9 +466,9 @@ class EvaluationSpec:
             object.__setattr__(self, "metrics", tuple(self.metrics))
 
     def __repr__(self) -> str:
-        # The dataclass repr without ais_reverse when it is off: studies.rewiring keys its kept
-        # scores by this repr, and those of evaluations without the reverse run stay as they were.
-        shown = (f for f in fields(self) if f.name != "ais_reverse" or self.ais_reverse)
+        # The dataclass repr without ais_reverse and ais_raise when they are off: studies.rewiring
+        # keys its kept scores by this repr, and those of evaluations without them stay as they were.
+        shown = (f for f in fields(self) if f.name not in ("ais_reverse", "ais_raise") or getattr(self, f.name))
         return f"{type(self).__qualname__}(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in shown) + ")"
 
     def validate(self, key: str = "evaluation", data: TeacherData | MnistData | None = None) -> None:
@@ -480,6 +487,7 @@ class EvaluationSpec:
                             "chains per population", self.ais_groups)
         if not isinstance(self.ais_reverse, bool):
             raise _fail(f"{key}.ais_reverse", "true or false", self.ais_reverse)
+        _int(f"{key}.ais_raise", self.ais_raise, 0)
         if not isinstance(self.metrics, tuple):
             raise _fail(f"{key}.metrics", "a list of metric names (" + ", ".join(METRICS) + ")", self.metrics)
         for i, name in enumerate(self.metrics):
@@ -848,6 +856,8 @@ class StudySpec:
             del evaluation["ais_schedule"]
         if not evaluation["ais_reverse"]:  # and of those from before the reverse run was an option
             del evaluation["ais_reverse"]
+        if not evaluation["ais_raise"]:  # and of those from before RAISE was an option
+            del evaluation["ais_raise"]
         return {
             "data": asdict(self.data), "training": asdict(self.training), "stopping": asdict(self.stopping),
             "evaluation": evaluation, "protocol": proto, "pruning_time": pruning_time,

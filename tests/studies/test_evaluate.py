@@ -97,6 +97,48 @@ def test_reverse_ais_brackets_the_exact_log_z_and_leaves_the_forward_numbers_unc
 _LIKELIHOOD_NAMES = ("test_log_likelihood", "test_log_likelihood_se", "log_partition", "log_partition_se")
 
 
+def test_raise_is_the_direct_call_on_its_own_stream_and_the_gap_is_paired_over_the_test_images():
+    from dilution.ais import raise_log_likelihood
+    from dilution.rng import derive_seed
+    from dilution.schedules import classic
+
+    data = load_data(builtin_spec("smoke").data)
+    data = data._replace(test=data.test[:200])
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    options = dict(log_likelihood="ais", ais_chains=20, ais_betas=200, ais_schedule="classic")
+    spec = EvaluationSpec(**options, ais_raise=2)
+    ais = evaluate(spec, rbm, data, seed=5)
+    values = {name: metric.value for name, metric in ais.metrics.items()}
+    assert list(values) == list(metric_variables(spec)) == [*_LIKELIHOOD_NAMES, *_RAISE_NAMES]
+    assert "RAISE, 2 reverse chains from each test image" in ais.method
+    # the documented recipe: a stream of the run seed of its own, the forward run's betas
+    stream = int(derive_seed(5, "studies.raise").generate_state(1)[0])
+    direct = raise_log_likelihood(rbm, data.test, base_data=data.train, seed=stream, betas=classic(200),
+                                  chains_per_row=2, progress=False)
+    assert values["test_log_likelihood_raise"] == float(direct["log_likelihood"])
+    assert values["test_log_likelihood_raise_se"] == float(direct["log_likelihood_std"])
+    # the forward per-image log-likelihood -F(v) - log Z, with F(v) = -a.v - sum_j softplus(b_j + (v W)_j)
+    v = data.test
+    neg_f = v @ rbm.visible_bias + np.logaddexp(0.0, rbm.hidden_bias + v @ (rbm.weights * rbm.mask)).sum(axis=1)
+    difference = neg_f - values["log_partition"] - direct["log_likelihood_row"].values
+    assert values["raise_gap"] == pytest.approx(difference.mean(), abs=1e-12)
+    assert values["raise_gap"] == pytest.approx(values["test_log_likelihood"] - values["test_log_likelihood_raise"],
+                                                abs=1e-12)
+    assert values["raise_gap_se"] == pytest.approx(difference.std(ddof=1) / math.sqrt(v.shape[0]), abs=1e-12)
+    # paired: -F(v) enters both sides, so the gap's spread is far below either score's
+    assert 0 < values["raise_gap_se"] < values["test_log_likelihood_se"] / 2
+    # RAISE draws from a stream of its own: bit for bit the forward numbers without it
+    forward = evaluate(EvaluationSpec(**options), rbm, data, seed=5)
+    assert list(forward.metrics) == list(_LIKELIHOOD_NAMES)
+    for name in _LIKELIHOOD_NAMES:
+        assert values[name] == forward.metrics[name].value, name
+    # exact enumeration ignores the option, like the other ais_* fields
+    assert list(metric_variables(EvaluationSpec(ais_raise=2))) == list(_LIKELIHOOD_NAMES)
+
+
+_RAISE_NAMES = ("test_log_likelihood_raise", "test_log_likelihood_raise_se", "raise_gap", "raise_gap_se")
+
+
 def _mnist_model(path):
     data = load_data(MnistData(path=str(path), n_train=2000, n_validation=10, n_test=500))
     cfg = TrainConfig(estimator=PCD(k=1), epochs=5, batch_size=100, learning_rate=0.05)
@@ -198,6 +240,9 @@ def _raw():
         ({"coupling_threshold": -0.1}, ["evaluation.coupling_threshold", ">= 0"]),
         ({"ais_chains": 1}, ["evaluation.ais_chains", ">= 2"]),
         ({"ais_reverse": "false"}, ["evaluation.ais_reverse", "true or false", "'false'"]),
+        ({"ais_raise": -1}, ["evaluation.ais_raise", "an integer >= 0", "-1"]),
+        ({"ais_raise": True}, ["evaluation.ais_raise", "an integer", "True"]),
+        ({"ais_raise": 1.5}, ["evaluation.ais_raise", "an integer", "1.5"]),
         ({"ais_budget": 3}, ["evaluation", "'ais_budget'", "allowed keys"]),
     ],
 )

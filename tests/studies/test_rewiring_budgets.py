@@ -235,6 +235,25 @@ def test_reverse_scores_are_kept_apart_and_read_back_by_kept_only(mnist, tmp_pat
     assert np.all(np.isfinite(both["log_partition_upper"].values))
 
 
+def test_raise_scores_the_kept_models_without_training_and_kept_only_reads_them_back(mnist, tmp_path, monkeypatch):
+    import dilution.training
+
+    work = tmp_path / "work"
+    options = dict(**{**TINY, "ncg_densities": ()}, methods=("static",), epochs=2, likelihood="ais", ais_chains=20,
+                   ais_betas=50, work_dir=work)
+    forward = mnist_comparison(mnist, **options)
+    monkeypatch.setattr(dilution.training, "train", lambda *a, **k: pytest.fail("a kept model was retrained"))
+    raised = mnist_comparison(mnist, **options, ais_raise=2)
+    assert len(list(work.glob("*.json"))) == 2  # a score of each evaluation, the first one's key as before
+    assert np.all(np.isfinite(raised["test_log_likelihood_raise"].values))
+    monkeypatch.setattr(rewiring, "_score", lambda *a, **k: pytest.fail("kept_only scored"))
+    for ais_raise, called in ((2, raised), (0, forward)):
+        kept = mnist_comparison(mnist, **options, ais_raise=ais_raise, kept_only=True)
+        assert set(kept.data_vars) == set(called.data_vars)
+        for name in called.data_vars:
+            np.testing.assert_array_equal(kept[name].values, called[name].values, err_msg=name)
+
+
 def test_float32_runs_are_recorded_and_close_to_float64(mnist, both):
     single = mnist_comparison(mnist, **TINY, epochs=(2, 4), dtype="float32")
     assert json.loads(single.attrs["experiment"])["dtype"] == "float32" and "float32" in single.attrs["setup"]

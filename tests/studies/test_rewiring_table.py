@@ -135,6 +135,30 @@ def test_reverse_ais_brackets_the_exact_log_likelihood_and_keeps_the_forward_num
                                row["test_log_likelihood"].values - (upper - lower), rtol=0, atol=1e-9)
 
 
+RAISE = ("test_log_likelihood_raise", "test_log_likelihood_raise_se", "raise_gap", "raise_gap_se")
+
+
+def test_raise_adds_its_scores_and_keeps_the_forward_numbers(mnist):
+    options = dict(methods=("static",), likelihood="ais", ais_chains=20, ais_betas=100)
+    forward = mnist_comparison(mnist, **TINY, **options)
+    raised = mnist_comparison(mnist, **TINY, **options, ais_raise=2)
+    assert set(raised.data_vars) - set(forward.data_vars) == set(RAISE)
+    for name in RAISE:
+        assert raised[name].dims == ("method", "connectivity", "seed") and raised[name].attrs["long_name"], name
+        assert np.all(np.isfinite(raised[name].values)), name
+    assert raised.attrs["ais_raise"] == 2 and forward.attrs["ais_raise"] == 0
+    assert json.loads(raised.attrs["experiment"])["ais_raise"] == 2
+    assert "ais_raise" not in json.loads(forward.attrs["experiment"])
+    assert "RAISE, 2 reverse chains" in raised.attrs["log_likelihood_method"]
+    for name in forward.data_vars:
+        if name != "train_seconds":  # a wall time
+            np.testing.assert_array_equal(raised[name].values, forward[name].values, err_msg=name)
+    np.testing.assert_allclose(raised["raise_gap"].values,
+                               (raised["test_log_likelihood"] - raised["test_log_likelihood_raise"]).values,
+                               rtol=0, atol=1e-9)
+    assert np.all(raised["raise_gap_se"].values > 0)
+
+
 def test_forward_and_reverse_degeneracy_are_flagged_apart(monkeypatch):
     import warnings
 
@@ -250,6 +274,9 @@ def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
     (dict(likelihood="ais", ais_schedule="geometric"), "ais_schedule"),
     (dict(likelihood="ais", ais_schedule="classic", ais_betas=3), "ais_betas"),
     (dict(likelihood="ais", ais_reverse="yes"), "ais_reverse must be True or False, got 'yes'"),
+    (dict(likelihood="ais", ais_raise=-1), "ais_raise must be an integer >= 0, got -1"),
+    (dict(likelihood="ais", ais_raise=True), "ais_raise must be an integer >= 0, got True"),
+    (dict(likelihood="ais", ais_raise=1.5), "ais_raise must be an integer >= 0, got 1.5"),
     (dict(n_hidden=40), "n_hidden"),
     (dict(methods=("deep-r", "ncg")), "methods"),
     (dict(methods="deep-r"), "methods"),

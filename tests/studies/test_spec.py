@@ -65,6 +65,11 @@ def test_keys_are_stable_under_new_points_and_change_with_settings():
     for value, same in ((False, True), (True, False)):
         reverse = dict(raw, evaluation=dict(raw.get("evaluation", {}), ais_reverse=value))
         assert ({p.key for p in spec_from_dict(reverse).points()} == keys) == same, value
+    # and RAISE: 0 (the default, or said) leaves the keys as they were, chains per image change them
+    assert "ais_raise" not in evaluation
+    for value, same in ((0, True), (2, False)):
+        raised = dict(raw, evaluation=dict(raw.get("evaluation", {}), ais_raise=value))
+        assert ({p.key for p in spec_from_dict(raised).points()} == keys) == same, value
 
 
 def test_the_evaluation_repr_shows_ais_reverse_only_when_on():
@@ -75,6 +80,14 @@ def test_the_evaluation_repr_shows_ais_reverse_only_when_on():
         "ais_schedule='linear', metrics=(), n_samples=1000, n_sweeps=1000, mixing_chains=16, mixing_sweeps=2000, "
         "mixing_burn_in=200, coupling_threshold=0.01, classifier_seed=0)")
     assert ", ais_schedule='linear', ais_reverse=True, metrics=()" in repr(EvaluationSpec(ais_reverse=True))
+
+
+def test_the_evaluation_repr_shows_ais_raise_only_when_on():
+    # likewise for RAISE: off, the repr (the kept scores' key) is the one from before the option
+    assert repr(EvaluationSpec(log_likelihood="ais", ais_raise=0)) == repr(EvaluationSpec(log_likelihood="ais"))
+    assert "ais_raise" not in repr(EvaluationSpec(log_likelihood="ais", ais_reverse=True))
+    assert ", ais_reverse=True, ais_raise=4, metrics=()" in repr(EvaluationSpec(ais_reverse=True, ais_raise=4))
+    assert ", ais_schedule='linear', ais_raise=4, metrics=()" in repr(EvaluationSpec(ais_raise=4))
 
 
 def test_round_trip_through_to_dict():
@@ -142,6 +155,9 @@ _DELETE = object()
         ("evaluation.ais_schedule", "geometric", ["evaluation.ais_schedule", "'classic'"]),
         ("evaluation.ais_reverse", "yes", ["evaluation.ais_reverse", "true or false", "'yes'"]),
         ("evaluation.ais_reverse", 1, ["evaluation.ais_reverse", "true or false"]),
+        ("evaluation.ais_raise", -1, ["evaluation.ais_raise", "an integer >= 0", "-1"]),
+        ("evaluation.ais_raise", True, ["evaluation.ais_raise", "an integer", "True"]),
+        ("evaluation.ais_raise", 1.5, ["evaluation.ais_raise", "an integer", "1.5"]),
     ],
 )
 def test_malformed_specs_name_the_key(path, value, names):
