@@ -401,6 +401,12 @@ def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, s
     return v, log_w, log_ratio, n_resamples
 
 
+def _log_z_base(a0_model: np.ndarray, n_hidden: int) -> float:
+    """log Z of the base-rate model: independent visible units with biases ``a0_model`` (in the model
+    dtype the chains see), hidden units uniform."""
+    return float(np.sum(np.logaddexp(0.0, a0_model.astype(np.float64))) + n_hidden * math.log(2.0))
+
+
 def _var(value, long_name: str, units: str, dim: str | None = None) -> tuple:
     """A Dataset variable: scalar, or 1-D on ``dim``, with its CF ``long_name`` and ``units``."""
     return ((dim,) if dim else (), value, {"long_name": long_name, "units": units})
@@ -507,7 +513,7 @@ def log_partition(
         if start_rev.shape[0] != n_chains:
             raise ValueError(f"reverse_init must have {n_chains} rows (one per chain), got {start_rev.shape[0]}")
     a0_model = a0.astype(dt)  # the chains see the bias in the model dtype; log Z_0 must match it
-    log_z_base = float(np.sum(np.logaddexp(0.0, a0_model.astype(np.float64))) + rbm.n_hidden * math.log(2.0))
+    log_z_base = _log_z_base(a0_model, rbm.n_hidden)
 
     rng = np.random.default_rng(derive_seed(seed, "ais-init"))
     p0 = 1.0 / (1.0 + np.exp(-a0_model.astype(np.float64)))
@@ -750,7 +756,7 @@ def raise_log_likelihood(
     schedule = classic() if betas is None else check_schedule(betas)
     a0 = base_rate_bias(base_data, rbm.n_visible)
     a0_model = a0.astype(dt)
-    log_z_base = float(np.sum(np.logaddexp(0.0, a0_model.astype(np.float64))) + rbm.n_hidden * math.log(2.0))
+    log_z_base = _log_z_base(a0_model, rbm.n_hidden)
     starts = np.repeat(v, chains_per_row, axis=0)
     keys = chain_keys(derive_seed(seed, "ais-raise"), n * chains_per_row)
     _, log_w_rev = _run(rbm, starts, schedule[::-1].copy(), a0_model, keys, desc="RAISE", progress=progress)
