@@ -2,8 +2,9 @@
 
 :func:`estimate_cost` times, for every ``n_hidden`` of the spec, a few training updates of a fresh
 model on the study's data, one held-out evaluation of the stopping rule, the final evaluation
-of a point (AIS and the sampling metrics timed on a short run and scaled to their budget) and
-the saving of a training state (every task writes files), then counts the work of the task
+of a point (AIS, with its reverse run and RAISE when the evaluation asks for them, and the
+sampling metrics, each timed on a short run and scaled to its budget) and the saving of a
+training state (every task writes files), then counts the work of the task
 graph (:func:`studies.tasks.build_graph`): every run trains at least until the stopping rule
 can first fire (``window * every`` epochs after its pruning epoch and not before epoch
 ``min_epochs``: ``low``) and at most ``training.max_epochs`` (``high``). The estimate is their
@@ -15,6 +16,7 @@ Times are wall-clock times of this machine as loaded now.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -105,7 +107,7 @@ def _point_evaluation_time(spec: StudySpec, rbm, data, seed: int) -> float:
         total = _timed(exact_log_likelihood, rbm, data.test)
     else:
         from analysis.likelihood import ais_log_likelihood
-        from dilution.ais import DegenerateWeightsWarning
+        from dilution.ais import DegenerateWeightsWarning, log_partition, raise_log_likelihood
         from dilution.schedules import linear
 
         def ais(n_betas):
@@ -115,7 +117,23 @@ def _point_evaluation_time(spec: StudySpec, rbm, data, seed: int) -> float:
                               betas=linear(n_betas), base_data=data.train, reverse=False, progress=False)
 
         ais(3)  # compiles
-        total = ais(_PROBE_BETAS) * (ev.ais_betas - 1) / (_PROBE_BETAS - 1)
+        forward = ais(_PROBE_BETAS) * (ev.ais_betas - 1) / (_PROBE_BETAS - 1)
+        total = forward
+        if ev.ais_reverse:  # as many reverse chains over the same betas, after the reverse burn-in sweeps
+            state = gibbs.init_state(rbm, ev.ais_chains, seed=seed)
+            gibbs.advance(rbm, state, 1, progress=False)
+            burn_in = inspect.signature(log_partition).parameters["reverse_burn_in"].default
+            sweep = _timed(gibbs.advance, rbm, state, _PROBE_SWEEPS, progress=False) / _PROBE_SWEEPS
+            total += forward + sweep * burn_in
+        if ev.ais_raise:  # ais_raise chains from each test image: timed on at most ais_chains images, scaled
+            rows = data.test[: min(len(data.test), ev.ais_chains)]
+
+            def raised(n_betas, x):
+                return _timed(raise_log_likelihood, rbm, x, base_data=data.train, seed=seed, betas=linear(n_betas),
+                              chains_per_row=ev.ais_raise, progress=False)
+
+            raised(3, rows[:2])  # compiles
+            total += raised(_PROBE_BETAS, rows) * (ev.ais_betas - 1) / (_PROBE_BETAS - 1) * len(data.test) / len(rows)
     wanted = set(ev.metrics)
     if wanted & {"classifier", "moments", "aats"}:
         gibbs.sample(rbm, ev.n_samples, 1, seed=seed, progress=False)
