@@ -81,6 +81,41 @@ def test_mnist_comparison_is_the_trainers_runs(mnist, k):
     assert float(got) == pytest.approx(expected, rel=1e-12)
 
 
+def test_deep_r_alpha_is_deep_r_with_that_l1_prior_kept_apart_from_the_runs_without(mnist, tmp_path):
+    import json
+
+    from dilution.deep_r import DeepR, deep_r_config
+
+    kw = dict(connectivities=(0.2,), n_seeds=1, n_hidden=3, epochs=2, n_train=200, n_test=100, seed=5,
+              methods=("deep-r", "static"), work_dir=tmp_path / "work")
+    alpha = 0.05
+    prior = mnist_comparison(mnist, **kw, deep_r_alpha=alpha)
+    plain = mnist_comparison(mnist, **kw)  # the same work_dir: the run without a prior is another run
+
+    def binary(split):
+        return binarize.binarize(mnist_data.load_mnist(mnist, split), "threshold", threshold=0.5)
+
+    train_x = as_matrix(shuffle(binary("train"), seed=5), np.float64)[:200]
+    test_x = as_matrix(binary("test"), np.float64)[:100]
+    seed = int(derive_seed(5, "studies.rewiring.mnist", 0).generate_state(1)[0])
+    for ds, a in ((prior, alpha), (plain, 0.0)):
+        rule = DeepR(k=round(0.2 * 784 * 3), alpha=a, temperature=1.0 / 200)
+        config = deep_r_config(rule, epochs=2, estimator=PCD(k=1), batch_size=100, learning_rate=0.01, checkpoints=1,
+                               exact_log_likelihood=False, checkpoint_log_likelihood="none")
+        model = train((784, 3), train_x, config, seed=seed, progress=False).model
+        got = float(ds["test_log_likelihood"].sel({"method": "deep-r", "connectivity": 0.2, "seed": 0}))
+        assert got == pytest.approx(exact.log_likelihood(model, test_x).mean(), rel=1e-12), a
+        assert ds.attrs["deep_r_alpha"] == a
+    assert prior["test_log_likelihood"].sel({"method": "deep-r"}).item() != \
+        plain["test_log_likelihood"].sel({"method": "deep-r"}).item()
+    # the other methods do not see the prior
+    np.testing.assert_array_equal(prior["test_log_likelihood"].sel({"method": "static"}).values,
+                                  plain["test_log_likelihood"].sel({"method": "static"}).values)
+    assert json.loads(prior.attrs["experiment"])["deep_r_alpha"] == alpha
+    assert "deep_r_alpha" not in json.loads(plain.attrs["experiment"])  # as before the option existed
+    assert {"deep-r-a0.05-c0.2-s0-e2.nc", "deep-r-c0.2-s0-e2.nc"} <= {f.name for f in (tmp_path / "work").iterdir()}
+
+
 def test_mnist_comparison_rejects_bad_connectivities(mnist):
     with pytest.raises(ValueError, match="connectivities"):
         mnist_comparison(mnist, connectivities=(0.0, 0.5))

@@ -283,6 +283,10 @@ def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
     (dict(ncg_densities=(0.0,)), "ncg_densities"),
     (dict(ncg_densities=(0.5, 0.5)), "ncg_densities"),
     (dict(methods=()), "nothing to compare"),
+    (dict(deep_r_alpha=-1e-4), r"deep_r_alpha must be a finite number >= 0 .*got -0.0001"),
+    (dict(deep_r_alpha=float("inf")), "deep_r_alpha must be a finite number >= 0"),
+    (dict(deep_r_alpha="1e-4"), "deep_r_alpha must be a finite number >= 0"),
+    (dict(deep_r_alpha=True), "deep_r_alpha must be a finite number >= 0"),
 ])
 def test_bad_options_are_refused_before_any_work(options, match):
     with pytest.raises(ValueError, match=match):
