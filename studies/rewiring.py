@@ -516,7 +516,6 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         moves with the budget, trains anew). A state or model of another training run (config,
         seed or training data) is refused. Default: nothing is kept.
     save_every : int
-    save_every : int
         Epochs between saved training states with ``work_dir``.
     kept_only : bool
         With ``work_dir``: train and score nothing, return the scores kept there and NaN where a
@@ -598,13 +597,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     if isinstance(methods, str) or any(m not in METHODS for m in methods):
         raise ValueError(f"methods must be a list of names among {', '.join(METHODS)}, got {methods!r}")
     densities = [float(p) for p in ncg_densities]
+    if any(not 0.0 < p <= 1.0 for p in densities) or len(set(densities)) != len(densities):
+        raise ValueError(f"ncg_densities must be distinct numbers in (0, 1], got {list(ncg_densities)}")
     if isinstance(deep_r_alpha, bool) or not isinstance(deep_r_alpha, (int, float, np.integer, np.floating)) \
             or not 0.0 <= float(deep_r_alpha) < math.inf:
         raise ValueError(f"deep_r_alpha must be a finite number >= 0 (DEEP R's L1 coefficient; 0: no prior), got "
                          f"{deep_r_alpha!r}")
     deep_r_alpha = float(deep_r_alpha)
-    if any(not 0.0 < p <= 1.0 for p in densities) or len(set(densities)) != len(densities):
-        raise ValueError(f"ncg_densities must be distinct numbers in (0, 1], got {list(ncg_densities)}")
     labels = [m for m in METHODS if m in methods] + [ncg_label(p) for p in densities]
     if not labels:
         raise ValueError("methods and ncg_densities are both empty: nothing to compare")
