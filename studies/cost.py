@@ -16,7 +16,6 @@ Times are wall-clock times of this machine as loaded now.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -107,7 +106,7 @@ def _point_evaluation_time(spec: StudySpec, rbm, data, seed: int) -> float:
         total = _timed(exact_log_likelihood, rbm, data.test)
     else:
         from analysis.likelihood import ais_log_likelihood
-        from dilution.ais import DegenerateWeightsWarning, log_partition, raise_log_likelihood
+        from dilution.ais import REVERSE_BURN_IN, DegenerateWeightsWarning, raise_log_likelihood
         from dilution.schedules import linear
 
         def ais(n_betas):
@@ -122,9 +121,8 @@ def _point_evaluation_time(spec: StudySpec, rbm, data, seed: int) -> float:
         if ev.ais_reverse:  # as many reverse chains over the same betas, after the reverse burn-in sweeps
             state = gibbs.init_state(rbm, ev.ais_chains, seed=seed)
             gibbs.advance(rbm, state, 1, progress=False)
-            burn_in = inspect.signature(log_partition).parameters["reverse_burn_in"].default
             sweep = _timed(gibbs.advance, rbm, state, _PROBE_SWEEPS, progress=False) / _PROBE_SWEEPS
-            total += forward + sweep * burn_in
+            total += forward + sweep * REVERSE_BURN_IN
         if ev.ais_raise:  # ais_raise chains from each test image: timed on at most ais_chains images, scaled
             rows = data.test[: min(len(data.test), ev.ais_chains)]
 

@@ -144,13 +144,15 @@ def metric_variables(evaluation: EvaluationSpec) -> dict[str, tuple[str, str]]:
 
 def log_likelihood_method(evaluation: EvaluationSpec) -> str:
     """The label of the test log-likelihood's method (stored with the value)."""
+    from dilution.ais import REVERSE_BURN_IN
+
     if evaluation.log_likelihood == "exact":
         return "exact enumeration of the smaller layer"
     resampling = (f" in {evaluation.ais_groups} populations resampled when their effective sample size fell below "
                   f"{evaluation.ais_resample:g} of their size" if evaluation.ais_resample else "")
     betas = ("linear betas" if evaluation.ais_schedule == "linear" else
              "betas in the classic schedule's proportions (1/29 in [0, 0.5), 8/29 in [0.5, 0.9), 20/29 in [0.9, 1])")
-    reverse = ("; then as many reverse chains from the forward end states after 1000 Gibbs sweeps "
+    reverse = (f"; then as many reverse chains from the forward end states after {REVERSE_BURN_IN} Gibbs sweeps "
                "(test_log_likelihood_lower: the other side of the sandwich)" if evaluation.ais_reverse else "")
     raised = (f"; and RAISE, {evaluation.ais_raise} reverse chain{'s' if evaluation.ais_raise > 1 else ''} from each "
               "test image over the same betas (test_log_likelihood_raise: conservative where the annealing does "

@@ -420,12 +420,12 @@ class EvaluationSpec:
     (:func:`dilution.ais.log_partition`'s ``resample``): for models whose annealing path crosses a
     sharp transition (PCD-trained MNIST RBMs with hundreds of hidden units), where plain AIS's
     weights collapse onto a chain or two. ``ais_reverse = true`` runs reverse AIS after the forward
-    run, from the forward chains' end states after 1000 Gibbs sweeps (:func:`dilution.ais.log_partition`;
-    the forward numbers are unchanged, its draws have streams of their own), and records the
-    other side of the sandwich: ``log_partition_upper`` (a stochastic upper bound on ``log Z``,
-    approximate since its chains start from Gibbs samples), its standard error and effective
-    sample size, and ``test_log_likelihood_lower``, the test log-likelihood with that ``log Z``.
-    ``ais_raise = n > 0`` also runs RAISE (:func:`dilution.ais.raise_log_likelihood`, Burda, Grosse
+    run, from the forward chains' end states after :data:`dilution.ais.REVERSE_BURN_IN` (1000) Gibbs
+    sweeps (:func:`dilution.ais.log_partition`; the forward numbers are unchanged, its draws have
+    streams of their own), and records the other side of the sandwich: ``log_partition_upper`` (a
+    stochastic upper bound on ``log Z``, approximate since its chains start from Gibbs samples), its
+    standard error and effective sample size, and ``test_log_likelihood_lower``, the test
+    log-likelihood with that ``log Z``. ``ais_raise = n > 0`` also runs RAISE (:func:`dilution.ais.raise_log_likelihood`, Burda, Grosse
     & Salakhutdinov 2015): ``n`` reverse chains started at every test image, over the forward run's
     betas, whose mean estimate ``test_log_likelihood_raise`` is conservative where the annealing does
     not equilibrate (it is not a bound on the RBM's log-likelihood), and ``raise_gap``, the forward
