@@ -334,6 +334,14 @@ def _held_in_scores(model, train: np.ndarray, validation: np.ndarray, row: dict)
     return out
 
 
+def _weight_scores(model) -> dict[str, float]:
+    """The root mean square and the largest magnitude of the present connections' weights."""
+    present = np.asarray(model.weights, dtype=np.float64)[np.asarray(model.mask) != 0]
+    if present.size == 0:
+        return {"weight_rms": 0.0, "weight_max_abs": 0.0}
+    return {"weight_rms": float(np.sqrt(np.mean(present * present))), "weight_max_abs": float(np.abs(present).max())}
+
+
 def early_stopping(ds: xr.Dataset, score: str = "test_log_likelihood") -> xr.Dataset:
     """Each model's budget chosen by its validation log-likelihood, and its ``score`` at that budget.
 
@@ -528,8 +536,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     -------
     xarray.Dataset
         Dims (``method``, ``connectivity``, ``seed``), then ``epochs`` when ``epochs`` is a
-        sequence: ``final_density``, ``train_seconds``; the scores have ``ais_betas`` last when
-        ``ais_betas`` is a sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
+        sequence: ``final_density``, ``train_seconds``, ``weight_rms`` and ``weight_max_abs`` (of
+        the present connections); the scores have ``ais_betas`` last when ``ais_betas`` is a sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
         ``log_partition``, ``log_partition_se``, ``train_log_likelihood`` (the training images'
         mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
         even under AIS), with AIS ``ais_degenerate``, with ``ais_reverse`` also ``test_log_likelihood_lower``,
@@ -683,6 +691,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
             "(choose the budget by it, not by the test score)", "nats per sample")} if n_validation else {}),
         "train_seconds": ("training wall time of the run (updates and rule, evaluation excluded; one core "
                           "unless NUMBA_NUM_THREADS says otherwise)", "s"),
+        "weight_rms": ("root mean square of the present connections' weights (with no prior on them, as DEEP R at "
+                       "alpha = 0, they keep growing with the budget)", "1"),
+        "weight_max_abs": ("largest magnitude of a present connection's weight", "1"),
     }
     paired = len(budgets) > 1  # the budget-doubling check, paired over the test images
     if paired:
@@ -730,7 +741,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")
                             row.update(_held_in_scores(model, train_x, valid_x, row))
                             row.update(final_density=float(np.count_nonzero(model.mask)) / model.mask.size,
-                                       train_seconds=seconds)
+                                       train_seconds=seconds, **_weight_scores(model))
                             rows[b, e] = row
                             if store is not None:
                                 store.save_scores(name, b, key, row)
@@ -741,11 +752,16 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     for (b, e), row in rows.items():
                         if row is None:  # kept_only: not scored yet
                             continue
-                        if "train_log_likelihood" not in row or row.get("validation_images") != n_validation:
-                            # scored before these fields existed, or with other validation images: from the kept model
-                            model, _ = store.model(name, b, run_key)
-                            row.update(_held_in_scores(model, train_x, valid_x, row))
-                            store.save_scores(name, b, keys[e], row)
+                        held_in = "train_log_likelihood" in row and row.get("validation_images") == n_validation
+                        if not held_in or "weight_rms" not in row:
+                            # scored before these fields existed, or with other validation images: from the kept
+                            # model (removed by hand: left NaN)
+                            kept = store.model(name, b, run_key)
+                            if kept is not None:
+                                if not held_in:
+                                    row.update(_held_in_scores(kept[0], train_x, valid_x, row))
+                                row.update(_weight_scores(kept[0]))
+                                store.save_scores(name, b, keys[e], row)
                         if paired and b not in unnormalised and store is not None:
                             # scored by an earlier call: from the kept model (removed by hand: no gain)
                             kept = store.model(name, b, run_key)
@@ -774,7 +790,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                             "repeated along it (0)", "units": "1"}),
     }
     # the model's own numbers do not depend on the AIS budget; one AIS budget: no ais_betas dimension
-    of_model = ("final_density", "train_seconds")
+    of_model = ("final_density", "train_seconds", "weight_rms", "weight_max_abs")
     values = {name: array[..., 0] if name in of_model or single_betas else array for name, array in values.items()}
     per_model = ("method", "connectivity", "seed", "epochs")
     per_score = per_model if single_betas else (*per_model, "ais_betas")

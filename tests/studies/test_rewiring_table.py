@@ -39,7 +39,8 @@ def test_table_has_every_method_with_its_labels_and_attrs(table):
     assert list(table["method"].values) == labels == [*METHODS, ncg_label(1), ncg_label(0.5)]
     dims = ("method", "connectivity", "seed")
     for name in ("test_log_likelihood", "test_log_likelihood_se", "log_partition", "log_partition_se",
-                 "train_log_likelihood", "validation_log_likelihood", "final_density", "train_seconds", "classifier_inception_score", "classifier_coverage_entropy",
+                 "train_log_likelihood", "validation_log_likelihood", "final_density", "train_seconds", "weight_rms",
+                 "weight_max_abs", "classifier_inception_score", "classifier_coverage_entropy",
                  "classifier_mean_max_probability"):
         assert table[name].dims == dims, name
         assert np.all(np.isfinite(table[name].values)), name
@@ -198,8 +199,8 @@ def _training_split(mnist: str, seed: int) -> np.ndarray:
     return as_matrix(shuffle(binary, seed=seed), np.float64)
 
 
-def test_train_and_validation_log_likelihoods_are_the_exact_ones_of_their_images(mnist, table, tmp_path,
-                                                                                 monkeypatch):
+def test_held_in_log_likelihoods_and_weight_sizes_are_the_kept_models_own(mnist, table, tmp_path,
+                                                                        monkeypatch):
     import dilution
     import dilution.training
     from analysis.likelihood import exact_log_likelihood
@@ -217,7 +218,12 @@ def test_train_and_validation_log_likelihoods_are_the_exact_ones_of_their_images
                 exact = float(exact_log_likelihood(model, x)["mean_log_likelihood"])
                 got = kept[name].sel({"method": method}).values[c, 0]
                 np.testing.assert_allclose(got, exact, rtol=1e-12, err_msg=f"{name} {method} c={connectivity}")
-    for name in images:
+            present = model.weights[model.mask != 0].astype(np.float64)
+            for name, value in (("weight_rms", np.sqrt(np.mean(present ** 2))), ("weight_max_abs", np.abs(present).max())):
+                assert value > 0
+                np.testing.assert_allclose(kept[name].sel({"method": method}).values[c, 0], value, rtol=1e-12,
+                                           err_msg=f"{name} {method} c={connectivity}")
+    for name in (*images, "weight_rms", "weight_max_abs"):
         np.testing.assert_array_equal(kept[name].values, table[name].sel({"method": ["static", "dense"]}).values)
     # three different image sets: training, validation, test
     assert np.all(kept["train_log_likelihood"].values != kept["test_log_likelihood"].values)
@@ -226,12 +232,12 @@ def test_train_and_validation_log_likelihoods_are_the_exact_ones_of_their_images
     # scores kept before the fields existed get them from the kept model, without training
     for path in work.glob("*.json"):
         row = json.loads(path.read_text())
-        for name in (*images, "validation_images"):
+        for name in (*images, "validation_images", "weight_rms", "weight_max_abs"):
             del row[name]
         path.write_text(json.dumps(row))
     monkeypatch.setattr(dilution.training, "train", lambda *a, **k: pytest.fail("a kept model was retrained"))
     again = mnist_comparison(mnist, **TINY, methods=("static", "dense"), work_dir=work)
-    for name in images:
+    for name in (*images, "weight_rms", "weight_max_abs"):
         np.testing.assert_array_equal(again[name].values, kept[name].values)
     # other validation images: computed again for them, not read back
     fewer = mnist_comparison(mnist, **TINY, methods=("static", "dense"), work_dir=work, n_validation=300)
