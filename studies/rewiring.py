@@ -537,7 +537,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     xarray.Dataset
         Dims (``method``, ``connectivity``, ``seed``), then ``epochs`` when ``epochs`` is a
         sequence: ``final_density``, ``train_seconds``, ``weight_rms`` and ``weight_max_abs`` (of
-        the present connections); the scores have ``ais_betas`` last when ``ais_betas`` is a sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
+        the present connections); the scores have ``ais_betas`` last when ``ais_betas`` is a
+        sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
         ``log_partition``, ``log_partition_se``, ``train_log_likelihood`` (the training images'
         mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
         even under AIS), with AIS ``ais_degenerate``, with ``ais_reverse`` also ``test_log_likelihood_lower``,
@@ -752,6 +753,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     for (b, e), row in rows.items():
                         if row is None:  # kept_only: not scored yet
                             continue
+                        kept = None  # the kept model, loaded at most once for this row
                         held_in = "train_log_likelihood" in row and row.get("validation_images") == n_validation
                         if not held_in or "weight_rms" not in row:
                             # scored before these fields existed, or with other validation images: from the kept
@@ -764,7 +766,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                 store.save_scores(name, b, keys[e], row)
                         if paired and b not in unnormalised and store is not None:
                             # scored by an earlier call: from the kept model (removed by hand: no gain)
-                            kept = store.model(name, b, run_key)
+                            kept = kept or store.model(name, b, run_key)
                             if kept is not None:
                                 unnormalised[b] = log_likelihood(kept[0], test_x, 0.0)
                         for var, value in row.items():

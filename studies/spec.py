@@ -425,8 +425,8 @@ class EvaluationSpec:
     streams of their own), and records the other side of the sandwich: ``log_partition_upper`` (a
     stochastic upper bound on ``log Z``, approximate since its chains start from Gibbs samples), its
     standard error and effective sample size, and ``test_log_likelihood_lower``, the test
-    log-likelihood with that ``log Z``. ``ais_raise = n > 0`` also runs RAISE (:func:`dilution.ais.raise_log_likelihood`, Burda, Grosse
-    & Salakhutdinov 2015): ``n`` reverse chains started at every test image, over the forward run's
+    log-likelihood with that ``log Z``. ``ais_raise = n > 0`` also runs RAISE
+    (:func:`dilution.ais.raise_log_likelihood`, Burda, Grosse & Salakhutdinov 2015): ``n`` reverse chains started at every test image, over the forward run's
     betas, whose mean estimate ``test_log_likelihood_raise`` is conservative where the annealing does
     not equilibrate (it is not a bound on the RBM's log-likelihood), and ``raise_gap``, the forward
     test log-likelihood less it, paired over the test images. It costs ``n`` x n_test reverse chains,
