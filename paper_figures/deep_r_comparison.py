@@ -7,7 +7,9 @@ connectivity (log axis) with Student-t error bars over seeds. The method ``"dens
 every connectivity: a reference level, as ``studies.rewiring.mnist_comparison`` writes it) is a
 black dashed line with its band; any other method whose ``uses_connectivity`` coordinate is 0 (NCG,
 ``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
-in its colour with its band, labelled with its mean ``final_density`` when the file has it. The
+in its colour with its band, labelled with its mean ``final_density`` when the file has it. A file
+whose ``deep_r_alpha`` attr is > 0 (DEEP R run with its L1 prior) labels ``deep-r`` with that alpha, so
+that it is not read as the run without the prior. The
 legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
 file. A file with several AIS budgets (``ais_betas``) is drawn at the largest. A file with several training
 budgets (``epochs``) is drawn at the budget each model's validation log-likelihood picks when the file
@@ -105,8 +107,11 @@ def _panel(ax, ds: xr.Dataset, values: xr.DataArray) -> None:
             ax.plot(x, mean, linestyle=":", color=colour(k), linewidth=1.0, label=label)
             band(ax, x, s["lower"].values, s["upper"].values, colour(k))
             continue
+        label = str(method)
+        if method == "deep-r" and float(ds.attrs.get("deep_r_alpha", 0.0)) > 0:
+            label += f" (alpha {float(ds.attrs['deep_r_alpha']):g})"
         ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
-                    color=colour(k), label=str(method))
+                    color=colour(k), label=label)
     ax.set_xscale("log")
     ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.xaxis.set_minor_locator(NullLocator())

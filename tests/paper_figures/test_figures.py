@@ -403,6 +403,18 @@ def test_deep_r_figure_labels_ncg_with_its_final_density(synthetic):
     assert _line(ax, "ncg-p0.5 (density 0.43)").get_linestyle() == ":"
 
 
+def test_deep_r_figure_names_the_l1_prior_of_deep_r_when_the_file_has_one(synthetic):
+    # mnist_comparison(deep_r_alpha=...) writes the attr; without it the label reads as the run without a prior
+    ds = synthetic.deep_r()
+    ds.attrs["deep_r_alpha"] = 1e-4
+    ax = deep_r_comparison.draw(ds).axes[0]
+    assert [c.get_label() for c in ax.containers] == ["deep-r (alpha 0.0001)", "static", "magnitude"]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["deep-r (alpha 0.0001)", "dense", "magnitude",
+                                                                          "static"]
+    ds.attrs["deep_r_alpha"] = 0.0  # what every comparison without the prior writes
+    assert deep_r_comparison.draw(ds).axes[0].containers[0].get_label() == "deep-r"
+
+
 def test_inclusion_maps_put_the_reference_first_and_show_the_probabilities(synthetic):
     ds = synthetic.inclusion()
     fig = inclusion_maps.draw(ds)
