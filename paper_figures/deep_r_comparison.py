@@ -8,16 +8,16 @@ every connectivity: a reference level, as ``studies.rewiring.mnist_comparison`` 
 black dashed line with its band; any other method whose ``uses_connectivity`` coordinate is 0 (NCG,
 ``ncg-p*``: its density is an outcome, its value repeated along ``connectivity``) is a dotted line
 in its colour with its band, labelled with its mean ``final_density`` when the file has it. A file
-whose ``deep_r_alpha`` attr is > 0 (DEEP R run with its L1 prior) labels ``deep-r`` with that alpha, so
-that it is not read as the run without the prior. The
-legend sits below the axes, where it covers no point; the x ticks are the connectivities of the
-file. A file with several AIS budgets (``ais_betas``) is drawn at the largest. A file with several training
-budgets (``epochs``) is drawn at the budget each model's validation log-likelihood picks when the file
-has ``early_stopped_epochs`` (``studies.rewiring.early_stopping``; the largest budget is the overfit
-one for the dense model), else at the largest. A file
-with ``train_log_likelihood`` (the training images' mean log-likelihood under the same log Z) gets a
-second panel, the generalisation gap train - test, drawn the same way: it tells overfitting from
-underfitting, which the test log-likelihood alone does not."""
+whose ``deep_r_alpha`` attr is > 0 (DEEP R run with its L1 prior) labels ``deep-r`` with that alpha,
+so that it is not read as the run without the prior. The legend sits below the axes, where it covers
+no point; the x ticks are the connectivities of the file. A file with several AIS budgets
+(``ais_betas``) is drawn at the largest. A file with several training budgets (``epochs``) is drawn
+at the budget each model's validation log-likelihood picks when the file has
+``early_stopped_epochs`` (``studies.rewiring.early_stopping``; the largest budget is the overfit one
+for the dense model), else at the largest. A file with ``train_log_likelihood`` (the training
+images' mean log-likelihood under the same log Z) gets a second panel, the generalisation gap
+train - test, drawn the same way: it tells overfitting from underfitting, which the test log-likelihood
+alone does not."""
 
 from __future__ import annotations
 
