@@ -32,12 +32,14 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
-__all__ = ["COMPARISON", "QUALITY", "STOPPED_AT", "TRAIN", "DENSE", "load", "draw", "at_drawn_budget", "generalisation_gap"]
+__all__ = ["COMPARISON", "QUALITY", "STOPPED_AT", "TRAIN", "DENSE", "DEEP_R", "load", "draw", "at_drawn_budget",
+           "generalisation_gap"]
 
 QUALITY = "test_log_likelihood"
 STOPPED_AT = "early_stopped_epochs"
 TRAIN = "train_log_likelihood"
 DENSE = "dense"
+DEEP_R = "deep-r"
 COMPARISON = Schema(variables={QUALITY: ("method", "connectivity", "seed")},
                     optional={TRAIN: ("method", "connectivity", "seed")},
                     description="rewiring methods against static masks and pruning")
@@ -93,6 +95,7 @@ def draw(ds: xr.Dataset) -> Figure:
 
 def _panel(ax, ds: xr.Dataset, values: xr.DataArray) -> None:
     x = ds["connectivity"].values
+    alpha = float(ds.attrs.get("deep_r_alpha", 0.0))  # DEEP R's L1 prior; 0 (or absent): none
     for k, method in enumerate(ds["method"].values):
         s = seed_interval(values.sel({"method": method}))
         mean = s["mean"].values
@@ -107,9 +110,7 @@ def _panel(ax, ds: xr.Dataset, values: xr.DataArray) -> None:
             ax.plot(x, mean, linestyle=":", color=colour(k), linewidth=1.0, label=label)
             band(ax, x, s["lower"].values, s["upper"].values, colour(k))
             continue
-        label = str(method)
-        if method == "deep-r" and float(ds.attrs.get("deep_r_alpha", 0.0)) > 0:
-            label += f" (alpha {float(ds.attrs['deep_r_alpha']):g})"
+        label = f"{method} (alpha {alpha:g})" if method == DEEP_R and alpha > 0 else str(method)
         ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
                     color=colour(k), label=label)
     ax.set_xscale("log")
