@@ -947,14 +947,15 @@ def path_log_partition(
 ) -> xr.Dataset:
     """Estimate log Z of the last of ``models`` by AIS through all of them, the base-rate model first.
 
-    Temperature AIS (:func:`log_partition`) anneals ``beta E`` from a base-rate model to the RBM. On
-    an RBM trained on clustered data (a 784 x 500 MNIST RBM, dense or with NCG's 30-60 % density)
-    that path crosses a sharp, first-order-like transition: the chains fall into the modes within a
-    few betas and do not equilibrate across it, forward AIS moves by nats when the betas double, and
-    reverse AIS crosses the forward side. Along the training trajectory the same model grows its
-    modes one at a time, through continuous transitions, so a path through the models saved during
-    the run can be followed near equilibrium (Béreux, Decelle, Furtlehner, Rosset & Seoane 2025,
-    who estimate RBM log-likelihoods this way).
+    A path through the models saved along the RBM's training run (Béreux, Decelle, Furtlehner,
+    Rosset & Seoane 2025 estimate RBM log-likelihoods this way) meets the model's modes as training
+    grew them, instead of at the sharp transition that the temperature path (:func:`log_partition`)
+    crosses on RBMs trained on clustered data. It is no shortcut in general: what sets the AIS
+    bias is the path's length in the model's own metric, and a noisy run wanders. On a dense 784 x 500
+    RBM trained on 10,000 binarised MNIST images (PCD-10, learning rate 0.05, batches of 100, 200
+    epochs; 100 chains) the path through 140 log-spaced models of its run gave log Z 346 and 395 at 10,000 and 20,000 steps,
+    through 26 of them 660.5 and 662.3, and the temperature path (linear betas) 668.8 and 669.6: the
+    more of the trajectory, the farther from converged. Check a path by doubling ``n_steps``.
 
     The path: the base-rate model ``theta_0`` (visible biases ``a0``, no weights, hidden units
     uniform; ``log Z_0 = sum_i softplus(a0_i) + n_hidden log 2``), then the given models
