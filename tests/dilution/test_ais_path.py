@@ -150,3 +150,27 @@ def test_steps_follow_the_parameter_change():
 def test_bad_input_is_rejected(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call(random_path(2, 6, 4, seed=50))
+
+
+def test_the_models_of_a_training_run_pruned_midway_make_a_path_exact_at_each_model():
+    # What the README shows: models kept by a train callback, masks changing midway (magnitude
+    # pruning of half the connections after epoch 10), each running estimate against enumeration;
+    # 12 models x 2 sides at z_bound(24) = 3.9 SE.
+    from dilution.estimators import PCD
+    from dilution.pruning_rules import PruningProtocol
+    from dilution.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    proto = rng.random((3, 14)) < 0.5
+    data = (proto[rng.integers(0, 3, 300)] ^ (rng.random((300, 14)) < 0.05)).astype(float)  # 5 % flipped
+    cfg = TrainConfig(estimator=PCD(1), epochs=20, batch_size=20, learning_rate=0.1, checkpoints=11,
+                      rule=PruningProtocol(0.5, at_epochs=(10,)))
+    kept = []
+    train((14, 8), data, cfg, seed=3, callbacks=[lambda r: kept.append(r.model)])
+    assert len(kept) == 12 and kept[-1].n_connections == 56 and kept[0].n_connections == 112
+    ds = path_log_partition(kept, n_chains=200, n_steps=2000, data=data, seed=1, n_bootstrap=0)
+    z = z_bound(24)
+    misses = [(s, float(ds.log_z_base + ds.segment_log_ratio[s]), exact.log_partition(m)) for s, m in enumerate(kept)
+              if abs(float(ds.log_z_base + ds.segment_log_ratio[s]) - exact.log_partition(m))
+              > z * float(ds.segment_log_ratio_std[s])]
+    assert not misses, f"outside {z:.2f} SE of exact at (model, estimate, exact): {misses}"
