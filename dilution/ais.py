@@ -882,10 +882,10 @@ def path_kernel(v, log_w, ends, lambdas, keys, step0: int, transition_last: bool
     """Advance AIS chains along one straight segment ``theta(lambdas[0]) -> ... -> theta(lambdas[-1])``.
 
     ``ends`` is ``(w_a, wt_a, a_a, c_a, w_b, wt_b, a_b, c_b)``: the segment's end points, weights in
-    both orientations with padded rows (:func:`padded_weights`), all in one float
-    dtype. Step ``t`` (1-based within the call) draws from stream indices
-    ``(step0 + t - 1) * (n_hidden + n_visible) + u``, as :func:`ais_kernel` does, so
-    splitting a path into calls changes nothing. ``v`` and ``log_w`` are updated in place.
+    both orientations with padded rows (:func:`padded_weights`), all in one float dtype. Step ``t``
+    (1-based within the call) draws from stream indices ``(step0 + t - 1) * (n_hidden + n_visible) + u``,
+    as :func:`ais_kernel` does, so splitting a path into calls changes nothing. ``v`` and ``log_w``
+    are updated in place; ``buffers`` (optional) is scratch space reused between calls.
     """
     w_a, wt_a, a_a, c_a, w_b, wt_b, a_b, c_b = ends
     dt = w_a.dtype
