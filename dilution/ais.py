@@ -911,6 +911,17 @@ def _buffers(n_chains, n_visible, n_hidden, w_cols, wt_cols, dt):
             np.empty((n_chains, n_visible), dt))
 
 
+def _node(m: RBM, dt) -> tuple:
+    """A model's point on the path: effective weights ``W * mask``, visible and hidden biases, in ``dt``."""
+    return (m.weights * m.mask).astype(dt), m.visible_bias.astype(dt), m.hidden_bias.astype(dt)
+
+
+def _padded_node(node: tuple) -> tuple:
+    """``node`` as :func:`path_kernel` takes an end point: padded weights in both orientations, then biases."""
+    w, a, c = node
+    return (*padded_weights(RBM(w, a, c)), a, c)
+
+
 def _path_length(x: tuple, y: tuple) -> float:
     return math.sqrt(sum(float(np.sum((np.asarray(q, np.float64) - np.asarray(p, np.float64)) ** 2))
                          for p, q in zip(x, y)))
@@ -953,9 +964,10 @@ def path_log_partition(
     crosses on RBMs trained on clustered data. It is no shortcut in general: what sets the AIS
     bias is the path's length in the model's own metric, and a noisy run wanders. On a dense 784 x 500
     RBM trained on 10,000 binarised MNIST images (PCD-10, learning rate 0.05, batches of 100, 200
-    epochs; 100 chains) the path through 140 log-spaced models of its run gave log Z 346 and 395 at 10,000 and 20,000 steps,
-    through 26 of them 660.5 and 662.3, and the temperature path (linear betas) 668.8 and 669.6: the
-    more of the trajectory, the farther from converged. Check a path by doubling ``n_steps``.
+    epochs; 100 chains) the path through 140 log-spaced models of its run gave log Z 346 and 395 at
+    10,000 and 20,000 steps, through 26 of them 660.5 and 662.3, and the temperature path (linear
+    betas) 668.8 and 669.6: the more of the trajectory, the farther from converged. Check a path by
+    doubling ``n_steps``.
 
     The path: the base-rate model ``theta_0`` (visible biases ``a0``, no weights, hidden units
     uniform; ``log Z_0 = sum_i softplus(a0_i) + n_hidden log 2``), then the given models
@@ -1027,9 +1039,14 @@ def path_log_partition(
     dt = last.dtype
     a0 = base_rate_bias(data, last.n_visible).astype(dt)
     log_z_base = _log_z_base(a0, last.n_hidden)
-    nodes = [(np.zeros((last.n_visible, last.n_hidden), dt), a0, np.zeros(last.n_hidden, dt))]
-    nodes += [((m.weights * m.mask).astype(dt), m.visible_bias.astype(dt), m.hidden_bias.astype(dt)) for m in models]
-    lengths = np.array([_path_length(nodes[s], nodes[s + 1]) for s in range(len(models))])
+    base = (np.zeros((last.n_visible, last.n_hidden), dt), a0, np.zeros(last.n_hidden, dt))
+    # one model's parameters at a time: a run's few hundred 784 x 500 snapshots are held once, by the caller
+    lengths = np.empty(len(models))
+    previous = base
+    for s, m in enumerate(models):
+        current = _node(m, dt)
+        lengths[s] = _path_length(previous, current)
+        previous = current
     if (n_steps is None) == (steps is None):
         raise ValueError("give exactly one of n_steps (a total shared by parameter change) and steps (per segment)")
     if steps is None:
@@ -1048,8 +1065,8 @@ def path_log_partition(
     # the streams of log_partition's forward run: a one-model path is its run on linear betas
     keys = chain_keys(derive_seed(seed, "ais-forward"), n_chains)
     log_w = np.zeros(n_chains)
-    padded = [(*padded_weights(RBM(w, a, c)), a, c) for w, a, c in nodes]
-    buffers = _buffers(n_chains, last.n_visible, last.n_hidden, padded[0][0].shape[1], padded[0][1].shape[1], dt)
+    start = _padded_node(base)
+    buffers = _buffers(n_chains, last.n_visible, last.n_hidden, start[0].shape[1], start[1].shape[1], dt)
     work = n_chains * (last.n_visible + 2 * last.n_hidden) * last.n_hidden  # per step, as WORK_PER_SECOND counts
     chunk = max(1, int(WORK_PER_SECOND // max(work, 1)))
     segment_log_ratio = np.empty(len(models))
@@ -1058,7 +1075,8 @@ def path_log_partition(
     with progress_bar(total, "AIS along the path", enabled=progress,
                       expected_seconds=work * total / WORK_PER_SECOND) as bar:
         for s, k in enumerate(per_segment):
-            (w_a, wt_a, a_a, c_a), (w_b, wt_b, a_b, c_b) = padded[s], padded[s + 1]
+            end = _padded_node(_node(models[s], dt))
+            (w_a, wt_a, a_a, c_a), (w_b, wt_b, a_b, c_b) = start, end
             lam = np.linspace(0.0, 1.0, int(k) + 1)
             for lo in range(0, int(k), chunk):
                 hi = min(int(k), lo + chunk)
@@ -1067,6 +1085,7 @@ def path_log_partition(
                             step + lo, not final, buffers)
                 bar.update(hi - lo)
             step += int(k)
+            start = end
             running = weight_summary(log_w, n_bootstrap=0)
             segment_log_ratio[s], segment_std[s] = running["log_mean"], running["std"]
     summary = weight_summary(log_w, n_bootstrap=n_bootstrap, seed=seed)
