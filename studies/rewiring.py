@@ -186,12 +186,13 @@ def _digest(*parts) -> str:
 
 class _WorkDir:
     """The folder that makes :func:`mnist_comparison` resumable. Per training run ``<run>``:
-    ``<run>-state.nc`` (its latest training state), ``<run>-e<epochs>.nc`` (its model after that
-    many epochs) and ``<run>-e<epochs>-<key>.json`` (that model's scores under one evaluation,
-    ``key`` a digest of the evaluation's settings and of the run). Files are written atomically and checked on
-    reading: a state or model of another training run (config, seed or data) is refused, and a
-    score of another evaluation is not read, so a call with other evaluation settings scores the
-    kept models again without training."""
+    ``<run>-state.nc`` (its latest training state; ``<run>-aside-state.nc`` that of its re-run when
+    a smaller budget was asked after it), ``<run>-e<epochs>.nc`` (its model after that many
+    epochs) and ``<run>-e<epochs>-<key>.json`` (that model's scores under one evaluation, ``key`` a
+    digest of the evaluation's settings and of the run). Files are written atomically and
+    checked on reading: a state or model of another training run (config, seed or data) is
+    refused, and a score of another evaluation is not read, so a call with other evaluation
+    settings scores the kept models again without training."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -261,40 +262,56 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
                  run: str, save_every: int, log=None):
     """Yield ``(model, train_seconds)`` after each of ``stops`` (ascending epochs) of one training
     run: a model kept in ``store``, or the run's saved state continued (saved every
-    ``save_every`` epochs, each stop's model kept). A generator: the caller scores each model
-    before the run goes on. ``log`` (optional) receives a line per saved state."""
+    ``save_every`` epochs, each stop's model kept). A stop below the saved state whose model was
+    never kept (a smaller budget asked after a larger one) is reached by training the run again
+    from its start aside, in ``<run>-aside-state.nc``, leaving the saved state as it is: a run
+    resumed from its seed is the uninterrupted run, so the model is the one the run had there.
+    A generator: the caller scores each model before the run goes on. ``log`` (optional)
+    receives a line per saved state."""
     from dilution.training import extend, init_state, train
 
     if not stops:
         return
     run_key = _run_key(config, seed, data)
-    state = None
+    aside_run = f"{run}-aside"
+
+    def restored(name: str):
+        state = store.state(name, run_key) if store is not None else None
+        if state is None:
+            return init_state((data.shape[1], n_hidden), data, config, seed=seed)
+        if state.plan.epochs < config.epochs:  # a shorter plan of the same run (same key)
+            state = extend(state, config.epochs)
+        return state
+
+    state = aside = None
     for stop in stops:
         kept = store.model(run, stop, run_key) if store is not None else None
         if kept is not None:
             yield kept
             continue
         if state is None:
-            state = store.state(run, run_key) if store is not None else None
-            if state is None:
-                state = init_state((data.shape[1], n_hidden), data, config, seed=seed)
-            elif state.plan.epochs < config.epochs:  # a shorter plan of the same run (same key)
-                state = extend(state, config.epochs)
+            state = restored(run)
         per_epoch = state.plan.updates_per_epoch
+        name = run
         if state.step > stop * per_epoch:
-            raise RuntimeError(f"work_dir: run {run}'s saved training state is past epoch {stop}, whose model is "
-                               f"missing; remove {run}-state.nc to retrain the run")
+            if aside is None or aside.step > stop * per_epoch:
+                aside = restored(aside_run)
+                if aside.step > stop * per_epoch:  # an aside state of a larger stop: start again
+                    aside = init_state((data.shape[1], n_hidden), data, config, seed=seed)
+            state, aside, name = aside, state, aside_run  # train the aside run; the saved one waits
         while state.step < stop * per_epoch:
             until = stop if store is None else min(stop, (state.step // per_epoch // save_every + 1) * save_every)
             state = train(None, data, None, resume=state, until=until * per_epoch, progress=False).state
             if store is not None:
-                store.save_state(run, state, run_key)
+                store.save_state(name, state, run_key)
                 if log is not None:
-                    log(f"{run}: epoch {state.step // per_epoch} of {config.epochs} saved "
+                    log(f"{name}: epoch {state.step // per_epoch} of {config.epochs} saved "
                         f"({state.train_time:.0f} s of training)")
         if store is not None:
             store.save_model(run, stop, state.model, run_key, float(state.train_time))
         yield state.model, float(state.train_time)
+        if name == aside_run:
+            state, aside = aside, state
 
 
 def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[str, float]:
@@ -521,7 +538,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         other methods or seeds share the runs they have in common (two processes may work on
         disjoint method sets in one folder), and a call with a larger budget continues the runs
         of a smaller one (:func:`dilution.training.extend`; magnitude pruning, whose prune time
-        moves with the budget, trains anew). A state or model of another training run (config,
+        moves with the budget, trains anew), while a smaller budget asked after a larger one
+        trains the run again from its start, aside (its own saved state, the larger one's kept),
+        to the same model it had there. A state or model of another training run (config,
         seed or training data) is refused. Default: nothing is kept.
     save_every : int
         Epochs between saved training states with ``work_dir``.

@@ -121,6 +121,42 @@ def test_a_larger_budget_continues_the_runs_of_a_smaller_one(mnist, both, tmp_pa
         np.testing.assert_array_equal(doubled[name].values, both[name].values, err_msg=name)
 
 
+def test_a_smaller_budget_after_a_larger_one_trains_the_run_again_aside(mnist, both, tmp_path, monkeypatch):
+    # The 4-epoch states are kept; the 2-epoch models were never kept, so each run trains again
+    # from its start to epoch 2 in its aside state (killed after the first aside save, then
+    # resumed), and the models are the ones the runs had at epoch 2, bit for bit.
+    import dilution.training
+    from dilution.io import load_state
+
+    work = tmp_path / "work"
+    mnist_comparison(mnist, **TINY, epochs=4, work_dir=work)
+    with monkeypatch.context() as patch:
+        _crash_after(patch, "_WorkDir.save_state", 1)
+        with pytest.raises(KeyboardInterrupt):
+            mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
+    assert load_state(work / "deep-r-c0.2-s0-aside-state.nc").step == 2
+    starts = []
+    real_train = dilution.training.train
+    monkeypatch.setattr(dilution.training, "train",
+                        lambda *a, resume, **k: starts.append(resume.step) or real_train(*a, resume=resume, **k))
+    smaller = mnist_comparison(mnist, **TINY, epochs=(2, 4), work_dir=work, save_every=1)
+    # deep-r continues its aside run from epoch 1; static, dense and NCG re-run from 0 (two
+    # one-epoch calls each); magnitude's 2-epoch budget is a run of its own (prunes at epoch 1)
+    assert starts == [2, 0, 2, 0, 2, 0, 2, 0, 2]
+    for name in (*COMPARED, "train_log_likelihood"):
+        np.testing.assert_array_equal(smaller[name].values, both[name].values, err_msg=name)
+    for run in ("deep-r-c0.2-s0", "static-c0.2-s0", "dense-c0.2-s0", "ncg-p0.5-c0.2-s0"):
+        assert load_state(work / f"{run}-state.nc").step == 8  # the 4-epoch state is left as it was
+        assert load_state(work / f"{run}-aside-state.nc").step == 4
+    # a budget below the aside state too: the aside run starts again from 0
+    starts.clear()
+    smallest = mnist_comparison(mnist, **TINY, epochs=(1, 4), work_dir=work)
+    assert starts == [0, 0, 0, 0, 0]
+    alone = mnist_comparison(mnist, **TINY, epochs=1)
+    for name in COMPARED:
+        np.testing.assert_array_equal(smallest[name].sel({"epochs": 1}).values, alone[name].values, err_msg=name)
+
+
 def test_a_state_or_model_of_another_training_run_is_refused(mnist, tmp_path, capsys):
     work = tmp_path / "work"
     options = dict(**{**TINY, "ncg_densities": ()}, methods=("static",), epochs=(1, 2), work_dir=work)
