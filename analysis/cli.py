@@ -82,7 +82,8 @@ def register(subparsers) -> None:
                     help="the budget-doubling check: estimate log Z again, independently, with twice the betas in "
                     "the same shape, and record the doubled estimate, its standard error, the shift and "
                     "ais_log_z_converged (1 if |shift| <= 3 combined standard errors); warns when log Z moved, "
-                    "since a log Z is not a result until doubling the betas does not move it. "
+                    "since a log Z is not a result until doubling the betas does not move it (necessary, not "
+                    "sufficient: a slow creep can pass one doubling; run it at several --ais-betas). "
                     "Costs a forward run of twice the betas (about doubling the AIS time)")
     ev.add_argument("--classifier", type=Path,
                     help="digit-classifier cache (netCDF); trained on the MNIST training split of --data if missing")

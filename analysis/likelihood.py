@@ -104,7 +104,13 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         The budget-doubling check: a schedule with twice the betas of ``betas`` in the same shape
         (e.g. ``dilution.schedules.classic(2 * n)``) for a second, independent forward run (seed
         :func:`doubled_seed` of ``seed``, the same ``ais_options`` but no reverse run). A ``log Z``
-        that moves when the betas double is not converged at this budget.
+        that moves when the betas double is not converged at this budget. A passed check is
+        necessary, not sufficient: a forward estimate can creep by less than its noise per
+        doubling and still be low. Measured with 200 chains, classic betas and resampling: NCG
+        from p = 1 on a 784 x 500 MNIST RBM moved -0.02 nats from 160,000 to 320,000 betas (passed)
+        and +0.58 (2 SE) to 640,000; on a 784 x 20 MNIST RBM, whose log Z enumerates, the check
+        passed from 2,000 to 4,000 betas with both estimates 1.1 nats below the exact value (2.6
+        and 4.0 standard errors). Score several budgets in a row to see a creep.
     **ais_options
         Passed to :func:`dilution.ais.log_partition` (e.g. ``reverse=False``, ``resample=0.5``).
 
