@@ -166,6 +166,16 @@ def _check_ais(name: str, value) -> int:
     return int(value)
 
 
+def _seed_indices(seeds) -> list[int]:
+    values = list(np.atleast_1d(seeds)) if not isinstance(seeds, (str, bytes)) else None
+    if not values or any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) or x < 0
+                         for x in values):
+        raise ValueError(f"seeds must be a non-empty sequence of seed indices (integers >= 0), got {seeds!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds must not repeat an index, got {[int(x) for x in values]}")
+    return sorted(int(x) for x in values)
+
+
 def _budgets(value, name: str = "epochs", low: int = 1, what: str = "training budgets") -> tuple[int, ...]:
     """``epochs`` (or ``ais_betas``) of :func:`mnist_comparison` as sorted budgets, each >= ``low``."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -424,7 +434,8 @@ def _epoch_gains(unnormalised: list, test_log_likelihood: np.ndarray,
 
 
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
-                     n_hidden: int = 16, epochs: int = 20, n_train: int = 10000, n_test: int = 2000,
+                     seeds: Sequence[int] | None = None, n_hidden: int = 16, epochs: int = 20,
+                     n_train: int = 10000, n_test: int = 2000,
                      n_validation: int = 2000,
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,
                      ncg_densities: Sequence[float] = (), deep_r_alpha: float = 0.0,
@@ -455,6 +466,13 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         The ``mnist.npz`` file (or IDX folder).
     connectivities : sequence of float in (0, 1)
     n_seeds : int
+        Runs seed indices ``0 .. n_seeds - 1``.
+    seeds : sequence of int >= 0, optional
+        The seed indices to run instead (``n_seeds`` is then not read): a campaign's seeds split
+        over machines or processes, e.g. ``seeds=(2,)`` beside a call with ``n_seeds=2``, in one
+        ``work_dir`` or apart. An index gives the numbers a full call gives at that index (its
+        runs and evaluation draw from seeds derived from the index); the result's ``seed``
+        coordinate holds the indices, ascending, so ``xarray.concat`` over ``seed`` joins parts.
     n_hidden : int
         At most :data:`dilution.exact.MAX_UNITS` with ``likelihood="exact"``.
     epochs : int or sequence of int
@@ -592,7 +610,12 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from .spec import EvaluationSpec
 
     budgets = _budgets(epochs)
-    for name, value in (("n_seeds", n_seeds), ("n_hidden", n_hidden), ("n_train", n_train),
+    if seeds is None:
+        _check_count("n_seeds", n_seeds)
+        indices = list(range(n_seeds))
+    else:
+        indices = _seed_indices(seeds)
+    for name, value in (("n_hidden", n_hidden), ("n_train", n_train),
                         ("n_test", n_test), ("n_samples", n_samples), ("k", k), ("save_every", save_every)):
         _check_count(name, value)
     _check_count("n_validation", n_validation, low=0)
@@ -664,7 +687,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     common = dict(estimator=PCD(k=k), batch_size=100, learning_rate=learning_rate, checkpoints=1,
                   exact_log_likelihood=False, checkpoint_log_likelihood="none", dtype=dtype)
     scores = metric_variables(evaluations[0])
-    experiment = {"connectivities": conn, "n_seeds": n_seeds, "n_hidden": n_hidden,
+    experiment = {"connectivities": conn, **({"n_seeds": n_seeds} if seeds is None else {"seeds": indices}),
+                  "n_hidden": n_hidden,
                   "epochs": list(budgets) if not isinstance(epochs, (int, np.integer)) else int(epochs),
                   "n_train": n_train, "n_test": n_test, "learning_rate": learning_rate, "seed": seed}
     if n_validation != 2000:
@@ -700,7 +724,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                         classifier=None if classifier is None else (classifier.seed, classifier.training_data_sha256,
                                                                     repr(classifier.config)))
     scorings = [dict(evaluation=repr(evaluation), **fingerprints) for evaluation in evaluations]
-    shape = (len(labels), len(conn), n_seeds, len(budgets), len(beta_budgets))
+    shape = (len(labels), len(conn), len(indices), len(budgets), len(beta_budgets))
     extra = {
         "final_density": ("fraction of connections present after training (NCG: an outcome; deep-r: K / "
                           "(n_visible n_hidden); dense: 1)", "1"),
@@ -729,7 +753,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                 "log_partition_upper and its standard error unreliable): 1, else 0", "1")
     values = {name: np.full(shape, np.nan) for name in (*scores, *extra)}
     repeated = {"dense", *(ncg_label(p) for p in densities)}
-    for s in range(n_seeds):
+    for i, s in enumerate(indices):
         run_seed = _seed(seed, "studies.rewiring.mnist", s)
         for m, method in enumerate(labels):
             for c, connectivity in enumerate(conn[:1] if method in repeated else conn):
@@ -790,20 +814,20 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                 unnormalised[b] = log_likelihood(kept[0], test_x, 0.0)
                         for var, value in row.items():
                             if var in values:
-                                values[var][m, c, s, budgets.index(b), e] = value
+                                values[var][m, c, i, budgets.index(b), e] = value
                 if paired:
                     gain, se = _epoch_gains([unnormalised.get(b) for b in budgets],
-                                            values["test_log_likelihood"][m, c, s], values["log_partition_se"][m, c, s])
-                    values["epoch_gain"][m, c, s], values["epoch_gain_se"][m, c, s] = gain, se
+                                            values["test_log_likelihood"][m, c, i], values["log_partition_se"][m, c, i])
+                    values["epoch_gain"][m, c, i], values["epoch_gain_se"][m, c, i] = gain, se
             if method in repeated:
                 for array in values.values():
-                    array[m, :, s] = array[m, 0, s]
+                    array[m, :, i] = array[m, 0, i]
     coords = {
         "method": ("method", labels, {"long_name": "training method (dense and ncg-p*: one run per seed, repeated "
                                                    "along connectivity)", "units": "1"}),
         "connectivity": ("connectivity", np.array(conn), {"long_name": "fraction of connections kept: not used by "
                                                                        "dense and ncg-p*", "units": "1"}),
-        "seed": ("seed", np.arange(n_seeds), {"long_name": "seed index", "units": "1"}),
+        "seed": ("seed", np.array(indices), {"long_name": "seed index", "units": "1"}),
         "initial_density": ("method", np.array([np.nan] * (len(labels) - len(densities)) + densities),
                             {"long_name": "NCG initial connection density p (NaN for other methods)", "units": "1"}),
         "uses_connectivity": ("method", np.array([int(m not in repeated) for m in labels], dtype=np.int8),

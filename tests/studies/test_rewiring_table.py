@@ -293,10 +293,42 @@ def test_ais_with_resampling_agrees_with_exact_enumeration(mnist, table):
     (dict(deep_r_alpha=float("inf")), "deep_r_alpha must be a finite number >= 0"),
     (dict(deep_r_alpha="1e-4"), "deep_r_alpha must be a finite number >= 0"),
     (dict(deep_r_alpha=True), "deep_r_alpha must be a finite number >= 0"),
+    (dict(n_seeds=0), "n_seeds"),
+    (dict(seeds=()), r"seeds must be a non-empty sequence of seed indices \(integers >= 0\), got \(\)"),
+    (dict(seeds=(0, -1)), "seeds must be a non-empty sequence of seed indices"),
+    (dict(seeds=(1.0,)), "seeds must be a non-empty sequence of seed indices"),
+    (dict(seeds=(2, 0, 2)), r"seeds must not repeat an index, got \[2, 0, 2\]"),
 ])
 def test_bad_options_are_refused_before_any_work(options, match):
     with pytest.raises(ValueError, match=match):
         mnist_comparison("no-such-file.npz", **options)
+
+
+def test_seed_indices_run_alone_give_the_full_calls_numbers_and_share_its_work_dir(mnist, tmp_path, monkeypatch):
+    # A campaign's seeds split over two calls (one work_dir): index 1 alone is the full call's
+    # index 1, the parts concatenated along seed are the full call, and the full call in the
+    # same work_dir trains only what the part did not (dense and static runs of seed 0).
+    import xarray as xr
+
+    import studies.rewiring as rewiring
+
+    options = dict(**{**TINY, "n_seeds": 2}, methods=("static", "dense"))
+    full = mnist_comparison(mnist, **options)
+    work = tmp_path / "work"
+    part = mnist_comparison(mnist, **options, seeds=[1], work_dir=work)
+    assert list(part["seed"].values) == [1] and json.loads(part.attrs["experiment"])["seeds"] == [1]
+    assert "n_seeds" not in json.loads(part.attrs["experiment"])
+    joined = xr.concat([mnist_comparison(mnist, **options, seeds=(0,)), part], dim="seed")
+    for name in ("test_log_likelihood", "log_partition", "train_log_likelihood", "final_density"):
+        np.testing.assert_array_equal(part[name].values, full[name].sel({"seed": [1]}).values, err_msg=name)
+        np.testing.assert_array_equal(joined[name].values, full[name].values, err_msg=name)
+    trained = []
+    real = rewiring._train_stops
+    monkeypatch.setattr(rewiring, "_train_stops", lambda *a, **k: (a[4] and trained.append(a[6])) or real(*a, **k))
+    again = mnist_comparison(mnist, **options, work_dir=work)
+    assert sorted(trained) == ["dense-c0.2-s0", "static-c0.2-s0", "static-c0.5-s0"]
+    assert json.loads(again.attrs["experiment"])["n_seeds"] == 2
+    np.testing.assert_array_equal(again["test_log_likelihood"].values, full["test_log_likelihood"].values)
 
 
 def test_a_classifier_of_the_wrong_type_is_refused():
