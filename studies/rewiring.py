@@ -285,8 +285,9 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
     run_key = _run_key(config, seed, data)
     aside_run = f"{run}-aside"
 
-    def restored(name: str):
-        state = store.state(name, run_key) if store is not None else None
+    def restored(name: str | None):
+        """The saved state of ``name`` (``None``: none), else the run's initial state."""
+        state = store.state(name, run_key) if store is not None and name is not None else None
         if state is None:
             return init_state((data.shape[1], n_hidden), data, config, seed=seed)
         if state.plan.epochs < config.epochs:  # a shorter plan of the same run (same key)
@@ -307,7 +308,7 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
             if aside is None or aside.step > stop * per_epoch:
                 aside = restored(aside_run)
                 if aside.step > stop * per_epoch:  # an aside state of a larger stop: start again
-                    aside = init_state((data.shape[1], n_hidden), data, config, seed=seed)
+                    aside = restored(None)
             state, aside, name = aside, state, aside_run  # train the aside run; the saved one waits
         while state.step < stop * per_epoch:
             until = stop if store is None else min(stop, (state.step // per_epoch // save_every + 1) * save_every)
