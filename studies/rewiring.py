@@ -167,6 +167,7 @@ def _check_ais(name: str, value) -> int:
 
 
 def _seed_indices(seeds) -> list[int]:
+    """``seeds`` of :func:`mnist_comparison` as ascending seed indices, or a ValueError naming it."""
     values = list(np.atleast_1d(seeds)) if not isinstance(seeds, (str, bytes)) else None
     if not values or any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) or x < 0
                          for x in values):
@@ -285,16 +286,19 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
     run_key = _run_key(config, seed, data)
     aside_run = f"{run}-aside"
 
-    def restored(name: str | None):
-        """The saved state of ``name`` (``None``: none), else the run's initial state."""
-        state = store.state(name, run_key) if store is not None and name is not None else None
+    def fresh():
+        return init_state((data.shape[1], n_hidden), data, config, seed=seed)
+
+    def restored(name: str):
+        """The saved state of ``name``, else the run's initial state."""
+        state = store.state(name, run_key) if store is not None else None
         if state is None:
-            return init_state((data.shape[1], n_hidden), data, config, seed=seed)
+            return fresh()
         if state.plan.epochs < config.epochs:  # a shorter plan of the same run (same key)
             state = extend(state, config.epochs)
         return state
 
-    state = aside = None
+    state = aside = None  # the run's saved state and its re-run's, loaded when first needed
     for stop in stops:
         kept = store.model(run, stop, run_key) if store is not None else None
         if kept is not None:
@@ -303,26 +307,27 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
         if state is None:
             state = restored(run)
         per_epoch = state.plan.updates_per_epoch
-        name = run
-        if state.step > stop * per_epoch:
-            if aside is None or aside.step > stop * per_epoch:
-                aside = restored(aside_run)
-                if aside.step > stop * per_epoch:  # an aside state of a larger stop: start again
-                    aside = restored(None)
-            state, aside, name = aside, state, aside_run  # train the aside run; the saved one waits
-        while state.step < stop * per_epoch:
-            until = stop if store is None else min(stop, (state.step // per_epoch // save_every + 1) * save_every)
-            state = train(None, data, None, resume=state, until=until * per_epoch, progress=False).state
+        below = state.step > stop * per_epoch  # the saved state is past this stop: train the re-run
+        if below and (aside is None or aside.step > stop * per_epoch):
+            aside = restored(aside_run)
+            if aside.step > stop * per_epoch:  # the re-run's state is past this stop too: start again
+                aside = fresh()
+        name, current = (aside_run, aside) if below else (run, state)
+        while current.step < stop * per_epoch:
+            until = stop if store is None else min(stop, (current.step // per_epoch // save_every + 1) * save_every)
+            current = train(None, data, None, resume=current, until=until * per_epoch, progress=False).state
             if store is not None:
-                store.save_state(name, state, run_key)
+                store.save_state(name, current, run_key)
                 if log is not None:
-                    log(f"{name}: epoch {state.step // per_epoch} of {config.epochs} saved "
-                        f"({state.train_time:.0f} s of training)")
+                    log(f"{name}: epoch {current.step // per_epoch} of {config.epochs} saved "
+                        f"({current.train_time:.0f} s of training)")
+        if below:
+            aside = current
+        else:
+            state = current
         if store is not None:
-            store.save_model(run, stop, state.model, run_key, float(state.train_time))
-        yield state.model, float(state.train_time)
-        if name == aside_run:
-            state, aside = aside, state
+            store.save_model(run, stop, current.model, run_key, float(current.train_time))
+        yield current.model, float(current.train_time)
 
 
 def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[str, float]:
