@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +86,12 @@ def register(subparsers) -> None:
                     "since a log Z is not a result until doubling the betas does not move it (necessary, not "
                     "sufficient: a slow creep can pass one doubling; run it at several --ais-betas). "
                     "Costs a forward run of twice the betas (about doubling the AIS time)")
+    ev.add_argument("--ais-checkpoint", type=Path, metavar="FILE",
+                    help="make the AIS runs resumable: their chains are saved to FILE (.npz) every few minutes, "
+                    "at the end of each direction and on Ctrl-C; the same command run again continues from it "
+                    "and gives the uninterrupted run's numbers (a command with other AIS options, seed or model "
+                    "is refused). The --ais-doubling run keeps FILE's stem + '-doubled'. Worth it for runs of an "
+                    "hour or more, e.g. --ais-betas in the millions on a 784 x 500 model")
     ev.add_argument("--classifier", type=Path,
                     help="digit-classifier cache (netCDF); trained on the MNIST training split of --data if missing")
     ev.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -139,6 +146,7 @@ def evaluate(
     ais_resample: float = 0.0,
     ais_groups: int = 10,
     ais_doubling: bool = False,
+    ais_checkpoint: str | os.PathLike | None = None,
     classifier=None,
     progress: bool | None = None,
 ) -> xr.Dataset:
@@ -173,6 +181,9 @@ def evaluate(
         Also estimate ``log Z`` with twice the betas in the same shape (an independent forward run):
         adds ``ais_log_z_doubled``, ``ais_log_z_doubled_std``, ``ais_log_z_shift`` and
         ``ais_log_z_converged`` (:func:`analysis.likelihood.ais_log_likelihood`'s ``doubled_betas``).
+    ais_checkpoint : path, optional
+        Checkpoint file of the AIS runs (:func:`dilution.ais.log_partition`'s ``checkpoint``): an
+        interrupted call, made again, continues from it.
     classifier : analysis.classifier.DigitClassifier, optional
 
     Returns
@@ -202,7 +213,7 @@ def evaluate(
         part = likelihood.ais_log_likelihood(
             rbm, data, n_chains=ais_chains, seed=seed, betas=shape(n_betas), base_data=data,
             doubled_betas=shape(2 * n_betas) if ais_doubling else None, resample=ais_resample, n_groups=ais_groups,
-            progress=progress,
+            checkpoint=ais_checkpoint, progress=progress,
         )
         part.attrs["ais_schedule"] = ais_schedule
         parts.append(_prefixed(part, "ais"))
@@ -241,6 +252,10 @@ def _run(args: argparse.Namespace) -> int:
     ais_resample = check_resampling(args.ais_resample, args.ais_groups, ais_chains,
                                     names=("--ais-resample", "--ais-groups", "--ais-chains"))
     seed = check_int("--seed", args.seed, low=0)
+    checkpoint = args.ais_checkpoint
+    if checkpoint is not None and (checkpoint.is_dir() or not checkpoint.absolute().parent.is_dir()):
+        raise ValueError(f"--ais-checkpoint {checkpoint} must be a file in an existing folder, e.g. "
+                         "runs/mnist-seed0/ais-checkpoint.npz")
     path = args.model
     if path.is_dir():
         if not (path / "model.nc").is_file():
@@ -257,12 +272,18 @@ def _run(args: argparse.Namespace) -> int:
     classifier = None
     if args.classifier is not None:
         classifier = _classifier(args.classifier, args.data, seed, progress=False if args.quiet else None)
-    result = evaluate(
-        model, data, n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, ais=args.ais,
-        ais_chains=ais_chains, ais_betas=args.ais_betas, ais_schedule=args.ais_schedule, ais_resample=ais_resample,
-        ais_groups=args.ais_groups, ais_doubling=args.ais_doubling, classifier=classifier,
-        progress=False if args.quiet else None,
-    )
+    try:
+        result = evaluate(
+            model, data, n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, ais=args.ais,
+            ais_chains=ais_chains, ais_betas=args.ais_betas, ais_schedule=args.ais_schedule,
+            ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=args.ais_doubling,
+            ais_checkpoint=checkpoint, classifier=classifier, progress=False if args.quiet else None,
+        )
+    except BaseException:
+        if checkpoint is not None and checkpoint.exists():
+            print(f"dilution evaluate: the AIS chains are saved in {checkpoint}; the same command continues "
+                  "from them", file=sys.stderr)
+        raise
     result.attrs.update(provenance(model=str(path.absolute()), data=described, seed=seed))
     io.save(result, output)
     _print(result)

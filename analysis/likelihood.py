@@ -9,6 +9,9 @@ on the true one; its uncertainty is the AIS standard error of ``log Z``, common 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import xarray as xr
 
@@ -18,7 +21,8 @@ from dilution.model import RBM
 from dilution.rng import derive_seed
 from dilution.validation import check_binary
 
-__all__ = ["exact_log_likelihood", "ais_log_likelihood", "log_likelihood", "doubled_seed", "CONVERGED_SIGMAS"]
+__all__ = ["exact_log_likelihood", "ais_log_likelihood", "log_likelihood", "doubled_seed", "doubled_checkpoint",
+           "CONVERGED_SIGMAS"]
 
 # Two independent estimates of one log Z differ by more than 3 combined standard errors with
 # probability 0.3 % (normal errors): a larger shift when the betas double is the schedule's bias.
@@ -112,7 +116,9 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         passed from 2,000 to 4,000 betas with both estimates 1.1 nats below the exact value (2.6
         and 4.0 standard errors). Score several budgets in a row to see a creep.
     **ais_options
-        Passed to :func:`dilution.ais.log_partition` (e.g. ``reverse=False``, ``resample=0.5``).
+        Passed to :func:`dilution.ais.log_partition` (e.g. ``reverse=False``, ``resample=0.5``,
+        ``checkpoint="ais.npz"``). With a ``checkpoint``, the doubling run keeps its own beside it
+        (:func:`doubled_checkpoint`).
 
     Returns
     -------
@@ -145,8 +151,11 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
              "ais_resample": float(est.attrs["resample"]), "ais_n_groups": int(est.attrs["n_groups"])}
     if doubled_betas is not None:
         seed_doubled = doubled_seed(seed)
+        options = {**ais_options, "reverse": False}
+        if options.get("checkpoint") is not None:
+            options["checkpoint"] = doubled_checkpoint(options["checkpoint"])
         doubled = ais.log_partition(rbm, n_chains=n_chains, betas=doubled_betas, data=base_data, seed=seed_doubled,
-                                    **{**ais_options, "reverse": False})
+                                    **options)
         log_z_doubled = float(doubled["log_z"])
         doubled_std = float(doubled["log_z_std"])
         shift = log_z_doubled - log_z
@@ -163,6 +172,12 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         )
         attrs.update(ais_n_betas_doubled=int(doubled.attrs["n_betas"]), ais_seed_doubled=int(seed_doubled))
     return _dataset(-f - log_z, log_z, "AIS", extra, attrs)
+
+
+def doubled_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint file of the budget-doubling run of :func:`ais_log_likelihood`: ``<stem>-doubled<suffix>``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-doubled{path.suffix}")
 
 
 def doubled_seed(seed: int) -> int:

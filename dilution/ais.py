@@ -35,9 +35,14 @@ straight line from the base-rate model to the RBM is the temperature path above.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -45,6 +50,7 @@ from numba import njit, prange
 
 from .conditionals import free_energy, hidden_field, visible_half_sweep
 from .gibbs import sample as gibbs_sample
+from .io import atomic_write
 from .model import RBM
 from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
@@ -61,6 +67,7 @@ __all__ = [
     "ais_kernel",
     "weight_summary",
     "check_resampling",
+    "CHECKPOINT_EVERY",
     "DegenerateWeightsWarning",
     "DegenerateReverseWeightsWarning",
     "LOW_ESS_FRACTION",
@@ -294,24 +301,32 @@ def weight_summary(log_w, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str
     return out
 
 
-def _run(rbm: RBM, v, betas, a0, keys, *, desc: str, progress) -> tuple[np.ndarray, np.ndarray]:
-    """Drive ``ais_kernel`` over the whole schedule in chunks that keep the progress bar alive."""
+def _run(rbm: RBM, v, betas, a0, keys, *, desc: str, progress, start: int = 0, log_w=None,
+         saver: _Saver | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Drive ``ais_kernel`` over the schedule in chunks that keep the progress bar alive.
+
+    A resumed run passes the ``start`` step, the chains' states ``v`` and ``log_w`` there; after
+    every chunk ``saver`` (if any) is offered ``step``, ``v`` and ``log_w``.
+    """
     dt = rbm.dtype
     w, w_t = padded_weights(rbm)
     a0 = a0.astype(dt)
     n_chains = v.shape[0]
-    log_w = np.zeros(n_chains)
+    log_w = np.zeros(n_chains) if log_w is None else log_w
     n_steps = betas.size - 1
     work = n_chains * (rbm.n_visible + rbm.n_hidden) * rbm.n_hidden  # per step, as WORK_PER_SECOND counts it
     chunk = max(1, min(n_steps, int(WORK_PER_SECOND // max(work, 1))))  # about a second per call
-    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * n_steps / WORK_PER_SECOND) as bar:
-        for s in range(0, n_steps, chunk):
+    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * (n_steps - start) / WORK_PER_SECOND,
+                      initial=start) as bar:
+        for s in range(start, n_steps, chunk):
             e = min(n_steps, s + chunk)
             v, log_w = ais_kernel(
                 v, log_w, w, w_t, rbm.visible_bias, rbm.hidden_bias, a0, betas[s : e + 1], keys, s + 1, e < n_steps,
                 dt == np.float32,
             )
             bar.update(e - s)
+            if saver is not None:
+                saver.offer(step=e, v=v, log_w=log_w)
     return v, log_w
 
 
@@ -358,7 +373,8 @@ def check_resampling(resample, n_groups, n_chains: int, *,
 
 
 def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, seed: int, desc: str,
-             progress) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+             progress, start: int = 0, log_w=None, log_ratio=None, n_resamples=None,
+             saver: _Saver | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """AIS with adaptive resampling (an SMC sampler) in ``n_groups`` independent populations.
 
     The schedule is walked in blocks of ``ceil(K / RESAMPLE_CHECKS)`` steps. After a block (not
@@ -368,6 +384,10 @@ def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, s
     Each chain keeps its own random key, so a copied state moves on independently. The
     population's estimate of ``Z / Z_0`` (the product of its stage means) is unbiased
     (Del Moral, Doucet & Jasra 2006).
+
+    A resumed run passes ``start`` (a block boundary) and the state there: ``v``, ``log_w``,
+    ``log_ratio`` and ``n_resamples``; after every block's resampling ``saver`` (if any) is offered
+    that state.
 
     Returns
     -------
@@ -383,14 +403,16 @@ def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, s
     a0 = a0.astype(dt)
     n_chains = v.shape[0]
     size = n_chains // n_groups
-    log_w = np.zeros(n_chains)
-    log_ratio = np.zeros(n_groups)
-    n_resamples = np.zeros(n_groups, dtype=np.int64)
+    log_w = np.zeros(n_chains) if log_w is None else log_w
+    log_ratio = np.zeros(n_groups) if log_ratio is None else log_ratio
+    n_resamples = np.zeros(n_groups, dtype=np.int64) if n_resamples is None else n_resamples
     n_steps = betas.size - 1
     block = -(-n_steps // RESAMPLE_CHECKS)
     work = n_chains * (rbm.n_visible + rbm.n_hidden) * rbm.n_hidden
-    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * n_steps / WORK_PER_SECOND) as bar:
-        for b, s in enumerate(range(0, n_steps, block)):
+    with progress_bar(n_steps, desc, enabled=progress, expected_seconds=work * (n_steps - start) / WORK_PER_SECOND,
+                      initial=start) as bar:
+        for s in range(start, n_steps, block):
+            b = s // block
             e = min(n_steps, s + block)
             v, log_w = ais_kernel(
                 v, log_w, w, w_t, rbm.visible_bias, rbm.hidden_bias, a0, betas[s : e + 1], keys, s + 1, e < n_steps,
@@ -409,9 +431,90 @@ def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, s
                 v[part] = v[ancestors]
                 log_w[part] = 0.0
                 n_resamples[g] += 1
+            if saver is not None:
+                saver.offer(step=e, v=v, log_w=log_w, log_ratio=log_ratio, n_resamples=n_resamples)
     for g in range(n_groups):
         log_ratio[g] += _log_mean_exp(log_w[g * size : (g + 1) * size])
     return v, log_w, log_ratio, n_resamples
+
+
+# A checkpoint's layout; a file of another version is refused, not misread.
+CHECKPOINT_VERSION = 1
+
+# log_partition's default: a checkpoint is written at most this often (seconds).
+CHECKPOINT_EVERY = 300.0
+
+
+def _digest(*arrays) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes: a run's inputs, compared on resume."""
+    h = hashlib.sha256()
+    for x in arrays:
+        x = np.ascontiguousarray(x)
+        h.update(f"{x.dtype.str}{x.shape}".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()
+
+
+class _Saver:
+    """The checkpoint file of one :func:`log_partition` call: what it must match, and when to write.
+
+    ``fixed`` holds the arrays of finished phases (written with every save); ``offer`` takes the
+    running phase's state, copies it as the latest consistent one, and writes when ``every``
+    seconds have passed since the last write; ``flush`` writes the latest state now.
+    """
+
+    def __init__(self, path: Path, identity: dict, every: float) -> None:
+        self.path, self.identity, self.every = path, identity, every
+        self.fixed: dict[str, np.ndarray] = {}
+        self.phase = ""
+        self._latest: dict[str, np.ndarray] | None = None
+        self._written = time.monotonic()
+
+    def load(self) -> dict[str, np.ndarray]:
+        """The saved arrays, or {} when there is no file; a file of another run is refused."""
+        if not self.path.exists():
+            return {}
+        again = "pass another checkpoint path, or delete the file to start again"
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                saved = {k: f[k] for k in f.files}
+            identity = json.loads(str(saved.pop("identity")))
+        except Exception as err:  # any unreadable file gets the same clear message
+            raise ValueError(f"checkpoint {self.path} is not an AIS checkpoint this version can read "
+                             f"({type(err).__name__}: {err}); {again}") from None
+        differ = []
+        for key in sorted(set(identity) | set(self.identity)):
+            there, here = identity.get(key), self.identity.get(key)
+            if there != here:
+                digest = isinstance(here, str) and len(here) == 64  # an array's, not worth printing
+                differ.append(f"different {key}" + ("" if digest else f": {there!r} there, {here!r} here"))
+        if differ:
+            raise ValueError(f"checkpoint {self.path} belongs to another AIS run ({'; '.join(differ)}); {again}")
+        return saved
+
+    def start(self, phase: str) -> None:
+        self.phase, self._latest = phase, None
+
+    def offer(self, **state) -> None:
+        self._latest = {f"{self.phase}_{k}": np.array(x, copy=True) for k, x in state.items()}
+        if time.monotonic() - self._written >= self.every:
+            self._write(self._latest)
+
+    def finish(self, **arrays) -> None:
+        """The running phase is done: keep its results and write them now."""
+        self.fixed.update(arrays)
+        self._latest = None
+        self._write({})
+
+    def flush(self) -> None:
+        if self._latest is not None:
+            self._write(self._latest)
+
+    def _write(self, running: dict[str, np.ndarray]) -> None:
+        with atomic_write(self.path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, identity=np.array(json.dumps(self.identity)), phase=np.array(self.phase),
+                     **self.fixed, **running)
+        self._written = time.monotonic()
 
 
 def _log_z_base(a0_model: np.ndarray, n_hidden: int) -> float:
@@ -450,6 +553,8 @@ def log_partition(
     n_groups: int = 10,
     n_bootstrap: int = 1000,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY,
 ) -> xr.Dataset:
     """Estimate log Z of an RBM by forward AIS, with a reverse-AIS bound from the other side.
 
@@ -493,6 +598,16 @@ def log_partition(
         Bootstrap resamples for ``*_bootstrap_std`` and the confidence interval.
     progress : bool, optional
         Progress bar with ETA; default when the run is long and stderr is a terminal.
+    checkpoint : path, optional
+        A file (``.npz``) that makes a long run resumable: the chains' states are written to it,
+        atomically, at most every ``checkpoint_every`` seconds, at the end of each direction, and
+        on Ctrl-C or an exception (a killed process keeps the last periodic write). A call that
+        finds the file continues from it and returns what the uninterrupted run returns, bit for
+        bit; one that finds it finished only recomputes the summaries. The file records the model,
+        the schedule and every option that changes a draw, and a call with different ones is
+        refused rather than mixed with it. It is left in place.
+    checkpoint_every : float >= 0
+        Seconds between checkpoint writes (0: after every chunk of work, about a second).
 
     Returns
     -------
@@ -519,6 +634,14 @@ def log_partition(
     check_int("n_bootstrap", n_bootstrap, low=0)
     resample = check_resampling(resample, n_groups, n_chains)
     schedule = classic() if betas is None else check_schedule(betas)
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir() or not checkpoint.parent.is_dir():
+            raise ValueError(f"checkpoint must be a file in an existing folder (e.g. ais-checkpoint.npz), "
+                             f"got {str(checkpoint)!r}")
+        number = isinstance(checkpoint_every, (int, float, np.integer, np.floating))
+        if isinstance(checkpoint_every, bool) or not number or not checkpoint_every >= 0:
+            raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
     dt = rbm.dtype
     a0 = base_rate_bias(data, rbm.n_visible)
     if reverse and reverse_init is not None:
@@ -528,15 +651,72 @@ def log_partition(
     a0_model = a0.astype(dt)  # the chains see the bias in the model dtype; log Z_0 must match it
     log_z_base = _log_z_base(a0_model, rbm.n_hidden)
 
-    rng = np.random.default_rng(derive_seed(seed, "ais-init"))
-    p0 = 1.0 / (1.0 + np.exp(-a0_model.astype(np.float64)))
-    v0 = (rng.random((n_chains, rbm.n_visible)) < p0).astype(dt)
+    saver, saved = None, {}
+    if checkpoint is not None:
+        identity = {
+            "version": CHECKPOINT_VERSION, "model": _digest(rbm.weights, rbm.mask, rbm.visible_bias, rbm.hidden_bias),
+            "betas": _digest(schedule), "base_bias": _digest(a0_model), "n_chains": int(n_chains), "seed": int(seed),
+            "resample": resample, "n_groups": int(n_groups) if resample else 0, "reverse": bool(reverse),
+            "reverse_start": ("none" if not reverse else _digest(start_rev) if reverse_init is not None
+                              else f"forward end states + {reverse_burn_in} Gibbs sweeps"),
+        }
+        saver = _Saver(checkpoint, identity, float(checkpoint_every))
+        saved = saver.load()
     keys = chain_keys(derive_seed(seed, "ais-forward"), n_chains)
+    keys_rev = chain_keys(derive_seed(seed, "ais-reverse"), n_chains)
+    try:
+        if "forward_done" in saved:
+            v_end, log_w = saved["forward_v_end"], saved["forward_log_w"]
+            group_log_ratio, n_resamples = saved["forward_group_log_ratio"], saved["forward_n_resamples"]
+        else:
+            if saver is not None:
+                saver.start("forward")
+            if "forward_step" in saved:
+                start, v0 = int(saved["forward_step"]), saved["forward_v"]
+            else:
+                start = 0
+                rng = np.random.default_rng(derive_seed(seed, "ais-init"))
+                p0 = 1.0 / (1.0 + np.exp(-a0_model.astype(np.float64)))
+                v0 = (rng.random((n_chains, rbm.n_visible)) < p0).astype(dt)
+            resumed = {"start": start, "log_w": saved.get("forward_log_w"), "saver": saver}
+            if resample:
+                v_end, log_w, group_log_ratio, n_resamples = _run_smc(
+                    rbm, v0, schedule, a0_model, keys, n_groups=n_groups, threshold=resample, seed=seed,
+                    desc="AIS forward (resampling)", progress=progress, log_ratio=saved.get("forward_log_ratio"),
+                    n_resamples=saved.get("forward_n_resamples"), **resumed,
+                )
+            else:
+                v_end, log_w = _run(rbm, v0, schedule, a0_model, keys, desc="AIS forward", progress=progress,
+                                    **resumed)
+                group_log_ratio, n_resamples = np.zeros(0), np.zeros(0, dtype=np.int64)
+            if saver is not None:
+                saver.finish(forward_done=np.array(True), forward_v_end=v_end, forward_log_w=log_w,
+                             forward_group_log_ratio=group_log_ratio, forward_n_resamples=n_resamples)
+        if not reverse:
+            log_w_rev = None
+        elif "reverse_done" in saved:
+            log_w_rev = saved["reverse_log_w_end"]
+        else:
+            if saver is not None:
+                saver.start("reverse")
+            if "reverse_step" in saved:
+                start, start_rev = int(saved["reverse_step"]), saved["reverse_v"]
+            else:
+                start = 0
+                if reverse_init is None:
+                    start_rev = v_end
+                    if reverse_burn_in:
+                        start_rev = gibbs_sample(rbm, n_chains, reverse_burn_in, seed=seed, init=v_end,
+                                                 progress=progress)
+            _, log_w_rev = _run(rbm, start_rev, schedule[::-1].copy(), a0_model, keys_rev, desc="AIS reverse",
+                                progress=progress, start=start, log_w=saved.get("reverse_log_w"), saver=saver)
+            if saver is not None:
+                saver.finish(reverse_done=np.array(True), reverse_log_w_end=log_w_rev)
+    except BaseException:  # Ctrl-C (perhaps wrapped by numba in a SystemError), or a failure
+        if saver is not None:
+            saver.flush()  # the last consistent state: the work done so far is kept
+        raise
     if resample:
-        v_end, log_w, group_log_ratio, n_resamples = _run_smc(
-            rbm, v0, schedule, a0_model, keys, n_groups=n_groups, threshold=resample, seed=seed,
-            desc="AIS forward (resampling)", progress=progress,
-        )
         fwd = weight_summary(group_log_ratio, n_bootstrap=n_bootstrap, seed=seed)
         if fwd["ess"] < 0.5 * n_groups:
             warnings.warn(
@@ -547,7 +727,6 @@ def log_partition(
                 stacklevel=2,
             )
     else:
-        v_end, log_w = _run(rbm, v0, schedule, a0_model, keys, desc="AIS forward", progress=progress)
         fwd = weight_summary(log_w, n_bootstrap=n_bootstrap, seed=seed)
         _warn_if_degenerate(fwd["ess"], n_chains, "forward")
 
@@ -577,16 +756,9 @@ def log_partition(
     reverse_source = "none"
     if reverse:
         if reverse_init is None:
-            start_rev = v_end
-            if reverse_burn_in:
-                start_rev = gibbs_sample(rbm, n_chains, reverse_burn_in, seed=seed, init=v_end, progress=progress)
             reverse_source = f"forward AIS end states + {reverse_burn_in} Gibbs sweeps (approximate samples)"
         else:
             reverse_source = "user-supplied reverse_init"
-        keys_rev = chain_keys(derive_seed(seed, "ais-reverse"), n_chains)
-        _, log_w_rev = _run(
-            rbm, start_rev, schedule[::-1].copy(), a0_model, keys_rev, desc="AIS reverse", progress=progress
-        )
         rev = weight_summary(log_w_rev, n_bootstrap=n_bootstrap, seed=seed + 1)  # a bootstrap stream of its own
         _warn_if_degenerate(rev["ess"], n_chains, "reverse")
         ds["log_z_upper"] = _var(

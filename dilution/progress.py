@@ -49,10 +49,11 @@ class LineProgress:
         Lines printed over the whole run (the last one at 100 %).
     """
 
-    def __init__(self, total: int, desc: str, file: IO[str], lines: int = LINES_PER_RUN) -> None:
+    def __init__(self, total: int, desc: str, file: IO[str], lines: int = LINES_PER_RUN, initial: int = 0) -> None:
         self.total, self.desc, self.file, self.lines = max(int(total), 0), desc, file, lines
-        self.n = 0
-        self._printed = 0  # how many of the ``lines`` marks have been reported
+        self.n = self._initial = int(initial)
+        # how many of the ``lines`` marks have been reported (none for the work done before a resume)
+        self._printed = min(self.n * lines // self.total, lines) if self.total else 0
         self._start = time.perf_counter()
 
     def update(self, n: int = 1) -> None:
@@ -64,7 +65,8 @@ class LineProgress:
             self._printed = mark
             elapsed = time.perf_counter() - self._start
             done = min(self.n, self.total)
-            eta = elapsed * (self.total - done) / done if done else float("nan")
+            ran = done - self._initial  # the rate is that of this process, not of the resumed work
+            eta = elapsed * (self.total - done) / ran if ran > 0 else float("nan")
             print(f"{self.desc}: {100 * done // self.total:3d}% ({done}/{self.total}), "
                   f"{_duration(elapsed)} elapsed, {_duration(eta)} left", file=self.file, flush=True)
 
@@ -86,9 +88,12 @@ class _Silent:
 @contextmanager
 def progress_bar(
     total: int, desc: str, *, enabled: bool | None = None, expected_seconds: float | None = None,
-    file: IO[str] | None = None,
+    file: IO[str] | None = None, initial: int = 0,
 ) -> Iterator[Progress]:
     """A progress report on ``file`` (default stderr): a tqdm bar with ETA on a terminal, else plain lines.
+
+    ``initial`` units of ``total`` were done before (a resumed run): the report starts there and
+    its ETA counts only the work done since.
 
     ``enabled=None`` reports unless the run is expected to be short (``expected_seconds`` below
     ``QUIET_BELOW_SECONDS``); ``False`` is silent; ``True`` always reports. When ``file`` is not a
@@ -102,9 +107,9 @@ def progress_bar(
         return
     isatty = getattr(stream, "isatty", None)
     if isatty is None or not isatty():
-        yield LineProgress(total, desc, stream)
+        yield LineProgress(total, desc, stream, initial=initial)
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc=desc, file=stream, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=desc, file=stream, leave=False, dynamic_ncols=True, initial=initial) as bar:
         yield bar

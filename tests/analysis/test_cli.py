@@ -85,6 +85,9 @@ def test_evaluate_rejects_data_of_the_wrong_width(saved, capsys):
          "--ais-chains (100) must be a multiple of --ais-groups (3) with at least 2 chains per population when "
          "--ais-resample > 0"),
         (["--ais-groups", "1"], "--ais-groups must be an integer >= 2, got 1"),
+        (["--ais-checkpoint", "."], "--ais-checkpoint . must be a file in an existing folder"),
+        (["--ais-checkpoint", "no-such-folder/ais.npz"],
+         "--ais-checkpoint no-such-folder/ais.npz must be a file in an existing folder"),
     ],
 )
 def test_evaluate_checks_flags_before_computing_anything(saved, capsys, flags, message):
@@ -308,3 +311,40 @@ def test_evaluate_ais_doubling_flags_an_under_resolved_log_z(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (f"warning: log Z moved by {shift:+.3g} nats when the betas doubled: not converged at this budget; "
             "use more betas (5 -> 10 betas;") in err
+
+
+def test_evaluate_ais_interrupted_with_a_checkpoint_continues_to_the_uninterrupted_numbers(easy, capsys,
+                                                                                       monkeypatch):
+    _, _, _, tmp = easy
+    flags = ("--ais-betas", "200", "--ais-chains", "20", "--ais-resample", "0.5", "--ais-groups", "5",
+             "--ais-doubling")
+    reference = _evaluate_ais(tmp, *flags)
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta, so that Ctrl-C can land anywhere
+    kernel, calls = ais.ais_kernel, []
+
+    def interrupted(*args):
+        calls.append(1)
+        # after the forward and reverse runs (199 calls each), in the doubled run: 399 steps in 200 calls, since
+        # resampling walks the schedule in blocks of ceil(399 / RESAMPLE_CHECKS) = 2 steps
+        if len(calls) == 2 * 199 + 150:
+            raise KeyboardInterrupt
+        return kernel(*args)
+
+    monkeypatch.setattr(ais, "ais_kernel", interrupted)
+    checkpoint = tmp / "ais.npz"
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "20", "--n-sweeps", "2",
+            "--quiet", "--ais", *flags, "--ais-checkpoint", str(checkpoint)]
+    (tmp / "m-evaluation.nc").unlink()
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"the AIS chains are saved in {checkpoint}; the same command continues from them" in err
+    assert checkpoint.exists() and (tmp / "ais-doubled.npz").exists() and not (tmp / "m-evaluation.nc").exists()
+
+    calls.clear()
+    monkeypatch.setattr(ais, "ais_kernel", lambda *args: (calls.append(1), kernel(*args))[1])
+    assert main(argv) == 0
+    assert len(calls) == 200 - 149  # only the doubled run's remaining blocks ran
+    resumed = dilution.load(tmp / "m-evaluation.nc")
+    for name in reference.data_vars:
+        if name.startswith("ais_"):
+            xr.testing.assert_identical(resumed[name], reference[name])

@@ -49,3 +49,24 @@ def test_disabled_or_short_runs_are_silent(kwargs):
         with progress_bar(100, "x", file=stream, **kwargs) as bar:
             bar.update(100)
         assert stream.getvalue() == ""
+
+
+def test_a_resumed_run_reports_from_where_it_was_and_times_only_its_own_work(monkeypatch):
+    clock = iter(range(0, 1000, 10))  # each reading of the clock is 10 s after the last
+    monkeypatch.setattr("dilution.progress.time.perf_counter", lambda: next(clock))
+    log = io.StringIO()
+    with progress_bar(10_000, "AIS", file=log, initial=5_000) as bar:
+        for _ in range(5):
+            bar.update(1_000)
+    lines = log.getvalue().splitlines()
+    # only the marks still ahead (60 % .. 100 %), and the ETA at 60 % is 4,000 more units at the
+    # 1,000 units per 10 s this process ran (40 s), not at the 6,000 per 10 s of counting the resumed work
+    assert [line.split("%")[0].split(":")[1].strip() for line in lines] == ["60", "70", "80", "90", "100"]
+    assert lines[0] == "AIS:  60% (6000/10000), 0:10 elapsed, 0:40 left"
+
+
+def test_a_resumed_terminal_bar_starts_at_its_initial_count():
+    term = _Terminal()
+    with progress_bar(100, "AIS", file=term, initial=40) as bar:
+        bar.update(10)
+    assert "40/100" in term.getvalue()  # tqdm draws its first frame at the resumed count, not at 0/100
