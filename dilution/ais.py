@@ -68,6 +68,7 @@ __all__ = [
     "weight_summary",
     "check_resampling",
     "CHECKPOINT_EVERY",
+    "CheckpointMismatchError",
     "DegenerateWeightsWarning",
     "DegenerateReverseWeightsWarning",
     "LOW_ESS_FRACTION",
@@ -95,6 +96,10 @@ class DegenerateWeightsWarning(RuntimeWarning):
 
 class DegenerateReverseWeightsWarning(DegenerateWeightsWarning):
     """The reverse AIS weights are degenerate (the forward estimate may still be sound)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A :func:`log_partition` checkpoint file that cannot serve this call: another run's, or unreadable."""
 
 
 @njit(inline="always", cache=True)
@@ -480,7 +485,7 @@ class _Saver:
                 saved = {k: f[k] for k in f.files}
             identity = json.loads(str(saved.pop("identity")))
         except Exception as err:  # any unreadable file gets the same clear message
-            raise ValueError(f"checkpoint {self.path} is not an AIS checkpoint this version can read "
+            raise CheckpointMismatchError(f"checkpoint {self.path} is not an AIS checkpoint this version can read "
                              f"({type(err).__name__}: {err}); {again}") from None
         differ = []
         for key in sorted(set(identity) | set(self.identity)):
@@ -489,7 +494,8 @@ class _Saver:
                 digest = isinstance(here, str) and len(here) == 64  # an array's, not worth printing
                 differ.append(f"different {key}" + ("" if digest else f": {there!r} there, {here!r} here"))
         if differ:
-            raise ValueError(f"checkpoint {self.path} belongs to another AIS run ({'; '.join(differ)}); {again}")
+            raise CheckpointMismatchError(f"checkpoint {self.path} belongs to another AIS run ({'; '.join(differ)}); "
+                                          f"{again}")
         return saved
 
     def start(self, phase: str) -> None:
@@ -605,7 +611,7 @@ def log_partition(
         finds the file continues from it and returns what the uninterrupted run returns, bit for
         bit; one that finds it finished only recomputes the summaries. The file records the model,
         the schedule and every option that changes a draw, and a call with different ones is
-        refused rather than mixed with it. It is left in place.
+        refused (:class:`CheckpointMismatchError`) rather than mixed with it. It is left in place.
     checkpoint_every : float >= 0
         Seconds between checkpoint writes (0: after every chunk of work, about a second).
 

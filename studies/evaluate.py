@@ -26,6 +26,7 @@ The optional metrics (:data:`studies.spec.METRICS`):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -166,8 +167,10 @@ def _stream(seed: int, purpose: str) -> int:
     return int(derive_seed(seed, purpose).generate_state(1)[0])
 
 
-def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int) -> dict[str, float]:
+def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int,
+                    checkpoint: Path | None) -> dict[str, float]:
     from analysis.likelihood import ais_log_likelihood, exact_log_likelihood
+    from dilution.ais import CheckpointMismatchError
 
     if evaluation.log_likelihood == "exact":
         ds = exact_log_likelihood(rbm, data.test)
@@ -176,9 +179,15 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
         from dilution.schedules import classic, linear
 
         betas = (linear if evaluation.ais_schedule == "linear" else classic)(evaluation.ais_betas)
-        ds = ais_log_likelihood(rbm, data.test, n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"),
-                                betas=betas, base_data=data.train, reverse=evaluation.ais_reverse,
-                                resample=evaluation.ais_resample, n_groups=evaluation.ais_groups, progress=False)
+        options = dict(n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"), betas=betas,
+                       base_data=data.train, reverse=evaluation.ais_reverse, resample=evaluation.ais_resample,
+                       n_groups=evaluation.ais_groups, progress=False, checkpoint=checkpoint)
+        try:
+            ds = ais_log_likelihood(rbm, data.test, **options)
+        except CheckpointMismatchError:
+            # a left-over of another model or evaluation under this name: it is a cache, not a result
+            checkpoint.unlink()
+            ds = ais_log_likelihood(rbm, data.test, **options)
         log_z_se = float(ds["log_z_std"])
     out = {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
            "log_partition": float(ds["log_z"]), "log_partition_se": log_z_se}
@@ -248,7 +257,8 @@ def _mask(rbm: RBM) -> dict[str, float]:
             "mask_mean_visible_degree": float(visible.mean()), "mask_mean_hidden_degree": float(hidden.mean())}
 
 
-def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *, classifier=None) -> Evaluation:
+def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *, classifier=None,
+             ais_checkpoint: str | os.PathLike | None = None) -> Evaluation:
     """Test log-likelihood and the switched-on metrics of one trained model.
 
     Parameters
@@ -263,6 +273,10 @@ def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *
         The point's run seed; every draw is a stream of it with its own purpose.
     classifier : analysis.classifier.DigitClassifier, optional
         Required when ``"classifier"`` is in ``evaluation.metrics`` (:func:`study_classifier`).
+    ais_checkpoint : path, optional
+        With AIS, the file that makes the AIS run resumable (:func:`dilution.ais.log_partition`'s
+        ``checkpoint``): an interrupted evaluation, made again, continues from it. A file left by
+        another model or evaluation is replaced. The caller removes it once the result is kept.
 
     Returns
     -------
@@ -273,7 +287,7 @@ def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *
     if "classifier" in wanted and classifier is None:
         raise ValueError("evaluation.metrics has 'classifier' but no classifier was given; build it with "
                          "studies.evaluate.study_classifier(spec)")
-    values = _log_likelihood(evaluation, rbm, data, seed)
+    values = _log_likelihood(evaluation, rbm, data, seed, None if ais_checkpoint is None else Path(ais_checkpoint))
     if wanted & {"classifier", "moments", "aats"}:
         from dilution.gibbs import sample
 

@@ -14,7 +14,10 @@ Files, in ``<output>/tasks/`` and named by the task's key:
   :func:`point_variables` (:func:`studies.evaluate.evaluate`'s metrics and :data:`POINT_VARIABLES`),
   the stopping trace, the final model and provenance;
 * ``<key>.partial.nc``: a running point's training state, saved at evaluations (at most every
-  ``checkpoint_seconds``), so an interrupted point continues from there bit-identically.
+  ``checkpoint_seconds``), so an interrupted point continues from there bit-identically;
+* ``<key>.ais.npz``: a point's AIS run while it is evaluated (:func:`dilution.ais.log_partition`'s
+  checkpoint, written every few minutes), so an interruption there loses minutes, not the AIS run;
+  removed with ``partial`` once the result is written.
 
 Every read and write of these files is timed on :data:`IO_CLOCK` (the runner records each task's
 share in its manifest entry, ``io_time``). A worker process keeps the last few dense states it
@@ -137,10 +140,10 @@ def scratch_start(mask: np.ndarray, train: np.ndarray, weight_scale: float, marg
 
 
 def task_paths(out: str | Path, key: str) -> dict[str, Path]:
-    """``{"result", "state", "partial"}`` file paths of task ``key`` (see the module docstring)."""
+    """``{"result", "state", "partial", "ais"}`` file paths of task ``key`` (see the module docstring)."""
     folder = Path(out) / "tasks"
     return {"result": folder / f"{key}.nc", "state": folder / f"{key}.state.nc",
-            "partial": folder / f"{key}.partial.nc"}
+            "partial": folder / f"{key}.partial.nc", "ais": folder / f"{key}.ais.npz"}
 
 
 def _save(obj: Any, path: Path, attrs: dict | None = None) -> None:
@@ -235,14 +238,14 @@ def point_variables(spec: StudySpec) -> dict[str, tuple]:
 _CLASSIFIERS: dict[tuple, Any] = {}
 
 
-def _evaluate(spec: StudySpec, rbm: RBM, data: StudyData, seed: int) -> Evaluation:
+def _evaluate(spec: StudySpec, rbm: RBM, data: StudyData, seed: int, ais_checkpoint: Path) -> Evaluation:
     classifier = None
     if "classifier" in spec.evaluation.metrics:
         where = (spec.output, spec.evaluation.classifier_seed, getattr(spec.data, "path", ""))
         if where not in _CLASSIFIERS:
             _CLASSIFIERS[where] = study_classifier(spec)
         classifier = _CLASSIFIERS[where]
-    return evaluate(spec.evaluation, rbm, data, seed, classifier=classifier)
+    return evaluate(spec.evaluation, rbm, data, seed, classifier=classifier, ais_checkpoint=ais_checkpoint)
 
 
 def _dataset(spec: StudySpec, task: Task, run: Convergence, pruned_at: int, evaluation: Evaluation, seed: int,
@@ -371,7 +374,7 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
     Returns
     -------
     dict of str to Path
-        The files written (keys as in :func:`task_paths`, ``partial`` excepted).
+        The files written (keys as in :func:`task_paths`, ``partial`` and ``ais`` excepted).
     """
     t0 = time.perf_counter()
     out = Path(spec.output)
@@ -416,9 +419,10 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
             baseline=data.independent_validation_log_likelihood,
         )
         written = {"result": paths["result"]}
-    evaluation = _evaluate(spec, run.state.model, data, seed)
+    evaluation = _evaluate(spec, run.state.model, data, seed, paths["ais"])
     _save(_dataset(spec, task, run, pruned_at, evaluation, seed, time.perf_counter() - t0), paths["result"])
     paths["partial"].unlink(missing_ok=True)
+    paths["ais"].unlink(missing_ok=True)
     return written
 
 

@@ -200,10 +200,11 @@ class _WorkDir:
     ``<run>-state.nc`` (its latest training state; ``<run>-aside-state.nc`` that of its re-run when
     a smaller budget was asked after it), ``<run>-e<epochs>.nc`` (its model after that many
     epochs) and ``<run>-e<epochs>-<key>.json`` (that model's scores under one evaluation, ``key`` a
-    digest of the evaluation's settings and of the run). Files are written atomically and
-    checked on reading: a state or model of another training run (config, seed or data) is
-    refused, and a score of another evaluation is not read, so a call with other evaluation
-    settings scores the kept models again without training."""
+    digest of the evaluation's settings and of the run; ``<run>-e<epochs>-<key>.ais.npz`` holds
+    the scoring AIS run's checkpoint while it runs, so that an interruption loses minutes of it).
+    Files are written atomically and checked on reading: a state or model of another training
+    run (config, seed or data) is refused, and a score of another evaluation is not read, so a
+    call with other evaluation settings scores the kept models again without training."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -214,6 +215,10 @@ class _WorkDir:
     def scores(self, run: str, epochs: int, key: str) -> dict | None:
         path = self.folder / f"{run}-e{epochs}-{key}.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+    def ais_checkpoint(self, run: str, epochs: int, key: str) -> Path:
+        """The checkpoint of the AIS run that scores ``run`` after ``epochs`` under score key ``key``."""
+        return self.folder / f"{run}-e{epochs}-{key}.ais.npz"
 
     def save_scores(self, run: str, epochs: int, key: str, row: dict) -> None:
         from dilution.io import atomic_write
@@ -330,7 +335,8 @@ def _train_stops(config, data: np.ndarray, seed: int, n_hidden: int, stops: Sequ
         yield current.model, float(current.train_time)
 
 
-def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[str, float]:
+def _score(evaluation, model, data, seed: int, classifier, ais: bool,
+           ais_checkpoint: Path | None = None) -> dict[str, float]:
     """The evaluation's metric values of ``model`` (and ``ais_degenerate`` with AIS, and
     ``ais_reverse_degenerate`` with its reverse run); AIS warnings are recorded and still shown."""
     import warnings
@@ -341,7 +347,7 @@ def _score(evaluation, model, data, seed: int, classifier, ais: bool) -> dict[st
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DegenerateWeightsWarning)
-        ev = evaluate(evaluation, model, data, seed, classifier=classifier)
+        ev = evaluate(evaluation, model, data, seed, classifier=classifier, ais_checkpoint=ais_checkpoint)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     row = {name: float(metric.value) for name, metric in ev.metrics.items()}
@@ -788,13 +794,17 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                         for e, (evaluation, key) in enumerate(zip(evaluations, keys)):
                             if rows[b, e] is not None:
                                 continue
-                            row = _score(evaluation, model, data, eval_seed, classifier, likelihood == "ais")
+                            ais = likelihood == "ais"
+                            checkpoint = store.ais_checkpoint(name, b, key) if store is not None and ais else None
+                            row = _score(evaluation, model, data, eval_seed, classifier, ais, checkpoint)
                             row.update(_held_in_scores(model, train_x, valid_x, row))
                             row.update(final_density=float(np.count_nonzero(model.mask)) / model.mask.size,
                                        train_seconds=seconds, **_weight_scores(model))
                             rows[b, e] = row
                             if store is not None:
                                 store.save_scores(name, b, key, row)
+                                if checkpoint is not None:
+                                    checkpoint.unlink(missing_ok=True)
                             if progress:
                                 betas = f", {evaluation.ais_betas} betas" if len(evaluations) > 1 else ""
                                 print(f"{method} c={connectivity:g} seed {s} epochs {b}{betas}: {seconds:.1f} s, "

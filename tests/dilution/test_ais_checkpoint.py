@@ -132,7 +132,8 @@ def test_a_checkpoint_of_another_run_is_refused_and_left_as_it_was(change, field
         run(model(), checkpoint=path)
     before = path.read_bytes()
     monkeypatch.setattr(ais, "ais_kernel", Counted())
-    with pytest.raises(ValueError, match=f"checkpoint .*ais.npz belongs to another AIS run \\(.*different {field}\\b"):
+    message = f"checkpoint .*ais.npz belongs to another AIS run \\(.*different {field}\\b"
+    with pytest.raises(ais.CheckpointMismatchError, match=message):
         run(rbm, checkpoint=path, **change)
     assert path.read_bytes() == before
 
@@ -148,6 +149,6 @@ def test_bad_checkpoint_options_and_files_are_refused(tmp_path):
             run(rbm, checkpoint=tmp_path / "ais.npz", checkpoint_every=every)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.npz is not an AIS checkpoint this version can read"):
+    with pytest.raises(ais.CheckpointMismatchError, match="junk.npz is not an AIS checkpoint this version can"):
         run(rbm, checkpoint=junk)
     assert junk.read_bytes() == b"not a checkpoint"

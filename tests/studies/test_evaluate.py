@@ -262,3 +262,35 @@ def test_exact_likelihood_of_a_model_too_large_fails_before_compute():
     raw["evaluation"] = {"log_likelihood": "exact", "metrics": list(METRICS[1:])}
     with pytest.raises(SpecError, match=r"evaluation\.log_likelihood: expected 'ais' for n_hidden \[26\]"):
         spec_from_dict(raw)
+
+
+def test_an_interrupted_ais_evaluation_continues_from_its_checkpoint_and_a_stale_one_is_replaced(tmp_path,
+                                                                                               monkeypatch):
+    from dilution import ais
+
+    data = load_data(builtin_spec("smoke").data)
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    spec = EvaluationSpec(log_likelihood="ais", ais_chains=20, ais_betas=300, ais_reverse=True)
+    reference = evaluate(spec, rbm, data, seed=0)
+    checkpoint = tmp_path / "ais.npz"
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta
+    kernel, calls = ais.ais_kernel, []
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == 400:  # in the reverse run (the forward one takes 299 calls)
+            raise KeyboardInterrupt
+        return kernel(*args)
+
+    monkeypatch.setattr(ais, "ais_kernel", counted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(spec, rbm, data, seed=0, ais_checkpoint=checkpoint)
+    calls.clear()
+    resumed = evaluate(spec, rbm, data, seed=0, ais_checkpoint=checkpoint)
+    assert len(calls) == 2 * 299 - 399  # the reverse run's remaining steps only
+    assert {k: m.value for k, m in resumed.metrics.items()} == {k: m.value for k, m in reference.metrics.items()}
+    # the file now belongs to this model: another model's evaluation replaces it instead of failing
+    monkeypatch.setattr(ais, "ais_kernel", kernel)
+    other = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=4)
+    assert evaluate(spec, other, data, seed=0, ais_checkpoint=checkpoint).metrics == \
+        evaluate(spec, other, data, seed=0).metrics

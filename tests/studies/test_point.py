@@ -148,3 +148,48 @@ def test_the_io_clock_counts_each_threads_own_time():
     thread.start()
     thread.join()
     assert seen["other"] >= 0.05 and clock.seconds == 0.0  # the other thread's write is not this one's
+
+
+def test_a_point_interrupted_in_its_ais_evaluation_continues_it_and_removes_the_checkpoint(tmp_path, monkeypatch):
+    import tomllib
+
+    from dilution import ais
+    from studies.builtin import BUILTIN
+    from studies.spec import spec_from_dict
+
+    def spec(folder):
+        raw = tomllib.loads(BUILTIN["smoke"].toml)
+        raw["output"] = str(tmp_path / folder)
+        raw["evaluation"] = {**raw.get("evaluation", {}), "log_likelihood": "ais", "ais_chains": 20,
+                             "ais_betas": 200}
+        return spec_from_dict(raw)
+
+    whole, cut = spec("whole"), spec("cut")
+    graph = build_graph(whole)
+    task = next(t for t in graph.tasks.values() if t.kind == "point" and t.point.pruning_fraction == 0.5)
+    _run_dependencies(whole, task, graph)
+    _run_dependencies(cut, task, graph)
+    reference = io.load_dataset(compute(whole, task)["result"])
+    assert not task_paths(whole.output, task.key)["ais"].exists()  # removed once the result is written
+
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta
+    kernel, calls = ais.ais_kernel, []
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == 120:
+            raise _Killed
+        return kernel(*args)
+
+    monkeypatch.setattr(ais, "ais_kernel", counted)
+    with pytest.raises(_Killed):
+        compute(cut, task)
+    paths = task_paths(cut.output, task.key)
+    assert paths["ais"].exists() and not paths["result"].exists()
+    calls.clear()
+    resumed = io.load_dataset(compute(cut, task)["result"])
+    assert len(calls) == 199 - 119  # the forward run's remaining steps only (the spec has no reverse run)
+    assert not paths["ais"].exists()
+    for name in reference.variables:
+        if name != "train_time":
+            np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)

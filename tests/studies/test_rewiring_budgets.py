@@ -466,3 +466,34 @@ def test_epoch_gain_is_the_paired_difference_of_the_budgets_with_its_standard_er
                                   ds["epoch_gain"].sel({"method": "magnitude"}).values)
     # one budget: nothing to compare, no such variable
     assert "epoch_gain" not in mnist_comparison(mnist, **{**options, "epochs": 2, "work_dir": None}).data_vars
+
+
+@pytest.mark.filterwarnings("ignore::dilution.ais.DegenerateWeightsWarning")  # 20 chains: only the wiring is checked
+def test_an_ais_score_interrupted_in_a_work_dir_continues_from_its_checkpoint(mnist, tmp_path, monkeypatch):
+    from dilution import ais
+
+    options = dict(**TINY, methods=("static", "dense"), epochs=2, **AIS, ais_betas=100)
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta
+    kernel, calls = ais.ais_kernel, []
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == 150:  # in the second model's AIS run, the first one's score kept
+            raise KeyboardInterrupt("killed in an AIS run")
+        return kernel(*args)
+
+    reference = mnist_comparison(mnist, **options)
+    monkeypatch.setattr(ais, "ais_kernel", counted)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt, match="killed in an AIS run"):
+        mnist_comparison(mnist, **options, work_dir=work)
+    assert len(list(work.glob("*.ais.npz"))) == 1  # the first model's was removed with its score kept
+    calls.clear()
+    resumed = mnist_comparison(mnist, **options, work_dir=work)
+    # three models (static, dense and TINY's NCG), each scored by a forward run of 99 steps (no reverse run by
+    # default); the 149 calls made before the interruption are not made again
+    assert len(calls) == 3 * 99 - 149
+    assert not list(work.glob("*.ais.npz"))
+    for name in reference.data_vars:
+        if name != "train_seconds":
+            np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
