@@ -460,6 +460,25 @@ def _digest(*arrays) -> str:
     return h.hexdigest()
 
 
+def _check_checkpoint(checkpoint, checkpoint_every) -> Path | None:
+    """``checkpoint`` as a Path (None stays None), after checking both options."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    if path.is_dir() or not path.absolute().parent.is_dir():
+        raise ValueError(f"checkpoint must be a file in an existing folder (e.g. ais-checkpoint.npz), got {str(path)!r}")
+    number = isinstance(checkpoint_every, (int, float, np.integer, np.floating))
+    if isinstance(checkpoint_every, bool) or not number or not checkpoint_every >= 0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+    return path
+
+
+def _open_checkpoint(path: Path, every: float, identity: dict) -> tuple[_Saver, dict]:
+    """The saver of checkpoint ``path`` and what the file holds ({} when new)."""
+    saver = _Saver(path, {"version": CHECKPOINT_VERSION, **identity}, float(every))
+    return saver, saver.load()
+
+
 class _Saver:
     """The checkpoint file of one :func:`log_partition` call: what it must match, and when to write.
 
@@ -640,14 +659,7 @@ def log_partition(
     check_int("n_bootstrap", n_bootstrap, low=0)
     resample = check_resampling(resample, n_groups, n_chains)
     schedule = classic() if betas is None else check_schedule(betas)
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        if checkpoint.is_dir() or not checkpoint.parent.is_dir():
-            raise ValueError(f"checkpoint must be a file in an existing folder (e.g. ais-checkpoint.npz), "
-                             f"got {str(checkpoint)!r}")
-        number = isinstance(checkpoint_every, (int, float, np.integer, np.floating))
-        if isinstance(checkpoint_every, bool) or not number or not checkpoint_every >= 0:
-            raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+    checkpoint = _check_checkpoint(checkpoint, checkpoint_every)
     dt = rbm.dtype
     a0 = base_rate_bias(data, rbm.n_visible)
     if reverse and reverse_init is not None:
@@ -657,17 +669,13 @@ def log_partition(
     a0_model = a0.astype(dt)  # the chains see the bias in the model dtype; log Z_0 must match it
     log_z_base = _log_z_base(a0_model, rbm.n_hidden)
 
-    saver, saved = None, {}
-    if checkpoint is not None:
-        identity = {
-            "version": CHECKPOINT_VERSION, "model": _digest(rbm.weights, rbm.mask, rbm.visible_bias, rbm.hidden_bias),
-            "betas": _digest(schedule), "base_bias": _digest(a0_model), "n_chains": int(n_chains), "seed": int(seed),
-            "resample": resample, "n_groups": int(n_groups) if resample else 0, "reverse": bool(reverse),
-            "reverse_start": ("none" if not reverse else _digest(start_rev) if reverse_init is not None
-                              else f"forward end states + {reverse_burn_in} Gibbs sweeps"),
-        }
-        saver = _Saver(checkpoint, identity, float(checkpoint_every))
-        saved = saver.load()
+    saver, saved = _open_checkpoint(checkpoint, checkpoint_every, {
+        "model": _digest(rbm.weights, rbm.mask, rbm.visible_bias, rbm.hidden_bias), "betas": _digest(schedule),
+        "base_bias": _digest(a0_model), "n_chains": int(n_chains), "seed": int(seed), "resample": resample,
+        "n_groups": int(n_groups) if resample else 0, "reverse": bool(reverse),
+        "reverse_start": ("none" if not reverse else _digest(start_rev) if reverse_init is not None
+                          else f"forward end states + {reverse_burn_in} Gibbs sweeps"),
+    }) if checkpoint is not None else (None, {})
     keys = chain_keys(derive_seed(seed, "ais-forward"), n_chains)
     keys_rev = chain_keys(derive_seed(seed, "ais-reverse"), n_chains)
     try:
@@ -890,6 +898,8 @@ def raise_log_likelihood(
     betas=None,
     chains_per_row: int = 1,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY,
 ) -> xr.Dataset:
     """Log-likelihood of each data row by RAISE: reverse AIS started from the row itself.
 
@@ -926,6 +936,12 @@ def raise_log_likelihood(
         Reverse chains per row; more tighten the per-row Jensen gap (the cost is linear).
     progress : bool, optional
         Progress bar with ETA; default when the run is long and stderr is a terminal.
+    checkpoint : path, optional
+        A file (``.npz``) that makes the run resumable, as :func:`log_partition`'s: a call that
+        finds it continues from it to the uninterrupted run's numbers, bit for bit; one of another
+        run is refused (:class:`CheckpointMismatchError`).
+    checkpoint_every : float >= 0
+        Seconds between checkpoint writes.
 
     Returns
     -------
@@ -945,12 +961,33 @@ def raise_log_likelihood(
     if n < 2:
         raise ValueError(f"data must hold at least 2 rows for a standard error, got {n}")
     schedule = classic() if betas is None else check_schedule(betas)
+    checkpoint = _check_checkpoint(checkpoint, checkpoint_every)
     a0 = base_rate_bias(base_data, rbm.n_visible)
     a0_model = a0.astype(dt)
     log_z_base = _log_z_base(a0_model, rbm.n_hidden)
     starts = np.repeat(v, chains_per_row, axis=0)
     keys = chain_keys(derive_seed(seed, "ais-raise"), n * chains_per_row)
-    _, log_w_rev = _run(rbm, starts, schedule[::-1].copy(), a0_model, keys, desc="RAISE", progress=progress)
+    saver, saved = _open_checkpoint(checkpoint, checkpoint_every, {
+        "model": _digest(rbm.weights, rbm.mask, rbm.visible_bias, rbm.hidden_bias), "betas": _digest(schedule),
+        "base_bias": _digest(a0_model), "data": _digest(v), "chains_per_row": int(chains_per_row), "seed": int(seed),
+    }) if checkpoint is not None else (None, {})
+    if "raise_done" in saved:
+        log_w_rev = saved["raise_log_w_end"]
+    else:
+        start, log_w = 0, None
+        if "raise_step" in saved:
+            start, starts, log_w = int(saved["raise_step"]), saved["raise_v"], saved["raise_log_w"]
+        if saver is not None:
+            saver.start("raise")
+        try:
+            _, log_w_rev = _run(rbm, starts, schedule[::-1].copy(), a0_model, keys, desc="RAISE", progress=progress,
+                                start=start, log_w=log_w, saver=saver)
+        except BaseException:
+            if saver is not None:
+                saver.flush()
+            raise
+        if saver is not None:
+            saver.finish(raise_done=np.array(True), raise_log_w_end=log_w_rev)
     zeros = np.zeros(rbm.n_visible, dtype=dt)
     neg_f = -free_energy(v, rbm.weights, rbm.visible_bias, rbm.hidden_bias, 1.0, zeros).astype(np.float64)
     log_r = (neg_f[:, None] - log_z_base) + log_w_rev.reshape(n, chains_per_row)

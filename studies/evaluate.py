@@ -38,7 +38,8 @@ from dilution.rng import derive_seed
 from .data import StudyData
 from .spec import EvaluationSpec, MnistData, StudySpec
 
-__all__ = ["Metric", "Evaluation", "metric_variables", "evaluate", "study_classifier", "log_likelihood_method"]
+__all__ = ["Metric", "Evaluation", "metric_variables", "evaluate", "study_classifier", "log_likelihood_method",
+           "raise_checkpoint", "remove_checkpoints"]
 
 
 class Metric(NamedTuple):
@@ -196,22 +197,40 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
                    log_partition_upper=float(ds["log_z_upper"]), log_partition_upper_se=float(ds["log_z_upper_std"]),
                    log_partition_upper_ess=float(ds["ess_reverse"]))
     if evaluation.log_likelihood == "ais" and evaluation.ais_raise:
-        out.update(_raise(evaluation, rbm, data, seed, betas, ds["log_likelihood"].values))
+        out.update(_raise(evaluation, rbm, data, seed, betas, ds["log_likelihood"].values,
+                          None if checkpoint is None else raise_checkpoint(checkpoint)))
     return out
 
 
+def raise_checkpoint(ais_checkpoint: str | os.PathLike) -> Path:
+    """The RAISE run's checkpoint beside :func:`evaluate`'s ``ais_checkpoint``: ``<stem>-raise<suffix>``."""
+    path = Path(ais_checkpoint)
+    return path.with_name(f"{path.stem}-raise{path.suffix}")
+
+
+def remove_checkpoints(ais_checkpoint: str | os.PathLike) -> None:
+    """Remove :func:`evaluate`'s AIS and RAISE checkpoints (once its result is kept); absent ones are fine."""
+    Path(ais_checkpoint).unlink(missing_ok=True)
+    raise_checkpoint(ais_checkpoint).unlink(missing_ok=True)
+
+
 def _raise(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, betas: np.ndarray,
-           forward: np.ndarray) -> dict[str, float]:
+           forward: np.ndarray, checkpoint: Path | None) -> dict[str, float]:
     """:data:`_RAISE` of the test images, ``forward`` their forward-AIS log-likelihoods, shape (n_test,).
 
     RAISE runs the forward run's schedule backwards from each image (Burda, Grosse & Salakhutdinov
     2015); the gap's standard error is that of the per-image difference, whose spread over the
     images is far below either side's, since an image's ``-F(v)`` enters both.
     """
-    from dilution.ais import raise_log_likelihood
+    from dilution.ais import CheckpointMismatchError, raise_log_likelihood
 
-    ds = raise_log_likelihood(rbm, data.test, base_data=data.train, seed=_stream(seed, "studies.raise"), betas=betas,
-                              chains_per_row=evaluation.ais_raise, progress=False)
+    options = dict(base_data=data.train, seed=_stream(seed, "studies.raise"), betas=betas,
+                   chains_per_row=evaluation.ais_raise, progress=False, checkpoint=checkpoint)
+    try:
+        ds = raise_log_likelihood(rbm, data.test, **options)
+    except CheckpointMismatchError:  # a left-over of another model or evaluation: a cache, not a result
+        checkpoint.unlink()
+        ds = raise_log_likelihood(rbm, data.test, **options)
     gap = forward - ds["log_likelihood_row"].values
     return {"test_log_likelihood_raise": float(ds["log_likelihood"]),
             "test_log_likelihood_raise_se": float(ds["log_likelihood_std"]),
@@ -275,8 +294,9 @@ def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *
         Required when ``"classifier"`` is in ``evaluation.metrics`` (:func:`study_classifier`).
     ais_checkpoint : path, optional
         With AIS, the file that makes the AIS run resumable (:func:`dilution.ais.log_partition`'s
-        ``checkpoint``): an interrupted evaluation, made again, continues from it. A file left by
-        another model or evaluation is replaced. The caller removes it once the result is kept.
+        ``checkpoint``; RAISE's is :func:`raise_checkpoint` of it): an interrupted evaluation, made
+        again, continues from it. A file left by another model or evaluation is replaced. The
+        caller removes them (:func:`remove_checkpoints`) once the result is kept.
 
     Returns
     -------

@@ -15,9 +15,10 @@ Files, in ``<output>/tasks/`` and named by the task's key:
   the stopping trace, the final model and provenance;
 * ``<key>.partial.nc``: a running point's training state, saved at evaluations (at most every
   ``checkpoint_seconds``), so an interrupted point continues from there bit-identically;
-* ``<key>.ais.npz``: a point's AIS run while it is evaluated (:func:`dilution.ais.log_partition`'s
-  checkpoint, written every few minutes), so an interruption there loses minutes, not the AIS run;
-  removed with ``partial`` once the result is written.
+* ``<key>.ais.npz`` (and ``<key>.ais-raise.npz`` with RAISE): a point's AIS run while it is
+  evaluated (:func:`dilution.ais.log_partition`'s checkpoint, written every few minutes), so an
+  interruption there loses minutes, not the AIS run; removed with ``partial`` once the result is
+  written.
 
 Every read and write of these files is timed on :data:`IO_CLOCK` (the runner records each task's
 share in its manifest entry, ``io_time``). A worker process keeps the last few dense states it
@@ -59,7 +60,7 @@ from dilution.training import TrainState, checkpoint_steps, init_state, initiali
 
 from .convergence import Convergence, held_out_metric, train_to_convergence
 from .data import StudyData, load_data
-from .evaluate import Evaluation, evaluate, metric_variables, study_classifier
+from .evaluate import Evaluation, evaluate, metric_variables, remove_checkpoints, study_classifier
 from .spec import TIMED_KINDS, StudySpec
 from .tasks import Task
 
@@ -422,7 +423,7 @@ def compute(spec: StudySpec, task: Task, *, checkpoint_seconds: float = 60.0) ->
     evaluation = _evaluate(spec, run.state.model, data, seed, paths["ais"])
     _save(_dataset(spec, task, run, pruned_at, evaluation, seed, time.perf_counter() - t0), paths["result"])
     paths["partial"].unlink(missing_ok=True)
-    paths["ais"].unlink(missing_ok=True)
+    remove_checkpoints(paths["ais"])
     return written
 
 

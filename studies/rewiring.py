@@ -200,8 +200,9 @@ class _WorkDir:
     ``<run>-state.nc`` (its latest training state; ``<run>-aside-state.nc`` that of its re-run when
     a smaller budget was asked after it), ``<run>-e<epochs>.nc`` (its model after that many
     epochs) and ``<run>-e<epochs>-<key>.json`` (that model's scores under one evaluation, ``key`` a
-    digest of the evaluation's settings and of the run; ``<run>-e<epochs>-<key>.ais.npz`` holds
-    the scoring AIS run's checkpoint while it runs, so that an interruption loses minutes of it).
+    digest of the evaluation's settings and of the run; ``<run>-e<epochs>-<key>.ais.npz`` (and
+    ``...ais-raise.npz``) holds the scoring AIS run's checkpoint while it runs, so that an
+    interruption loses minutes of it).
     Files are written atomically and checked on reading: a state or model of another training
     run (config, seed or data) is refused, and a score of another evaluation is not read, so a
     call with other evaluation settings scores the kept models again without training."""
@@ -618,7 +619,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from analysis.likelihood import log_likelihood
 
     from .data import StudyData
-    from .evaluate import log_likelihood_method, metric_variables
+    from .evaluate import log_likelihood_method, metric_variables, remove_checkpoints
     from .spec import EvaluationSpec
 
     budgets = _budgets(epochs)
@@ -804,7 +805,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             if store is not None:
                                 store.save_scores(name, b, key, row)
                                 if checkpoint is not None:
-                                    checkpoint.unlink(missing_ok=True)
+                                    remove_checkpoints(checkpoint)
                             if progress:
                                 betas = f", {evaluation.ais_betas} betas" if len(evaluations) > 1 else ""
                                 print(f"{method} c={connectivity:g} seed {s} epochs {b}{betas}: {seconds:.1f} s, "

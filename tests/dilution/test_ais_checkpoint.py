@@ -152,3 +152,33 @@ def test_bad_checkpoint_options_and_files_are_refused(tmp_path):
     with pytest.raises(ais.CheckpointMismatchError, match="junk.npz is not an AIS checkpoint this version can"):
         run(rbm, checkpoint=junk)
     assert junk.read_bytes() == b"not a checkpoint"
+
+
+def raise_run(rbm: RBM, data, **kw) -> xr.Dataset:
+    return ais.raise_log_likelihood(rbm, data, base_data=data, seed=5, betas=schedules.linear(N_BETAS),
+                                    chains_per_row=2, progress=False, **kw)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "killed"])
+def test_an_interrupted_raise_run_resumes_to_the_uninterrupted_result(how, tmp_path, monkeypatch, one_step_chunks):
+    rbm = model()
+    data = (np.random.default_rng(2).random((6, rbm.n_visible)) < 0.3).astype(np.float64)
+    reference = raise_run(rbm, data)
+    path = tmp_path / "raise.npz"
+    if how == "killed":
+        monkeypatch.setattr(ais._Saver, "flush", lambda self: None)
+    monkeypatch.setattr(ais, "ais_kernel", Counted(50, KeyboardInterrupt if how == "ctrl-c" else RuntimeError))
+    with pytest.raises((KeyboardInterrupt, RuntimeError), match="interrupted by the test"):
+        raise_run(rbm, data, checkpoint=path, checkpoint_every=1e9 if how == "ctrl-c" else 0.0)
+    monkeypatch.undo()
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)
+    kernel = Counted()
+    monkeypatch.setattr(ais, "ais_kernel", kernel)
+    resumed = raise_run(rbm, data, checkpoint=path)
+    assert kernel.calls == (N_BETAS - 1) - 49
+    xr.testing.assert_identical(resumed.drop_attrs(), reference.drop_attrs())
+    # other rows to score are another run: refused, the file left as it was
+    before = path.read_bytes()
+    with pytest.raises(ais.CheckpointMismatchError, match="different data"):
+        raise_run(rbm, data[::-1].copy(), checkpoint=path)
+    assert path.read_bytes() == before

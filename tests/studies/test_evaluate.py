@@ -294,3 +294,35 @@ def test_an_interrupted_ais_evaluation_continues_from_its_checkpoint_and_a_stale
     other = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=4)
     assert evaluate(spec, other, data, seed=0, ais_checkpoint=checkpoint).metrics == \
         evaluate(spec, other, data, seed=0).metrics
+
+
+def test_an_evaluation_interrupted_in_raise_continues_it_and_remove_checkpoints_clears_both(tmp_path, monkeypatch):
+    from dilution import ais
+    from studies.evaluate import raise_checkpoint, remove_checkpoints
+
+    data = load_data(builtin_spec("smoke").data)
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    spec = EvaluationSpec(log_likelihood="ais", ais_chains=20, ais_betas=200, ais_raise=2)
+    reference = evaluate(spec, rbm, data, seed=1)
+    checkpoint = tmp_path / "point.ais.npz"
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta
+    kernel, calls = ais.ais_kernel, []
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == 199 + 60:  # the forward run takes 199 calls: this one is in RAISE
+            raise KeyboardInterrupt
+        return kernel(*args)
+
+    monkeypatch.setattr(ais, "ais_kernel", counted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(spec, rbm, data, seed=1, ais_checkpoint=checkpoint)
+    assert checkpoint.exists() and raise_checkpoint(checkpoint) == tmp_path / "point.ais-raise.npz"
+    assert raise_checkpoint(checkpoint).exists()
+    calls.clear()
+    resumed = evaluate(spec, rbm, data, seed=1, ais_checkpoint=checkpoint)
+    assert len(calls) == 199 - 59  # RAISE's remaining steps only: the forward run was finished
+    assert {k: m.value for k, m in resumed.metrics.items()} == {k: m.value for k, m in reference.metrics.items()}
+    remove_checkpoints(checkpoint)
+    assert not list(tmp_path.iterdir())
+    remove_checkpoints(checkpoint)  # nothing to remove is fine
