@@ -33,9 +33,11 @@ netCDF file written by dilution (a Dataset with `states` or `images`).
 
 Log-likelihood: exact when the smaller layer has at most {MAX_UNITS} units (dilution.exact.MAX_UNITS), otherwise AIS with --ais
 (forward estimate with its standard error and the reverse-AIS bound, so a bracket). An AIS log Z
-is a result only when doubling the betas does not move it: --ais-doubling runs that check (the
+is a result only when doubling the betas does not move it: --ais-doubling runs that check, and
+--ais-doublings K a series of K doublings, which shows a creep one doubling can hide (the
 --ais-* options are ignored without --ais and for models small enough to enumerate).
-For large trained models (e.g. 784 x 500 MNIST RBMs): --ais --ais-resample 0.5 --ais-doubling.
+For large trained models (e.g. 784 x 500 MNIST RBMs): --ais --ais-resample 0.5 --ais-doublings 2,
+with --ais-checkpoint for runs of hours.
 Samples for the sample-based metrics come from --n-samples independent Gibbs chains of
 --n-sweeps sweeps each, started uniformly at random.
 
@@ -84,13 +86,18 @@ def register(subparsers) -> None:
                     "the same shape, and record the doubled estimate, its standard error, the shift and "
                     "ais_log_z_converged (1 if |shift| <= 3 combined standard errors); warns when log Z moved, "
                     "since a log Z is not a result until doubling the betas does not move it (necessary, not "
-                    "sufficient: a slow creep can pass one doubling; run it at several --ais-betas). "
+                    "sufficient: a slow creep can pass one doubling; see --ais-doublings). "
                     "Costs a forward run of twice the betas (about doubling the AIS time)")
+    ev.add_argument("--ais-doublings", type=int, metavar="K",
+                    help="the doubling check K times: 2, 4, ..., 2^K times the betas, each an independent forward "
+                    "run, recorded as ais_log_z_series; converged only when no step and not the whole series "
+                    "moved log Z by more than 3 combined standard errors, which catches a creep that passes "
+                    "each single doubling. Costs forward runs of 2 + 4 + ... + 2^K times the betas")
     ev.add_argument("--ais-checkpoint", type=Path, metavar="FILE",
                     help="make the AIS runs resumable: their chains are saved to FILE (.npz) every few minutes, "
                     "at the end of each direction and on Ctrl-C; the same command run again continues from it "
                     "and gives the uninterrupted run's numbers (a command with other AIS options, seed or model "
-                    "is refused). The --ais-doubling run keeps FILE's stem + '-doubled'. Worth it for runs of an "
+                    "is refused). The doubling runs keep FILE's stem + '-doubled', '-doubled2', .... Worth it for runs of an "
                     "hour or more, e.g. --ais-betas in the millions on a 784 x 500 model")
     ev.add_argument("--classifier", type=Path,
                     help="digit-classifier cache (netCDF); trained on the MNIST training split of --data if missing")
@@ -145,7 +152,7 @@ def evaluate(
     ais_schedule: Literal["classic", "linear"] = "classic",
     ais_resample: float = 0.0,
     ais_groups: int = 10,
-    ais_doubling: bool = False,
+    ais_doubling: int = 0,
     ais_checkpoint: str | os.PathLike | None = None,
     classifier=None,
     progress: bool | None = None,
@@ -177,10 +184,12 @@ def evaluate(
         (:func:`dilution.ais.log_partition`'s ``resample``; 0.5 is usual).
     ais_groups : int
         Populations for ``ais_resample``; must divide ``ais_chains`` into populations of at least 2.
-    ais_doubling : bool
-        Also estimate ``log Z`` with twice the betas in the same shape (an independent forward run):
-        adds ``ais_log_z_doubled``, ``ais_log_z_doubled_std``, ``ais_log_z_shift`` and
-        ``ais_log_z_converged`` (:func:`analysis.likelihood.ais_log_likelihood`'s ``doubled_betas``).
+    ais_doubling : int >= 0
+        Also estimate ``log Z`` with 2, 4, ..., 2^K times the betas in the same shape (independent
+        forward runs; ``True`` is one doubling): adds ``ais_log_z_doubled``,
+        ``ais_log_z_doubled_std``, ``ais_log_z_shift``, ``ais_log_z_converged`` and the series
+        ``ais_log_z_series`` and ``ais_log_z_series_std`` on dim ``ais_n_betas``
+        (:func:`analysis.likelihood.ais_log_likelihood`'s ``doubled_betas``).
     ais_checkpoint : path, optional
         Checkpoint file of the AIS runs (:func:`dilution.ais.log_partition`'s ``checkpoint``): an
         interrupted call, made again, continues from it.
@@ -205,6 +214,8 @@ def evaluate(
     check_int("ais_groups", ais_groups, low=2)
     ais_resample = check_resampling(ais_resample, ais_groups, ais_chains,
                                     names=("ais_resample", "ais_groups", "ais_chains"))
+    n_doublings = int(ais_doubling) if isinstance(ais_doubling, bool) else check_int("ais_doubling", ais_doubling,
+                                                                                     low=0)
     parts: list[xr.Dataset] = []
     if min(rbm.n_visible, rbm.n_hidden) <= MAX_UNITS:
         parts.append(_prefixed(likelihood.exact_log_likelihood(rbm, data), "exact"))
@@ -212,7 +223,8 @@ def evaluate(
         shape = schedules.classic if ais_schedule == "classic" else schedules.linear
         part = likelihood.ais_log_likelihood(
             rbm, data, n_chains=ais_chains, seed=seed, betas=shape(n_betas), base_data=data,
-            doubled_betas=shape(2 * n_betas) if ais_doubling else None, resample=ais_resample, n_groups=ais_groups,
+            doubled_betas=[shape(2**k * n_betas) for k in range(1, n_doublings + 1)] or None,
+            resample=ais_resample, n_groups=ais_groups,
             checkpoint=ais_checkpoint, progress=progress,
         )
         part.attrs["ais_schedule"] = ais_schedule
@@ -249,6 +261,12 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--ais-betas must be an integer >= {low} with --ais-schedule {args.ais_schedule}, "
                              f"got {args.ais_betas}")
     check_int("--ais-groups", args.ais_groups, low=2)
+    doublings = int(args.ais_doubling)
+    if args.ais_doublings is not None:
+        doublings = check_int("--ais-doublings", args.ais_doublings, low=1)
+        if args.ais_doubling and doublings != 1:
+            raise ValueError(f"--ais-doubling is one doubling and --ais-doublings {doublings} asks for "
+                             f"{doublings}; give one of them")
     ais_resample = check_resampling(args.ais_resample, args.ais_groups, ais_chains,
                                     names=("--ais-resample", "--ais-groups", "--ais-chains"))
     seed = check_int("--seed", args.seed, low=0)
@@ -276,7 +294,7 @@ def _run(args: argparse.Namespace) -> int:
         result = evaluate(
             model, data, n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, ais=args.ais,
             ais_chains=ais_chains, ais_betas=args.ais_betas, ais_schedule=args.ais_schedule,
-            ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=args.ais_doubling,
+            ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=doublings,
             ais_checkpoint=checkpoint, classifier=classifier, progress=False if args.quiet else None,
         )
     except BaseException:
@@ -287,7 +305,13 @@ def _run(args: argparse.Namespace) -> int:
     result.attrs.update(provenance(model=str(path.absolute()), data=described, seed=seed))
     io.save(result, output)
     _print(result)
-    if "ais_log_z_converged" in result and not int(result["ais_log_z_converged"]):
+    if "ais_log_z_converged" in result and not int(result["ais_log_z_converged"]) \
+            and result.sizes["ais_n_betas"] > 2:
+        steps = ", ".join(f"{int(n):,}: {float(z):.2f} ({float(e):.2f})" for n, z, e in zip(
+            result["ais_n_betas"].values, result["ais_log_z_series"].values, result["ais_log_z_series_std"].values))
+        print(f"dilution evaluate: warning: log Z moved along the doublings of the betas: not converged at these "
+              f"budgets; use more betas (betas: log Z (standard error): {steps})", file=sys.stderr)
+    elif "ais_log_z_converged" in result and not int(result["ais_log_z_converged"]):
         shift = float(result["ais_log_z_shift"])
         se = math.hypot(float(result["ais_log_z_std"]), float(result["ais_log_z_doubled_std"]))
         attrs = result["ais_log_z_shift"].attrs

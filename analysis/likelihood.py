@@ -104,10 +104,12 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         Annealing schedule; default that of :func:`dilution.ais.log_partition`.
     base_data : array_like, shape (m, n_visible), optional
         Training data for the base-rate model (never the test set, to keep the estimate honest).
-    doubled_betas : array_like, optional
+    doubled_betas : array_like, or sequence of array_like, optional
         The budget-doubling check: a schedule with twice the betas of ``betas`` in the same shape
         (e.g. ``dilution.schedules.classic(2 * n)``) for a second, independent forward run (seed
-        :func:`doubled_seed` of ``seed``, the same ``ais_options`` but no reverse run). A ``log Z``
+        :func:`doubled_seed` of ``seed``, the same ``ais_options`` but no reverse run); or several,
+        one per doubling (``classic(2 * n)``, ``classic(4 * n)``, ...; the k-th run's seed is
+        ``doubled_seed(seed, k)``), a series that shows a creep one doubling can hide. A ``log Z``
         that moves when the betas double is not converged at this budget. A passed check is
         necessary, not sufficient: a forward estimate can creep by less than its noise per
         doubling and still be low. Measured with 200 chains, classic betas and resampling: NCG
@@ -117,7 +119,7 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         and 4.0 standard errors). Score several budgets in a row to see a creep.
     **ais_options
         Passed to :func:`dilution.ais.log_partition` (e.g. ``reverse=False``, ``resample=0.5``,
-        ``checkpoint="ais.npz"``). With a ``checkpoint``, the doubling run keeps its own beside it
+        ``checkpoint="ais.npz"``). With a ``checkpoint``, each doubling run keeps its own beside it
         (:func:`doubled_checkpoint`).
 
     Returns
@@ -128,13 +130,17 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         ``mean_log_likelihood_lower`` (computed with the reverse-AIS upper bound on ``log Z``) and
         :func:`dilution.ais.log_partition`'s ``log_z_upper``, ``log_z_upper_std`` and
         ``ess_reverse``. With ``doubled_betas``:
-        ``log_z_doubled`` and ``log_z_doubled_std``, ``log_z_shift`` (``log_z_doubled - log_z``) and
-        ``log_z_converged``, 1 when ``|log_z_shift| <= CONVERGED_SIGMAS * sqrt(log_z_std^2 +
-        log_z_doubled_std^2)``, else 0. Attrs ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``,
+        ``log_z_doubled`` and ``log_z_doubled_std`` (of the largest budget), ``log_z_shift`` (its
+        estimate minus the one before it: ``log_z_doubled - log_z`` with one doubling) and
+        ``log_z_converged``, 1 when every step of the series and the whole series (largest budget
+        against ``betas``) moved by at most ``CONVERGED_SIGMAS`` combined standard errors
+        (``|a - b| <= CONVERGED_SIGMAS * sqrt(se_a^2 + se_b^2)``), else 0; and the series itself,
+        ``log_z_series`` and ``log_z_series_std`` on dim ``n_betas`` (``betas`` first). Attrs ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``,
         ``ais_resample``, ``ais_n_groups`` (0 for plain AIS) and with the check ``ais_n_betas_doubled``,
-        ``ais_seed_doubled``.
+        ``ais_seed_doubled`` (of the largest budget).
     """
     f = _free_energy(rbm, data)
+    doublings = None if doubled_betas is None else _schedules(doubled_betas)  # checked before any run
     est = ais.log_partition(rbm, n_chains=n_chains, betas=betas, data=base_data, seed=seed, **ais_options)
     log_z = float(est["log_z"])
     log_z_std = float(est["log_z_std"])
@@ -149,37 +155,62 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
             extra[name] = ((), float(est[name]), dict(est[name].attrs))
     attrs = {"ais_n_chains": int(n_chains), "ais_seed": int(seed), "ais_n_betas": int(est.attrs["n_betas"]),
              "ais_resample": float(est.attrs["resample"]), "ais_n_groups": int(est.attrs["n_groups"])}
-    if doubled_betas is not None:
-        seed_doubled = doubled_seed(seed)
-        options = {**ais_options, "reverse": False}
-        if options.get("checkpoint") is not None:
-            options["checkpoint"] = doubled_checkpoint(options["checkpoint"])
-        doubled = ais.log_partition(rbm, n_chains=n_chains, betas=doubled_betas, data=base_data, seed=seed_doubled,
-                                    **options)
-        log_z_doubled = float(doubled["log_z"])
-        doubled_std = float(doubled["log_z_std"])
-        shift = log_z_doubled - log_z
-        bound = CONVERGED_SIGMAS * float(np.hypot(log_z_std, doubled_std))
+    series = None
+    if doublings is not None:
+        estimates = [(log_z, log_z_std, int(est.attrs["n_betas"]))]
+        for k, doubled_schedule in enumerate(doublings, start=1):
+            options = {**ais_options, "reverse": False}
+            if options.get("checkpoint") is not None:
+                options["checkpoint"] = doubled_checkpoint(options["checkpoint"], k)
+            doubled = ais.log_partition(rbm, n_chains=n_chains, betas=doubled_schedule, data=base_data,
+                                        seed=doubled_seed(seed, k), **options)
+            estimates.append((float(doubled["log_z"]), float(doubled["log_z_std"]), int(doubled.attrs["n_betas"])))
+        values, errors, sizes = (np.array(column) for column in zip(*estimates))
+
+        def moved(i: int, j: int) -> bool:
+            return abs(values[j] - values[i]) > CONVERGED_SIGMAS * float(np.hypot(errors[i], errors[j]))
+
+        steady = not any(moved(i, i + 1) for i in range(len(values) - 1)) and not moved(0, len(values) - 1)
+        what = "every doubling and the whole series" if len(values) > 2 else "the doubling"
         extra.update(
-            log_z_doubled=((), log_z_doubled, {
-                "long_name": "forward AIS estimate of log Z with twice the betas (an independent run)", "units": nats}),
-            log_z_doubled_std=((), doubled_std, {"long_name": "AIS standard error of log_z_doubled", "units": nats}),
-            log_z_shift=((), shift, {"long_name": "change of log Z when the betas doubled (log_z_doubled - log_z)",
-                                     "units": nats}),
-            log_z_converged=((), int(abs(shift) <= bound), {
-                "long_name": f"1 if |log_z_shift| <= {CONVERGED_SIGMAS:g} sqrt(log_z_std^2 + log_z_doubled_std^2) "
+            log_z_doubled=((), float(values[-1]), {
+                "long_name": "forward AIS estimate of log Z with the most betas (an independent run)", "units": nats}),
+            log_z_doubled_std=((), float(errors[-1]), {"long_name": "AIS standard error of log_z_doubled",
+                                                        "units": nats}),
+            log_z_shift=((), float(values[-1] - values[-2]), {
+                "long_name": "change of log Z at the last doubling of the betas (log_z_doubled - the estimate before)",
+                "units": nats}),
+            log_z_converged=((), int(steady), {
+                "long_name": f"1 if {what} moved log Z by at most {CONVERGED_SIGMAS:g} combined standard errors "
                              "(log Z converged at this AIS budget), else 0", "units": "1"}),
+            log_z_series=(("n_betas",), values, {"long_name": "forward AIS estimate of log Z at each budget",
+                                                 "units": nats}),
+            log_z_series_std=(("n_betas",), errors, {"long_name": "AIS standard error of log_z_series",
+                                                     "units": nats}),
         )
-        attrs.update(ais_n_betas_doubled=int(doubled.attrs["n_betas"]), ais_seed_doubled=int(seed_doubled))
-    return _dataset(-f - log_z, log_z, "AIS", extra, attrs)
+        series = sizes
+        attrs.update(ais_n_betas_doubled=int(sizes[-1]), ais_seed_doubled=doubled_seed(seed, len(doublings)))
+    ds = _dataset(-f - log_z, log_z, "AIS", extra, attrs)
+    if series is not None:
+        ds = ds.assign_coords(n_betas=("n_betas", series, {"long_name": "AIS betas of the run", "units": "1"}))
+    return ds
 
 
-def doubled_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint file of the budget-doubling run of :func:`ais_log_likelihood`: ``<stem>-doubled<suffix>``."""
+def _schedules(doubled_betas) -> list:
+    """``doubled_betas`` as a list of schedules: one schedule (numbers), or a sequence of them."""
+    if len(doubled_betas) == 0:
+        raise ValueError("doubled_betas must be a schedule or a non-empty sequence of schedules, got an empty one")
+    return [doubled_betas] if np.ndim(doubled_betas[0]) == 0 else list(doubled_betas)
+
+
+def doubled_checkpoint(path: str | os.PathLike, k: int = 1) -> Path:
+    """The checkpoint file of the ``k``-th budget-doubling run of :func:`ais_log_likelihood`:
+    ``<stem>-doubled<suffix>``, then ``<stem>-doubled2<suffix>``, ..."""
     path = Path(path)
-    return path.with_name(f"{path.stem}-doubled{path.suffix}")
+    return path.with_name(f"{path.stem}-doubled{k if k > 1 else ''}{path.suffix}")
 
 
-def doubled_seed(seed: int) -> int:
-    """The seed of the budget-doubling run of :func:`ais_log_likelihood`: a stream of ``seed`` of its own."""
-    return int(derive_seed(seed, "ais-doubled").generate_state(1)[0])
+def doubled_seed(seed: int, k: int = 1) -> int:
+    """The seed of the ``k``-th budget-doubling run of :func:`ais_log_likelihood`: a stream of ``seed`` of its own."""
+    stream = derive_seed(seed, "ais-doubled") if k == 1 else derive_seed(seed, "ais-doubled", k)
+    return int(stream.generate_state(1)[0])

@@ -85,6 +85,9 @@ def test_evaluate_rejects_data_of_the_wrong_width(saved, capsys):
          "--ais-chains (100) must be a multiple of --ais-groups (3) with at least 2 chains per population when "
          "--ais-resample > 0"),
         (["--ais-groups", "1"], "--ais-groups must be an integer >= 2, got 1"),
+        (["--ais-doublings", "0"], "--ais-doublings must be an integer >= 1, got 0"),
+        (["--ais-doubling", "--ais-doublings", "2"],
+         "--ais-doubling is one doubling and --ais-doublings 2 asks for 2; give one of them"),
         (["--ais-checkpoint", "."], "--ais-checkpoint . must be a file in an existing folder"),
         (["--ais-checkpoint", "no-such-folder/ais.npz"],
          "--ais-checkpoint no-such-folder/ais.npz must be a file in an existing folder"),
@@ -155,6 +158,7 @@ def test_evaluate_rejects_malformed_ais_flags_with_a_usage_line(saved, capsys, f
         ({"ais_resample": 1.5}, "ais_resample must be a number in [0, 1)"),
         ({"ais_resample": 0.5, "ais_groups": 3}, "ais_chains (100) must be a multiple of ais_groups (3)"),
         ({"ais_betas": 3}, "ais_betas must be an integer >= 4, got 3"),
+        ({"ais_doubling": -1}, "ais_doubling must be an integer >= 0, got -1"),
     ],
 )
 def test_evaluate_function_names_its_keyword_in_errors(saved, options, message):
@@ -311,6 +315,28 @@ def test_evaluate_ais_doubling_flags_an_under_resolved_log_z(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (f"warning: log Z moved by {shift:+.3g} nats when the betas doubled: not converged at this budget; "
             "use more betas (5 -> 10 betas;") in err
+
+
+def test_evaluate_ais_doubling_k_times_records_the_series_and_flags_it(tmp_path, capsys):
+    # the under-resolved model above, doubled twice: 5, 10 and 20 betas, every run independent
+    n = N_UNITS
+    core = RBM(np.full((n, 1), 6.0), np.full(n, -3.0), np.array([-6.0 * n / 4]))
+    rbm, _ = _with_isolated_hidden(core, N_UNITS, seed=1)
+    data = _save(tmp_path, rbm, np.random.default_rng(2).random((100, n)) < 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ais.DegenerateWeightsWarning)
+        result = _evaluate_ais(tmp_path, "--ais-betas", "5", "--ais-doublings", "2")
+        direct = ais_log_likelihood(rbm, data, n_chains=100, seed=0, betas=schedules.classic(5), base_data=data,
+                                    doubled_betas=[schedules.classic(10), schedules.classic(20)])
+    np.testing.assert_array_equal(result["ais_n_betas"].values, [5, 10, 20])
+    for name in ("log_z_series", "log_z_series_std", "log_z_doubled", "log_z_shift", "log_z_converged"):
+        np.testing.assert_array_equal(result[f"ais_{name}"].values, direct[name].values, err_msg=name)
+    assert result["ais_log_z_series"].values[0] == float(result["ais_log_z"])
+    assert result["ais_log_z_doubled"].attrs["ais_n_betas_doubled"] == 20
+    assert int(result["ais_log_z_converged"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: log Z moved along the doublings of the betas: not converged at these budgets" in err
+    assert f"20: {float(result['ais_log_z_doubled']):.2f}" in err
 
 
 def test_evaluate_ais_interrupted_with_a_checkpoint_continues_to_the_uninterrupted_numbers(easy, capsys,

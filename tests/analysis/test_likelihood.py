@@ -53,3 +53,64 @@ def test_ais_agrees_with_exact():
     se = float(ds.log_z_std)
     assert abs(diff) < norm.isf(1e-3 / 2) * se + se**2 / 2
     np.testing.assert_allclose(ds.log_likelihood - ref.log_likelihood, -float(ds.log_z) + float(ref.log_z), atol=1e-9)
+
+
+def _fake_log_partition(estimates: dict[int, tuple[float, float]]):
+    """A stand-in for dilution.ais.log_partition returning ``estimates[n_betas] = (log_z, se)``."""
+    import xarray as xr
+
+    def fake(rbm, *, n_chains, betas, data, seed, reverse=True, **options):
+        log_z, se = estimates[len(betas)]
+        return xr.Dataset({"log_z": log_z, "log_z_std": se}, attrs={"n_betas": len(betas), "resample": 0.0,
+                                                                      "n_groups": 0})
+    return fake
+
+
+@pytest.mark.parametrize("series, converged", [
+    # a creep of 0.5 nats per doubling, SE 0.15: each step is within 3 combined SE (0.64), the whole
+    # series (1.5) is not. One doubling of it would have passed.
+    ([0.0, 0.5, 1.0, 1.5], 0),
+    ([0.0, 0.5], 1),
+    ([0.0, 0.1, -0.1, 0.05], 1),  # noise
+    ([0.0, 0.1, 0.9, 1.0], 0),  # one step too large
+])
+def test_a_doubling_series_is_converged_only_when_no_step_and_not_the_whole_series_moved(series, converged,
+                                                                                         monkeypatch):
+    import analysis.likelihood as likelihood
+    from dilution import schedules
+
+    sizes = [100 * 2**k for k in range(len(series))]
+    monkeypatch.setattr(likelihood.ais, "log_partition",
+                        _fake_log_partition({n: (600.0 + z, 0.15) for n, z in zip(sizes, series)}))
+    rbm = tiny_rbm()
+    data = np.zeros((3, rbm.n_visible))
+    ds = ais_log_likelihood(rbm, data, n_chains=10, seed=0, betas=schedules.linear(sizes[0]),
+                            doubled_betas=[schedules.linear(n) for n in sizes[1:]])
+    assert int(ds["log_z_converged"]) == converged
+    np.testing.assert_array_equal(ds["n_betas"].values, sizes)
+    np.testing.assert_allclose(ds["log_z_series"].values, 600.0 + np.array(series))
+    assert float(ds["log_z_shift"]) == pytest.approx(series[-1] - series[-2])
+    assert float(ds["log_z_doubled"]) == pytest.approx(600.0 + series[-1])
+    assert ds.attrs["ais_n_betas_doubled"] == sizes[-1]
+
+
+def test_each_doubling_is_an_independent_run_of_its_own_seed(tmp_path):
+    from analysis.likelihood import doubled_checkpoint, doubled_seed
+    from dilution import ais, schedules
+
+    rbm = tiny_rbm()
+    data = (np.random.default_rng(0).random((20, rbm.n_visible)) < 0.5).astype(float)
+    options = dict(n_chains=10, base_data=data, reverse=False, n_bootstrap=0, progress=False)
+    ds = ais_log_likelihood(rbm, data, seed=4, betas=schedules.linear(50),
+                            doubled_betas=[schedules.linear(100), schedules.linear(200)], **options,
+                            checkpoint=tmp_path / "ais.npz")
+    for k, n in ((1, 100), (2, 200)):
+        direct = ais.log_partition(rbm, n_chains=10, betas=schedules.linear(n), data=data, seed=doubled_seed(4, k),
+                                   reverse=False, n_bootstrap=0, progress=False)
+        assert float(ds["log_z_series"].sel(n_betas=n)) == float(direct["log_z"])
+    assert doubled_seed(4, 1) == doubled_seed(4) != doubled_seed(4, 2) != 4
+    # one checkpoint per run, named apart
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ais-doubled.npz", "ais-doubled2.npz", "ais.npz"]
+    assert doubled_checkpoint(tmp_path / "ais.npz", 2) == tmp_path / "ais-doubled2.npz"
+    with pytest.raises(ValueError, match="doubled_betas must be a schedule or a non-empty sequence"):
+        ais_log_likelihood(rbm, data, seed=4, betas=schedules.linear(50), doubled_betas=[], **options)
