@@ -244,7 +244,7 @@ def evaluate(
 
 def _run(args: argparse.Namespace) -> int:
     from dilution import io
-    from dilution.ais import check_resampling
+    from dilution.ais import CheckpointMismatchError, check_resampling
     from dilution.model import RBM
     from dilution.provenance import provenance
     from dilution.validation import check_int
@@ -297,6 +297,8 @@ def _run(args: argparse.Namespace) -> int:
             ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=doublings,
             ais_checkpoint=checkpoint, classifier=classifier, progress=False if args.quiet else None,
         )
+    except CheckpointMismatchError:
+        raise  # its message says what to do
     except BaseException:
         if checkpoint is not None and checkpoint.exists():
             print(f"dilution evaluate: the AIS chains are saved in {checkpoint}; the same command continues "

@@ -135,9 +135,10 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         ``log_z_converged``, 1 when every step of the series and the whole series (largest budget
         against ``betas``) moved by at most ``CONVERGED_SIGMAS`` combined standard errors
         (``|a - b| <= CONVERGED_SIGMAS * sqrt(se_a^2 + se_b^2)``), else 0; and the series itself,
-        ``log_z_series`` and ``log_z_series_std`` on dim ``n_betas`` (``betas`` first). Attrs ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``,
-        ``ais_resample``, ``ais_n_groups`` (0 for plain AIS) and with the check ``ais_n_betas_doubled``,
-        ``ais_seed_doubled`` (of the largest budget).
+        ``log_z_series`` and ``log_z_series_std`` on dim ``n_betas`` (``betas`` first). Attrs
+        ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``, ``ais_resample``, ``ais_n_groups`` (0 for
+        plain AIS) and with the check ``ais_n_betas_doubled``, ``ais_seed_doubled`` (of the largest
+        budget).
     """
     f = _free_energy(rbm, data)
     doublings = None if doubled_betas is None else _schedules(doubled_betas)  # checked before any run

@@ -99,7 +99,8 @@ class DegenerateReverseWeightsWarning(DegenerateWeightsWarning):
 
 
 class CheckpointMismatchError(ValueError):
-    """A :func:`log_partition` checkpoint file that cannot serve this call: another run's, or unreadable."""
+    """An AIS checkpoint file (:func:`log_partition`, :func:`raise_log_likelihood`) that cannot serve
+    this call: another run's, or unreadable."""
 
 
 @njit(inline="always", cache=True)

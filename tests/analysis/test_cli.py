@@ -374,3 +374,9 @@ def test_evaluate_ais_interrupted_with_a_checkpoint_continues_to_the_uninterrupt
     for name in reference.data_vars:
         if name.startswith("ais_"):
             xr.testing.assert_identical(resumed[name], reference[name])
+    # another seed is another run: refused in one line, without the hint to run it again
+    capsys.readouterr()
+    assert main([*argv, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {checkpoint} belongs to another AIS run (different seed:" in err
+    assert "continues" not in err and len(err.strip().splitlines()) == 1
