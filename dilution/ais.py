@@ -69,6 +69,7 @@ __all__ = [
     "check_resampling",
     "CHECKPOINT_EVERY",
     "CheckpointMismatchError",
+    "CheckpointWriteWarning",
     "DegenerateWeightsWarning",
     "DegenerateReverseWeightsWarning",
     "LOW_ESS_FRACTION",
@@ -96,6 +97,10 @@ class DegenerateWeightsWarning(RuntimeWarning):
 
 class DegenerateReverseWeightsWarning(DegenerateWeightsWarning):
     """The reverse AIS weights are degenerate (the forward estimate may still be sound)."""
+
+
+class CheckpointWriteWarning(RuntimeWarning):
+    """An AIS checkpoint could not be written; the run went on without it."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -494,6 +499,7 @@ class _Saver:
         self.phase = ""
         self._latest: dict[str, np.ndarray] | None = None
         self._written = time.monotonic()
+        self._failed = False
 
     def load(self) -> dict[str, np.ndarray]:
         """The saved arrays, or {} when there is no file; a file of another run is refused."""
@@ -537,9 +543,18 @@ class _Saver:
             self._write(self._latest)
 
     def _write(self, running: dict[str, np.ndarray]) -> None:
-        with atomic_write(self.path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, identity=np.array(json.dumps(self.identity)), phase=np.array(self.phase),
-                     **self.fixed, **running)
+        # The checkpoint serves the run, not the other way round: a write that fails (a full disk,
+        # a vanished folder) is reported once and the run goes on; the file keeps its last state.
+        try:
+            with atomic_write(self.path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, identity=np.array(json.dumps(self.identity)), phase=np.array(self.phase),
+                         **self.fixed, **running)
+        except OSError as err:
+            if not self._failed:
+                warnings.warn(f"could not write the AIS checkpoint {self.path} ({err}); the run goes on, and an "
+                              "interruption would resume from the file's last state", CheckpointWriteWarning,
+                              stacklevel=2)
+            self._failed = True
         self._written = time.monotonic()
 
 

@@ -182,3 +182,18 @@ def test_an_interrupted_raise_run_resumes_to_the_uninterrupted_result(how, tmp_p
     with pytest.raises(ais.CheckpointMismatchError, match="different data"):
         raise_run(rbm, data[::-1].copy(), checkpoint=path)
     assert path.read_bytes() == before
+
+
+def test_a_checkpoint_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path, monkeypatch, one_step_chunks):
+    rbm = model()
+    reference = run(rbm)
+
+    def full_disk(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ais, "atomic_write", full_disk)
+    with pytest.warns(ais.CheckpointWriteWarning, match="could not write the AIS checkpoint .*No space left") as caught:
+        result = run(rbm, checkpoint=tmp_path / "ais.npz", checkpoint_every=0.0)
+    assert sum(issubclass(w.category, ais.CheckpointWriteWarning) for w in caught) == 1  # once, not per chunk
+    xr.testing.assert_identical(result.drop_attrs(), reference.drop_attrs())
+    assert not (tmp_path / "ais.npz").exists()
