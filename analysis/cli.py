@@ -90,9 +90,10 @@ def register(subparsers) -> None:
                     "Costs a forward run of twice the betas (about doubling the AIS time)")
     ev.add_argument("--ais-doublings", type=int, metavar="K",
                     help="the doubling check K times: 2, 4, ..., 2^K times the betas, each an independent forward "
-                    "run, recorded as ais_log_z_series; converged only when no step and not the whole series "
-                    "moved log Z by more than 3 combined standard errors, which catches a creep that passes "
-                    "each single doubling. Costs forward runs of 2 + 4 + ... + 2^K times the betas")
+                    "run, recorded as ais_log_z_series; converged only when no two budgets give log Z more than "
+                    "3 combined standard errors apart, which catches a creep that passes each single doubling. "
+                    "The most betas give the best estimate, ais_log_z_doubled. Costs forward runs of "
+                    "2 + 4 + ... + 2^K times the betas")
     ev.add_argument("--ais-checkpoint", type=Path, metavar="FILE",
                     help="make the AIS runs resumable: their chains are saved to FILE (.npz) every few minutes, "
                     "at the end of each direction and on Ctrl-C; the same command run again continues from it "

@@ -132,9 +132,11 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         ``ess_reverse``. With ``doubled_betas``:
         ``log_z_doubled`` and ``log_z_doubled_std`` (of the largest budget), ``log_z_shift`` (its
         estimate minus the one before it: ``log_z_doubled - log_z`` with one doubling) and
-        ``log_z_converged``, 1 when every step of the series and the whole series (largest budget
-        against ``betas``) moved by at most ``CONVERGED_SIGMAS`` combined standard errors
-        (``|a - b| <= CONVERGED_SIGMAS * sqrt(se_a^2 + se_b^2)``), else 0; and the series itself,
+        ``log_z_converged``, 1 when no two budgets of the series (``betas`` and each doubling) give
+        estimates more than ``CONVERGED_SIGMAS`` combined standard errors apart (``|a - b| <=
+        CONVERGED_SIGMAS * sqrt(se_a^2 + se_b^2)``), else 0 (for independent normal errors each
+        pair alarms falsely with probability 0.27 %: at most 1.6 % over the 6 pairs of three
+        doublings); and the series itself,
         ``log_z_series`` and ``log_z_series_std`` on dim ``n_betas`` (``betas`` first). Attrs
         ``ais_n_chains``, ``ais_seed``, ``ais_n_betas``, ``ais_resample``, ``ais_n_groups`` (0 for
         plain AIS) and with the check ``ais_n_betas_doubled``, ``ais_seed_doubled`` (of the largest
@@ -171,8 +173,10 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         def moved(i: int, j: int) -> bool:
             return abs(values[j] - values[i]) > CONVERGED_SIGMAS * float(np.hypot(errors[i], errors[j]))
 
-        steady = not any(moved(i, i + 1) for i in range(len(values) - 1)) and not moved(0, len(values) - 1)
-        what = "every doubling and the whole series" if len(values) > 2 else "the doubling"
+        # every pair, not only the steps and the ends: a noisy first estimate hides a creep from
+        # the ends' test (NCG p = 1 on 784 x 500: 160k-1.28M betas passes it, 320k-1.28M does not)
+        steady = not any(moved(i, j) for i in range(len(values)) for j in range(i + 1, len(values)))
+        what = "no two budgets of the series differ" if len(values) > 2 else "the doubling moved log Z"
         extra.update(
             log_z_doubled=((), float(values[-1]), {
                 "long_name": "forward AIS estimate of log Z with the most betas (an independent run)", "units": nats}),
@@ -182,7 +186,7 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
                 "long_name": "change of log Z at the last doubling of the betas (log_z_doubled - the estimate before)",
                 "units": nats}),
             log_z_converged=((), int(steady), {
-                "long_name": f"1 if {what} moved log Z by at most {CONVERGED_SIGMAS:g} combined standard errors "
+                "long_name": f"1 if {what} by more than {CONVERGED_SIGMAS:g} combined standard errors "
                              "(log Z converged at this AIS budget), else 0", "units": "1"}),
             log_z_series=(("n_betas",), values, {"long_name": "forward AIS estimate of log Z at each budget",
                                                  "units": nats}),
