@@ -591,7 +591,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         sequence: ``test_log_likelihood``, ``test_log_likelihood_se``,
         ``log_partition``, ``log_partition_se``, ``train_log_likelihood`` (the training images'
         mean log-likelihood with the same log Z: train - test is the generalisation gap, exact
-        even under AIS), with AIS ``ais_degenerate``, with ``ais_reverse`` also ``test_log_likelihood_lower``,
+        even under AIS), with AIS ``ais_degenerate`` (and with several ``ais_betas``
+        ``log_partition_converged`` per model: no two budgets' log Z apart by more than
+        ``CONVERGED_SIGMAS`` combined standard errors), with ``ais_reverse`` also ``test_log_likelihood_lower``,
         ``log_partition_upper``, ``log_partition_upper_se``, ``log_partition_upper_ess`` and
         ``ais_reverse_degenerate``, with ``ais_raise`` also ``test_log_likelihood_raise``,
         ``test_log_likelihood_raise_se``, ``raise_gap`` and ``raise_gap_se``, and, with a classifier,
@@ -619,6 +621,8 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from analysis.likelihood import log_likelihood
 
     from .data import StudyData
+    from analysis.likelihood import CONVERGED_SIGMAS, budgets_agree
+
     from .evaluate import log_likelihood_method, metric_variables, remove_checkpoints
     from .spec import EvaluationSpec
 
@@ -853,6 +857,17 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     }
     # the model's own numbers do not depend on the AIS budget; one AIS budget: no ais_betas dimension
     of_model = ("final_density", "train_seconds", "weight_rms", "weight_max_abs")
+    if likelihood == "ais" and not single_betas:
+        of_model += ("log_partition_converged",)
+        extra["log_partition_converged"] = (
+            f"1 if no two AIS budgets (ais_betas) gave log Z more than {CONVERGED_SIGMAS:g} combined standard "
+            "errors apart (analysis.likelihood.budgets_agree), else 0; NaN where a budget is missing", "1")
+        z, se = values["log_partition"], values["log_partition_se"]
+        agree = np.full(z.shape, np.nan)  # the last (ais_betas) axis repeats the model's verdict
+        for at in np.ndindex(z.shape[:-1]):
+            if np.all(np.isfinite(z[at])) and np.all(np.isfinite(se[at])):
+                agree[at] = float(budgets_agree(z[at], se[at]))
+        values["log_partition_converged"] = agree
     values = {name: array[..., 0] if name in of_model or single_betas else array for name, array in values.items()}
     per_model = ("method", "connectivity", "seed", "epochs")
     per_score = per_model if single_betas else (*per_model, "ais_betas")

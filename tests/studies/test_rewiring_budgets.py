@@ -208,6 +208,16 @@ def test_each_ais_budget_scores_the_same_models_as_a_call_with_that_budget(mnist
     assert json.loads(both.attrs["experiment"])["ais_betas"] == [50, 100] and list(both.attrs["ais_betas"]) == [50, 100]
     assert "100 betas" in both.attrs["log_likelihood_method"] and "also scored with 50 betas" in \
         both.attrs["log_likelihood_method"]
+    # the AIS-budget verdict per model is budgets_agree on its two estimates
+    from analysis.likelihood import budgets_agree
+
+    converged = both["log_partition_converged"]
+    assert converged.dims == both["final_density"].dims
+    for at in np.ndindex(converged.shape):
+        z, se = both["log_partition"].values[at], both["log_partition_se"].values[at]
+        scored = np.all(np.isfinite(z)) and np.all(np.isfinite(se))
+        np.testing.assert_equal(converged.values[at], float(budgets_agree(z, se)) if scored else np.nan)
+    assert np.isfinite(converged.values).any()
     for n_betas in (50, 100):
         alone = mnist_comparison(mnist, **TINY, epochs=(2, 4), **AIS, ais_betas=n_betas)
         assert "ais_betas" not in alone.dims and json.loads(alone.attrs["experiment"])["ais_betas"] == n_betas
