@@ -264,6 +264,24 @@ def test_exact_likelihood_of_a_model_too_large_fails_before_compute():
         spec_from_dict(raw)
 
 
+def _interrupted_kernel(monkeypatch, at: int):
+    """AIS kernel calls of one beta each, counted in ``calls``; call ``at`` raises KeyboardInterrupt.
+    Returns the real kernel and ``calls``."""
+    from dilution import ais
+
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)
+    kernel, calls = ais.ais_kernel, []
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return kernel(*args)
+
+    monkeypatch.setattr(ais, "ais_kernel", counted)
+    return kernel, calls
+
+
 def test_an_interrupted_ais_evaluation_continues_from_its_checkpoint_and_a_stale_one_is_replaced(tmp_path,
                                                                                                monkeypatch):
     from dilution import ais
@@ -273,16 +291,7 @@ def test_an_interrupted_ais_evaluation_continues_from_its_checkpoint_and_a_stale
     spec = EvaluationSpec(log_likelihood="ais", ais_chains=20, ais_betas=300, ais_reverse=True)
     reference = evaluate(spec, rbm, data, seed=0)
     checkpoint = tmp_path / "ais.npz"
-    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta
-    kernel, calls = ais.ais_kernel, []
-
-    def counted(*args):
-        calls.append(1)
-        if len(calls) == 400:  # in the reverse run (the forward one takes 299 calls)
-            raise KeyboardInterrupt
-        return kernel(*args)
-
-    monkeypatch.setattr(ais, "ais_kernel", counted)
+    kernel, calls = _interrupted_kernel(monkeypatch, 400)  # in the reverse run (the forward one takes 299 calls)
     with pytest.raises(KeyboardInterrupt):
         evaluate(spec, rbm, data, seed=0, ais_checkpoint=checkpoint)
     calls.clear()
@@ -297,7 +306,6 @@ def test_an_interrupted_ais_evaluation_continues_from_its_checkpoint_and_a_stale
 
 
 def test_an_evaluation_interrupted_in_raise_continues_it_and_remove_checkpoints_clears_both(tmp_path, monkeypatch):
-    from dilution import ais
     from studies.evaluate import raise_checkpoint, remove_checkpoints
 
     data = load_data(builtin_spec("smoke").data)
@@ -305,16 +313,7 @@ def test_an_evaluation_interrupted_in_raise_continues_it_and_remove_checkpoints_
     spec = EvaluationSpec(log_likelihood="ais", ais_chains=20, ais_betas=200, ais_raise=2)
     reference = evaluate(spec, rbm, data, seed=1)
     checkpoint = tmp_path / "point.ais.npz"
-    monkeypatch.setattr(ais, "WORK_PER_SECOND", 1.0)  # a kernel call per beta
-    kernel, calls = ais.ais_kernel, []
-
-    def counted(*args):
-        calls.append(1)
-        if len(calls) == 199 + 60:  # the forward run takes 199 calls: this one is in RAISE
-            raise KeyboardInterrupt
-        return kernel(*args)
-
-    monkeypatch.setattr(ais, "ais_kernel", counted)
+    _, calls = _interrupted_kernel(monkeypatch, 199 + 60)  # the forward run takes 199 calls: this one is in RAISE
     with pytest.raises(KeyboardInterrupt):
         evaluate(spec, rbm, data, seed=1, ais_checkpoint=checkpoint)
     assert checkpoint.exists() and raise_checkpoint(checkpoint) == tmp_path / "point.ais-raise.npz"
