@@ -290,6 +290,34 @@ def ais_row(args, cd25, results):
     sec = (time.perf_counter() - t) * 14500 / n_betas
     results["ais_seconds_500x14500"] = sec
     print(f"AIS 500 chains x 14,500 betas (forward; extrapolated from {n_betas}): {sec:.0f} s", flush=True)
+    ais_checkpoint_rows(args, cd25, results)
+
+
+def ais_checkpoint_rows(args, cd25, results):
+    """The cost of log_partition's checkpoint: time with a checkpoint over time without, per round (the
+    two interleaved), median over rounds; at the default interval and at the worst case, a write after
+    every chunk of about a second (checkpoint_every=0)."""
+    import tempfile
+
+    from dilution.ais import CHECKPOINT_EVERY, log_partition
+
+    betas = np.linspace(0, 1, 301 if args.quick else 1451)
+    kw = dict(n_chains=500, betas=betas, seed=0, reverse=False, progress=False)
+    ratios = {"default": [], "every_chunk": []}
+    import warnings
+
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 300 linear betas on CD25: degenerate weights, not what is timed
+        for r in range(args.rounds):
+            plain = _timed(lambda: log_partition(cd25, **kw))
+            for name, every in (("default", CHECKPOINT_EVERY), ("every_chunk", 0.0)):
+                path = Path(folder) / f"{name}-{r}.npz"  # a new file: a finished one would skip the run
+                ratios[name].append(_timed(lambda: log_partition(cd25, **kw, checkpoint=path,
+                                                                 checkpoint_every=every)) / plain)
+    results["ais_checkpoint_overhead"] = {name: _median(v) for name, v in ratios.items()}
+    print(f"AIS checkpoint, time with / without (500 chains x {betas.size - 1} betas, median of {args.rounds}): "
+          f"default interval {_median(ratios['default']):.3f}, a write per chunk {_median(ratios['every_chunk']):.3f}",
+          flush=True)
 
 
 def memory_row(results):

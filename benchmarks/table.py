@@ -36,6 +36,10 @@ def other_rows(results: dict) -> str:
         lines.append(f"- PCD-10 epoch, MNIST 60k, N_h = 500, batch 100, 1000 chains: {secs} (engine: {speed})")
     if "ais_seconds_500x14500" in results:
         lines.append(f"- AIS, 784 x 500, 500 chains x 14,500 betas: {results['ais_seconds_500x14500']:.0f} s")
+    if "ais_checkpoint_overhead" in results:
+        over = results["ais_checkpoint_overhead"]
+        lines.append(f"- AIS with a checkpoint, time over time without: {over['default']:.3f} at the default "
+                     f"interval, {over['every_chunk']:.3f} with a write after every chunk")
     if "memory" in results:
         m = results["memory"]
         lines.append(f"- peak RSS growth of a B = 5000 sweep: {m['rss_growth_bytes'] / 2**20:.1f} MiB "
