@@ -92,7 +92,8 @@ def register(subparsers) -> None:
                     help="the doubling check K times: 2, 4, ..., 2^K times the betas, each an independent forward "
                     "run, recorded as ais_log_z_series; converged only when no two budgets give log Z more than "
                     "3 combined standard errors apart, which catches a creep that passes each single doubling. "
-                    "The most betas give the best estimate, ais_log_z_doubled. Costs forward runs of "
+                    "The most betas give the best estimate, ais_log_z_doubled (and the test log-likelihood with "
+                    "it, ais_mean_log_likelihood_doubled). Costs forward runs of "
                     "2 + 4 + ... + 2^K times the betas")
     ev.add_argument("--ais-checkpoint", type=Path, metavar="FILE",
                     help="make the AIS runs resumable: their chains are saved to FILE (.npz) every few minutes, "
@@ -188,7 +189,7 @@ def evaluate(
     ais_doubling : int >= 0
         Also estimate ``log Z`` with 2, 4, ..., 2^K times the betas in the same shape (independent
         forward runs; ``True`` is one doubling): adds ``ais_log_z_doubled``,
-        ``ais_log_z_doubled_std``, ``ais_log_z_shift``, ``ais_log_z_converged`` and the series
+        ``ais_log_z_doubled_std``, ``ais_mean_log_likelihood_doubled``, ``ais_log_z_shift``, ``ais_log_z_converged`` and the series
         ``ais_log_z_series`` and ``ais_log_z_series_std`` on dim ``ais_n_betas``
         (:func:`analysis.likelihood.ais_log_likelihood`'s ``doubled_betas``).
     ais_checkpoint : path, optional

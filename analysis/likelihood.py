@@ -130,7 +130,8 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         ``mean_log_likelihood_lower`` (computed with the reverse-AIS upper bound on ``log Z``) and
         :func:`dilution.ais.log_partition`'s ``log_z_upper``, ``log_z_upper_std`` and
         ``ess_reverse``. With ``doubled_betas``:
-        ``log_z_doubled`` and ``log_z_doubled_std`` (of the largest budget), ``log_z_shift`` (its
+        ``log_z_doubled`` and ``log_z_doubled_std`` (of the largest budget, the least biased
+        estimate), ``mean_log_likelihood_doubled`` (the mean with it), ``log_z_shift`` (its
         estimate minus the one before it: ``log_z_doubled - log_z`` with one doubling) and
         ``log_z_converged``, 1 when no two budgets of the series (``betas`` and each doubling) give
         estimates more than ``CONVERGED_SIGMAS`` combined standard errors apart (``|a - b| <=
@@ -176,6 +177,9 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
                 "long_name": "forward AIS estimate of log Z with the most betas (an independent run)", "units": nats}),
             log_z_doubled_std=((), float(errors[-1]), {"long_name": "AIS standard error of log_z_doubled",
                                                         "units": nats}),
+            mean_log_likelihood_doubled=((), float(np.mean(-f) - values[-1]), {
+                "long_name": "mean test log-likelihood with log_z_doubled (the most betas: the least biased log Z)",
+                "units": "nats per sample"}),
             log_z_shift=((), float(values[-1] - values[-2]), {
                 "long_name": "change of log Z at the last doubling of the betas (log_z_doubled - the estimate before)",
                 "units": nats}),

@@ -329,7 +329,8 @@ def test_evaluate_ais_doubling_k_times_records_the_series_and_flags_it(tmp_path,
         direct = ais_log_likelihood(rbm, data, n_chains=100, seed=0, betas=schedules.classic(5), base_data=data,
                                     doubled_betas=[schedules.classic(10), schedules.classic(20)])
     np.testing.assert_array_equal(result["ais_n_betas"].values, [5, 10, 20])
-    for name in ("log_z_series", "log_z_series_std", "log_z_doubled", "log_z_shift", "log_z_converged"):
+    for name in ("log_z_series", "log_z_series_std", "log_z_doubled", "log_z_shift", "log_z_converged",
+                 "mean_log_likelihood_doubled"):
         np.testing.assert_array_equal(result[f"ais_{name}"].values, direct[name].values, err_msg=name)
     assert result["ais_log_z_series"].values[0] == float(result["ais_log_z"])
     assert result["ais_log_z_doubled"].attrs["ais_n_betas_doubled"] == 20

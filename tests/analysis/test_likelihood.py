@@ -99,6 +99,9 @@ def test_a_doubling_series_is_converged_only_when_no_two_budgets_differ(series, 
     np.testing.assert_allclose(ds["log_z_series"].values, 600.0 + np.array(series))
     assert float(ds["log_z_shift"]) == pytest.approx(series[-1] - series[-2])
     assert float(ds["log_z_doubled"]) == pytest.approx(600.0 + series[-1])
+    # the mean log-likelihood with the largest budget's log Z: the base one's minus the difference
+    assert float(ds["mean_log_likelihood_doubled"]) == pytest.approx(
+        float(ds["mean_log_likelihood"]) - (series[-1] - series[0]), abs=1e-9)
     assert ds.attrs["ais_n_betas_doubled"] == sizes[-1]
 
 
