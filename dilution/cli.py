@@ -223,13 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = tr.add_argument_group(
         "connectivity rule",
         "What changes the mask during training. Options are the fields of the rule's class, given as\n"
-        "--rule-option NAME=VALUE (repeatable; values in TOML syntax, e.g. at_epochs=[10,20]):\n"
-        "  prune        dilution.pruning_rules.PruningProtocol: fraction, at_epochs, criterion\n"
+        "--rule-option NAME=VALUE (repeatable; values in TOML syntax, e.g. at_epochs=[10,20]); the\n"
+        "options before the semicolon are required:\n"
+        "  prune        dilution.pruning_rules.PruningProtocol: fraction; at_epochs, criterion\n"
         "               (global_magnitude, unit_magnitude, random, degree_preserving_random, saliency),\n"
         "               then (continue, rewind, reinit), rewind_epoch, reinit_scale\n"
-        "  ncg          dilution.ncg.NCG: p, strength_ratio, threshold, reference_quirks, redraw_epochs\n"
-        "  deep-r       dilution.deep_r.DeepR: k, alpha, temperature, scope, biases, init_scale\n"
-        "  soft-deep-r  dilution.deep_r.SoftDeepR: see its docstring",
+        "  ncg          dilution.ncg.NCG: none; p, strength_ratio, threshold, reference_quirks,\n"
+        "               redraw_epochs\n"
+        "  deep-r       dilution.deep_r.DeepR: k, alpha, temperature; scope, biases, init_scale, bias_l2\n"
+        "  soft-deep-r  dilution.deep_r.SoftDeepR: alpha, temperature, p0; theta_min, floor, biases,\n"
+        "               init_scale, bias_l2",
     )
     _option(g, "--rule", choices=RULES, help="connectivity rule (static: the initial random mask)")
     g.add_argument("--rule-option", dest="rule_options", action="append", type=_rule_option, metavar="NAME=VALUE",
@@ -504,7 +507,19 @@ def _rule(opts: dict[str, Any]):
             hint = f" (it is an option of --rule {others[0]})" if others else ""
             raise ValueError(f"--rule-option {option}: --rule {name} has no such option{hint}; "
                              f"its options are {', '.join(known) or 'none'}")
+    missing = [option for option in _required_rule_options(cls) if option not in options]
+    if missing:
+        raise ValueError(f"--rule {name} needs " + ", ".join(f"--rule-option {m}=VALUE" for m in missing)
+                         + " (`dilution train --help` lists every rule's options)")
     return cls(**options)
+
+
+def _required_rule_options(cls: type) -> list[str]:
+    """The fields of a rule's class that have no default, in their order."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING]
 
 
 def _resume_options(folder: Path) -> dict[str, Any]:

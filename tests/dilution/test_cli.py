@@ -144,6 +144,45 @@ def test_bad_rule_options_name_the_problem(argv, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("rule, given, missing", [
+    ("deep-r", [], ["k", "alpha", "temperature"]),
+    ("deep-r", ["k=10", "temperature=0"], ["alpha"]),
+    ("soft-deep-r", ["temperature=1"], ["alpha", "p0"]),
+    ("prune", ["at_epochs=[1]"], ["fraction"]),
+])
+def test_a_missing_required_rule_option_is_named_as_a_flag(rule, given, missing, tmp_path, capsys):
+    options = [x for option in given for x in ("--rule-option", option)]
+    assert main(["train", *SMALL, "--output", str(tmp_path / "x"), "--rule", rule, *options]) == 2
+    err = capsys.readouterr().err
+    assert f"--rule {rule} needs " + ", ".join(f"--rule-option {m}=VALUE" for m in missing) in err
+    assert "__init__" not in err and "positional" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_help_lists_every_rule_option_and_which_are_required():
+    import dataclasses
+
+    from dilution.cli import RULES, _required_rule_options, _rule_class
+
+    text = " ".join(_train_help().split())
+    for rule in RULES:
+        cls = _rule_class(rule)
+        if not dataclasses.fields(cls):
+            continue
+        line = re.search(rf"{rule} dilution\.\S+: ([^;]*); (.*?)(?= \S+ dilution\.| --rule )", text)
+        assert line, rule
+        required = [] if line[1] == "none" else line[1].split(", ")
+        assert required == _required_rule_options(cls), rule
+        optional = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in required]
+        assert all(re.search(rf"\b{name}\b", line[2]) for name in optional), (rule, optional)
+
+
+def _train_help() -> str:
+    parser = build_parser()
+    action = next(a for a in parser._subparsers._group_actions if a.dest)
+    return action.choices["train"].format_help()
+
+
 def _independent_pixels_log_likelihood(train, test):
     """Exact test log-likelihood of the product of the training marginals (clipped like the trainer's init)."""
     p = np.clip(train.mean(axis=0), 1e-3, 1 - 1e-3)
