@@ -168,10 +168,21 @@ def _stream(seed: int, purpose: str) -> int:
     return int(derive_seed(seed, purpose).generate_state(1)[0])
 
 
+def _fresh_if_stale(run, *args, **options):
+    """``run(*args, **options)``; a ``checkpoint`` (an option) that another model or evaluation left
+    under this name is a cache, not a result: it is removed and the run starts afresh."""
+    from dilution.ais import CheckpointMismatchError
+
+    try:
+        return run(*args, **options)
+    except CheckpointMismatchError:
+        options["checkpoint"].unlink()
+        return run(*args, **options)
+
+
 def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int,
                     checkpoint: Path | None) -> dict[str, float]:
     from analysis.likelihood import ais_log_likelihood, exact_log_likelihood
-    from dilution.ais import CheckpointMismatchError
 
     if evaluation.log_likelihood == "exact":
         ds = exact_log_likelihood(rbm, data.test)
@@ -183,12 +194,7 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
         options = dict(n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"), betas=betas,
                        base_data=data.train, reverse=evaluation.ais_reverse, resample=evaluation.ais_resample,
                        n_groups=evaluation.ais_groups, progress=False, checkpoint=checkpoint)
-        try:
-            ds = ais_log_likelihood(rbm, data.test, **options)
-        except CheckpointMismatchError:
-            # a left-over of another model or evaluation under this name: it is a cache, not a result
-            checkpoint.unlink()
-            ds = ais_log_likelihood(rbm, data.test, **options)
+        ds = _fresh_if_stale(ais_log_likelihood, rbm, data.test, **options)
         log_z_se = float(ds["log_z_std"])
     out = {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
            "log_partition": float(ds["log_z"]), "log_partition_se": log_z_se}
@@ -222,15 +228,11 @@ def _raise(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, bet
     2015); the gap's standard error is that of the per-image difference, whose spread over the
     images is far below either side's, since an image's ``-F(v)`` enters both.
     """
-    from dilution.ais import CheckpointMismatchError, raise_log_likelihood
+    from dilution.ais import raise_log_likelihood
 
     options = dict(base_data=data.train, seed=_stream(seed, "studies.raise"), betas=betas,
                    chains_per_row=evaluation.ais_raise, progress=False, checkpoint=checkpoint)
-    try:
-        ds = raise_log_likelihood(rbm, data.test, **options)
-    except CheckpointMismatchError:  # a left-over of another model or evaluation: a cache, not a result
-        checkpoint.unlink()
-        ds = raise_log_likelihood(rbm, data.test, **options)
+    ds = _fresh_if_stale(raise_log_likelihood, rbm, data.test, **options)
     gap = forward - ds["log_likelihood_row"].values
     return {"test_log_likelihood_raise": float(ds["log_likelihood"]),
             "test_log_likelihood_raise_se": float(ds["log_likelihood_std"]),

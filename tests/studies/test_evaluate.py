@@ -313,7 +313,7 @@ def test_an_evaluation_interrupted_in_raise_continues_it_and_remove_checkpoints_
     spec = EvaluationSpec(log_likelihood="ais", ais_chains=20, ais_betas=200, ais_raise=2)
     reference = evaluate(spec, rbm, data, seed=1)
     checkpoint = tmp_path / "point.ais.npz"
-    _, calls = _interrupted_kernel(monkeypatch, 199 + 60)  # the forward run takes 199 calls: this one is in RAISE
+    kernel, calls = _interrupted_kernel(monkeypatch, 199 + 60)  # the forward run takes 199 calls: this one is in RAISE
     with pytest.raises(KeyboardInterrupt):
         evaluate(spec, rbm, data, seed=1, ais_checkpoint=checkpoint)
     assert checkpoint.exists() and raise_checkpoint(checkpoint) == tmp_path / "point.ais-raise.npz"
@@ -322,6 +322,13 @@ def test_an_evaluation_interrupted_in_raise_continues_it_and_remove_checkpoints_
     resumed = evaluate(spec, rbm, data, seed=1, ais_checkpoint=checkpoint)
     assert len(calls) == 199 - 59  # RAISE's remaining steps only: the forward run was finished
     assert {k: m.value for k, m in resumed.metrics.items()} == {k: m.value for k, m in reference.metrics.items()}
+    # both files now belong to this model: another model's evaluation replaces them instead of failing
+    from dilution import ais
+
+    monkeypatch.setattr(ais, "ais_kernel", kernel)
+    other = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=4)
+    assert evaluate(spec, other, data, seed=1, ais_checkpoint=checkpoint).metrics == \
+        evaluate(spec, other, data, seed=1).metrics
     remove_checkpoints(checkpoint)
     assert not list(tmp_path.iterdir())
     remove_checkpoints(checkpoint)  # nothing to remove is fine
