@@ -121,6 +121,10 @@ DATASET_DEFAULTS = {
 # Rules whose sampler or reference protocol needs plain SGD: momentum defaults to 0 for them.
 RULE_DEFAULTS = {"ncg": {"momentum": 0.0}, "deep-r": {"momentum": 0.0}, "soft-deep-r": {"momentum": 0.0}}
 RULES = ("static", "prune", "ncg", "deep-r", "soft-deep-r")
+# Rules that draw their own mask: the option that sets its connections, and what it means.
+OWN_CONNECTIONS = {"ncg": ("p", "the initial density, default 1"),
+                   "deep-r": ("k", "the number of active connections, e.g. k=7840 for 2 % of 784 x 500"),
+                   "soft-deep-r": ("p0", "the target prior connectivity")}
 
 
 def _rule_option(text: str) -> tuple[str, Any]:
@@ -199,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = tr.add_argument_group("model")
     _option(g, "--n-hidden", type=int, help="hidden units of the trained RBM")
     _option(g, "--connectivity", type=float,
-            help="fraction of visible-hidden connections kept, mask drawn at random")
+            help="fraction of visible-hidden connections kept, mask drawn at random (not with --rule ncg, deep-r "
+                 "or soft-deep-r, which draw their own: see their options)")
     _option(g, "--dtype", choices=["float32", "float64"], help="precision")
     g = tr.add_argument_group("training")
     _option(g, "--method", choices=["pcd", "cd", "ptpcd", "exact"],
@@ -398,6 +403,10 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
     rule = chosen.get("rule", DEFAULTS["rule"])
     if "rule_options" in given:
         given["rule_options"] = dict(given["rule_options"])
+    if rule in OWN_CONNECTIONS and chosen.get("connectivity") is not None:
+        option, meaning = OWN_CONNECTIONS[rule]
+        raise ValueError(f"--connectivity does not apply to --rule {rule}, which draws its own mask: drop it and give "
+                         f"--rule-option {option}=VALUE ({meaning})")
     opts = {**DEFAULTS, **DATASET_DEFAULTS[dataset], **RULE_DEFAULTS.get(rule, {}), **from_file, **given}
     opts["dataset"] = dataset
     _validate_options(opts)
@@ -681,7 +690,8 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
     warnings.simplefilter("always", TrainingWarning)
     trained = False
     try:
-        print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {opts['connectivity']}) on "
+        connectivity = float(state.params.mask.mean())  # of the initial mask: a rule may draw its own
+        print(f"training {n_visible} x {state.plan.n_hidden} RBM (connectivity {connectivity:.4g}) on "
               f"{train_x.shape[0]} {opts['dataset']} samples: {config.estimator.describe()}, "
               f"{config.epochs} epochs, seed {state.seed}", flush=True)
         with progress_bar(state.plan.total_steps, f"{config.estimator.describe()} training", enabled=progress) as bar:

@@ -159,6 +159,30 @@ def test_a_missing_required_rule_option_is_named_as_a_flag(rule, given, missing,
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("rule, options, option", [
+    ("deep-r", ["k=10", "alpha=0", "temperature=1e-4"], "k"),
+    ("soft-deep-r", ["alpha=1", "temperature=1e-4", "p0=0.5"], "p0"),
+    ("ncg", [], "p"),
+])
+def test_connectivity_is_refused_for_a_rule_that_draws_its_own_mask(rule, options, option, tmp_path, capsys):
+    # it used to be ignored without a word: --connectivity 0.5 with k=10 of 96 pairs trained at 0.10
+    options = [x for o in options for x in ("--rule-option", o)]
+    assert main(["train", *SMALL, "--output", str(tmp_path / "x"), "--connectivity", "0.5", "--rule", rule,
+                 *options]) == 2
+    err = capsys.readouterr().err
+    assert f"--connectivity does not apply to --rule {rule}" in err and f"--rule-option {option}=VALUE" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_header_states_the_connectivity_the_rule_drew(tmp_path, capsys):
+    out = tmp_path / "deep-r"
+    assert main(["train", *SMALL, "--output", str(out), "--rule", "deep-r", "--rule-option", "k=10",
+                 "--rule-option", "alpha=0", "--rule-option", "temperature=1e-4"]) == 0
+    # 16 x 6 = 96 pairs, 10 active; the teacher's default --connectivity (0.5) is not what was trained
+    assert "RBM (connectivity 0.1042) on" in capsys.readouterr().out
+    assert dilution.load(out / "model.nc").n_connections == 10
+
+
 def test_the_help_lists_every_rule_option_and_which_are_required():
     import dataclasses
 
