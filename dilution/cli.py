@@ -407,6 +407,11 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
         option, meaning = OWN_CONNECTIONS[rule]
         raise ValueError(f"--connectivity does not apply to --rule {rule}, which draws its own mask: drop it and give "
                          f"--rule-option {option}=VALUE ({meaning})")
+    stepped = [name for name in ("momentum", "l1", "l2") if chosen.get(name) not in (None, 0)]
+    if rule in OWN_CONNECTIONS and stepped:
+        prior = "; its L1 prior is --rule-option alpha" if rule != "ncg" else ""
+        raise ValueError(f"--rule {rule} trains by plain SGD (no momentum, no weight decay{prior}): drop "
+                         + ", ".join(f"{_flag(name)} {chosen[name]}" for name in stepped))
     opts = {**DEFAULTS, **DATASET_DEFAULTS[dataset], **RULE_DEFAULTS.get(rule, {}), **from_file, **given}
     opts["dataset"] = dataset
     _validate_options(opts)

@@ -23,6 +23,9 @@ Contract
   from the mask it is given (the static mask, DEEP R, soft-DEEP R); the trainer then has the
   estimator skip those pairs (``present_only``, :mod:`dilution.estimators`), which leaves them 0
   and makes the update of a diluted model much cheaper. Without the attribute a rule gets all pairs.
+  A rule whose dynamics assume the optimiser's plain SGD step ``W + eta g`` sets ``plain_sgd`` to
+  the reason (NCG, DEEP R, soft-DEEP R); :class:`~dilution.training.TrainConfig` then refuses
+  ``momentum``, ``l1`` and ``l2`` other than 0 with that reason, before anything runs.
 * ``context`` is a :class:`StepContext`: update index, epoch, whether the epoch ends here, the
   learning rate and momentum of the step (DEEP R's noise is ``sqrt(2 eta T)``), the run length,
   and a per-step ``SeedSequence`` for every random choice (``np.random.default_rng(context.seed)``

@@ -404,6 +404,9 @@ class _Rewiring:
     # The update reads the gradient of active pairs only (a dormant theta moves by noise alone),
     # so the trainer skips the absent pairs' gradient (dilution.connectivity).
     reads_absent_gradient: ClassVar[bool] = False
+    plain_sgd: ClassVar[str] = ("the rule applies its L1 prior step -eta*alpha and its Langevin noise itself, and a "
+                                "velocity carries past noise into the step, so the chain no longer samples the "
+                                "posterior (dilution.deep_r.deep_r_config builds such a config)")
 
     def _scale(self, n_visible: int) -> float:
         # The reference scripts' N(0, 1) / sqrt(n_in), n_in the fan-in of a hidden unit.

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -117,8 +117,9 @@ class NCG:
     (``[0, threshold)`` when absent, ``[threshold, 1)`` when connected). Its draws use the
     update-0 seed of the run (``context.seed``).
 
-    The trainer must run plain SGD: ``momentum=0`` (checked at every update) and ``l1 = l2 = 0``
-    (not visible to a rule: build the config with :func:`ncg_config`, which checks them).
+    The trainer must run plain SGD: ``momentum=0`` and ``l1 = l2 = 0``
+    (:class:`~dilution.training.TrainConfig` refuses others, :data:`plain_sgd`; :func:`ncg_config`
+    sets them).
 
     Parameters
     ----------
@@ -149,6 +150,9 @@ class NCG:
     threshold: float = 0.5
     reference_quirks: bool = False
     redraw_epochs: int = 0
+
+    plain_sgd: ClassVar[str] = ("NCG is plain SGD without momentum or weight decay, as the reference code "
+                                "(dilution.ncg.ncg_config builds such a config)")
 
     def __post_init__(self):
         p = check_finite("NCG initial density p", self.p)

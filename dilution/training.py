@@ -52,7 +52,7 @@ from .estimators import PCD, GradientEstimator
 from .gibbs import hidden_probabilities_by_path, reconstruction_errors_by_path
 from .conditionals import free_energy, hidden_probabilities
 from .model import RBM, SUPPORTED_DTYPES, check_connectivity
-from .optim import SGD, Schedule, SGDState
+from .optim import SGD, Constant, Schedule, SGDState
 from .parameters import Parameters
 from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
@@ -235,6 +235,15 @@ class TrainConfig:
                 f"rule must implement dilution.connectivity.ConnectivityRule (init and update), "
                 f"got {type(self.rule).__name__}"
             )
+        reason = getattr(self.rule, "plain_sgd", None)
+        if reason is not None:
+            # momentum may be a schedule: only the constant 0 is plain SGD
+            terms = (("momentum", self.momentum), ("l1", self.l1), ("l2", self.l2))
+            stepped = [f"{name}={value!r}" for name, value in terms
+                       if not (value == 0 or (isinstance(value, Constant) and value.value == 0))]
+            if stepped:
+                raise ValueError(f"{type(self.rule).__name__} needs momentum=0, l1=0 and l2=0, got "
+                                 f"{', '.join(stepped)}: {reason}")
         check_connectivity(self.connectivity)
         if not (math.isfinite(self.weight_scale) and self.weight_scale >= 0):
             raise ValueError(f"weight_scale must be a finite number >= 0, got {self.weight_scale!r}")

@@ -174,6 +174,21 @@ def test_connectivity_is_refused_for_a_rule_that_draws_its_own_mask(rule, option
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("rule, options, flags, dropped", [
+    ("ncg", [], ["--l2", "0.01"], "--l2 0.01"),
+    ("ncg", [], ["--l1", "0.1", "--momentum", "0.5"], "--momentum 0.5, --l1 0.1"),
+    ("deep-r", ["k=10", "alpha=0", "temperature=1e-4"], ["--l1", "0.01"], "--l1 0.01"),
+    ("soft-deep-r", ["alpha=1", "temperature=1e-4", "p0=0.5"], ["--momentum", "0.9"], "--momentum 0.9"),
+])
+def test_momentum_and_weight_decay_are_refused_for_a_plain_sgd_rule(rule, options, flags, dropped, tmp_path, capsys):
+    # ncg with --l1 / --l2 used to train with weight decay, deep-r stopped at update 1 after the folder was made
+    options = [x for o in options for x in ("--rule-option", o)]
+    assert main(["train", *SMALL, "--output", str(tmp_path / "x"), "--rule", rule, *options, *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"--rule {rule} trains by plain SGD" in err and f"drop {dropped}" in err, err
+    assert not (tmp_path / "x").exists()
+
+
 def test_the_header_states_the_connectivity_the_rule_drew(tmp_path, capsys):
     out = tmp_path / "deep-r"
     assert main(["train", *SMALL, "--output", str(out), "--rule", "deep-r", "--rule-option", "k=10",

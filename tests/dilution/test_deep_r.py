@@ -33,6 +33,7 @@ from dilution.deep_r import (
     prior_dynamics,
 )
 from dilution.estimators import PCD, Exact
+from dilution.optim import Constant, LinearDecay
 from dilution.parameters import Parameters
 from dilution.rng import chain_keys, derive_seed, uniform64
 from dilution.statistics import GradientEstimate
@@ -492,10 +493,21 @@ def test_bad_input():
         deep_r_config(DeepR(3, 0.1, 0.1), momentum=0.5)
     with pytest.raises(ValueError, match="sets l1=0"):
         deep_r_config(DeepR(3, 0.1, 0.1), l1=0.1)
+    # a config that is not plain SGD is refused when it is made, before any training
+    with pytest.raises(ValueError, match=r"DeepR needs momentum=0, l1=0 and l2=0, got momentum=0.5: .*velocity"):
+        TrainConfig(rule=DeepR(5, 0.1, 0.1), momentum=0.5, epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match=r"got l1=0.1, l2=0.01: the rule applies its L1 prior"):
+        TrainConfig(rule=DeepR(5, 0.1, 0.1), l1=0.1, l2=0.01, epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match=r"SoftDeepR needs .* got momentum=LinearDecay"):
+        TrainConfig(rule=SoftDeepR(0.1, 0.1, p0=0.5), momentum=LinearDecay(0.5, 0.0), epochs=1, batch_size=8)
+    assert TrainConfig(rule=DeepR(5, 0.1, 0.1), momentum=Constant(0.0), epochs=1, batch_size=8).momentum.value == 0
+    # the rule's own guards, for a call outside the trainer
+    rule = DeepR(5, 0.1, 0.1)
+    params, state, _ = rule.init(Parameters(np.zeros((6, 4)), np.zeros(6), np.zeros(4), np.zeros((6, 4), bool)),
+                                 _context(0, 0.0))
+    zero = GradientEstimate(np.zeros((6, 4)), np.zeros(6), np.zeros(4))
     with pytest.raises(ValueError, match="needs momentum 0"):
-        train((6, 4), _data(), TrainConfig(rule=DeepR(5, 0.1, 0.1), momentum=0.5, epochs=1, batch_size=8), seed=0)
-    with pytest.raises(ValueError, match="l1=0, l2=0 and momentum=0"):
-        train((6, 4), _data(), TrainConfig(rule=DeepR(5, 0.1, 0.1), l1=0.1, epochs=1, batch_size=8), seed=0)
+        rule.update(params, state, zero, _context(1, 0.1, momentum=0.5))
     with pytest.raises(ValueError, match="no option 'theta_min' .*option of soft-deep-r"):
         from_options("deep-r", k=3, alpha=0.1, temperature=0.1, theta_min=-1.0)
     with pytest.raises(ValueError, match="no option 'k' .*option of deep-r"):

@@ -226,9 +226,16 @@ def test_bad_input_is_rejected():
         with pytest.raises(ValueError, match="no weight decay"):
             ncg_config(**{name: 1e-4})
     data = reference_layout(2).astype(np.float64)
-    cfg = TrainConfig(rule=NCG(), estimator=CD(1), momentum=0.5, batch_size=4, epochs=1, checkpoints=1)
+    # TrainConfig itself refuses what is not plain SGD (weight decay went through unnoticed before)
+    for name, value in (("momentum", 0.5), ("l1", 1e-4), ("l2", 1e-4)):
+        with pytest.raises(ValueError, match=rf"NCG needs momentum=0, l1=0 and l2=0, got {name}={value!r}: NCG is"):
+            TrainConfig(rule=NCG(), estimator=CD(1), batch_size=4, epochs=1, checkpoints=1, **{name: value})
+    # and the rule its momentum, for a call outside the trainer
+    params, state, _ = NCG().init(Parameters(np.zeros((4, 3)), np.zeros(4), np.zeros(3), np.ones((4, 3), bool)),
+                                  StepContext(0, 0, False, 0.0, 0.0, 10, 10, 1, 0))
+    zero = GradientEstimate(np.zeros((4, 3)), np.zeros(4), np.zeros(3))
     with pytest.raises(ValueError, match="NCG is plain SGD"):
-        train((4, 3), data, cfg, seed=0)
+        NCG().update(params, state, zero, StepContext(1, 0, False, 0.01, 0.5, 10, 10, 1, 0))
     with pytest.raises(TypeError, match="runs CD-k"):
         train_ncg_fused((4, 3), data, ncg_config(estimator=PCD(1), batch_size=4), seed=0)
 
