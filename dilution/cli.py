@@ -407,6 +407,8 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
         option, meaning = OWN_CONNECTIONS[rule]
         raise ValueError(f"--connectivity does not apply to --rule {rule}, which draws its own mask: drop it and give "
                          f"--rule-option {option}=VALUE ({meaning})")
+    if chosen.get("method") == "exact" and chosen.get("k") is not None:
+        raise ValueError(f"-k {chosen['k']}: --method exact has no Gibbs sweeps (the model term is enumerated); drop -k")
     stepped = [name for name in ("momentum", "l1", "l2") if chosen.get(name) not in (None, 0)]
     if rule in OWN_CONNECTIONS and stepped:
         prior = "; its L1 prior is --rule-option alpha" if rule != "ncg" else ""
@@ -649,6 +651,13 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
     t0 = time.perf_counter()
     train_x, test_x, reference = _load_training_data(opts)
     n_visible = train_x.shape[1]
+    if not resuming and opts["checkpoint_log_likelihood"] == "exact":
+        from .exact import MAX_UNITS
+
+        if min(n_visible, opts["n_hidden"]) > MAX_UNITS:
+            raise ValueError(f"--checkpoint-log-likelihood exact enumerates the smaller layer, at most {MAX_UNITS} "
+                             f"units; this {n_visible} x {opts['n_hidden']} RBM has {min(n_visible, opts['n_hidden'])}"
+                             ": give ais (or auto, which chooses)")
     cli_options = json.dumps(opts, default=str)
     if resuming:
         state = load_state(out / "state.nc")

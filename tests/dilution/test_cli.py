@@ -77,11 +77,16 @@ def test_sample_command(tmp_path):
         (["train", "--dataset", "mnist", "--quiet"], "needs --data"),
         (["train", "--config", "/nonexistent/run.toml"], "cannot read config file"),
         (["train", "--connectivity", "1.5", *SMALL], "connectivity must be in [0, 1]"),
+        # both were ignored without a word: k by the exact gradient, exact by a model too large to enumerate
+        (["train", *SMALL, "--method", "exact", "-k", "5"], "-k 5: --method exact has no Gibbs sweeps"),
+        (["train", *SMALL, "--n-hidden", "26", "--teacher-visible", "30", "--checkpoint-log-likelihood", "exact"],
+         "at most 25 units; this 30 x 26 RBM has 26: give ais"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path):
     assert main([*argv, "--output", str(tmp_path / "x")]) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_unknown_config_key(tmp_path, capsys):
