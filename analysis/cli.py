@@ -106,7 +106,9 @@ def register(subparsers) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     ev.add_argument("--output", "-o", type=Path, help="results file (default: <model>-evaluation.nc)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
-    ev.set_defaults(func=_run)
+    # what the --ais-* options are when not given: an AIS option given where no AIS runs is named
+    ev.set_defaults(func=_run, ais_option_defaults={
+        a.dest: a.default for a in ev._actions if a.dest.startswith("ais_")})
 
 
 def _load_data(path: Path, n_visible: int, max_rows: int) -> tuple[np.ndarray, str]:
@@ -288,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     model = io.load(path)
     if not isinstance(model, RBM):
         raise ValueError(f"{path} holds a dataset, not an RBM model")
+    unused_ais = _unused_ais_options(args, model)
     data, described = _load_data(args.data, model.n_visible, max_data)
     classifier = None
     if args.classifier is not None:
@@ -323,6 +326,8 @@ def _run(args: argparse.Namespace) -> int:
               f"at this budget; use more betas ({attrs['ais_n_betas']:,} -> {attrs['ais_n_betas_doubled']:,} betas; "
               f"the shift is {abs(shift) / se if se else math.inf:.1f} combined standard errors of {se:.3g} nats)",
               file=sys.stderr)
+    if unused_ais:
+        print(f"  log Z is exact for this model: {unused_ais} not used")
     if not any(name.startswith(("exact_", "ais_")) for name in result.data_vars):
         from dilution.exact import MAX_UNITS
 
@@ -330,6 +335,26 @@ def _run(args: argparse.Namespace) -> int:
               f"more than {MAX_UNITS} for exact enumeration; add --ais for an AIS estimate with its error bar")
     print(f"wrote {output}")
     return 0
+
+
+def _unused_ais_options(args: argparse.Namespace, model) -> str:
+    """The --ais options given (``"--ais-betas 1000, ..."``) where no AIS runs: an enumerable model takes
+    exact log Z (returned, for a note); a larger one without --ais raises, since the user meant AIS."""
+    from dilution.exact import MAX_UNITS
+
+    defaults = getattr(args, "ais_option_defaults", {})
+    given = [f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}")
+             for dest, value in vars(args).items()
+             if dest in defaults and dest != "ais_option_defaults" and value != defaults[dest]]
+    if not given:
+        return ""
+    units = min(model.n_visible, model.n_hidden)
+    if units <= MAX_UNITS:
+        return ", ".join(given)
+    if not args.ais:
+        raise ValueError(f"{', '.join(given)} set up AIS, which runs only with --ais: add --ais (this model's smaller "
+                         f"layer has {units} units, more than {MAX_UNITS} for exact enumeration)")
+    return ""
 
 
 def _classifier(path: Path, data: Path, seed: int, progress: bool | None):

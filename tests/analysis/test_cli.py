@@ -128,6 +128,29 @@ def test_evaluate_says_how_to_get_a_likelihood_it_cannot_enumerate(tmp_path, cap
     assert f"more than {exact.MAX_UNITS} for exact enumeration; add --ais" in capsys.readouterr().out
 
 
+def test_evaluate_names_ais_options_that_no_ais_run_uses(saved, tmp_path, capsys):
+    # they were dropped without a word: on an enumerable model log Z is exact, and a larger model
+    # without --ais got no likelihood at all
+    _, _, folder = saved
+    argv = ["evaluate", str(folder / "m.nc"), "--data", str(folder / "test.nc"), "--n-samples", "20",
+            "--n-sweeps", "2", "--quiet"]
+    assert main([*argv, "--output", str(folder / "plain.nc")]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--ais-betas", "1000", "--ais-doubling", "--output", str(folder / "noted.nc")]) == 0
+    assert "log Z is exact for this model: --ais-betas 1000, --ais-doubling not used" in capsys.readouterr().out
+    plain, noted = dilution.load(folder / "plain.nc"), dilution.load(folder / "noted.nc")
+    assert float(noted["exact_log_z"]) == float(plain["exact_log_z"]) and not any(
+        name.startswith("ais_") for name in noted.data_vars)
+    big = dilution.RBM.random(30, 30, connectivity=0.5, weight_scale=0.5, seed=0)
+    dilution.save(big, tmp_path / "big.nc")
+    dilution.save(xr.Dataset({"states": (("sample", "visible"), np.zeros((5, 30), np.uint8))}), tmp_path / "d.nc")
+    assert main(["evaluate", str(tmp_path / "big.nc"), "--data", str(tmp_path / "d.nc"), "--ais-resample", "0.5",
+                 "--ais-schedule", "linear", "--output", str(tmp_path / "e.nc")]) == 2
+    assert ("--ais-schedule linear, --ais-resample 0.5 set up AIS, which runs only with --ais: add --ais (this "
+            "model's smaller layer has 30 units") in capsys.readouterr().err
+    assert not (tmp_path / "e.nc").exists()
+
+
 def test_evaluate_help_states_the_enumeration_limit_in_use(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "2000")
     with pytest.raises(SystemExit):
