@@ -109,6 +109,14 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.retries < 0:
         raise ValueError(f"--retries must be >= 0, got {args.retries}")
+    if not (args.checkpoint_seconds >= 0):  # NaN too
+        raise ValueError(f"--checkpoint-seconds must be a number of seconds >= 0, got {args.checkpoint_seconds}")
+    if not args.report:
+        unused = [flag for flag, given in (("--figures", args.figures is not None), ("--axis", args.axis != "fraction"))
+                  if given]
+        if unused:
+            raise ValueError(f"{' and '.join(unused)} set up the report: add --report (or run `dilution study "
+                             f"report` after the study)")
 
     def report(outcome, n_done, n_tasks):
         if not args.quiet:

@@ -240,6 +240,9 @@ def run_study(
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) \
+            or not checkpoint_seconds >= 0:
+        raise ValueError(f"checkpoint_seconds must be a number of seconds >= 0, got {checkpoint_seconds!r}")
     out = Path(spec.output)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
     current = refined_spec(spec)

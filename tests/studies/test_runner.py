@@ -5,6 +5,7 @@ workers, and a dask worker killed in the middle of a task."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -115,6 +116,25 @@ def test_malformed_spec_fails_before_any_compute(tmp_path, capsys):
     assert main(["study", "run", str(tmp_path / "bad.toml")]) != 0
     assert "pruning_fractions[1]: expected a fraction in [0, 1), got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    # the first two were ignored without --report, the third saved at every update
+    (["--figures", "f"], "--figures set up the report: add --report"),
+    (["--axis", "log-remaining"], "--axis set up the report: add --report"),
+    (["--checkpoint-seconds", "-1"], "--checkpoint-seconds must be a number of seconds >= 0, got -1.0"),
+])
+def test_study_run_flags_that_would_do_nothing_or_harm_are_refused_before_any_compute(flags, message, tmp_path,
+                                                                                     capsys):
+    assert main(["study", "run", "smoke", "--output", str(tmp_path / "out"), "--quiet", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_study_checks_checkpoint_seconds(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds >= 0, got -5"):
+        run_study(replace(builtin_spec("smoke"), output=str(tmp_path / "out")), checkpoint_seconds=-5)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_local_cluster_leaves_this_process_environment_as_it_was():
