@@ -164,6 +164,7 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         estimates = [(log_z, log_z_std, int(est.attrs["n_betas"]))]
         for k, doubled_schedule in enumerate(doublings, start=1):
             options = {**ais_options, "reverse": False}
+            options.pop("reverse_init", None)  # the doubling runs have no reverse run to start
             if options.get("checkpoint") is not None:
                 options["checkpoint"] = doubled_checkpoint(options["checkpoint"], k)
             doubled = ais.log_partition(rbm, n_chains=n_chains, betas=doubled_schedule, data=base_data,

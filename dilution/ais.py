@@ -678,6 +678,9 @@ def log_partition(
     checkpoint = _check_checkpoint(checkpoint, checkpoint_every)
     dt = rbm.dtype
     a0 = base_rate_bias(data, rbm.n_visible)
+    if not reverse and reverse_init is not None:
+        raise ValueError("reverse_init gives the starts of the reverse run, which reverse=False turns off: give "
+                         "reverse=True, or drop reverse_init")
     if reverse and reverse_init is not None:
         start_rev = check_binary("reverse_init", reverse_init, rbm.n_visible, dt)
         if start_rev.shape[0] != n_chains:

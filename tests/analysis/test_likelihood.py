@@ -125,3 +125,11 @@ def test_each_doubling_is_an_independent_run_of_its_own_seed(tmp_path):
     assert doubled_checkpoint(tmp_path / "ais.npz", 2) == tmp_path / "ais-doubled2.npz"
     with pytest.raises(ValueError, match="doubled_betas must be a schedule or a non-empty sequence"):
         ais_log_likelihood(rbm, data, seed=4, betas=schedules.linear(50), doubled_betas=[], **options)
+    # user reverse starts serve the base run's reverse side; the doubling runs, forward only, do not take them
+    starts = (np.random.default_rng(1).random((10, rbm.n_visible)) < 0.5).astype(rbm.dtype)
+    options.update(reverse=True, reverse_init=starts)
+    ds = ais_log_likelihood(rbm, data, seed=4, betas=schedules.linear(50), doubled_betas=schedules.linear(100),
+                            **options)
+    direct = ais.log_partition(rbm, n_chains=10, betas=schedules.linear(100), data=data, seed=doubled_seed(4, 1),
+                               reverse=False, n_bootstrap=0, progress=False)
+    assert float(ds["log_z_doubled"]) == float(direct["log_z"]) and "log_z_upper" in ds

@@ -379,6 +379,10 @@ def test_bad_input_is_rejected():
         log_partition(rbm, n_chains=4, betas=[0.1, 1.0], seed=0)
     with pytest.raises(ValueError, match="reverse_init must have 4 rows"):
         log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, reverse_init=np.zeros((3, 10)))
+    # reverse starts without the reverse run were dropped without a word
+    with pytest.raises(ValueError, match="reverse_init gives the starts of the reverse run, which reverse=False"):
+        log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, reverse=False,
+                      reverse_init=np.zeros((4, 10)))
     with pytest.raises(ValueError, match="binary"):
         log_partition(rbm, n_chains=4, betas=schedules.linear(10), seed=0, data=np.full((5, 10), 0.5))
     with pytest.raises(TypeError, match="dilution.RBM"):
