@@ -43,7 +43,12 @@ def test_each_budget_is_scored_as_a_run_of_that_budget(mnist, both):
     ll = both["test_log_likelihood"]
     assert np.all(ll.sel({"epochs": 2}).values != ll.sel({"epochs": 4}).values)
     seconds = both["train_seconds"]
-    assert np.all(seconds.sel({"epochs": 4}).values > seconds.sel({"epochs": 2}).values)
+    # one run scored after 2 and 4 epochs: its wall time only grows (magnitude pruning trains a run per budget,
+    # whose wall times a busy machine can put in either order: that comparison failed once under load)
+    continued = [m for m in seconds["method"].values if m != "magnitude"]
+    assert np.all(seconds.sel({"epochs": 4, "method": continued}).values
+                  > seconds.sel({"epochs": 2, "method": continued}).values)
+    assert np.all(seconds.values > 0)
 
 
 def _crash_after(monkeypatch, target: str, calls: int):
