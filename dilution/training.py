@@ -1099,7 +1099,8 @@ def train(
         Continue this state (or a state file written by :func:`dilution.save`) to the end of its
         planned run: the result equals the uninterrupted run's.
     until : int, optional
-        Stop after this many updates in total; ``result.state`` continues it later.
+        Stop after this many updates in total, at most the plan's ``total_steps`` (a longer run is
+        planned with :func:`extend`); ``result.state`` continues it later.
     callbacks : sequence of callables
         Each is called with a :class:`CheckpointRecord` at every checkpoint (update 0 included).
     progress : bool, optional
@@ -1122,7 +1123,12 @@ def train(
             raise TypeError("a new run needs a config and a seed (or resume=STATE to continue a run)")
         state = init_state(rbm_or_shape, data, config, seed=seed)
     plan = state.plan
-    stop = plan.total_steps if until is None else min(check_int("until", until, low=0), plan.total_steps)
+    if until is not None and check_int("until", until, low=0) > plan.total_steps:
+        # a silent stop at the plan's end would read as a doubled budget that was not trained
+        raise ValueError(f"until={until} is past the end of the planned run ({plan.total_steps} updates, {plan.epochs} "
+                         f"epochs): to train longer, plan the run longer first with "
+                         f"dilution.training.extend(state, epochs)")
+    stop = plan.total_steps if until is None else int(until)
     expected = (stop - state.step) * _work_per_update(state) / WORK_PER_SECOND
     desc = f"{state.config.estimator.describe()} training"
     with progress_bar(stop - state.step, desc, enabled=progress, expected_seconds=expected) as bar:

@@ -22,7 +22,7 @@ from dilution.optim import LinearDecay
 from dilution.pruning import DegreePreservingRandom, Saliency, UnitMagnitude
 from dilution.pruning_rules import PruningProtocol
 from dilution.statefile import StateFileError
-from dilution.training import TrainConfig, init_state, train, train_step
+from dilution.training import TrainConfig, extend, init_state, train, train_step
 
 # Columns that measure time: the only part of a history a resumed run cannot reproduce.
 _CLOCKS = ["wall_time", "epoch_wall_time"]
@@ -133,6 +133,12 @@ def test_continuing_is_not_extending():
     done = train((9, 4), data, cfg, seed=0)
     again = train(None, data, resume=done.state)
     assert again.state.step == done.state.plan.total_steps and again.model == done.model
+    # asking for more updates than planned is refused (it used to stop at the plan's end without a word)
+    total = done.state.plan.total_steps
+    with pytest.raises(ValueError, match=rf"until={2 * total} is past the end of the planned run \({total} updates"):
+        train(None, data, resume=done.state, until=2 * total)
+    longer = train(None, data, resume=extend(done.state, 2 * done.state.plan.epochs), until=2 * total)
+    assert longer.state.step == 2 * total
 
 
 _EXTENDABLE = [name for name, cfg in CONFIGS.items() if not isinstance(cfg.learning_rate, LinearDecay)]
