@@ -181,7 +181,7 @@ def _fresh_if_stale(run, *args, **options):
 
 
 def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int,
-                    checkpoint: Path | None) -> dict[str, float]:
+                    checkpoint: Path | None, progress: bool = False) -> dict[str, float]:
     from analysis.likelihood import ais_log_likelihood, exact_log_likelihood
 
     if evaluation.log_likelihood == "exact":
@@ -193,7 +193,7 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
         betas = (linear if evaluation.ais_schedule == "linear" else classic)(evaluation.ais_betas)
         options = dict(n_chains=evaluation.ais_chains, seed=_stream(seed, "studies.ais"), betas=betas,
                        base_data=data.train, reverse=evaluation.ais_reverse, resample=evaluation.ais_resample,
-                       n_groups=evaluation.ais_groups, progress=False, checkpoint=checkpoint)
+                       n_groups=evaluation.ais_groups, progress=progress, checkpoint=checkpoint)
         ds = _fresh_if_stale(ais_log_likelihood, rbm, data.test, **options)
         log_z_se = float(ds["log_z_std"])
     out = {"test_log_likelihood": float(ds["mean_log_likelihood"]), "test_log_likelihood_se": float(ds["std_error"]),
@@ -204,7 +204,7 @@ def _log_likelihood(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed:
                    log_partition_upper_ess=float(ds["ess_reverse"]))
     if evaluation.log_likelihood == "ais" and evaluation.ais_raise:
         out.update(_raise(evaluation, rbm, data, seed, betas, ds["log_likelihood"].values,
-                          None if checkpoint is None else raise_checkpoint(checkpoint)))
+                          None if checkpoint is None else raise_checkpoint(checkpoint), progress))
     return out
 
 
@@ -221,7 +221,7 @@ def remove_checkpoints(ais_checkpoint: str | os.PathLike) -> None:
 
 
 def _raise(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, betas: np.ndarray,
-           forward: np.ndarray, checkpoint: Path | None) -> dict[str, float]:
+           forward: np.ndarray, checkpoint: Path | None, progress: bool = False) -> dict[str, float]:
     """:data:`_RAISE` of the test images, ``forward`` their forward-AIS log-likelihoods, shape (n_test,).
 
     RAISE runs the forward run's schedule backwards from each image (Burda, Grosse & Salakhutdinov
@@ -231,7 +231,7 @@ def _raise(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, bet
     from dilution.ais import raise_log_likelihood
 
     options = dict(base_data=data.train, seed=_stream(seed, "studies.raise"), betas=betas,
-                   chains_per_row=evaluation.ais_raise, progress=False, checkpoint=checkpoint)
+                   chains_per_row=evaluation.ais_raise, progress=progress, checkpoint=checkpoint)
     ds = _fresh_if_stale(raise_log_likelihood, rbm, data.test, **options)
     gap = forward - ds["log_likelihood_row"].values
     return {"test_log_likelihood_raise": float(ds["log_likelihood"]),
@@ -279,7 +279,7 @@ def _mask(rbm: RBM) -> dict[str, float]:
 
 
 def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *, classifier=None,
-             ais_checkpoint: str | os.PathLike | None = None) -> Evaluation:
+             ais_checkpoint: str | os.PathLike | None = None, progress: bool = False) -> Evaluation:
     """Test log-likelihood and the switched-on metrics of one trained model.
 
     Parameters
@@ -299,6 +299,10 @@ def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *
         ``checkpoint``; RAISE's is :func:`raise_checkpoint` of it): an interrupted evaluation, made
         again, continues from it. A file left by another model or evaluation is replaced. The
         caller removes them (:func:`remove_checkpoints`) once the result is kept.
+    progress : bool
+        Progress bars with ETA on standard error for the AIS and RAISE runs and the sampling (an
+        AIS evaluation of a 784 x 500 model runs for minutes to hours). Off by default: a study's
+        tasks report per task instead.
 
     Returns
     -------
@@ -309,12 +313,13 @@ def evaluate(evaluation: EvaluationSpec, rbm: RBM, data: StudyData, seed: int, *
     if "classifier" in wanted and classifier is None:
         raise ValueError("evaluation.metrics has 'classifier' but no classifier was given; build it with "
                          "studies.evaluate.study_classifier(spec)")
-    values = _log_likelihood(evaluation, rbm, data, seed, None if ais_checkpoint is None else Path(ais_checkpoint))
+    values = _log_likelihood(evaluation, rbm, data, seed, None if ais_checkpoint is None else Path(ais_checkpoint),
+                             progress)
     if wanted & {"classifier", "moments", "aats"}:
         from dilution.gibbs import sample
 
         samples = sample(rbm, evaluation.n_samples, evaluation.n_sweeps, seed=_stream(seed, "studies.samples"),
-                         progress=False).astype(np.float64)
+                         progress=progress).astype(np.float64)
         if "classifier" in wanted:
             from analysis.classifier import classifier_score
 

@@ -305,6 +305,20 @@ def test_an_interrupted_ais_evaluation_continues_from_its_checkpoint_and_a_stale
         evaluate(spec, other, data, seed=0).metrics
 
 
+def test_an_evaluation_reports_its_ais_raise_and_sampling_progress_on_request(capsys):
+    # a long AIS evaluation (hours at 784 x 500, 160k betas) used to run without a word
+    data = load_data(builtin_spec("smoke").data)
+    rbm = RBM.random(16, 6, weight_scale=1.0, bias_scale=0.5, seed=3)
+    spec = EvaluationSpec(log_likelihood="ais", ais_chains=20, ais_betas=200, ais_raise=2, metrics=("moments",),
+                          n_samples=10, n_sweeps=5)
+    quiet = evaluate(spec, rbm, data, seed=1)
+    assert capsys.readouterr().err == ""
+    loud = evaluate(spec, rbm, data, seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert "AIS forward" in err and "RAISE" in err and "Gibbs" in err, err
+    assert {k: m.value for k, m in loud.metrics.items()} == {k: m.value for k, m in quiet.metrics.items()}
+
+
 def test_an_evaluation_interrupted_in_raise_continues_it_and_remove_checkpoints_clears_both(tmp_path, monkeypatch):
     from studies.evaluate import raise_checkpoint, remove_checkpoints
 
