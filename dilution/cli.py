@@ -410,7 +410,8 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
     if chosen.get("method") == "exact" and chosen.get("k") is not None:
         raise ValueError(f"-k {chosen['k']}: --method exact has no Gibbs sweeps (the model term is enumerated); drop -k")
     stepped = [name for name in ("momentum", "l1", "l2") if chosen.get(name) not in (None, 0)]
-    if rule in OWN_CONNECTIONS and stepped:
+    # the rule's own declaration, the one TrainConfig enforces, names it a plain-SGD rule
+    if stepped and rule in RULES and getattr(_rule_class(rule), "plain_sgd", None):
         prior = "; its L1 prior is --rule-option alpha" if rule != "ncg" else ""
         raise ValueError(f"--rule {rule} trains by plain SGD (no momentum, no weight decay{prior}): drop "
                          + ", ".join(f"{_flag(name)} {chosen[name]}" for name in stepped))
