@@ -121,10 +121,6 @@ DATASET_DEFAULTS = {
 # Rules whose sampler or reference protocol needs plain SGD: momentum defaults to 0 for them.
 RULE_DEFAULTS = {"ncg": {"momentum": 0.0}, "deep-r": {"momentum": 0.0}, "soft-deep-r": {"momentum": 0.0}}
 RULES = ("static", "prune", "ncg", "deep-r", "soft-deep-r")
-# Rules that draw their own mask: the option that sets its connections, and what it means.
-OWN_CONNECTIONS = {"ncg": ("p", "the initial density, default 1"),
-                   "deep-r": ("k", "the number of active connections, e.g. k=7840 for 2 % of 784 x 500"),
-                   "soft-deep-r": ("p0", "the target prior connectivity")}
 
 
 def _rule_option(text: str) -> tuple[str, Any]:
@@ -403,8 +399,9 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
     rule = chosen.get("rule", DEFAULTS["rule"])
     if "rule_options" in given:
         given["rule_options"] = dict(given["rule_options"])
-    if rule in OWN_CONNECTIONS and chosen.get("connectivity") is not None:
-        option, meaning = OWN_CONNECTIONS[rule]
+    own_mask = getattr(_rule_class(rule), "sparsity_option", None) if rule in RULES else None
+    if own_mask is not None and chosen.get("connectivity") is not None:
+        option, meaning = own_mask
         raise ValueError(f"--connectivity does not apply to --rule {rule}, which draws its own mask: drop it and give "
                          f"--rule-option {option}=VALUE ({meaning})")
     if chosen.get("method") == "exact" and chosen.get("k") is not None:

@@ -26,6 +26,9 @@ Contract
   A rule whose dynamics assume the optimiser's plain SGD step ``W + eta g`` sets ``plain_sgd`` to
   the reason (NCG, DEEP R, soft-DEEP R); :class:`~dilution.training.TrainConfig` then refuses
   ``momentum``, ``l1`` and ``l2`` other than 0 with that reason, before anything runs.
+  A rule that draws its own mask names the option that sets its sparsity and what it means in
+  ``sparsity_option`` (NCG's ``p``, DEEP R's ``k``, soft-DEEP R's ``p0``): the CLI refuses
+  ``--connectivity`` for it, naming that option, and a study's pruning fraction sets it.
 * ``context`` is a :class:`StepContext`: update index, epoch, whether the epoch ends here, the
   learning rate and momentum of the step (DEEP R's noise is ``sqrt(2 eta T)``), the run length,
   and a per-step ``SeedSequence`` for every random choice (``np.random.default_rng(context.seed)``

@@ -530,6 +530,10 @@ class DeepR(_Rewiring):
     init_scale: float | None = None
     bias_l2: float = 0.0
 
+    # The option that sets how many connections the rule's own mask has (--connectivity does not apply).
+    sparsity_option: ClassVar[tuple[str, str]] = (
+        "k", "the number of active connections, e.g. k=7840 for 2 % of 784 x 500")
+
     def __post_init__(self):
         object.__setattr__(self, "k", check_int("DeepR.k (active connections)", self.k, low=1))
         if self.scope not in _SCOPES:
@@ -599,6 +603,8 @@ class SoftDeepR(_Rewiring):
     biases: Literal["langevin", "sgd", "fixed"] = "langevin"
     init_scale: float | None = None
     bias_l2: float = 0.0
+
+    sparsity_option: ClassVar[tuple[str, str]] = ("p0", "the target prior connectivity")
 
     def __post_init__(self):
         _check_common(self)

@@ -153,6 +153,8 @@ class NCG:
 
     plain_sgd: ClassVar[str] = ("NCG is plain SGD without momentum or weight decay, as the reference code "
                                 "(dilution.ncg.ncg_config builds such a config)")
+    # The option that sets the rule's own initial mask (--connectivity does not apply).
+    sparsity_option: ClassVar[tuple[str, str]] = ("p", "the initial density, default 1")
 
     def __post_init__(self):
         p = check_finite("NCG initial density p", self.p)

@@ -122,8 +122,6 @@ PROTOCOL_KINDS = ("init", "after", "rewind", "reinit", "scratch", "static", "dee
 RULE_KINDS = ("deep-r", "soft-deep-r", "ncg")
 # The pruning time of RULE_KINDS: they act throughout training, not at an epoch.
 DURING = "during"
-# The rule option that the pruning fraction sets, per rule kind.
-_SPARSITY_OPTION = {"deep-r": "k", "soft-deep-r": "p0", "ncg": "p"}
 # Optional metrics of [evaluation] metrics (studies.evaluate computes them).
 METRICS = ("classifier", "moments", "aats", "couplings", "mixing", "mask")
 AIS_SCHEDULES = ("linear", "classic")
@@ -643,7 +641,7 @@ class ProtocolSpec:
             if getattr(training, name) != 0:
                 raise _fail(f"training.{name}", f"0 for protocol kind {self.kind!r} ({key}): the rule runs on plain "
                             "SGD and applies its own prior and noise", getattr(training, name))
-        sparsity = _SPARSITY_OPTION[self.kind]
+        sparsity = _rule_class(self.kind).sparsity_option[0]  # the option the pruning fraction sets
         if sparsity in self.rule_options:
             raise _fail(f"{key}.rule_options.{sparsity}", "no value: the grid's pruning_fraction f sets it "
                         f"({sparsity} = {'round((1 - f) n_pairs)' if sparsity == 'k' else '1 - f'})",
@@ -685,7 +683,7 @@ class ProtocolSpec:
                 pairs = shape[0] * shape[1] if options.get("scope", "global") == "global" else shape[0]
                 options["k"] = int(round((1.0 - fraction) * pairs))
             else:
-                options[_SPARSITY_OPTION[self.kind]] = 1.0 - fraction
+                options[_rule_class(self.kind).sparsity_option[0]] = 1.0 - fraction
             rule = _rule_class(self.kind)(**options)
             if self.kind == "deep-r":
                 rule.check_shape(*shape)
