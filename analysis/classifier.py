@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dilution import interrupt
 from dilution.data.binarize import binarize_array
 from dilution.io import load_dataset, save
 from dilution.progress import progress_bar
@@ -283,6 +284,7 @@ def train_classifier(
                     m2[k] += (1.0 - beta2) * gk * gk
                     params[k] -= (lr / c1) * m1[k] / (np.sqrt(m2[k] / c2) + eps)
                 bar.update(1)
+                interrupt.check()
     for p_ in params:
         p_.flags.writeable = False
     clf = DigitClassifier(*params, config=config, seed=int(seed), test_accuracy=float("nan"), training_data_sha256=digest)

@@ -105,6 +105,7 @@ def register(subparsers) -> None:
                     help="digit-classifier cache (netCDF); trained on the MNIST training split of --data if missing")
     ev.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     ev.add_argument("--output", "-o", type=Path, help="results file (default: <model>-evaluation.nc)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     # what the --ais-* options are when not given: an AIS option given where no AIS runs is named
     ev.set_defaults(func=_run, ais_option_defaults={
@@ -247,11 +248,11 @@ def evaluate(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dilution import io
+    from dilution import interrupt, io
     from dilution.ais import CheckpointMismatchError, check_resampling
     from dilution.model import RBM
     from dilution.provenance import provenance
-    from dilution.validation import check_int
+    from dilution.validation import check_int, check_new_file
 
     # every flag is checked before a file is read or a metric computed
     max_data = check_int("--max-data", args.max_data, low=1)
@@ -285,23 +286,31 @@ def _run(args: argparse.Namespace) -> int:
                              "`dilution train` or dilution.save, or the run folder holding it")
         path = path / "model.nc"
     output = args.output or path.with_name(path.stem + "-evaluation.nc")
-    if output.is_dir():
-        raise ValueError(f"--output {output} is a folder; expected a file name such as {output / 'evaluation.nc'}")
+    # the files this command writes, checked before hours of AIS: none of them one of its inputs
+    check_new_file("--output", output, inputs=[path, args.data], overwrite=args.overwrite)
+    if checkpoint is not None:
+        check_new_file("--ais-checkpoint", checkpoint, inputs=[path, args.data, output])
+    if args.classifier is not None:  # read if it exists, else trained and written there
+        check_new_file("--classifier", args.classifier, inputs=[path, args.data, output]
+                       + ([checkpoint] if checkpoint is not None else []))
     model = io.load(path)
     if not isinstance(model, RBM):
         raise ValueError(f"{path} holds a dataset, not an RBM model")
     unused_ais = _unused_ais_options(args, model)
     data, described = _load_data(args.data, model.n_visible, max_data)
     classifier = None
-    if args.classifier is not None:
-        classifier = _classifier(args.classifier, args.data, seed, progress=False if args.quiet else None)
+    # a Ctrl-C stops between two chunks of the drivers (the AIS chains offered to the checkpoint),
+    # never inside a kernel, where it could crash the process (dilution.interrupt)
     try:
-        result = evaluate(
-            model, data, n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, ais=args.ais,
-            ais_chains=ais_chains, ais_betas=args.ais_betas, ais_schedule=args.ais_schedule,
-            ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=doublings,
-            ais_checkpoint=checkpoint, classifier=classifier, progress=False if args.quiet else None,
-        )
+        with interrupt.deferred():
+            if args.classifier is not None:
+                classifier = _classifier(args.classifier, args.data, seed, progress=False if args.quiet else None)
+            result = evaluate(
+                model, data, n_samples=n_samples, n_sweeps=n_sweeps, seed=seed, ais=args.ais,
+                ais_chains=ais_chains, ais_betas=args.ais_betas, ais_schedule=args.ais_schedule,
+                ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=doublings,
+                ais_checkpoint=checkpoint, classifier=classifier, progress=False if args.quiet else None,
+            )
     except CheckpointMismatchError:
         raise  # its message says what to do
     except BaseException:

@@ -48,6 +48,7 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
+from . import interrupt
 from .conditionals import free_energy, hidden_field, visible_half_sweep
 from .gibbs import sample as gibbs_sample
 from .io import atomic_write
@@ -338,6 +339,7 @@ def _run(rbm: RBM, v, betas, a0, keys, *, desc: str, progress, start: int = 0, l
             bar.update(e - s)
             if saver is not None:
                 saver.offer(step=e, v=v, log_w=log_w)
+            interrupt.check()  # a deferred Ctrl-C stops here, the chunk offered to the checkpoint
     return v, log_w
 
 
@@ -444,6 +446,7 @@ def _run_smc(rbm: RBM, v, betas, a0, keys, *, n_groups: int, threshold: float, s
                 n_resamples[g] += 1
             if saver is not None:
                 saver.offer(step=e, v=v, log_w=log_w, log_ratio=log_ratio, n_resamples=n_resamples)
+            interrupt.check()
     for g in range(n_groups):
         log_ratio[g] += _log_mean_exp(log_w[g * size : (g + 1) * size])
     return v, log_w, log_ratio, n_resamples
@@ -1318,6 +1321,7 @@ def path_log_partition(
                 path_kernel(v, log_w, (w_a, wt_a, a_a, c_a, w_b, wt_b, a_b, c_b), lam[lo : hi + 1], keys,
                             step + lo, not final, buffers)
                 bar.update(hi - lo)
+                interrupt.check()
             step += int(k)
             start = end
             running = weight_summary(log_w, n_bootstrap=0)

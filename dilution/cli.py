@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .validation import check_finite, check_int
+from .validation import check_finite, check_int, check_new_file
 
 __all__ = ["main", "build_parser", "default_text", "DEFAULTS", "DATASET_DEFAULTS", "RULE_DEFAULTS"]
 
@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--output", "-o", type=Path, help="samples file (default: <model>-samples.nc)")
     sa.add_argument("--png", type=Path, help="sample grid image (default: <output>.png)")
     sa.add_argument("--image-shape", type=_shape, help="HxW of one sample, e.g. 28x28 (default: square if possible)")
+    sa.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sa.add_argument("--quiet", action="store_true", help="no progress report")
     sa.set_defaults(func=_sample)
 
@@ -552,35 +553,6 @@ def _resume_options(folder: Path) -> dict[str, Any]:
     return opts
 
 
-class _InterruptFlag:
-    requested = False
-
-
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """While training, a first Ctrl-C only sets a flag that the loop reads after the update in flight.
-
-    Raising KeyboardInterrupt wherever the signal lands is not safe: inside a weakref callback or a
-    ``__del__`` Python prints "Exception ignored" and carries on, and the run would not stop. A second
-    Ctrl-C raises at once. Outside the main thread the handler cannot be set and the default applies."""
-    flag = _InterruptFlag()
-
-    def handler(signum, frame):
-        if flag.requested:
-            raise KeyboardInterrupt
-        flag.requested = True
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _test_interrupt(moment: str) -> None:
     """Test hook: this process sends itself SIGINT at ``moment`` ("start-up", "compilation": when numba
     starts compiling a kernel, "checkpoint-save", "results") when $DILUTION_TEST_INTERRUPT names it:
@@ -622,7 +594,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_run(args: argparse.Namespace, compile_seconds) -> int:
-    from . import io
+    from . import interrupt, io
     from .io import load_state
     from .training import TrainingWarning, init_state, iterate
 
@@ -696,7 +668,8 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
                            "cli_options": cli_options})
 
     guard = contextlib.ExitStack()
-    stop = guard.enter_context(_deferred_interrupt())
+    # a first Ctrl-C is a request the loop reads after the update in flight (dilution.interrupt)
+    stop = guard.enter_context(interrupt.deferred())
     # the library's end-of-run checks (collapse, running-away weights) become the CLI's one-line warnings
     caught = guard.enter_context(warnings.catch_warnings(record=True))
     warnings.simplefilter("always", TrainingWarning)
@@ -893,20 +866,10 @@ def _model_path(path: Path) -> Path:
     return path
 
 
-def _check_new_file(flag: str, path: Path, suffix: str | None = None) -> None:
-    """A file to be written: not a folder, in a folder that exists, with ``suffix`` when given."""
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; expected a file name (e.g. {path / ('out' + (suffix or '.nc'))})")
-    if not path.parent.is_dir():
-        raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise ValueError(f"{flag} must name a {suffix} file, got {path}")
-
-
 def _sample(args: argparse.Namespace) -> int:
     import xarray as xr
 
-    from . import io
+    from . import interrupt, io
     from .gibbs import sample
     from .images import check_image_shape, save_sample_grid
     from .model import RBM
@@ -922,15 +885,16 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"{path} holds a dataset, not an RBM model (expected a file written by `dilution train`)")
     output = args.output or path.with_name(path.stem + "-samples.nc")
     png = args.png or output.with_suffix(".png")
-    _check_new_file("--output", output)
-    _check_new_file("--png", png, ".png")
+    check_new_file("--output", output, inputs=[path], overwrite=args.overwrite)
+    check_new_file("--png", png, ".png", inputs=[path, output], overwrite=args.overwrite)
     shape = args.image_shape or _image_shape(model.n_visible)
     try:
         check_image_shape(shape, model.n_visible)
     except ValueError as e:
         raise ValueError(f"--image-shape: {e}") from None
     # everything is checked: nothing is written unless all of it can be
-    v = sample(model, n_samples, n_sweeps, seed=seed, beta=beta, progress=False if args.quiet else None)
+    with interrupt.deferred():  # a Ctrl-C stops between two chunks of sweeps, never inside the kernel
+        v = sample(model, n_samples, n_sweeps, seed=seed, beta=beta, progress=False if args.quiet else None)
     ds = xr.Dataset(
         {"samples": (("sample", "visible"), v.astype(np.uint8),
                      {"long_name": "final visible state of each chain", "units": "1"})},
@@ -948,11 +912,7 @@ def _convert(args: argparse.Namespace) -> int:
     from .io import load_matlab_rbm
 
     output = args.output or args.source.with_suffix(".nc")
-    _check_new_file("output", output)
-    if output.exists() and not args.overwrite:
-        raise ValueError(f"{output} exists; give --overwrite to replace it, or another output name")
-    if output.resolve() == args.source.resolve():
-        raise ValueError(f"the output {output} is the source file; give another output name")
+    check_new_file("output", output, inputs=[args.source], overwrite=args.overwrite)
     rbm = load_matlab_rbm(args.source)
     io.save(rbm, output, attrs={"converted_from": str(args.source.absolute()),
                                 "source_format": "MATLAB (Salakhutdinov & Murray: vishid, visbiases, hidbiases)"})

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import interrupt
 from .blas import gemm_address
 from .gibbs_blocked import dense_block, gibbs_blocked
 from .conditionals import hidden_probabilities
@@ -376,6 +377,7 @@ def advance(rbm: RBM, state: GibbsState, n_sweeps: int, *, progress: bool | None
             )
             done += step
             bar.update(step)
+            interrupt.check()
     if not n_sweeps:
         v, h = v.copy(), h.copy()
     return state._replace(visible=v, hidden=h, sweeps=state.sweeps + n_sweeps)

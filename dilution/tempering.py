@@ -29,6 +29,7 @@ import numpy as np
 import xarray as xr
 from numba import njit, prange
 
+from . import interrupt
 from .ais import padded_weights
 from .conditionals import hidden_field, sigmoid, softplus, visible_half_sweep
 from .model import RBM
@@ -671,6 +672,7 @@ def _run(rbm: RBM, state: TemperingState, n_sweeps: int, thin: int | None, weigh
         trip_sweeps += tsw
         g += step
         bar.update(step)
+        interrupt.check()
     if not n_sweeps:
         v, walker, last_end, trip_start = v.copy(), walker.copy(), last_end.copy(), trip_start.copy()
     stats = TemperingStats(

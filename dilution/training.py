@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 from numba.core import event as numba_event
 
-from . import ais, exact
+from . import ais, exact, interrupt
 from .io import load_state, state_dataset
 from .connectivity import ConnectivityRule, RuleInfo, StaticMask, StepContext
 from .estimators import PCD, GradientEstimator
@@ -1134,6 +1134,7 @@ def train(
     with progress_bar(stop - state.step, desc, enabled=progress, expected_seconds=expected) as bar:
         for state in iterate(state, data, until=stop, callbacks=callbacks):
             bar.update(1)
+            interrupt.check()
     return TrainResult(state.model, history(state), state)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -230,7 +231,7 @@ def _save(tmp, rbm: RBM, data: np.ndarray) -> np.ndarray:
 
 def _evaluate_ais(tmp, *flags: str) -> xr.Dataset:
     argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "20", "--n-sweeps", "2",
-            "--quiet", "--ais", *flags]
+            "--quiet", "--ais", *flags, "--overwrite"]
     assert main(argv) == 0
     return dilution.load(tmp / "m-evaluation.nc")
 
@@ -400,7 +401,72 @@ def test_evaluate_ais_interrupted_with_a_checkpoint_continues_to_the_uninterrupt
             xr.testing.assert_identical(resumed[name], reference[name])
     # another seed is another run: refused in one line, without the hint to run it again
     capsys.readouterr()
-    assert main([*argv, "--seed", "1"]) == 2
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert f"checkpoint {checkpoint} belongs to another AIS run (different seed:" in err
     assert "continues" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_during_evaluate_ais_waits_for_the_kernel_call_and_keeps_its_chunk(easy, capsys, monkeypatch):
+    """A SIGINT that arrives while an AIS kernel runs used to raise wherever Python next looked (inside
+    numba's dispatcher: a segmentation fault on a 30 x 30 model, no checkpoint); now the call finishes,
+    its chunk is offered to the checkpoint, and the command stops there with 130."""
+    import signal
+
+    rbm, _, _, tmp = easy
+    # 50 betas per kernel call of 20 chains (ais._run's chunk)
+    monkeypatch.setattr(ais, "WORK_PER_SECOND", 50 * 20 * (rbm.n_visible + rbm.n_hidden) * rbm.n_hidden)
+    kernel, finished = ais.ais_kernel, []
+
+    def interrupted_inside(*args):
+        if not finished:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the kernel "runs"
+        out = kernel(*args)
+        finished.append(1)
+        return out
+
+    monkeypatch.setattr(ais, "ais_kernel", interrupted_inside)
+    checkpoint = tmp / "ais.npz"
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "20", "--n-sweeps", "2",
+            "--quiet", "--ais", "--ais-betas", "1000", "--ais-chains", "20", "--ais-checkpoint", str(checkpoint),
+            "-o", str(tmp / "e.nc")]
+    assert main(argv) == 130
+    assert len(finished) == 1  # the call in flight finished, and no other began
+    with np.load(checkpoint) as saved:
+        assert int(saved["forward_step"]) == 50  # the interrupted call's chunk is kept
+    assert "interrupted" in capsys.readouterr().err and not (tmp / "e.nc").exists()
+
+
+@pytest.mark.parametrize("output", ["m.nc", "test.nc"])
+def test_evaluate_refuses_to_write_over_its_own_input(saved, capsys, output):
+    # both were replaced by the evaluation without a word
+    _, _, tmp = saved
+    before = (tmp / output).read_bytes()
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "10", "--n-sweeps", "2",
+            "--quiet", "-o", str(tmp / output)]
+    assert main([*argv, "--overwrite"]) == 2
+    assert f"--output {tmp / output} is the command's input" in capsys.readouterr().err
+    assert (tmp / output).read_bytes() == before
+
+
+def test_evaluate_refuses_an_existing_output_without_overwrite(saved, capsys):
+    _, _, tmp = saved
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "10", "--n-sweeps", "2",
+            "--quiet"]
+    (tmp / "m-evaluation.nc").write_bytes(b"an earlier evaluation")
+    assert main(argv) == 2
+    assert "m-evaluation.nc exists; give --overwrite to replace it" in capsys.readouterr().err
+    assert (tmp / "m-evaluation.nc").read_bytes() == b"an earlier evaluation"
+    assert main([*argv, "--overwrite"]) == 0
+    assert "mean_pseudo_log_likelihood" in str(list(dilution.load(tmp / "m-evaluation.nc").data_vars))
+
+
+@pytest.mark.parametrize("flag", ["-o", "--classifier"])
+def test_evaluate_checks_the_folders_it_writes_to_before_computing(saved, capsys, flag):
+    # an output in a missing folder failed after the evaluation (or after training a classifier)
+    _, _, tmp = saved
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--quiet", flag, str(tmp / "no" / "x.nc")]
+    assert main(argv) == 2
+    assert f"{flag if flag != '-o' else '--output'} {tmp / 'no' / 'x.nc'}: folder {tmp / 'no'} does not exist" in \
+        capsys.readouterr().err
+

@@ -164,6 +164,46 @@ def test_rerun_into_a_used_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert main(["train", *SMALL, "-o", str(tmp_path / "empty")]) == 0
 
 
+@pytest.mark.parametrize("target", ["--output", "--png"])
+def test_sample_refuses_to_write_over_its_model_or_an_earlier_file(model_file, capsys, target):
+    # `dilution sample m.nc -o m.nc` replaced the model by its samples without a word
+    _, path = model_file
+    before = path.read_bytes()
+    assert main(["sample", str(path), "--quiet", target, str(path), "--overwrite"]) == 2
+    assert f"{target} {path} is the command's input" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    # an earlier result is kept unless --overwrite says otherwise
+    argv = ["sample", str(path), "--n-samples", "4", "--n-sweeps", "2", "--quiet"]
+    assert main(argv) == 0
+    first = (path.parent / "model-samples.nc").read_bytes()
+    assert main([*argv, "--seed", "1"]) == 2
+    assert "model-samples.nc exists; give --overwrite" in capsys.readouterr().err
+    assert (path.parent / "model-samples.nc").read_bytes() == first
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+
+
+def test_ctrl_c_during_sampling_waits_for_the_kernel_call(model_file, capsys, monkeypatch):
+    """A SIGINT inside a compiled call used to raise wherever Python next looked (inside numba's dispatcher
+    it crashed the process); now the call in flight finishes and the command stops with 130 after it."""
+    from dilution import gibbs
+
+    _, path = model_file
+    monkeypatch.setattr(gibbs, "_CHUNK_WORK", 1)  # one sweep per kernel call
+    kernel, finished = gibbs.gibbs_kernel, []
+
+    def interrupted_inside(*args):
+        if not finished:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the kernel "runs"
+        out = kernel(*args)
+        finished.append(1)
+        return out
+
+    monkeypatch.setattr(gibbs, "gibbs_kernel", interrupted_inside)
+    assert main(["sample", str(path), "--n-samples", "4", "--n-sweeps", "50", "--quiet"]) == 130
+    assert len(finished) == 1
+    assert "interrupted" in capsys.readouterr().err and not (path.parent / "model-samples.nc").exists()
+
+
 # ---------------------------------------------------------------- item 8: help from the tables
 
 
@@ -317,14 +357,17 @@ def test_first_ctrl_c_during_training_is_a_request_and_the_second_raises():
     """The first SIGINT only sets the flag the training loop reads (an exception raised wherever the
     signal lands can be swallowed as "Exception ignored" in a weakref callback, and the run went on: the
     CI failure of 2026-12-01); a second one raises; the previous handler is back afterwards."""
-    from dilution.cli import _deferred_interrupt
+    from dilution import interrupt
 
     before = signal.getsignal(signal.SIGINT)
-    with _deferred_interrupt() as stop:
+    with interrupt.deferred() as stop:
         assert not stop.requested
+        interrupt.check()  # no request yet: nothing raised
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)  # the handler runs at the next bytecode boundary
         assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()  # where the drivers' chunk loops stop
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
