@@ -314,7 +314,12 @@ def load_or_train_classifier(
     x = _training_images(images, config.threshold)
     y = _labels(labels, x.shape[0])
     if path.exists():
-        clf = DigitClassifier.from_dataset(load_dataset(path))
+        ds = load_dataset(path)
+        missing = [k for k in ("w1", "b1", "w2", "b2") if k not in ds]
+        if missing or not {"config", "seed", "test_accuracy", "training_data_sha256"} <= set(ds.attrs):
+            raise ValueError(f"{path} is not a digit classifier file (it has no {', '.join(missing) or 'classifier attrs'}"
+                             "): give the path of a classifier saved here before, or a new file name to train one")
+        clf = DigitClassifier.from_dataset(ds)
         wanted = {"seed": int(seed), "config": config, "training data digest": _sha256(x, y)}
         found = {"seed": clf.seed, "config": clf.config, "training data digest": clf.training_data_sha256}
         diff = [k for k in wanted if wanted[k] != found[k]]

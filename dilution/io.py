@@ -40,6 +40,7 @@ __all__ = [
     "state_dataset",
     "load_matlab_rbm",
     "atomic_write",
+    "check_output_folder",
 ]
 
 RBM_KIND = "dilution.RBM"
@@ -122,6 +123,23 @@ def from_dataset(ds: xr.Dataset) -> RBM:
     if np.any(weights[~mask] != 0):
         raise ValueError("RBM dataset has non-zero weights where mask is False; the file is inconsistent")
     return RBM(weights, ds["visible_bias"].values, ds["hidden_bias"].values, mask)
+
+
+def check_output_folder(flag: str, folder: Path) -> None:
+    """A folder a command will write into, checked before any work: an existing folder one can write
+    to, or a path whose nearest existing part is one (the folder is made there). ``flag`` names the
+    option in the messages.
+    """
+    target = Path(folder).absolute()
+    existing = target
+    while not os.path.lexists(existing):  # the nearest part of the path that exists
+        existing = existing.parent
+    named = f"{flag} {folder}" if existing == target else f"{flag} {folder}: {existing}"
+    if not existing.is_dir():
+        raise ValueError(f"{named} exists and is not a folder; expected a folder for the output (an existing one "
+                         "or a new one to create)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{named} is not writable; expected a folder that you can write to")
 
 
 @contextlib.contextmanager
@@ -254,8 +272,15 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
         If the file is not a netCDF4/HDF5 file.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder; expected a file written by dilution.io.save")
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
+    try:
+        with open(p, "rb"):  # a file that cannot be read is not a file of the wrong format
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot read {p}: {err.strerror or err}") from None
     try:
         with xr.open_dataset(p, engine=ENGINE) as opened:
             ds = opened.load()

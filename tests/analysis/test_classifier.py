@@ -47,6 +47,18 @@ def test_cache_refuses_other_seed_or_config(classifier_path, mnist):
                                  config=ClassifierConfig(n_hidden=128))
 
 
+def test_a_cache_path_holding_another_file_is_refused_by_name(tmp_path, mnist):
+    # a model file given as the classifier ended in KeyError: "No variable named 'w1'"
+    import dilution
+
+    path = tmp_path / "model.nc"
+    dilution.save(RBM.random(784, 4, seed=0), path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"model\.nc is not a digit classifier file \(it has no w1, b1, w2, b2\)"):
+        load_or_train_classifier(path, mnist["x_train"][:10], mnist["y_train"][:10], seed=0)
+    assert path.read_bytes() == before
+
+
 def test_scores_rank_digits_above_corrupted_digits_above_noise(classifier, mnist):
     rng = np.random.default_rng(0)
     real = (mnist["x_test"][:2000].reshape(2000, -1) > 127.5).astype(np.float32)

@@ -144,6 +144,10 @@ def test_failed_fsync_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypat
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.nc"):
         load(tmp_path / "missing.nc")
+    # a folder and an unreadable file were reported as "no such file" and "not a dilution file"
+    (tmp_path / "folder.nc").mkdir()
+    with pytest.raises(ValueError, match=r"folder\.nc is a folder; expected a file"):
+        load(tmp_path / "folder.nc")
     junk = tmp_path / "junk.nc"
     junk.write_text("not a netCDF file")
     with pytest.raises(ValueError, match=r"junk\.nc is not a dilution file"):
@@ -209,3 +213,22 @@ def test_strings_longer_than_those_of_a_file_read_earlier_are_saved_whole(tmp_pa
     save(joined, tmp_path / "b.nc")
     assert list(load_dataset(tmp_path / "b.nc")["method"].values) == ["dense", "static", "ncg-p0.5"]
     assert joined["method"].encoding["dtype"] == read["method"].encoding["dtype"]  # the caller's object untouched
+
+
+def test_an_unreadable_file_is_reported_as_such(tmp_path, monkeypatch):
+    import builtins
+
+    path = tmp_path / "m.nc"
+    save(_rbm(np.float64), path)
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):  # root reads a chmod 000 file, so the refusal is simulated
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(ValueError, match=r"cannot read .*m\.nc: Permission denied") as err:
+        load(path)
+    assert "not a dilution file" not in str(err.value)
+
