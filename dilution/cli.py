@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .interrupt import is_interrupt
 from .validation import check_finite, check_int, check_new_file
 
 __all__ = ["main", "build_parser", "default_text", "DEFAULTS", "DATASET_DEFAULTS", "RULE_DEFAULTS"]
@@ -565,18 +566,6 @@ def _test_interrupt(moment: str) -> None:
 _INTERRUPTED: set[str] = set()
 
 
-def _is_interrupt(err: BaseException) -> bool:
-    """A Ctrl-C, also when numba's dispatcher wrapped it in a SystemError ("returned a result with an
-    exception set") because the signal arrived inside a compiled call or the compiler."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, KeyboardInterrupt):
-            return True
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return False
-
-
 def _train(args: argparse.Namespace) -> int:
     from numba.core import event as numba_event
 
@@ -690,7 +679,7 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
         trained = True
         _finish_training(state, opts, train_x, test_x, reference, out, t0, progress, compile_seconds)
     except (KeyboardInterrupt, SystemError) as err:
-        if not _is_interrupt(err):
+        if not is_interrupt(err):
             raise
         # the states iterate yields are values, so the last one is whole whatever the signal interrupted
         io.save(state, out / "state.nc", attrs={"cli_options": cli_options})
@@ -937,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dilution {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, SystemError) as e:
-        if not _is_interrupt(e):
+        if not is_interrupt(e):
             raise
         print(f"dilution {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["deferred", "check", "InterruptFlag"]
+__all__ = ["deferred", "check", "is_interrupt", "InterruptFlag"]
 
 
 class InterruptFlag:
@@ -62,3 +62,15 @@ def check() -> None:
     """Raise ``KeyboardInterrupt`` if a Ctrl-C arrived inside the innermost :func:`deferred` block."""
     if _active and _active[-1].requested:
         raise KeyboardInterrupt
+
+
+def is_interrupt(err: BaseException) -> bool:
+    """A Ctrl-C, also when numba's dispatcher wrapped it in a ``SystemError`` ("returned a result with
+    an exception set") because the signal arrived inside a compiled call or the compiler."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False

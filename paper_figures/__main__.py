@@ -4,7 +4,8 @@ Figures whose data are missing (no file, or a study without the grid points the 
 such as a scratch protocol) are listed with the command that makes their data; the exit status
 is 0 then. A figure whose data exist but cannot be drawn (a file without a variable the
 figure needs, ...) is reported with the reason and makes the exit status 1, after all the
-others are drawn.
+others are drawn. A missing ``--data`` folder, or an ``--out`` that is neither a writable folder
+nor a path where one can be made, is a one-line error (exit status 2) before anything is drawn.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from dilution.io import check_output_folder
 
 from .registry import FIGURES, render_all
 
@@ -31,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dpi", type=int, default=200, help="PNG resolution in dots per inch (default: 200)")
     args = parser.parse_args(argv)
     try:
+        check_output_folder("--out", args.out)  # before any figure is drawn
         report = render_all(args.data, args.out, dpi=args.dpi)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for o in report.by_status("drawn"):

@@ -117,6 +117,10 @@ def _run(args: argparse.Namespace) -> int:
         if unused:
             raise ValueError(f"{' and '.join(unused)} set up the report: add --report (or run `dilution study "
                              f"report` after the study)")
+    elif args.figures is not None:
+        from dilution.io import check_output_folder
+
+        check_output_folder("--figures", Path(args.figures))
 
     def report(outcome, n_done, n_tasks):
         if not args.quiet:
@@ -159,7 +163,12 @@ def _print_report(spec, figures: str | None, study=None, axis: str = "fraction")
 
 
 def _report(args: argparse.Namespace) -> int:
-    return _print_report(_spec(args.spec, args.output, args.data), args.figures, axis=args.axis)
+    spec = _spec(args.spec, args.output, args.data)
+    if args.figures is not None:
+        from dilution.io import check_output_folder
+
+        check_output_folder("--figures", Path(args.figures))
+    return _print_report(spec, args.figures, axis=args.axis)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -168,6 +177,13 @@ def _status(args: argparse.Namespace) -> int:
     from .runner import study_status
 
     spec = _spec(args.spec, args.output)
+    out = Path(spec.output)
+    if not out.is_dir():  # not "0/N tasks done", which reads as a study that has started
+        where = f"--output {out}" if args.output is not None else f"the study's output folder {out}"
+        if out.exists():
+            raise ValueError(f"{where} is not a folder; expected the folder a `dilution study run` wrote")
+        raise ValueError(f"{where} does not exist: study {spec.name!r} has not been run there (start it with: "
+                         f"dilution study run {args.spec}{'' if args.output is None else f' --output {out}'})")
     st = study_status(spec)
     n = len(st.done) + len(st.failed) + len(st.pending)
     eta = "unknown (no finished task yet)" if math.isnan(st.eta_seconds) else (

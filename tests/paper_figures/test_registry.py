@@ -81,6 +81,45 @@ def test_a_missing_data_folder_or_a_bad_dpi_is_an_error_naming_it(tmp_path, caps
     assert "dpi must be an integer >= 10" in capsys.readouterr().err
 
 
+@pytest.fixture
+def nothing_drawn(monkeypatch):
+    """Records a call of render_all (the drawing the --out check must come before)."""
+    calls = []
+    monkeypatch.setattr("paper_figures.__main__.render_all", lambda *args, **kwargs: calls.append(args))
+    return calls
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_an_out_that_is_a_file_is_an_error_naming_it_before_any_figure_is_drawn(below, nothing_drawn, tmp_path,
+                                                                                capsys):
+    file = tmp_path / "figures.pdf"
+    file.write_text("not a folder")
+    out = file / "sub" if below else file
+    assert main(["--data", str(tmp_path), "--out", str(out)]) == 2
+    named = f"--out {out}" + (f": {file}" if below else "")
+    assert capsys.readouterr().err == (f"error: {named} exists and is not a folder; expected a folder for the "
+                                       "output (an existing one or a new one to create)\n")
+    assert nothing_drawn == [] and file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root writes into a read-only folder, so there is nothing to refuse")
+@pytest.mark.parametrize("new", [False, True])
+def test_a_read_only_out_is_an_error_naming_it_before_any_figure_is_drawn(new, nothing_drawn, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    out = locked / "figures" if new else locked
+    try:
+        assert main(["--data", str(tmp_path), "--out", str(out)]) == 2
+    finally:
+        locked.chmod(0o755)
+    named = f"--out {out}" + (f": {locked}" if new else "")
+    assert capsys.readouterr().err == f"error: {named} is not writable; expected a folder that " \
+                                      "you can write to\n"
+    assert nothing_drawn == []
+
+
 @pytest.mark.parametrize("pattern", sorted(registry.DATA_COMMANDS))
 def test_commands_name_the_data_folder_or_a_runnable_program(pattern):
     assert registry.DATA_COMMANDS[pattern].startswith("dilution ")

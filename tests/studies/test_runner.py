@@ -1,6 +1,6 @@
 """The runner: the smoke study end to end through ``dilution study run``, a rerun that skips
 everything, status and merge, the same study.nc from the serial executor and from two dask
-workers, and a dask worker killed in the middle of a task."""
+workers, a dask worker killed in the middle of a task, and a Ctrl-C inside a numba call."""
 
 from __future__ import annotations
 
@@ -129,6 +129,46 @@ def test_study_run_flags_that_would_do_nothing_or_harm_are_refused_before_any_co
     assert main(["study", "run", "smoke", "--output", str(tmp_path / "out"), "--quiet", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _raise_numba_interrupt(chained: str) -> None:
+    """What numba's dispatcher raises when a Ctrl-C lands while it boxes a kernel's result."""
+    message = "CPUDispatcher(<function _gibbs_sweep at 0x7f>) returned a result with an exception set"
+    if chained == "cause":
+        raise SystemError(message) from KeyboardInterrupt()
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise SystemError(message)  # noqa: B904 - its __context__ is the interrupt, as numba's
+
+
+@pytest.mark.parametrize("chained", ["cause", "context"])
+def test_a_ctrl_c_inside_a_numba_call_stops_the_study_instead_of_failing_the_task(chained, tmp_path, monkeypatch):
+    calls = []
+
+    def interrupted(spec, task, checkpoint_seconds):
+        calls.append(task.key)
+        _raise_numba_interrupt(chained)
+
+    monkeypatch.setattr("studies.runner.compute", interrupted)
+    spec = builtin_spec("smoke", output=str(tmp_path / "out"))
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, retries=2)
+    assert len(calls) == 1  # neither retried nor followed by the next task
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "manifest").glob("*.json")]
+    # left as a Ctrl-C in Python code leaves it: running, so a rerun runs it again
+    assert [(r["status"], r["attempts"]) for r in records] == [("running", 1)]
+
+
+def test_study_run_interrupted_inside_a_numba_call_exits_130(tmp_path, monkeypatch, capsys):
+    def interrupted(spec, task, checkpoint_seconds):
+        _raise_numba_interrupt("cause")
+
+    monkeypatch.setattr("studies.runner.compute", interrupted)
+    assert main(["study", "run", "smoke", "--output", str(tmp_path / "out"), "--retries", "0"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip().endswith("dilution study: interrupted")
+    assert "failed" not in captured.out and not (tmp_path / "out" / "study.nc").exists()
 
 
 def test_run_study_checks_checkpoint_seconds(tmp_path):

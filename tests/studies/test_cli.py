@@ -1,0 +1,65 @@
+"""``dilution study``'s checks of its folders, made before any work: ``report --figures`` (and
+``run --report --figures``) that cannot be a figures folder, ``status`` of a folder where the
+study has not been run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dilution.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture
+def no_analysis(monkeypatch):
+    """Records a call of the report's analysis (the work the checks must come before)."""
+    calls = []
+    monkeypatch.setattr("studies.report.study_report", lambda *args, **kwargs: calls.append(args))
+    return calls
+
+
+@pytest.mark.parametrize("command", ["report", "run"])
+@pytest.mark.parametrize("below", [False, True])
+def test_figures_given_a_file_is_refused_naming_it_before_any_work(command, below, no_analysis, tmp_path, capsys):
+    file = tmp_path / "figures.png"
+    file.write_text("not a folder")
+    figures = file / "sub" if below else file
+    flags = ["--report", "--quiet"] if command == "run" else []
+    out = tmp_path / "study"
+    assert main(["study", command, "smoke", "--output", str(out), *flags, "--figures", str(figures)]) == 2
+    err = capsys.readouterr().err
+    named = f"--figures {figures}" + (f": {file}" if below else "")
+    assert err.strip() == (f"dilution study: error: {named} exists and is not a folder; expected a folder for the "
+                           "output (an existing one or a new one to create)")
+    assert no_analysis == [] and not out.exists() and file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root writes into a read-only folder, so there is nothing to refuse")
+def test_figures_in_a_read_only_folder_is_refused_naming_it(no_analysis, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert main(["study", "report", "smoke", "--output", str(tmp_path / "study"),
+                     "--figures", str(locked / "figures")]) == 2
+    finally:
+        locked.chmod(0o755)
+    assert f"--figures {locked / 'figures'}: {locked} is not writable" in capsys.readouterr().err
+    assert no_analysis == []
+
+
+def test_status_of_a_folder_where_the_study_has_not_been_run_says_so(tmp_path, capsys):
+    out = tmp_path / "never-run"
+    assert main(["study", "status", "smoke", "--output", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dilution study: error: --output {out} does not exist: study 'smoke' has not been run there (start it "
+        f"with: dilution study run smoke --output {out})")
+    assert not out.exists()
+    (tmp_path / "file").write_text("")
+    assert main(["study", "status", "smoke", "--output", str(tmp_path / "file")]) == 2
+    assert f"--output {tmp_path / 'file'} is not a folder" in capsys.readouterr().err
