@@ -152,9 +152,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {target}: folder {folder} does not exist")
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {target}: it is a folder")
     tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    # O_EXCL + mode 0o666 under the umask gives the permissions a plain open() would.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        # O_EXCL + mode 0o666 under the umask gives the permissions a plain open() would.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:  # named by the file asked for, not by the hidden temporary one
+        raise type(err)(f"cannot write {target}: {err.strerror or err} (in folder {folder})") from None
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

@@ -111,6 +111,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--retries must be >= 0, got {args.retries}")
     if not (args.checkpoint_seconds >= 0):  # NaN too
         raise ValueError(f"--checkpoint-seconds must be a number of seconds >= 0, got {args.checkpoint_seconds}")
+    from dilution.io import check_output_folder
+
+    check_output_folder("--output" if args.output is not None else "the spec's output", Path(spec.output))
     if not args.report:
         unused = [flag for flag, given in (("--figures", args.figures is not None), ("--axis", args.axis != "fraction"))
                   if given]
@@ -118,8 +121,6 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"{' and '.join(unused)} set up the report: add --report (or run `dilution study "
                              f"report` after the study)")
     elif args.figures is not None:
-        from dilution.io import check_output_folder
-
         check_output_folder("--figures", Path(args.figures))
 
     def report(outcome, n_done, n_tasks):
@@ -202,9 +203,14 @@ def _merge(args: argparse.Namespace) -> int:
     from .merge import merge
     from .refine import refined_spec
 
+    from dilution.validation import check_new_file
+
     spec = refined_spec(_spec(args.spec, args.output))
+    target = Path(args.file) if args.file is not None else Path(spec.output) / "study.nc"
+    if args.file is not None:  # `-o tiny.toml` wrote the Dataset over the spec
+        check_new_file("--file", target, inputs=[Path(args.spec)])
     study = merge(spec)
-    path = io.save(study, args.file if args.file is not None else Path(spec.output) / "study.nc")
+    path = io.save(study, target)
     print(f"study {spec.name!r}: {int(study['finished'].sum())}/{int(study['planned'].sum())} points finished; "
           f"wrote {path}")
     return 0

@@ -171,6 +171,24 @@ def test_save_errors(tmp_path):
     with pytest.raises(TypeError, match="cannot store"):
         save(_rbm(np.float64), tmp_path / "a.nc", attrs={"x": object()})
     assert _listing(tmp_path) == []
+    # these named the hidden temporary file ("Is a directory: '.adir.nc.<hex>.tmp' -> 'adir.nc'")
+    (tmp_path / "adir.nc").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"^cannot write .*adir\.nc: it is a folder$"):
+        save(_rbm(np.float64), tmp_path / "adir.nc")
+
+
+def test_a_folder_that_refuses_the_file_is_named_with_the_file_asked_for(tmp_path, monkeypatch):
+    real = os.open
+
+    def read_only(path, flags, *args):  # root writes into a chmod 555 folder, so the refusal is simulated
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(PermissionError) as err:
+        save(_rbm(np.float64), tmp_path / "m.nc")
+    assert str(err.value) == f"cannot write {tmp_path / 'm.nc'}: Permission denied (in folder {tmp_path})"
 
 
 def test_load_matlab_rbm(models_dir):

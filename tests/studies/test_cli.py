@@ -63,3 +63,26 @@ def test_status_of_a_folder_where_the_study_has_not_been_run_says_so(tmp_path, c
     (tmp_path / "file").write_text("")
     assert main(["study", "status", "smoke", "--output", str(tmp_path / "file")]) == 2
     assert f"--output {tmp_path / 'file'} is not a folder" in capsys.readouterr().err
+
+
+def test_run_into_a_file_is_refused_naming_output_before_any_work(tmp_path, capsys, monkeypatch):
+    # it ended in "[Errno 20] Not a directory: 'model.nc/tasks'"
+    calls = []
+    monkeypatch.setattr("studies.runner.run_study", lambda *args, **kwargs: calls.append(args))
+    file = tmp_path / "model.nc"
+    file.write_text("a file")
+    assert main(["study", "run", "smoke", "--output", str(file), "--quiet"]) == 2
+    assert f"--output {file} exists and is not a folder" in capsys.readouterr().err
+    assert calls == [] and file.read_text() == "a file"
+
+
+def test_merge_refuses_to_write_over_its_spec(tmp_path, capsys):
+    # `study merge tiny.toml -o tiny.toml` wrote HDF5 over the spec
+    from studies.builtin import BUILTIN
+
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text(BUILTIN["smoke"].toml)
+    before = spec_file.read_bytes()
+    assert main(["study", "merge", str(spec_file), "--output", str(tmp_path / "out"), "-o", str(spec_file)]) == 2
+    assert f"--file {spec_file} is the command's input" in capsys.readouterr().err
+    assert spec_file.read_bytes() == before
