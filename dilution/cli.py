@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import math
+import shutil
 import time
 import tomllib
 import warnings
@@ -243,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", "-o", type=Path, help="output folder (default runs/<dataset>-seed<seed>); "
                    "it must be new or empty unless --overwrite is given")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace the files of a previous run in --output (without it a non-empty folder is refused)")
+                   help="replace the files of a previous run in --output (without it a non-empty folder is "
+                        "refused); they wait in OUTPUT/previous-run until the new run finishes")
     _option(g, "--sample-sweeps", type=int, help="Gibbs sweeps for the sample grid")
     _option(g, "--grid-samples", type=int, help="samples in the grid")
     tr.add_argument("--resume", type=Path, metavar="DIR",
@@ -328,6 +330,8 @@ FLOAT_RANGES = {
 }
 # What a run writes in its folder; --overwrite removes these (and nothing else) first.
 RUN_FILES = ("model.nc", "history.nc", "state.nc", "test.nc", "samples.png", "data.png", "best-model.nc")
+# With --overwrite, the replaced run's files wait here until the new run has written its own.
+PREVIOUS_RUN = "previous-run"
 
 
 def _flag(name: str) -> str:
@@ -440,13 +444,29 @@ def _check_output_folder(out: Path, overwrite: bool) -> None:
 
 
 def _prepare_output_folder(out: Path, overwrite: bool) -> None:
-    if overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+    """Make ``out``; with ``overwrite``, move a previous run's files into ``out/previous-run``, removed
+    when this run finishes (so an interrupted replacement loses nothing). A ``previous-run`` already
+    there holds the last finished run, and the files beside it are an unfinished one: those go."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OSError(f"cannot create the output folder {out}: {e.strerror}") from None
+    present = [name for name in RUN_FILES if (out / name).exists()] if overwrite else []
+    if not present:
+        return
+    aside = out / PREVIOUS_RUN
+    if aside.is_dir():
+        for name in present:
+            (out / name).unlink()
+        return
+    aside.mkdir()
+    for name in present:
+        os.replace(out / name, aside / name)
+
+
+def _previous_run_note(out: Path) -> str:
+    aside = out / PREVIOUS_RUN
+    return f" (the replaced run's files stay in {aside} until then)" if aside.is_dir() else ""
 
 
 def _load_training_data(opts: dict[str, Any]):
@@ -685,8 +705,8 @@ def _train_run(args: argparse.Namespace, compile_seconds) -> int:
         io.save(state, out / "state.nc", attrs={"cli_options": cli_options})
         where = ("after training, while writing the results" if trained
                  else f"at update {state.step} of {state.plan.total_steps}")
-        print(f"dilution train: interrupted {where}; state saved, continue with: dilution train --resume {out}",
-              file=sys.stderr, flush=True)
+        print(f"dilution train: interrupted {where}; state saved, continue with: dilution train --resume {out}"
+              f"{_previous_run_note(out)}", file=sys.stderr, flush=True)
         return 130
     finally:
         guard.close()
@@ -842,6 +862,8 @@ def _print_summary(summary: dict[str, Any], out: Path, written: list[str]) -> No
         if key in summary:
             se = f" +- {summary['test_log_likelihood_se']:.4f}" if key == "test_log_likelihood" and "test_log_likelihood_se" in summary else ""
             print(f"  {label:<45} {summary[key]:.4f}{se}")
+    if (out / PREVIOUS_RUN).is_dir():  # the run it replaced (--overwrite), kept until now
+        shutil.rmtree(out / PREVIOUS_RUN)
     print(f"wrote {', '.join(written)} in {out}")
 
 

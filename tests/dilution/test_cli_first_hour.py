@@ -164,6 +164,28 @@ def test_rerun_into_a_used_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert main(["train", *SMALL, "-o", str(tmp_path / "empty")]) == 0
 
 
+def test_an_interrupted_overwrite_keeps_the_replaced_run_until_the_new_one_finishes(tmp_path, capsys, monkeypatch):
+    # --overwrite deleted the previous run's files first: a Ctrl-C then left a half run and nothing else
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "-o", str(out), "--seed", "1", "--quiet"]) == 0
+    old = {name: (out / name).read_bytes() for name in ("model.nc", "history.nc")}
+    capsys.readouterr()
+    monkeypatch.setenv("DILUTION_TEST_INTERRUPT", "checkpoint-save")
+    assert main(["train", *SMALL, "-o", str(out), "--seed", "2", "--overwrite", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert f"the replaced run's files stay in {out / 'previous-run'}" in err and len(err.strip().splitlines()) == 1
+    assert {name: (out / "previous-run" / name).read_bytes() for name in old} == old
+    assert not (out / "model.nc").exists()  # no result of either run beside the new state
+    # a second interrupted overwrite keeps the finished run aside, not the unfinished one
+    cli._INTERRUPTED.clear()  # the hook fires once per process
+    assert main(["train", *SMALL, "-o", str(out), "--seed", "3", "--overwrite", "--quiet"]) == 130
+    assert {name: (out / "previous-run" / name).read_bytes() for name in old} == old
+    monkeypatch.delenv("DILUTION_TEST_INTERRUPT")
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert not (out / "previous-run").exists()
+    assert dilution.io.load_dataset(out / "model.nc").attrs["seed"] == 3
+
+
 @pytest.mark.parametrize("target", ["--output", "--png"])
 def test_sample_refuses_to_write_over_its_model_or_an_earlier_file(model_file, capsys, target):
     # `dilution sample m.nc -o m.nc` replaced the model by its samples without a word
