@@ -368,6 +368,13 @@ def _validate_options(opts: dict[str, Any]) -> None:
         opts[name] = _check_float(name, opts[name], *bounds)
 
 
+# Config-file options that are not numbers (those are range-checked with the command line's): the
+# TOML type each needs, and how the message says it.
+_CONFIG_KINDS = {name: (str, "a string") for name in ("dataset", "data", "binarize", "method", "dtype", "output",
+                                                      "checkpoint_log_likelihood", "rule")}
+_CONFIG_KINDS["rule_options"] = (dict, "a table such as {k = 7840, alpha = 1e-4}")
+
+
 def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
     """Defaults < dataset defaults < TOML config < command line, validated.
 
@@ -384,10 +391,15 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"cannot read config file {args.config}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"config file {args.config} is not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"config file {args.config} is not valid TOML: not UTF-8 text") from None
         for key, value in raw.items():
             name = key.replace("-", "_")
             if name not in DEFAULTS:
                 raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
+            expected = _CONFIG_KINDS.get(name)
+            if expected is not None and not isinstance(value, expected[0]):
+                raise ValueError(f"config file {args.config}: {key} must be {expected[1]}, got {value!r}")
             from_file[name] = value
     chosen = {**from_file, **given}
     if "dataset" in chosen:
@@ -567,7 +579,16 @@ def _resume_options(folder: Path) -> dict[str, Any]:
     attrs = load_dataset(path).attrs
     if "cli_options" not in attrs:
         raise ValueError(f"--resume {folder}: state.nc was not written by `dilution train` (no cli_options)")
-    opts = json.loads(attrs["cli_options"])
+    try:
+        opts = json.loads(attrs["cli_options"])
+    except (TypeError, ValueError):
+        opts = None
+    if not isinstance(opts, dict):
+        raise ValueError(f"--resume {folder}: state.nc's cli_options are not the JSON object `dilution train` writes")
+    missing = sorted(set(DEFAULTS) - set(opts))
+    if missing:  # a default would be a guess: the seed, say, also draws the data split
+        raise ValueError(f"--resume {folder}: state.nc's cli_options lack {', '.join(missing)} (written by another "
+                         "version of `dilution train`, or by hand); start a new run instead")
     opts["output"] = folder
     if opts.get("data") is not None:
         opts["data"] = Path(opts["data"])

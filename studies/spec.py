@@ -990,9 +990,11 @@ def load_spec(path: str | os.PathLike) -> StudySpec:
     """Read and validate a study spec file; relative paths in it are relative to its folder."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(f"cannot read study spec {p}: {e.strerror}") from None
+    except UnicodeDecodeError:  # e.g. a study.nc given in its place
+        raise SpecError(f"{p}: not valid TOML: not UTF-8 text") from None
     try:
         return spec_from_toml(text, base=p.resolve().parent)
     except SpecError as e:

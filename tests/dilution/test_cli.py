@@ -96,6 +96,30 @@ def test_unknown_config_key(tmp_path, capsys):
     assert "unknown option 'n_hiden'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line, message", [
+    ("output = 5", "output must be a string, got 5"),
+    ("data = 5", "data must be a string, got 5"),
+    ('dataset = ["teacher"]', "dataset must be a string, got ['teacher']"),
+    ("rule_options = 5", "rule_options must be a table such as {k = 7840, alpha = 1e-4}, got 5"),
+    ('rule_options = "x"', "rule_options must be a table"),
+])
+def test_a_config_value_of_the_wrong_type_is_named_with_its_key(tmp_path, capsys, line, message):
+    # these ended in Python's "expected str, bytes or os.PathLike object, not int", "'int' object is not
+    # iterable", "unhashable type: 'list'"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(line + "\n")
+    assert main(["train", "--config", str(cfg), "--output", str(tmp_path / "x")]) == 2
+    assert f"config file {cfg}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_binary_config_file_is_not_toml(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_bytes(b"\x89HDF\r\n\x1a\n\x00\xff")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert f"config file {cfg} is not valid TOML: not UTF-8 text" in capsys.readouterr().err
+
+
 def test_sample_refuses_a_dataset_file(tmp_path, capsys):
     dilution.save(xr.Dataset({"x": ("a", np.arange(3))}), tmp_path / "d.nc")
     assert main(["sample", str(tmp_path / "d.nc")]) == 2

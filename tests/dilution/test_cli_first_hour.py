@@ -394,3 +394,24 @@ def test_first_ctrl_c_during_training_is_a_request_and_the_second_raises():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("options, message", [
+    ("{}", "cli_options lack bars_size, batch_size, "),
+    ("[1, 2]", "cli_options are not the JSON object"),
+    ("not json", "cli_options are not the JSON object"),
+])
+def test_resume_with_a_state_whose_options_are_incomplete_names_what_is_missing(tmp_path, capsys, options, message):
+    # {} ended in a KeyError: 'seed' traceback
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "-o", str(out), "--quiet"]) == 0
+    state = dilution.io.load_dataset(out / "state.nc")
+    state.attrs["cli_options"] = options
+    dilution.io.save(state, out / "state.nc")
+    before = (out / "state.nc").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {out}: state.nc's {message}" in err and "Traceback" not in err
+    assert (out / "state.nc").read_bytes() == before
+

@@ -86,3 +86,12 @@ def test_merge_refuses_to_write_over_its_spec(tmp_path, capsys):
     assert main(["study", "merge", str(spec_file), "--output", str(tmp_path / "out"), "-o", str(spec_file)]) == 2
     assert f"--file {spec_file} is the command's input" in capsys.readouterr().err
     assert spec_file.read_bytes() == before
+
+
+def test_a_binary_spec_file_is_not_toml(tmp_path, capsys):
+    # "'utf-8' codec can't decode byte 0x89 in position 0", naming nothing
+    spec = tmp_path / "study.nc"
+    spec.write_bytes(b"\x89HDF\r\n\x1a\n\x00\xff")
+    assert main(["study", "status", str(spec)]) == 2
+    assert f"{spec}: not valid TOML: not UTF-8 text" in capsys.readouterr().err
+
