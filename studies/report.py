@@ -78,6 +78,29 @@ def _stamp(spec: StudySpec, study: xr.Dataset, n_samples: int, n_sweeps: int, ax
             "n_samples": n_samples, "n_sweeps": n_sweeps, "axis": axis}
 
 
+def _readable(path: Path) -> xr.Dataset | None:
+    """The Dataset in ``path``, or None when it cannot be read (a file the report remakes)."""
+    try:
+        return io.load_dataset(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _cached(out: Path, stamp: dict) -> tuple[xr.Dataset, dict[str, Path]] | None:
+    """The transition and the files of an up-to-date report in ``out``; None when something is
+    stale, missing or unreadable (a truncated file, a damaged report.json), which is then remade."""
+    try:
+        saved = json.loads((out / _STAMP).read_text(encoding="utf-8"))
+        if saved.get("stamp") != stamp or not all((out / f).exists() for f in saved.get("files", ())):
+            return None
+        transition = _readable(out / "transition.nc")
+        if transition is None or _readable(out / "study.nc") is None:
+            return None
+        return transition, {f: out / f for f in saved["files"]}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
 def _model(path: Path) -> RBM:
     ds = io.load_dataset(path)
     return RBM(*(np.ascontiguousarray(ds[k].values) for k in ("weights", "visible_bias", "hidden_bias")),
@@ -263,11 +286,10 @@ def study_report(spec: StudySpec, *, study: xr.Dataset | None = None, n_samples:
     stamp = _stamp(spec, study, n_samples, n_sweeps, axis)
     stamp_path = out / _STAMP
     if not force and stamp_path.exists() and study_path.exists():
-        saved = json.loads(stamp_path.read_text(encoding="utf-8"))
-        if saved.get("stamp") == stamp and all((out / f).exists() for f in saved.get("files", ())):
-            files = {f: out / f for f in saved["files"]}
-            return StudyReport(study, io.load_dataset(out / "transition.nc"), files, False)
-    if not study_path.exists() or not study.identical(io.load_dataset(study_path)):
+        cached = _cached(out, stamp)
+        if cached is not None:
+            return StudyReport(study, *cached, False)
+    if not study_path.exists() or not study.identical(_readable(study_path)):
         io.save(study, study_path)
     files = {"study.nc": study_path}
     transition = _transition_dataset(study, axis)

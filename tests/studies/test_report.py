@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,6 +87,21 @@ def test_couplings_and_samples_are_those_of_the_saved_models(smoke):
         chain_seed = int(derive_seed(seed, "studies.report.samples", 6, i).generate_state(1)[0])
         expected = sample(_model(spec, pruning_fraction=float(f), **at), 8, 20, seed=chain_seed, progress=False)
         np.testing.assert_array_equal(samples["samples"].sel(pruning_fraction=f).values, expected)
+
+
+@pytest.mark.parametrize("damaged", ["report.json", "transition.nc", "study.nc"])
+def test_a_damaged_cached_file_is_made_again_not_reported_as_an_error(smoke, damaged):
+    # a truncated transition.nc said "not a dilution file" with no way out but deleting it by hand, a
+    # damaged report.json "Expecting property name enclosed in double quotes", naming no file
+    spec, made = smoke
+    path = Path(spec.output) / damaged
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    again = study_report(spec, n_samples=8, n_sweeps=20)
+    assert again.recomputed
+    xr.testing.assert_equal(again.transition, made.transition)  # the attrs hold the time it was made
+    xr.testing.assert_equal(io.load_dataset(Path(spec.output) / "study.nc"), made.study)
+    assert not study_report(spec, n_samples=8, n_sweeps=20).recomputed  # whole again
 
 
 def test_a_second_report_recomputes_nothing_and_the_table_has_a_row_per_planned_block(smoke):
