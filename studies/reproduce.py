@@ -169,6 +169,12 @@ def _mnist_path(data: str | None) -> tuple[str | None, str]:
     if data is not None:
         if not Path(data).exists():
             raise ValueError(f"--data: {data} does not exist (expected mnist.npz or the MNIST IDX folder)")
+        from dilution.data.mnist import load_mnist
+
+        try:  # read now: a bad file found after the teacher studies would cost their minutes
+            load_mnist(data, "test")
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--data: {err}") from None
         return str(data), ""
     root = os.environ.get("DILUTION_DATA")
     if not root:
@@ -359,16 +365,18 @@ def _main(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.retries < 0:
         raise ValueError(f"--retries must be >= 0, got {args.retries}")
+    from dilution.io import check_output_folder
+
+    check_output_folder("--output", Path(args.output))
+    mnist, _ = _mnist_path(args.data)  # a bad --data is refused before any study starts
     t0 = time.perf_counter()
     if args.scale == "paper":
         from .cost import estimate_cost, format_cost
 
-        mnist, _ = _mnist_path(args.data)
         for name, spec in paper_specs(Path(args.output) / "data", mnist).items():
             print(f"{name}: " + format_cost(estimate_cost(spec, workers=args.workers or 1)), flush=True)
     warm = ()
     if args.workers is not None:
-        mnist, _ = _mnist_path(args.data)
         warm = (smoke_specs if args.scale == "smoke" else paper_specs)(Path(args.output) / "data", mnist).values()
     with study_client(args.workers, args.scheduler, warm=warm) as client:
         run = reproduce(args.scale, args.output, client=client, data=args.data, retries=args.retries,

@@ -66,6 +66,19 @@ def test_without_mnist_the_mnist_studies_are_left_out_with_the_reason(tmp_path, 
         _mnist_path(str(tmp_path / "nowhere.npz"))
 
 
+def test_a_data_file_that_is_not_mnist_is_refused_before_any_study_runs(tmp_path, capsys, monkeypatch):
+    # it was read after the quick and teacher studies had run
+    from dilution.cli import main
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not an npz")
+    ran = []
+    monkeypatch.setattr("studies.reproduce.reproduce", lambda *args, **kwargs: ran.append(args))
+    assert main(["reproduce", "--scale", "smoke", "--output", str(tmp_path / "out"), "--data", str(garbage)]) == 2
+    assert f"--data: {garbage}" in capsys.readouterr().err
+    assert ran == [] and not (tmp_path / "out").exists()
+
+
 def test_the_specs_write_where_the_figures_read(tmp_path):
     from studies.reproduce import paper_specs, smoke_specs
 
