@@ -442,9 +442,12 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_output_folder(out: Path, overwrite: bool) -> None:
-    """Refuse a path that is a file, and a non-empty folder unless ``overwrite``."""
+    """Refuse a path that is a file, a folder one cannot write to, and a non-empty folder unless ``overwrite``."""
+    from .io import check_output_folder
+
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {out} is a file; expected a folder for the run's files (new or empty)")
+    check_output_folder("--output", out)  # a read-only folder failed after "training ..." was printed
     if out.is_dir() and not overwrite:
         present = sorted(p.name for p in out.iterdir())
         if present:

@@ -120,6 +120,20 @@ def test_a_binary_config_file_is_not_toml(tmp_path, capsys):
     assert f"config file {cfg} is not valid TOML: not UTF-8 text" in capsys.readouterr().err
 
 
+def test_train_into_a_folder_it_may_not_write_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    # it failed after "training ..." was printed, naming a hidden temporary file
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    # root writes into a chmod 555 folder, so the refusal is simulated
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if str(p) == str(locked) else real(p, mode))
+    assert main(["train", *SMALL, "--output", str(locked / "run")]) == 2
+    captured = capsys.readouterr()
+    assert f"--output {locked / 'run'}: {locked} is not writable" in captured.err and captured.out == ""
+
+
 def test_sample_refuses_a_dataset_file(tmp_path, capsys):
     dilution.save(xr.Dataset({"x": ("a", np.arange(3))}), tmp_path / "d.nc")
     assert main(["sample", str(tmp_path / "d.nc")]) == 2
