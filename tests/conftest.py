@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,25 @@ def models_dir(data_dir: Path) -> Path:
             pytest.fail(f"{path} has no mnistvh.mat: shared/models must sit beside shared/data")
         pytest.skip(f"{path} has no mnistvh.mat")
     return path
+
+
+@pytest.fixture()
+def ctrl_c_inside(monkeypatch):
+    """Replace ``module.name`` (a kernel) by a wrapper whose first call sends this process SIGINT
+    while the kernel "runs", then runs it; returns the list of finished calls."""
+
+    def install(module, name: str) -> list[int]:
+        kernel, finished = getattr(module, name), []
+
+        def interrupted_inside(*args):
+            if not finished:
+                os.kill(os.getpid(), signal.SIGINT)
+            out = kernel(*args)
+            finished.append(1)
+            return out
+
+        monkeypatch.setattr(module, name, interrupted_inside)
+        return finished
+
+    return install
+

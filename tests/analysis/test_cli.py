@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
@@ -407,25 +406,15 @@ def test_evaluate_ais_interrupted_with_a_checkpoint_continues_to_the_uninterrupt
     assert "continues" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_ctrl_c_during_evaluate_ais_waits_for_the_kernel_call_and_keeps_its_chunk(easy, capsys, monkeypatch):
+def test_ctrl_c_during_evaluate_ais_waits_for_the_kernel_call_and_keeps_its_chunk(easy, capsys, monkeypatch,
+                                                                                 ctrl_c_inside):
     """A SIGINT that arrives while an AIS kernel runs used to raise wherever Python next looked (inside
     numba's dispatcher: a segmentation fault on a 30 x 30 model, no checkpoint); now the call finishes,
     its chunk is offered to the checkpoint, and the command stops there with 130."""
-    import signal
-
     rbm, _, _, tmp = easy
     # 50 betas per kernel call of 20 chains (ais._run's chunk)
     monkeypatch.setattr(ais, "WORK_PER_SECOND", 50 * 20 * (rbm.n_visible + rbm.n_hidden) * rbm.n_hidden)
-    kernel, finished = ais.ais_kernel, []
-
-    def interrupted_inside(*args):
-        if not finished:
-            os.kill(os.getpid(), signal.SIGINT)  # lands while the kernel "runs"
-        out = kernel(*args)
-        finished.append(1)
-        return out
-
-    monkeypatch.setattr(ais, "ais_kernel", interrupted_inside)
+    finished = ctrl_c_inside(ais, "ais_kernel")
     checkpoint = tmp / "ais.npz"
     argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "20", "--n-sweeps", "2",
             "--quiet", "--ais", "--ais-betas", "1000", "--ais-chains", "20", "--ais-checkpoint", str(checkpoint),

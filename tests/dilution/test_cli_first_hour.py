@@ -204,23 +204,14 @@ def test_sample_refuses_to_write_over_its_model_or_an_earlier_file(model_file, c
     assert main([*argv, "--seed", "1", "--overwrite"]) == 0
 
 
-def test_ctrl_c_during_sampling_waits_for_the_kernel_call(model_file, capsys, monkeypatch):
+def test_ctrl_c_during_sampling_waits_for_the_kernel_call(model_file, capsys, monkeypatch, ctrl_c_inside):
     """A SIGINT inside a compiled call used to raise wherever Python next looked (inside numba's dispatcher
     it crashed the process); now the call in flight finishes and the command stops with 130 after it."""
     from dilution import gibbs
 
     _, path = model_file
     monkeypatch.setattr(gibbs, "_CHUNK_WORK", 1)  # one sweep per kernel call
-    kernel, finished = gibbs.gibbs_kernel, []
-
-    def interrupted_inside(*args):
-        if not finished:
-            os.kill(os.getpid(), signal.SIGINT)  # lands while the kernel "runs"
-        out = kernel(*args)
-        finished.append(1)
-        return out
-
-    monkeypatch.setattr(gibbs, "gibbs_kernel", interrupted_inside)
+    finished = ctrl_c_inside(gibbs, "gibbs_kernel")
     assert main(["sample", str(path), "--n-samples", "4", "--n-sweeps", "50", "--quiet"]) == 130
     assert len(finished) == 1
     assert "interrupted" in capsys.readouterr().err and not (path.parent / "model-samples.nc").exists()
