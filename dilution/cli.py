@@ -328,7 +328,7 @@ FLOAT_RANGES = {
     "l1": (0.0, None, True, True), "connectivity": (0.0, 1.0, True, True), "teacher_connectivity": (0.0, 1.0, False, True),
     "teacher_weight_scale": (0.0, None, True, True),
 }
-# What a run writes in its folder; --overwrite removes these (and nothing else) first.
+# What a run writes in its folder; --overwrite moves these (and nothing else) aside first.
 RUN_FILES = ("model.nc", "history.nc", "state.nc", "test.nc", "samples.png", "data.png", "best-model.nc")
 # With --overwrite, the replaced run's files wait here until the new run has written its own.
 PREVIOUS_RUN = "previous-run"

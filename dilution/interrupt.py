@@ -3,7 +3,9 @@
 Python raises ``KeyboardInterrupt`` wherever it next checks for signals. When that is inside
 numba's dispatcher (while it boxes a kernel's result), the interrupt surfaces as ``SystemError:
 ... returned a result with an exception set`` or, measured on the AIS kernel of ``dilution
-evaluate --ais``, as a segmentation fault that leaves no checkpoint behind. A command that runs
+evaluate --ais``, as a segmentation fault that leaves no checkpoint behind; inside a weakref
+callback or a ``__del__`` Python prints "Exception ignored" and carries on, so the run does not
+stop at all (a CI failure of ``dilution train`` on 2026-12-01). A command that runs
 long drivers therefore enters :func:`deferred`: the first Ctrl-C only sets a flag, and the
 drivers' chunk loops (AIS, Gibbs sampling, tempering, training, the classifier's epochs) call
 :func:`check` between two kernel calls, which raises ``KeyboardInterrupt`` there, after the

@@ -289,7 +289,8 @@ def study_report(spec: StudySpec, *, study: xr.Dataset | None = None, n_samples:
         cached = _cached(out, stamp)
         if cached is not None:
             return StudyReport(study, *cached, False)
-    if not study_path.exists() or not study.identical(_readable(study_path)):
+    on_disk = _readable(study_path) if study_path.exists() else None
+    if on_disk is None or not study.identical(on_disk):
         io.save(study, study_path)
     files = {"study.nc": study_path}
     transition = _transition_dataset(study, axis)
