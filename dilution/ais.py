@@ -41,6 +41,7 @@ import math
 import os
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -509,6 +510,9 @@ class _Saver:
         if not self.path.exists():
             return {}
         again = "pass another checkpoint path, or delete the file to start again"
+        if not zipfile.is_zipfile(self.path):  # another kind of file: a model, say, not to be deleted
+            raise CheckpointMismatchError(f"checkpoint {self.path} is not an AIS checkpoint (not an .npz file); pass "
+                                          "the path of a checkpoint, or of a new file")
         try:
             with np.load(self.path, allow_pickle=False) as f:
                 saved = {k: f[k] for k in f.files}

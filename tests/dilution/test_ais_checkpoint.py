@@ -148,10 +148,16 @@ def test_bad_checkpoint_options_and_files_are_refused(tmp_path):
         with pytest.raises(ValueError, match="checkpoint_every must be a number of seconds >= 0"):
             run(rbm, checkpoint=tmp_path / "ais.npz", checkpoint_every=every)
     junk = tmp_path / "junk.npz"
-    junk.write_bytes(b"not a checkpoint")
+    np.savez(junk, something=np.zeros(3))
     with pytest.raises(ais.CheckpointMismatchError, match="junk.npz is not an AIS checkpoint this version can"):
         run(rbm, checkpoint=junk)
-    assert junk.read_bytes() == b"not a checkpoint"
+    # a file of another kind (a model given by mistake) is not to be deleted: the message does not say so
+    hdf5 = tmp_path / "model.nc"
+    hdf5.write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(ais.CheckpointMismatchError, match=r"model\.nc is not an AIS checkpoint \(not an \.npz file\)") \
+            as err:
+        run(rbm, checkpoint=hdf5)
+    assert "delete" not in str(err.value) and hdf5.read_bytes() == b"\x89HDF\r\n\x1a\n"
 
 
 def raise_run(rbm: RBM, data, **kw) -> xr.Dataset:
