@@ -1032,6 +1032,7 @@ def iterate(
     numba.set_num_threads(loop_threads)
     try:
         while state.step < stop:
+            interrupt.check()  # a deferred Ctrl-C stops here, between two updates
             epoch, b_idx = divmod(state.step, plan.updates_per_epoch)
             if epoch != order_epoch:
                 order_epoch, order = epoch, _epoch_order(state.config, state.seed, epoch, plan.n_samples)
@@ -1134,7 +1135,6 @@ def train(
     with progress_bar(stop - state.step, desc, enabled=progress, expected_seconds=expected) as bar:
         for state in iterate(state, data, until=stop, callbacks=callbacks):
             bar.update(1)
-            interrupt.check()
     return TrainResult(state.model, history(state), state)
 
 

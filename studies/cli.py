@@ -102,7 +102,7 @@ def _spec(text: str, output: str | None, data: str | None = None):
 
 def _run(args: argparse.Namespace) -> int:
     from .cost import estimate_cost, format_cost
-    from .runner import run_study, study_client
+    from .runner import run_study, serial_interrupt, study_client
 
     spec = _spec(args.spec, args.output, args.data)  # validated before any compute starts
     if args.workers is not None and args.workers < 1:
@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
 
     print(format_cost(estimate_cost(spec, workers=args.workers or 1, remaining=True)), flush=True)
     t0 = time.perf_counter()
-    with study_client(args.workers, args.scheduler, warm=[spec]) as client:
+    with study_client(args.workers, args.scheduler, warm=[spec]) as client, serial_interrupt(client):
         result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,
                            report=report)
     study = result.study

@@ -50,6 +50,7 @@ from typing import Any, Callable, NamedTuple
 import xarray as xr
 
 from dilution import io
+from dilution import interrupt
 from dilution.interrupt import is_interrupt
 
 from . import manifest
@@ -60,7 +61,7 @@ from .spec import StudySpec
 from .tasks import Task, build_graph
 
 __all__ = ["TaskOutcome", "StudyRun", "StudyStatus", "execute", "run_study", "study_status", "local_client",
-           "study_client", "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
+           "study_client", "serial_interrupt", "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
 
 # Set in every worker process before it starts (see the module docstring).
 SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -205,6 +206,14 @@ def study_client(workers: int | None = None, scheduler: str | None = None, warm=
             close_client(client)
 
 
+def serial_interrupt(client):
+    """The context a study command runs in with ``client`` (from :func:`study_client`): with tasks
+    in this process (no client) a Ctrl-C waits for the update or AIS chunk in flight
+    (:mod:`dilution.interrupt`), not a kernel call, where it could crash the process. With dask
+    workers the tasks run in worker threads that never get the signal, and the wait is plain Python."""
+    return interrupt.deferred() if client is None else contextlib.nullcontext()
+
+
 def close_client(client) -> None:
     """Close a study's client; for one made by :func:`local_client`, also its cluster, and undo the
     environment its nannies set in this process (again: a restarted worker sets it anew)."""
@@ -285,6 +294,7 @@ def _run_graph(spec: StudySpec, client: Any, retries: int, checkpoint_seconds: f
 
     if client is None:
         for task in graph.tasks.values():
+            interrupt.check()  # under dilution.interrupt.deferred (the CLI's serial run), a Ctrl-C stops here
             note(execute(spec, task, retries, checkpoint_seconds, *(outcomes[d] for d in task.depends)))
     else:
         from distributed import as_completed

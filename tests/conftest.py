@@ -43,16 +43,16 @@ def models_dir(data_dir: Path) -> Path:
 
 @pytest.fixture()
 def ctrl_c_inside(monkeypatch):
-    """Replace ``module.name`` (a kernel) by a wrapper whose first call sends this process SIGINT
-    while the kernel "runs", then runs it; returns the list of finished calls."""
+    """Replace ``module.name`` (a kernel, or a task) by a wrapper whose first call sends this process
+    SIGINT while the kernel "runs", then runs it; returns the list of finished calls."""
 
     def install(module, name: str) -> list[int]:
         kernel, finished = getattr(module, name), []
 
-        def interrupted_inside(*args):
+        def interrupted_inside(*args, **kwargs):
             if not finished:
                 os.kill(os.getpid(), signal.SIGINT)
-            out = kernel(*args)
+            out = kernel(*args, **kwargs)
             finished.append(1)
             return out
 

@@ -171,6 +171,23 @@ def test_study_run_interrupted_inside_a_numba_call_exits_130(tmp_path, monkeypat
     assert "failed" not in captured.out and not (tmp_path / "out" / "study.nc").exists()
 
 
+def test_a_serial_study_run_stops_on_ctrl_c_between_two_updates(tmp_path, monkeypatch, capsys, ctrl_c_inside):
+    # the signal landing inside a kernel could crash the process; now the update in flight finishes and
+    # the study stops at the next one (exit 130), its task left to be run again, not failed
+    import dilution.training as training
+
+    # the cost estimate's probe updates run before the study (outside the deferred Ctrl-C)
+    monkeypatch.setattr("studies.cost.estimate_cost", lambda *args, **kwargs: None)
+    monkeypatch.setattr("studies.cost.format_cost", lambda cost: "cost: not estimated in this test")
+    finished = ctrl_c_inside(training, "train_step")
+    out = tmp_path / "out"
+    assert main(["study", "run", "smoke", "--output", str(out), "--quiet"]) == 130
+    assert len(finished) == 1  # the update in flight, and no other
+    records = [json.loads(p.read_text()) for p in (out / "manifest").glob("*.json")]
+    assert [(r["status"], r["attempts"]) for r in records] == [("running", 1)]
+    assert capsys.readouterr().err.strip().endswith("dilution study: interrupted")
+
+
 def test_run_study_checks_checkpoint_seconds(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds >= 0, got -5"):
         run_study(replace(builtin_spec("smoke"), output=str(tmp_path / "out")), checkpoint_seconds=-5)
