@@ -93,6 +93,8 @@ def _spec(text: str, output: str | None, data: str | None = None):
     from .spec import load_spec
 
     if text in BUILTIN and not Path(text).exists():
+        if data is not None and not Path(data).exists():  # else named by the spec's key, data.path
+            raise ValueError(f"--data {data} does not exist (expected mnist.npz or the MNIST IDX folder)")
         return builtin_spec(text, output=output, data=data)
     if data is not None:
         raise ValueError(f"--data is for the built-in MNIST studies; the spec file {text} sets its data in [data]")

@@ -95,3 +95,11 @@ def test_a_binary_spec_file_is_not_toml(tmp_path, capsys):
     assert main(["study", "status", str(spec)]) == 2
     assert f"{spec}: not valid TOML: not UTF-8 text" in capsys.readouterr().err
 
+
+def test_a_missing_data_file_for_a_builtin_study_is_named_by_its_flag(tmp_path, capsys):
+    # it was named by the spec key data.path, which the user never typed
+    missing = tmp_path / "mnist.npz"
+    assert main(["study", "run", "mnist", "--data", str(missing), "--output", str(tmp_path / "out")]) == 2
+    assert f"--data {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
