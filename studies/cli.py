@@ -87,8 +87,6 @@ def register(subparsers) -> None:
 
 
 def _spec(text: str, output: str | None, data: str | None = None):
-    from dataclasses import replace
-
     from .builtin import BUILTIN, builtin_spec
     from .spec import load_spec
 
@@ -98,8 +96,7 @@ def _spec(text: str, output: str | None, data: str | None = None):
         return builtin_spec(text, output=output, data=data)
     if data is not None:
         raise ValueError(f"--data is for the built-in MNIST studies; the spec file {text} sets its data in [data]")
-    spec = load_spec(text)
-    return replace(spec, output=output) if output is not None else spec
+    return load_spec(text, output=output)
 
 
 def _run(args: argparse.Namespace) -> int:

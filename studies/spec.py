@@ -977,17 +977,22 @@ def spec_from_dict(raw: dict, *, base: str | os.PathLike | None = None) -> Study
     )
 
 
-def spec_from_toml(text: str, *, base: str | os.PathLike | None = None) -> StudySpec:
-    """Parse and validate TOML text (see :func:`spec_from_dict`)."""
+def spec_from_toml(text: str, *, base: str | os.PathLike | None = None,
+                   output: str | os.PathLike | None = None) -> StudySpec:
+    """Parse and validate TOML text (see :func:`spec_from_dict`); ``output``, when given, replaces
+    the text's ``output`` (or stands in for a missing one), relative to the current folder."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"not valid TOML: {e}") from None
+    if output is not None:
+        raw["output"] = str(Path(output).absolute())
     return spec_from_dict(raw, base=base)
 
 
-def load_spec(path: str | os.PathLike) -> StudySpec:
-    """Read and validate a study spec file; relative paths in it are relative to its folder."""
+def load_spec(path: str | os.PathLike, *, output: str | os.PathLike | None = None) -> StudySpec:
+    """Read and validate a study spec file; relative paths in it are relative to its folder.
+    ``output``, when given, replaces the file's ``output`` (a spec without one needs it)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -996,6 +1001,6 @@ def load_spec(path: str | os.PathLike) -> StudySpec:
     except UnicodeDecodeError:  # e.g. a study.nc given in its place
         raise SpecError(f"{p}: not valid TOML: not UTF-8 text") from None
     try:
-        return spec_from_toml(text, base=p.resolve().parent)
+        return spec_from_toml(text, base=p.resolve().parent, output=output)
     except SpecError as e:
         raise SpecError(f"{p}: {e}") from None

@@ -103,3 +103,17 @@ def test_a_missing_data_file_for_a_builtin_study_is_named_by_its_flag(tmp_path, 
     assert f"--data {missing} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
+
+def test_a_spec_without_output_runs_where_output_says(tmp_path, capsys):
+    # "output: required key is missing" although --output was given
+    from studies.builtin import BUILTIN
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text("\n".join(line for line in BUILTIN["smoke"].toml.splitlines()
+                              if not line.startswith("output")))
+    assert main(["study", "status", str(spec)]) == 2
+    assert "output: required key is missing" in capsys.readouterr().err
+    assert main(["study", "status", str(spec), "--output", str(tmp_path / "out")]) == 2
+    assert f"--output {tmp_path / 'out'} does not exist: study 'smoke' has not been run there" in \
+        capsys.readouterr().err
+
