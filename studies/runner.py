@@ -18,9 +18,10 @@ Never dies on one bad task: :func:`execute` turns an exception into a ``failed``
 traceback, after ``1 + retries`` attempts; the tasks depending on it fail without running
 ("dependency failed"), every other task completes. Each attempt is recorded in the manifest
 (:mod:`studies.manifest`); a rerun skips the tasks whose files are in place and valid. A Ctrl-C
-is no failure: it stops the study, also when it lands inside a numba call, which wraps it in a
-``SystemError`` (serial executor); a dask task runs in a worker thread, which never receives it,
-and the client's wait for the results raises it.
+is no failure: it stops the study. A serial run (:func:`serial_interrupt`) defers it to the next
+training update, AIS chunk or task, and one that numba wrapped in a ``SystemError`` is still
+recognised; a dask task runs in a worker thread, which never receives it, and the client's wait
+for the results raises it.
 
 Numba threads: dask does not set ``NUMBA_NUM_THREADS`` in its workers, so each would use one
 thread per core and N workers would oversubscribe the machine. :func:`local_client` puts the
@@ -51,7 +52,6 @@ import xarray as xr
 
 from dilution import io
 from dilution import interrupt
-from dilution.interrupt import is_interrupt
 
 from . import manifest
 from .merge import merge
@@ -121,7 +121,7 @@ def execute(spec: StudySpec, task: Task, retries: int = 2, checkpoint_seconds: f
         try:
             compute(spec, task, checkpoint_seconds=checkpoint_seconds)
         except Exception as err:  # noqa: BLE001 - recorded per task with its traceback; the study goes on
-            if is_interrupt(err):
+            if interrupt.is_interrupt(err):
                 # a Ctrl-C inside a numba call: stop the study as one in Python code does (the
                 # record stays "running", so a rerun runs the task again), not a failure to retry
                 raise KeyboardInterrupt from err
