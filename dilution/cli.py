@@ -577,6 +577,8 @@ def _resume_options(folder: Path) -> dict[str, Any]:
     from .io import load_dataset
 
     path = folder / "state.nc"
+    if folder.is_file():
+        raise ValueError(f"--resume {folder} is a file; expected the run folder holding state.nc")
     if not path.is_file():
         raise ValueError(f"--resume {folder}: no state.nc there (a run saves one at every checkpoint)")
     attrs = load_dataset(path).attrs

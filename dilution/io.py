@@ -363,6 +363,8 @@ def load_matlab_rbm(path: str | os.PathLike) -> RBM:
     from scipy.io import loadmat
 
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder; expected a MATLAB (.mat) file")
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
     try:

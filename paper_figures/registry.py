@@ -300,7 +300,8 @@ def render_all(data: str | Path, out: str | Path, figures: Sequence[FigureSpec] 
         raise ValueError(f"dpi must be an integer >= 10 (the PNG resolution), got {dpi!r}")
     data, out = Path(data), Path(out)
     if not data.is_dir():
-        raise FileNotFoundError(f"data folder {data} does not exist (pass --data DIR, the folder holding "
+        what = "is a file, not a folder" if data.exists() else "does not exist"
+        raise FileNotFoundError(f"data folder {data} {what} (pass --data DIR, the folder holding "
                                 "study-<name>/, rewiring-*.nc, stationary-*.nc, train-*/)")
     out.mkdir(parents=True, exist_ok=True)
     outcomes = tuple(render(f, data, out, dpi) for f in figures)

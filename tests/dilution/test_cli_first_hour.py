@@ -406,3 +406,10 @@ def test_resume_with_a_state_whose_options_are_incomplete_names_what_is_missing(
     assert f"--resume {out}: state.nc's {message}" in err and "Traceback" not in err
     assert (out / "state.nc").read_bytes() == before
 
+
+def test_resume_given_a_file_says_it_wants_the_run_folder(model_file, capsys):
+    # it said "no state.nc there", as if the file were a folder
+    _, path = model_file
+    assert main(["train", "--resume", str(path)]) == 2
+    assert f"--resume {path} is a file; expected the run folder holding state.nc" in capsys.readouterr().err
+

@@ -213,6 +213,9 @@ def test_load_matlab_rbm_errors(tmp_path):
         load_matlab_rbm(p)
     with pytest.raises(FileNotFoundError, match="none.mat"):
         load_matlab_rbm(tmp_path / "none.mat")
+    (tmp_path / "adir.mat").mkdir()  # was "no such file"
+    with pytest.raises(ValueError, match=r"adir\.mat is a folder; expected a MATLAB"):
+        load_matlab_rbm(tmp_path / "adir.mat")
 
 
 def test_strings_longer_than_those_of_a_file_read_earlier_are_saved_whole(tmp_path):

@@ -77,6 +77,9 @@ def test_a_file_without_a_needed_variable_fails_that_figure_only_naming_file_and
 def test_a_missing_data_folder_or_a_bad_dpi_is_an_error_naming_it(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert f"data folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    (tmp_path / "model.nc").write_text("a file")  # was "does not exist"
+    assert main(["--data", str(tmp_path / "model.nc"), "--out", str(tmp_path / "out")]) == 2
+    assert f"data folder {tmp_path / 'model.nc'} is a file, not a folder" in capsys.readouterr().err
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--dpi", "0"]) == 2
     assert "dpi must be an integer >= 10" in capsys.readouterr().err
 
