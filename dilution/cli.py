@@ -957,6 +957,21 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_warning(command: str):
+    """How a command shows warnings: the toolkit's own (``dilution``, ``analysis``, ``studies``) as one
+    line, ``dilution <command>: warning: <message>``, where Python would add its source file and line;
+    any other as Python would."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.split(".")[0] in ("dilution", "analysis", "studies"):
+            print(f"dilution {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dilution`` command: 0 on success, 2 with a one-line message for bad input, 130 on Ctrl-C."""
     try:
@@ -969,7 +984,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # from here on a Ctrl-C is a KeyboardInterrupt that the command handles (saving its state)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores Python's display afterwards (main is also called in-process)
+            warnings.showwarning = _show_warning(args.command)
+            return args.func(args)
     except (ValueError, TypeError, OSError, FloatingPointError) as e:
         print(f"dilution {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -459,3 +459,16 @@ def test_evaluate_checks_the_folders_it_writes_to_before_computing(saved, capsys
     assert f"{flag if flag != '-o' else '--output'} {tmp / 'no' / 'x.nc'}: folder {tmp / 'no'} does not exist" in \
         capsys.readouterr().err
 
+
+def test_the_toolkits_warnings_are_one_line_naming_the_command(easy, capsys):
+    # a degenerate AIS run's warning came with Python's source file, line number and code line
+    _, _, _, tmp = easy
+    argv = ["evaluate", str(tmp / "m.nc"), "--data", str(tmp / "test.nc"), "--n-samples", "20", "--n-sweeps", "2",
+            "--quiet", "--ais", "--ais-betas", "5", "--ais-schedule", "linear", "--overwrite"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "degenerate" in line]
+    assert lines and all(line.startswith("dilution evaluate: warning: ") for line in lines) and ".py:" not in err
+
