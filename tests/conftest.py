@@ -61,3 +61,17 @@ def ctrl_c_inside(monkeypatch):
 
     return install
 
+
+@pytest.fixture()
+def mode_bits_apply(monkeypatch):
+    """``os.access`` answers by the owner's mode bits, so that a ``chmod 555`` folder is read-only to
+    these tests also when they run as root (as in CI), who may write anywhere."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and not os.stat(path).st_mode & 0o200:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+

@@ -105,10 +105,9 @@ def test_an_out_that_is_a_file_is_an_error_naming_it_before_any_figure_is_drawn(
     assert nothing_drawn == [] and file.read_text() == "not a folder"
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes into a read-only folder, so there is nothing to refuse")
 @pytest.mark.parametrize("new", [False, True])
-def test_a_read_only_out_is_an_error_naming_it_before_any_figure_is_drawn(new, nothing_drawn, tmp_path, capsys):
+def test_a_read_only_out_is_an_error_naming_it_before_any_figure_is_drawn(new, nothing_drawn, tmp_path, capsys,
+                                                                          mode_bits_apply):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)

@@ -4,16 +4,11 @@ study has not been run."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from dilution.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
 
 @pytest.fixture
 def no_analysis(monkeypatch):
@@ -39,8 +34,7 @@ def test_figures_given_a_file_is_refused_naming_it_before_any_work(command, belo
     assert no_analysis == [] and not out.exists() and file.read_text() == "not a folder"
 
 
-@pytest.mark.skipif(AS_ROOT, reason="root writes into a read-only folder, so there is nothing to refuse")
-def test_figures_in_a_read_only_folder_is_refused_naming_it(no_analysis, tmp_path, capsys):
+def test_figures_in_a_read_only_folder_is_refused_naming_it(no_analysis, tmp_path, capsys, mode_bits_apply):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
