@@ -72,8 +72,9 @@ def test_sigint_at_five_moments(tmp_path):
         if moment == "mid-run":
             assert 0 < state.step < state.plan.total_steps
         elif moment == "checkpoint-save":
-            # the first Ctrl-C is a request: the save in progress completes, the run stops after the update
-            assert state.step == 1 and "at update 1 of" in err
+            # the first Ctrl-C is a request: the save in progress (the checkpoint of the initial model) completes,
+            # and the run stops before the next update (training.iterate's safe point)
+            assert state.step == 0 and "at update 0 of" in err
             assert dilution.load(tmp_path / moment / "best-model.nc").n_hidden == 4
         else:
             assert state.done and "after training, while writing the results" in err
