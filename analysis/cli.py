@@ -252,7 +252,8 @@ def _run(args: argparse.Namespace) -> int:
     from dilution.ais import CheckpointMismatchError, check_resampling
     from dilution.model import RBM
     from dilution.provenance import provenance
-    from dilution.validation import check_int, check_new_file
+    from dilution.io import check_new_file
+    from dilution.validation import check_int
 
     # every flag is checked before a file is read or a metric computed
     max_data = check_int("--max-data", args.max_data, low=1)

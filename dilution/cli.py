@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .interrupt import is_interrupt
-from .validation import check_finite, check_int, check_new_file
+from .validation import check_finite, check_int
 
 __all__ = ["main", "build_parser", "default_text", "DEFAULTS", "DATASET_DEFAULTS", "RULE_DEFAULTS"]
 
@@ -922,8 +922,8 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"{path} holds a dataset, not an RBM model (expected a file written by `dilution train`)")
     output = args.output or path.with_name(path.stem + "-samples.nc")
     png = args.png or output.with_suffix(".png")
-    check_new_file("--output", output, inputs=[path], overwrite=args.overwrite)
-    check_new_file("--png", png, ".png", inputs=[path, output], overwrite=args.overwrite)
+    io.check_new_file("--output", output, inputs=[path], overwrite=args.overwrite)
+    io.check_new_file("--png", png, ".png", inputs=[path, output], overwrite=args.overwrite)
     shape = args.image_shape or _image_shape(model.n_visible)
     try:
         check_image_shape(shape, model.n_visible)
@@ -949,7 +949,7 @@ def _convert(args: argparse.Namespace) -> int:
     from .io import load_matlab_rbm
 
     output = args.output or args.source.with_suffix(".nc")
-    check_new_file("output", output, inputs=[args.source], overwrite=args.overwrite)
+    io.check_new_file("output", output, inputs=[args.source], overwrite=args.overwrite)
     rbm = load_matlab_rbm(args.source)
     io.save(rbm, output, attrs={"converted_from": str(args.source.absolute()),
                                 "source_format": "MATLAB (Salakhutdinov & Murray: vishid, visbiases, hidbiases)"})

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "load_matlab_rbm",
     "atomic_write",
     "check_output_folder",
+    "check_new_file",
 ]
 
 RBM_KIND = "dilution.RBM"
@@ -141,6 +142,25 @@ def check_output_folder(flag: str, folder: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{named} is not writable; expected a folder that you can write to")
 
+
+
+def check_new_file(flag: str, path: Path, suffix: str | None = None, *, inputs: Sequence[Path] = (),
+                   overwrite: bool = True) -> None:
+    """A file a command is about to write, checked before any work: not one of the command's
+    ``inputs`` (whatever ``overwrite`` says), not an existing file unless ``overwrite``, not a folder,
+    in a folder that exists, with ``suffix`` when given. ``flag`` names the option in the messages.
+    """
+    for source in inputs:
+        if path.exists() and source.exists() and path.resolve() == source.resolve():
+            raise ValueError(f"{flag} {path} is the command's input {source}; give another output name")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; expected a file name (e.g. {path / ('out' + (suffix or '.nc'))})")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{flag} {path} exists; give --overwrite to replace it, or another output name")
+    if not path.parent.is_dir():
+        raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise ValueError(f"{flag} must name a {suffix} file, got {path}")
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:

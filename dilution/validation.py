@@ -7,13 +7,11 @@ message: what was wrong and what was expected. Kernels never validate; their dri
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_seed", "check_finite", "check_binary", "check_new_file"]
+__all__ = ["check_int", "check_seed", "check_finite", "check_binary"]
 
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -116,22 +114,3 @@ def check_binary(name: str, x: Any, n_units: int, dtype: np.dtype) -> np.ndarray
                 "binarise grey-level data first (dilution.data.binarize)"
             )
     return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def check_new_file(flag: str, path: Path, suffix: str | None = None, *, inputs: Sequence[Path] = (),
-                   overwrite: bool = True) -> None:
-    """A file a command is about to write, checked before any work: not one of the command's
-    ``inputs`` (whatever ``overwrite`` says), not an existing file unless ``overwrite``, not a folder,
-    in a folder that exists, with ``suffix`` when given. ``flag`` names the option in the messages.
-    """
-    for source in inputs:
-        if path.exists() and source.exists() and path.resolve() == source.resolve():
-            raise ValueError(f"{flag} {path} is the command's input {source}; give another output name")
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; expected a file name (e.g. {path / ('out' + (suffix or '.nc'))})")
-    if path.exists() and not overwrite:
-        raise ValueError(f"{flag} {path} exists; give --overwrite to replace it, or another output name")
-    if not path.parent.is_dir():
-        raise ValueError(f"{flag} {path}: folder {path.parent} does not exist")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise ValueError(f"{flag} must name a {suffix} file, got {path}")

@@ -202,7 +202,7 @@ def _merge(args: argparse.Namespace) -> int:
     from .merge import merge
     from .refine import refined_spec
 
-    from dilution.validation import check_new_file
+    from dilution.io import check_new_file
 
     spec = refined_spec(_spec(args.spec, args.output))
     target = Path(args.file) if args.file is not None else Path(spec.output) / "study.nc"
