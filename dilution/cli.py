@@ -993,7 +993,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemError) as e:
         if not is_interrupt(e):
             raise
-        print(f"dilution {args.command}: interrupted", file=sys.stderr)
+        # a KeyboardInterrupt with a message says what was kept and how to continue (studies.runner.resume_hint)
+        hint = str(e) if isinstance(e, KeyboardInterrupt) else ""
+        print(f"dilution {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

@@ -101,7 +101,7 @@ def _spec(text: str, output: str | None, data: str | None = None):
 
 def _run(args: argparse.Namespace) -> int:
     from .cost import estimate_cost, format_cost
-    from .runner import run_study, serial_interrupt, study_client
+    from .runner import resume_hint, run_study, serial_interrupt, study_client
 
     spec = _spec(args.spec, args.output, args.data)  # validated before any compute starts
     if args.workers is not None and args.workers < 1:
@@ -122,7 +122,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.figures is not None:
         check_output_folder("--figures", Path(args.figures))
 
+    ran = []
+
     def report(outcome, n_done, n_tasks):
+        if outcome.status == "done":
+            ran.append(outcome.key)
         if not args.quiet:
             line = (f"[{n_done}/{n_tasks}] {outcome.key}: {outcome.status} ({outcome.seconds:.1f} s, "
                     f"attempt {outcome.attempts})")
@@ -130,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
 
     print(format_cost(estimate_cost(spec, workers=args.workers or 1, remaining=True)), flush=True)
     t0 = time.perf_counter()
-    with study_client(args.workers, args.scheduler, warm=[spec]) as client, serial_interrupt(client):
+    with resume_hint(spec.output, lambda: len(ran)), study_client(args.workers, args.scheduler, warm=[spec]) as client, \
+            serial_interrupt(client):
         result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,
                            report=report)
     study = result.study

@@ -359,7 +359,7 @@ def register(subparsers) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from .runner import serial_interrupt, study_client
+    from .runner import resume_hint, serial_interrupt, study_client
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
@@ -378,7 +378,8 @@ def _main(args: argparse.Namespace) -> int:
     warm = ()
     if args.workers is not None:
         warm = (smoke_specs if args.scale == "smoke" else paper_specs)(Path(args.output) / "data", mnist).values()
-    with study_client(args.workers, args.scheduler, warm=warm) as client, serial_interrupt(client):
+    with resume_hint(args.output), study_client(args.workers, args.scheduler, warm=warm) as client, \
+            serial_interrupt(client):
         run = reproduce(args.scale, args.output, client=client, data=args.data, retries=args.retries,
                         figures=not args.no_figures, log=lambda line: print(line, flush=True))
     print(run.figures_output.rstrip())

@@ -61,7 +61,7 @@ from .spec import StudySpec
 from .tasks import Task, build_graph
 
 __all__ = ["TaskOutcome", "StudyRun", "StudyStatus", "execute", "run_study", "study_status", "local_client",
-           "study_client", "serial_interrupt", "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
+           "study_client", "serial_interrupt", "resume_hint", "close_client", "warm_numba", "SINGLE_THREAD_ENV"]
 
 # Set in every worker process before it starts (see the module docstring).
 SINGLE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -212,6 +212,23 @@ def serial_interrupt(client):
     (:mod:`dilution.interrupt`), not a kernel call, where it could crash the process. With dask
     workers the tasks run in worker threads that never get the signal, and the wait is plain Python."""
     return interrupt.deferred() if client is None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def resume_hint(output: str | Path, finished: Callable[[], int] | None = None):
+    """Turn a Ctrl-C (or numba's wrapping of one) in a study command into a ``KeyboardInterrupt``
+    whose message says what is kept and how to continue: the finished tasks (``finished()`` of them in
+    this run, when given) and each running task's last checkpoint stay in ``output``, and the same
+    command continues from them."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemError) as err:
+        if not interrupt.is_interrupt(err):
+            raise
+        n = None if finished is None else finished()
+        done = "the finished tasks" if n is None else f"the {n} task{'' if n == 1 else 's'} finished in this run"
+        raise KeyboardInterrupt(f"{done} and the last checkpoint of each running task are kept in {output}; run "
+                                "the same command again to continue") from None
 
 
 def close_client(client) -> None:

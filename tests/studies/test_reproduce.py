@@ -79,6 +79,19 @@ def test_a_data_file_that_is_not_mnist_is_refused_before_any_study_runs(tmp_path
     assert ran == [] and not (tmp_path / "out").exists()
 
 
+def test_an_interrupted_reproduce_says_what_is_kept_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    from dilution.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("studies.reproduce.reproduce", interrupted)
+    out = tmp_path / "out"
+    assert main(["reproduce", "--scale", "smoke", "--output", str(out)]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"dilution reproduce: interrupted; the finished tasks and the last checkpoint of each running task are kept "
+        f"in {out}; run the same command again to continue")
+
 def test_the_specs_write_where_the_figures_read(tmp_path):
     from studies.reproduce import paper_specs, smoke_specs
 

@@ -167,8 +167,36 @@ def test_study_run_interrupted_inside_a_numba_call_exits_130(tmp_path, monkeypat
     monkeypatch.setattr("studies.runner.compute", interrupted)
     assert main(["study", "run", "smoke", "--output", str(tmp_path / "out"), "--retries", "0"]) == 130
     captured = capsys.readouterr()
-    assert captured.err.strip().endswith("dilution study: interrupted")
+    assert captured.err.strip().endswith(
+        f"dilution study: interrupted; the 0 tasks finished in this run and the last checkpoint of each running task "
+        f"are kept in {tmp_path / 'out'}; run the same command again to continue")
     assert "failed" not in captured.out and not (tmp_path / "out" / "study.nc").exists()
+
+
+def test_an_interrupted_study_run_says_how_many_tasks_it_finished_and_how_to_continue(tmp_path, monkeypatch, capsys):
+    from studies import runner
+
+    real = runner.compute
+    calls = []
+
+    def second_interrupted(spec, task, checkpoint_seconds):
+        calls.append(task.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(spec, task, checkpoint_seconds=checkpoint_seconds)
+
+    monkeypatch.setattr("studies.runner.compute", second_interrupted)
+    monkeypatch.setattr("studies.cost.estimate_cost", lambda *args, **kwargs: None)
+    monkeypatch.setattr("studies.cost.format_cost", lambda cost: "cost: not estimated in this test")
+    out = tmp_path / "out"
+    assert main(["study", "run", "smoke", "--output", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert captured.out.count(": done (") == 2
+    assert captured.err.strip().endswith(
+        f"dilution study: interrupted; the 2 tasks finished in this run and the last checkpoint of each running task "
+        f"are kept in {out}; run the same command again to continue")
+    records = [json.loads(p.read_text()) for p in (out / "manifest").glob("*.json")]
+    assert sorted(r["status"] for r in records) == ["done", "done", "running"]
 
 
 def test_a_serial_study_run_stops_on_ctrl_c_between_two_updates(tmp_path, monkeypatch, capsys, ctrl_c_inside):
@@ -185,7 +213,9 @@ def test_a_serial_study_run_stops_on_ctrl_c_between_two_updates(tmp_path, monkey
     assert len(finished) == 1  # the update in flight, and no other
     records = [json.loads(p.read_text()) for p in (out / "manifest").glob("*.json")]
     assert [(r["status"], r["attempts"]) for r in records] == [("running", 1)]
-    assert capsys.readouterr().err.strip().endswith("dilution study: interrupted")
+    assert capsys.readouterr().err.strip().endswith(
+        f"dilution study: interrupted; the 0 tasks finished in this run and the last checkpoint of each running task "
+        f"are kept in {out}; run the same command again to continue")
 
 
 def test_run_study_checks_checkpoint_seconds(tmp_path):
