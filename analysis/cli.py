@@ -312,8 +312,8 @@ def _run(args: argparse.Namespace) -> int:
                 ais_resample=ais_resample, ais_groups=args.ais_groups, ais_doubling=doublings,
                 ais_checkpoint=checkpoint, classifier=classifier, progress=False if args.quiet else None,
             )
-    except CheckpointMismatchError:
-        raise  # its message says what to do
+    except CheckpointMismatchError as err:  # its message says what to do; here it names the flag
+        raise CheckpointMismatchError("--ais-checkpoint " + str(err).removeprefix("checkpoint ")) from None
     except BaseException:
         if checkpoint is not None and checkpoint.exists():
             print(f"dilution evaluate: the AIS chains are saved in {checkpoint}; the same command continues "

@@ -179,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train",
-        help="train a diluted RBM (CD-k or PCD-k) and write model, history and a sample grid",
-        description="Train a diluted RBM by CD-k or PCD-k with a fixed random connection mask.",
+        help="train a diluted RBM (CD-k, PCD-k, parallel tempering or exact gradient; a fixed mask, pruning or "
+             "rewiring) and write model, history and a sample grid",
+        description="Train a diluted RBM by CD-k, PCD-k, PCD with parallel-tempering chains or the exact gradient, "
+                    "with a fixed random connection mask (--connectivity), pruning or a rewiring rule (--rule).",
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,

@@ -402,7 +402,7 @@ def test_evaluate_ais_interrupted_with_a_checkpoint_continues_to_the_uninterrupt
     capsys.readouterr()
     assert main([*argv, "--seed", "1", "--overwrite"]) == 2
     err = capsys.readouterr().err
-    assert f"checkpoint {checkpoint} belongs to another AIS run (different seed:" in err
+    assert f"dilution evaluate: error: --ais-checkpoint {checkpoint} belongs to another AIS run (different seed:" in err
     assert "continues" not in err and len(err.strip().splitlines()) == 1
 
 
