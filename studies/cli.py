@@ -134,8 +134,8 @@ def _run(args: argparse.Namespace) -> int:
 
     print(format_cost(estimate_cost(spec, workers=args.workers or 1, remaining=True)), flush=True)
     t0 = time.perf_counter()
-    with resume_hint(spec.output, lambda: len(ran)), study_client(args.workers, args.scheduler, warm=[spec]) as client, \
-            serial_interrupt(client):
+    with resume_hint(spec.output, lambda: len(ran)), \
+            study_client(args.workers, args.scheduler, warm=[spec]) as client, serial_interrupt(client):
         result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,
                            report=report)
     study = result.study
