@@ -100,6 +100,8 @@ def _spec(text: str, output: str | None, data: str | None = None):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dilution import interrupt
+
     from .cost import estimate_cost, format_cost
     from .runner import resume_hint, run_study, serial_interrupt, study_client
 
@@ -132,12 +134,14 @@ def _run(args: argparse.Namespace) -> int:
                     f"attempt {outcome.attempts})")
             print(line if outcome.status != "failed" else f"{line}\n{outcome.error}", flush=True)
 
-    print(format_cost(estimate_cost(spec, workers=args.workers or 1, remaining=True)), flush=True)
-    t0 = time.perf_counter()
-    with resume_hint(spec.output, lambda: len(ran)), \
-            study_client(args.workers, args.scheduler, warm=[spec]) as client, serial_interrupt(client):
-        result = run_study(spec, client=client, retries=args.retries, checkpoint_seconds=args.checkpoint_seconds,
-                           report=report)
+    with resume_hint(spec.output, lambda: len(ran)):
+        with interrupt.deferred():  # the estimate's probe updates run kernels too: stop between two of them
+            print(format_cost(estimate_cost(spec, workers=args.workers or 1, remaining=True)), flush=True)
+            interrupt.check()
+        t0 = time.perf_counter()
+        with study_client(args.workers, args.scheduler, warm=[spec]) as client, serial_interrupt(client):
+            result = run_study(spec, client=client, retries=args.retries,
+                               checkpoint_seconds=args.checkpoint_seconds, report=report)
     study = result.study
     finished = study["finished"].values
     not_converged = int((finished & ~study["converged"].values).sum())

@@ -370,18 +370,22 @@ def _main(args: argparse.Namespace) -> int:
     check_output_folder("--output", Path(args.output))
     mnist, _ = _mnist_path(args.data)  # a bad --data is refused before any study starts
     t0 = time.perf_counter()
-    if args.scale == "paper":
-        from .cost import estimate_cost, format_cost
+    with resume_hint(args.output):
+        if args.scale == "paper":
+            from dilution import interrupt
 
-        for name, spec in paper_specs(Path(args.output) / "data", mnist).items():
-            print(f"{name}: " + format_cost(estimate_cost(spec, workers=args.workers or 1)), flush=True)
-    warm = ()
-    if args.workers is not None:
-        warm = (smoke_specs if args.scale == "smoke" else paper_specs)(Path(args.output) / "data", mnist).values()
-    with resume_hint(args.output), study_client(args.workers, args.scheduler, warm=warm) as client, \
-            serial_interrupt(client):
-        run = reproduce(args.scale, args.output, client=client, data=args.data, retries=args.retries,
-                        figures=not args.no_figures, log=lambda line: print(line, flush=True))
+            from .cost import estimate_cost, format_cost
+
+            with interrupt.deferred():  # the estimates' probe updates run kernels: stop between two of them
+                for name, spec in paper_specs(Path(args.output) / "data", mnist).items():
+                    print(f"{name}: " + format_cost(estimate_cost(spec, workers=args.workers or 1)), flush=True)
+                    interrupt.check()
+        warm = ()
+        if args.workers is not None:
+            warm = (smoke_specs if args.scale == "smoke" else paper_specs)(Path(args.output) / "data", mnist).values()
+        with study_client(args.workers, args.scheduler, warm=warm) as client, serial_interrupt(client):
+            run = reproduce(args.scale, args.output, client=client, data=args.data, retries=args.retries,
+                            figures=not args.no_figures, log=lambda line: print(line, flush=True))
     print(run.figures_output.rstrip())
     for name, why in run.missing.items():
         print(f"not made: {name}: {why}")

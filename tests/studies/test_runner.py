@@ -218,6 +218,21 @@ def test_a_serial_study_run_stops_on_ctrl_c_between_two_updates(tmp_path, monkey
         f"are kept in {out}; run the same command again to continue")
 
 
+def test_a_ctrl_c_in_the_cost_estimate_waits_for_its_update_and_stops_before_any_task(tmp_path, capsys,
+                                                                                    ctrl_c_inside):
+    # the estimate's probe updates ran outside the deferred Ctrl-C: the signal raised at once, inside
+    # the update (in a kernel it could crash the process); now the update finishes and the study stops
+    import dilution.training as training
+
+    finished = ctrl_c_inside(training, "train_step")
+    out = tmp_path / "out"
+    assert main(["study", "run", "smoke", "--output", str(out), "--quiet"]) == 130
+    assert len(finished) == 1
+    assert not (out / "manifest").exists() or not list((out / "manifest").glob("*.json"))
+    assert capsys.readouterr().err.strip().endswith(
+        f"dilution study: interrupted; the 0 tasks finished in this run and the last checkpoint of each running task "
+        f"are kept in {out}; run the same command again to continue")
+
 def test_run_study_checks_checkpoint_seconds(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds >= 0, got -5"):
         run_study(replace(builtin_spec("smoke"), output=str(tmp_path / "out")), checkpoint_seconds=-5)
