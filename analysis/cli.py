@@ -34,8 +34,10 @@ netCDF file written by dilution (a Dataset with `states` or `images`).
 Log-likelihood: exact when the smaller layer has at most {MAX_UNITS} units (dilution.exact.MAX_UNITS), otherwise AIS with --ais
 (forward estimate with its standard error and the reverse-AIS bound, so a bracket). An AIS log Z
 is a result only when doubling the betas does not move it: --ais-doubling runs that check, and
---ais-doublings K a series of K doublings, which shows a creep one doubling can hide (the
---ais-* options are ignored without --ais and for models small enough to enumerate).
+--ais-doublings K a series of K doublings, which shows a creep one doubling can hide. The
+--ais-* options are range-checked always; without --ais they are refused for a model too large to
+enumerate (they would set up an AIS that does not run) and ignored, with a note, for one small
+enough to enumerate.
 For large trained models (e.g. 784 x 500 MNIST RBMs): --ais --ais-resample 0.5 --ais-doublings 2,
 with --ais-checkpoint for runs of hours.
 Samples for the sample-based metrics come from --n-samples independent Gibbs chains of

@@ -354,11 +354,17 @@ def memory_row(results):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     p.add_argument("--quick", action="store_true", help="headline configurations only")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--work", type=float, default=2e9, help="multiply-adds per timed call")
-    p.add_argument("--data", default="../shared/data/mnist/mnist.npz")
-    p.add_argument("--out", default="benchmark_results.json")
-    p.add_argument("--only", default="gibbs,exact,train,rewiring,tiny,replicas,ais,memory")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds; ratios are taken within a round, medians over rounds (default 5)")
+    p.add_argument("--work", type=float, default=2e9, help="multiply-adds per timed call (default 2e9)")
+    p.add_argument("--data", default="../shared/data/mnist/mnist.npz",
+                   help="MNIST mnist.npz for the training and rewiring benchmarks (default "
+                        "../shared/data/mnist/mnist.npz)")
+    p.add_argument("--out", default="benchmark_results.json",
+                   help="JSON file for the results (default benchmark_results.json)")
+    p.add_argument("--only", default="gibbs,exact,train,rewiring,tiny,replicas,ais,memory",
+                   help="comma-separated benchmark groups to run (default: all, "
+                        "gibbs,exact,train,rewiring,tiny,replicas,ais,memory)")
     args = p.parse_args(argv)
     import numba
 

@@ -1,4 +1,5 @@
-"""The ``dilution`` command line: train, sample, evaluate and benchmark diluted RBMs."""
+"""The ``dilution`` command line: train, sample, convert and evaluate diluted RBMs, run studies and reproduce the
+figures (``dilution --help``)."""
 
 from __future__ import annotations
 
@@ -70,10 +71,13 @@ Outputs in --output: model.nc (the trained RBM, its summary in the attrs), histo
 and masks at checkpoints, metrics per epoch), state.nc (the full training state, saved at every
 checkpoint and on Ctrl-C: `dilution train --resume DIR` continues the run), samples.png (the
 model's samples: its persistent chains or parallel tempering), data.png (test data, for
-comparison), and for generated data test.nc (the held-out set).
+comparison), best-model.nc (the model at the checkpoint of highest log-likelihood on the
+training data, when the checkpoints measure one), and for generated data test.nc (the held-out set).
 
 A TOML file given with --config may set any option by its long name (dashes or underscores),
-e.g.  n_hidden = 100  or  method = "cd"; options given on the command line win."""
+e.g.  n_hidden = 100  or  method = "cd", and the rule's options as a table,
+rule_options = {fraction = 0.8, at_epochs = [30]}; options given on the command line win (a
+--rule-option flag over the same key of that table)."""
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "teacher",
@@ -143,7 +147,7 @@ def _format_default(value: Any) -> str:
 def default_text(name: str) -> str:
     """The default of train option ``name`` as its help shows it, read from DEFAULTS, DATASET_DEFAULTS
     and RULE_DEFAULTS (so the help cannot drift from what a run uses): ``"default 0.5"``, or
-    ``"default: 30 teacher, 400 bars-stripes, 10 mnist"`` when it depends on the dataset."""
+    ``"default: 30 teacher, 12 bars-stripes, 10 mnist"`` when it depends on the dataset."""
     per_dataset = {d: table.get(name, DEFAULTS[name]) for d, table in DATASET_DEFAULTS.items()}
     if len({_format_default(v) for v in per_dataset.values()}) > 1:
         text = "default: " + ", ".join(f"{_format_default(v)} {d}" for d, v in per_dataset.items())
@@ -397,6 +401,7 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"config file {args.config} is not valid TOML: not UTF-8 text") from None
         for key, value in raw.items():
             name = key.replace("-", "_")
+            name = "rule_options" if name == "rule_option" else name  # the flag is --rule-option
             if name not in DEFAULTS:
                 raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
             expected = _CONFIG_KINDS.get(name)
@@ -417,8 +422,8 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
                 f"{_flag(name)}" + (", or give --dataset mnist" if name == "data" else "")
             )
     rule = chosen.get("rule", DEFAULTS["rule"])
-    if "rule_options" in given:
-        given["rule_options"] = dict(given["rule_options"])
+    if "rule_options" in given:  # a --rule-option flag adds to (or replaces one of) the config file's
+        given["rule_options"] = {**from_file.get("rule_options", {}), **dict(given["rule_options"])}
     own_mask = getattr(_rule_class(rule), "sparsity_option", None) if rule in RULES else None
     if own_mask is not None and chosen.get("connectivity") is not None:
         option, meaning = own_mask

@@ -16,7 +16,7 @@ state and a mini-batch ``v`` of the shuffled training set to the next state:
 The driver (:func:`iterate`, :func:`train`) picks the batches, evaluates checkpoints, runs
 callbacks and the progress bar, outside the step (emcee's ``sample`` / ``run_mcmc`` split).
 Because the state holds everything that moves, a run stopped at any update, saved with
-:func:`dilution.save` and continued with ``train(data, resume=state_or_path)`` in a new process
+:func:`dilution.save` and continued with ``train(None, data, resume=state_or_path)`` in a new process
 ends bit-identical to an uninterrupted run. The planned length is part of the state: continuing
 is not extending.
 

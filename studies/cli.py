@@ -26,8 +26,8 @@ dask_jobqueue.SLURMCluster, `pip install dilution[cluster]`).
 
 Examples:
   dilution study run smoke
-  dilution study run studies/teacher.toml --workers 2
-  dilution study run studies/teacher.toml --scheduler tcp://10.0.0.5:8786
+  dilution study run teacher --workers 2
+  dilution study run my-study.toml --scheduler tcp://10.0.0.5:8786
   dilution study status smoke
   dilution study merge smoke -o smoke.nc
   dilution study run quick --workers 2 --report
@@ -37,6 +37,8 @@ Examples:
 AXES = ("fraction", "log-remaining")
 AXIS_HELP = ("transition fit along the pruning fraction f (default) or along -log10(1 - f), the decades of "
              "connections removed (for a collapse close to f = 1, as a trained model's)")
+
+DATA_HELP = "built-in MNIST studies: mnist.npz or IDX folder (default $DILUTION_DATA/mnist/mnist.npz)"
 
 
 def register(subparsers) -> None:
@@ -51,8 +53,7 @@ def register(subparsers) -> None:
     where.add_argument("--workers", type=int, help="dask LocalCluster with this many worker processes")
     where.add_argument("--scheduler", help="address of a running dask scheduler")
     run.add_argument("--output", "-o", help="output folder (default: the spec's)")
-    run.add_argument("--data", help="built-in MNIST studies: mnist.npz or IDX folder (default "
-                     "$DILUTION_DATA/mnist/mnist.npz)")
+    run.add_argument("--data", help=DATA_HELP)
     run.add_argument("--checkpoint-seconds", type=float, default=60.0,
                      help="save a running point's training state at most this often (default 60)")
     run.add_argument("--retries", type=int, default=2,
@@ -66,11 +67,13 @@ def register(subparsers) -> None:
     status = sub.add_parser("status", help="done / failed / pending tasks of a study and an ETA")
     status.add_argument("spec", help="study TOML file or built-in study name")
     status.add_argument("--output", help="output folder (default: the spec's)")
+    status.add_argument("--data", help=DATA_HELP + "; the one the study ran on")
     status.set_defaults(func=_status)
     merge = sub.add_parser("merge", help="merge a study's finished tasks into one netCDF Dataset")
     merge.add_argument("spec", help="study TOML file or built-in study name")
     merge.add_argument("--output", help="output folder of the study (default: the spec's)")
     merge.add_argument("-o", "--file", help="where to write the Dataset (default OUTPUT/study.nc)")
+    merge.add_argument("--data", help=DATA_HELP + "; the one the study ran on")
     merge.set_defaults(func=_merge)
     report = sub.add_parser("report", help="a finished study's analysis files, transition table and figures",
                             description="Merge the study and write beside study.nc: transition.nc, masks.nc, "
@@ -78,7 +81,7 @@ def register(subparsers) -> None:
                             "the study's figures with python -m paper_figures.")
     report.add_argument("spec", help="study TOML file or built-in study name")
     report.add_argument("--output", help="output folder of the study (default: the spec's)")
-    report.add_argument("--data", help="built-in MNIST studies: mnist.npz or IDX folder")
+    report.add_argument("--data", help=DATA_HELP + "; the one the study ran on")
     report.add_argument("--figures", help="figures folder (default OUTPUT/figures)")
     report.add_argument("--axis", choices=AXES, default="fraction", help=AXIS_HELP)
     report.set_defaults(func=_report)
@@ -180,19 +183,25 @@ def _report(args: argparse.Namespace) -> int:
     return _print_report(spec, args.figures, axis=args.axis)
 
 
+def _check_ran(args: argparse.Namespace, spec) -> None:
+    """The folder of a study that `status` or `merge` reads: one a `dilution study run` made."""
+    out = Path(spec.output)
+    if not out.is_dir():
+        where = f"--output {out}" if args.output is not None else f"the study's output folder {out}"
+        if out.exists():
+            raise ValueError(f"{where} is not a folder; expected the folder a `dilution study run` wrote")
+        raise ValueError(f"{where} does not exist: study {spec.name!r} has not been run there (start it with: "
+                         f"dilution study run {args.spec}{'' if args.output is None else f' --output {out}'}"
+                         f"{'' if args.data is None else f' --data {args.data}'})")
+
+
 def _status(args: argparse.Namespace) -> int:
     import math
 
     from .runner import study_status
 
-    spec = _spec(args.spec, args.output)
-    out = Path(spec.output)
-    if not out.is_dir():  # not "0/N tasks done", which reads as a study that has started
-        where = f"--output {out}" if args.output is not None else f"the study's output folder {out}"
-        if out.exists():
-            raise ValueError(f"{where} is not a folder; expected the folder a `dilution study run` wrote")
-        raise ValueError(f"{where} does not exist: study {spec.name!r} has not been run there (start it with: "
-                         f"dilution study run {args.spec}{'' if args.output is None else f' --output {out}'})")
+    spec = _spec(args.spec, args.output, args.data)
+    _check_ran(args, spec)  # not "0/N tasks done", which reads as a study that has started
     st = study_status(spec)
     n = len(st.done) + len(st.failed) + len(st.pending)
     eta = "unknown (no finished task yet)" if math.isnan(st.eta_seconds) else (
@@ -213,10 +222,11 @@ def _merge(args: argparse.Namespace) -> int:
 
     from dilution.io import check_new_file
 
-    spec = refined_spec(_spec(args.spec, args.output))
+    spec = refined_spec(_spec(args.spec, args.output, args.data))
     target = Path(args.file) if args.file is not None else Path(spec.output) / "study.nc"
     if args.file is not None:  # `-o tiny.toml` wrote the Dataset over the spec
         check_new_file("--file", target, inputs=[Path(args.spec)])
+    _check_ran(args, spec)
     study = merge(spec)
     path = io.save(study, target)
     print(f"study {spec.name!r}: {int(study['finished'].sum())}/{int(study['planned'].sum())} points finished; "

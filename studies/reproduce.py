@@ -277,7 +277,9 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
         log(f"study {name} ({spec.name}): {done} tasks run, {run.count('skipped')} skipped, {failed} failed "
             f"({time.perf_counter() - t0:.1f} s)")
         if failed:
-            missing[f"study-{name}"] = f"{failed} tasks failed (`dilution study status` with --output {spec.output})"
+            errors = Path(spec.output) / "manifest"
+            missing[f"study-{name}"] = (f"{failed} tasks failed (their errors: {errors}/*.json; running the same "
+                                        "command again retries them)")
         t0 = time.perf_counter()
         made = study_report(spec, study=run.study)
         if made.recomputed:

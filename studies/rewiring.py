@@ -148,7 +148,7 @@ def _method_config(method: str, connectivity: float, n_visible: int, n_hidden: i
                            epochs=epochs, **common)
     if method.startswith("ncg-p"):
         # The rule draws its own initial mask, weights U(-1, 1) and zero biases (NCG docstring);
-        # the rest (PCD-1, batches of 100, plain SGD) is what every other method gets.
+        # the rest (PCD-k, batches of 100, plain SGD) is what every other method gets.
         return ncg_config(NCG(p=float(method[len("ncg-p"):])), epochs=epochs, **common)
     return TrainConfig(epochs=epochs, **common)
 
@@ -448,7 +448,7 @@ def _epoch_gains(unnormalised: list, test_log_likelihood: np.ndarray,
 
 
 def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1, 0.3), n_seeds: int = 3,
-                     seeds: Sequence[int] | None = None, n_hidden: int = 16, epochs: int = 20,
+                     seeds: Sequence[int] | None = None, n_hidden: int = 16, epochs: int | Sequence[int] = 20,
                      n_train: int = 10000, n_test: int = 2000,
                      n_validation: int = 2000,
                      learning_rate: float = 0.01, k: int = 1, seed: int = 0, methods: Sequence[str] = METHODS,

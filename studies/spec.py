@@ -76,7 +76,7 @@ These rules apply their own prior and noise on plain SGD, so they need ``trainin
 ``training.l1`` and ``training.l2`` all 0.
 
 Every error names the TOML key and what it expected, e.g.
-``training.learning_rate: expected a number > 0, got -1``.
+``training.learning_rate: expected a number > 0, got -1.0``.
 """
 
 from __future__ import annotations
@@ -527,7 +527,9 @@ class ProtocolSpec:
     ----------
     name : str
         Its label (the TOML table name, the ``protocol`` coordinate).
-    kind : "init", "after", "rewind", "reinit" or "scratch"
+    kind : str
+        One of :data:`PROTOCOL_KINDS`: the pruning protocols "init", "after", "rewind", "reinit",
+        "scratch", "static" (a fixed random mask), or a rule of :data:`RULE_KINDS`.
     epoch : int
         Epoch after which the network is pruned (0 and only 0 for ``init``); the same as
         ``epochs = [epoch]`` (give one of the two).

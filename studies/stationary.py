@@ -988,9 +988,10 @@ def _model_attrs(setup) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """``python -m studies.stationary --scale smoke --out DIR [--seed N] [--bias]``."""
     parser = argparse.ArgumentParser(prog="python -m studies.stationary", description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="smoke",
+                        help="smoke: about a minute, small budgets; paper: the figures' budgets (default smoke)")
     parser.add_argument("--out", required=True, help="existing folder for the stationary-*.nc files")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--bias", action="store_true",
                         help="run the bias experiments (run_bias_experiments) instead of run_experiments")
     args = parser.parse_args(argv)

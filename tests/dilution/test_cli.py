@@ -61,6 +61,19 @@ def test_toml_config_is_read_and_flags_win(tmp_path):
     assert dilution.load(out / "model.nc").n_hidden == 6
 
 
+@pytest.mark.parametrize("key", ["rule_options", "rule-option"])
+def test_a_config_file_sets_rule_options_and_a_flag_adds_to_them(key, tmp_path):
+    # the help promises every option by its long name: `rule-option` was refused as unknown, and a
+    # --rule-option flag replaced the file's whole table instead of one key of it
+    from dilution.cli import _resolve_train_options
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'rule = "prune"\n{key} = {{fraction = 0.8, at_epochs = [2], then = "continue"}}\n')
+    args = build_parser().parse_args(["train", "--config", str(cfg), "--rule-option", "then=rewind"])
+    options = _resolve_train_options(args)
+    assert options["rule"] == "prune"
+    assert options["rule_options"] == {"fraction": 0.8, "at_epochs": [2], "then": "rewind"}
+
 def test_sample_command(tmp_path):
     model = dilution.RBM.random(16, 4, connectivity=0.5, weight_scale=1.0, seed=0)
     dilution.save(model, tmp_path / "m.nc")

@@ -111,3 +111,17 @@ def test_a_spec_without_output_runs_where_output_says(tmp_path, capsys):
     assert f"--output {tmp_path / 'out'} does not exist: study 'smoke' has not been run there" in \
         capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("command", ["status", "merge"])
+def test_status_and_merge_of_a_builtin_mnist_study_take_data(command, data_dir, tmp_path, capsys, monkeypatch):
+    # without $DILUTION_DATA the message said "pass its mnist.npz with --data", which these two refused
+    # as an unrecognized argument
+    monkeypatch.delenv("DILUTION_DATA")
+    mnist = data_dir / "mnist" / "mnist.npz"
+    out = tmp_path / "never-run"
+    code = main(["study", command, "mnist", "--output", str(out), "--data", str(mnist)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == (
+        f"dilution study: error: --output {out} does not exist: study 'mnist' has not been run there (start it "
+        f"with: dilution study run mnist --output {out} --data {mnist})")
