@@ -58,7 +58,7 @@ from .progress import WORK_PER_SECOND, progress_bar
 from .provenance import provenance
 from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_schedule, classic
-from .validation import check_binary, check_int
+from .validation import check_binary, check_finite, check_int
 
 __all__ = [
     "log_partition",
@@ -238,7 +238,7 @@ def padded_weights(rbm: RBM) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def base_rate_bias(data, n_visible: int, *, pseudo_count: float = 0.05) -> np.ndarray:
+def base_rate_bias(data, n_visible: int, *, pseudo_count: float = 0.05, name: str = "data") -> np.ndarray:
     """Visible biases of the base-rate model: the log-odds of each unit's smoothed mean in ``data``.
 
     ``p_i = (sum_n v_ni + pseudo_count * n) / (n + 2 * pseudo_count * n)``, ``a0_i = log(p_i / (1 - p_i))``.
@@ -252,6 +252,8 @@ def base_rate_bias(data, n_visible: int, *, pseudo_count: float = 0.05) -> np.nd
     n_visible : int
     pseudo_count : float
         Pseudo-counts per data row added to both outcomes (> 0).
+    name : str
+        The caller's name for ``data``, in the error messages.
 
     Returns
     -------
@@ -261,10 +263,11 @@ def base_rate_bias(data, n_visible: int, *, pseudo_count: float = 0.05) -> np.nd
         return np.zeros(n_visible)
     if not pseudo_count > 0:
         raise ValueError(f"pseudo_count must be > 0, got {pseudo_count!r}")
-    x = check_binary("data", data, n_visible, np.float64)
+    x = check_binary(name, data, n_visible, np.float64)
     n = x.shape[0]
     if n == 0:
-        raise ValueError("data must hold at least one row to fit base rates (or pass data=None for a uniform base)")
+        raise ValueError(f"{name} must hold at least one row to fit base rates (or pass {name}=None for a uniform "
+                         "base)")
     extra = pseudo_count * n
     p = (x.sum(axis=0) + extra) / (n + 2 * extra)
     return np.log(p) - np.log1p(-p)
@@ -874,6 +877,14 @@ def log_likelihood(
     n = v.shape[0]
     if n < 2:
         raise ValueError(f"data must hold at least 2 rows for a standard error, got {n}")
+    if isinstance(log_z, xr.Dataset):
+        missing = [name for name in ("log_z", "log_z_std") if name not in log_z]
+        if missing:
+            raise ValueError(f"log_z Dataset lacks {missing}: expected a result of log_partition (or a number)")
+    elif log_z is not None:
+        log_z = check_finite("log_z", log_z)
+    if base_data is not None:
+        base_data = check_binary("base_data", base_data, rbm.n_visible, np.float64)
     if log_z is None:
         if seed is None:
             raise ValueError("seed is required when log_z is not given (an AIS run is needed)")
@@ -988,7 +999,7 @@ def raise_log_likelihood(
         raise ValueError(f"data must hold at least 2 rows for a standard error, got {n}")
     schedule = classic() if betas is None else check_schedule(betas)
     checkpoint = _check_checkpoint(checkpoint, checkpoint_every)
-    a0 = base_rate_bias(base_data, rbm.n_visible)
+    a0 = base_rate_bias(base_data, rbm.n_visible, name="base_data")
     a0_model = a0.astype(dt)
     log_z_base = _log_z_base(a0_model, rbm.n_hidden)
     starts = np.repeat(v, chains_per_row, axis=0)

@@ -22,7 +22,7 @@ from numba import njit, prange
 from .conditionals import free_energy, sigmoid, softplus
 from .model import RBM
 from .statistics import GradientEstimate
-from .validation import check_binary
+from .validation import check_binary, check_finite, check_int
 
 __all__ = [
     "MAX_UNITS",
@@ -44,6 +44,7 @@ BLOCK_BITS = 12
 
 def _enumeration_view(rbm: RBM, max_units: int):
     """(W_e, e_bias, o_bias, enumerating_hidden) in float64, with the size check."""
+    max_units = check_int("max_units", max_units, low=1)
     n_e = min(rbm.n_visible, rbm.n_hidden)
     if n_e > max_units:
         raise ValueError(
@@ -268,8 +269,7 @@ def log_likelihood(rbm: RBM, data, *, log_z: float | None = None, max_units: int
     """
     _check_rbm(rbm)
     v = check_binary("data", data, rbm.n_visible, np.float64)
-    if log_z is None:
-        log_z = log_partition(rbm, max_units=max_units)
+    log_z = log_partition(rbm, max_units=max_units) if log_z is None else check_finite("log_z", log_z)
     w = rbm.weights.astype(np.float64)
     a = rbm.visible_bias.astype(np.float64)
     f = free_energy(v, w, a, rbm.hidden_bias.astype(np.float64), 1.0, np.zeros_like(a))
@@ -283,7 +283,7 @@ def all_states(n_units: int) -> np.ndarray:
     -------
     ndarray of float64, shape (2**n_units, n_units)
     """
-    if n_units > 24:
+    if check_int("n_units", n_units, low=0) > 24:
         raise ValueError(f"all_states materialises 2**n_units rows; n_units={n_units} is too many (max 24)")
     codes = np.arange(2**n_units, dtype=np.int64)
     return ((codes[:, None] >> np.arange(n_units)) & 1).astype(np.float64)

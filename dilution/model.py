@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .validation import check_int, check_seed
+from .validation import check_finite, check_int, check_seed
 
 __all__ = ["RBM", "SUPPORTED_DTYPES", "check_connectivity", "random_mask"]
 
@@ -123,7 +123,12 @@ class RBM:
         """
         n_visible, n_hidden = check_int("n_visible", n_visible, low=1), check_int("n_hidden", n_hidden, low=1)
         connectivity = check_connectivity(connectivity)
-        dtype = np.dtype(dtype)
+        weight_scale = check_finite("weight_scale", weight_scale, low=0.0)
+        bias_scale = check_finite("bias_scale", bias_scale, low=0.0)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         rng = np.random.default_rng(seed if isinstance(seed, np.random.SeedSequence) else check_seed(seed))

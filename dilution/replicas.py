@@ -547,6 +547,7 @@ def run_replicas(
         raise ValueError("run_replicas needs init (an RBM or (n_visible, n_hidden)) unless it continues a resume "
                          "Dataset")
     if resume is not None:
+        resume = _resume_dataset(resume)
         n_visible = int(resume.sizes["visible"])
     elif isinstance(init, RBM):
         n_visible = init.n_visible
@@ -656,6 +657,30 @@ def _fresh_state(rule, kind, est, estimator_kind, start: RBM, v_data, seeds, n_c
     return theta, sign, rule_keys, strengths, stored, mask, a, b, chains, keys
 
 
+def _resume_dataset(resume) -> xr.Dataset:
+    """``run_replicas``' ``resume``: a Dataset (or the path of a file holding one) with what every
+    run's output has; the rule's and estimator's own variables are checked by :func:`_resumed_state`."""
+    import os
+
+    if isinstance(resume, (str, os.PathLike)):
+        from .io import load
+
+        resume = load(resume)
+    if not isinstance(resume, xr.Dataset):
+        raise TypeError(f"resume must be a Dataset returned by run_replicas (or its file), got {type(resume).__name__}")
+    _require(resume, dims=("replica", "record", "visible", "hidden"),
+             variables=("step", "mask", "visible_bias", "hidden_bias"), attrs=("config", "seed", "data_fingerprint",
+                                                                              "last_step"))
+    return resume
+
+
+def _require(ds: xr.Dataset, *, dims=(), variables=(), attrs=()) -> None:
+    missing = ([f"dim {d}" for d in dims if d not in ds.sizes] + [v for v in variables if v not in ds.variables]
+               + [f"attr {a}" for a in attrs if a not in ds.attrs])
+    if missing:
+        raise ValueError(f"resume must be a Dataset returned by run_replicas; this one lacks {', '.join(missing)}")
+
+
 def _resumed_state(ds: xr.Dataset, config: str, kind, est, estimator_kind, v_data, seed, seeds, n_chains):
     """The state after the last update of ``ds`` (checked to be a run of the same settings)."""
     from .training import data_fingerprint
@@ -671,6 +696,8 @@ def _resumed_state(ds: xr.Dataset, config: str, kind, est, estimator_kind, v_dat
     if int(ds["step"].values[-1]) != last:
         raise ValueError(f"resume Dataset's last record is update {int(ds['step'].values[-1])}, its run ended at "
                          f"update {last}: continuing needs the final state (steps a multiple of record_every)")
+    _require(ds, variables=(("strength", "stored_weight") if kind == _NCG else ("theta", "sign", "rule_key"))
+             + (("chains",) if estimator_kind == _PCD else ()))
     n_replicas, n_v, n_h = seeds.shape[0], ds.sizes["visible"], ds.sizes["hidden"]
     end = ds.isel(record=-1)
     mask = np.array(end["mask"].values, dtype=bool)

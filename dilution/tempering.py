@@ -345,10 +345,16 @@ def sample(
     thin = n_sweeps if thin is None else check_int("thin", thin, 1)
     if thin > n_sweeps:
         raise ValueError(f"thin must be <= n_sweeps ({n_sweeps}), got {thin}")
+    if not isinstance(adapt, (bool, np.bool_)):
+        raise TypeError(f"adapt must be True or False, got {adapt!r}")
     if continued:
         _check_continuation(rbm, state, n_chains=n_chains, seed=seed, betas=betas, n_temps=n_temps,
                             beta_min=beta_min, base_bias=base_bias, init=init)
     else:
+        if betas is not None and (n_temps is not None or beta_min is not None):
+            given = ", ".join(f"{k}={v!r}" for k, v in (("n_temps", n_temps), ("beta_min", beta_min)) if v is not None)
+            raise ValueError(f"give a ladder (betas) or the geometric ladder's n_temps / beta_min, not both: got betas "
+                             f"and {given}")
         state = init_state(rbm, n_chains, seed=seed, betas=betas, n_temps=10 if n_temps is None else n_temps,
                            beta_min=0.1 if beta_min is None else beta_min, base_bias=base_bias, init=init)
     n_chains, n_temps, _ = state.replicas.shape

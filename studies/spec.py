@@ -314,6 +314,9 @@ class TrainingSpec:
         try:
             self.estimator_value()
         except (TypeError, ValueError) as e:
+            name, _, rest = str(e).partition(" ")  # "k must be an integer >= 1, got 0": the key is training.k
+            if name in ("k", "n_chains", "n_temps"):
+                raise SpecError(f"{key}.{name}: {rest}") from None
             raise SpecError(f"{key}.estimator: {e}") from None
 
     def estimator_value(self):
@@ -811,6 +814,13 @@ class StudySpec:
         if self.stopping.min_epochs > self.training.max_epochs:
             raise _fail("stopping.min_epochs", f"at most training.max_epochs = {self.training.max_epochs}",
                         self.stopping.min_epochs)
+        # evaluations at the phase's first epoch and every `every` epochs after: the rule compares
+        # window + 1 of them, so it fires at the earliest window * every epochs in
+        reach = self.stopping.window * self.stopping.every
+        if reach > self.training.max_epochs:
+            raise _fail("stopping.window", f"window * every (here {self.stopping.window} * {self.stopping.every} = "
+                        f"{reach} epochs, the earliest the rule can fire) at most training.max_epochs = "
+                        f"{self.training.max_epochs}", self.stopping.window)
         n_train = self.data.n_train
         if self.training.batch_size > n_train:
             raise _fail("training.batch_size", f"at most data.n_train = {n_train}", self.training.batch_size)

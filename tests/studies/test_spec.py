@@ -149,6 +149,9 @@ _DELETE = object()
         ("data.n_train", _DELETE, ["data.n_train", "required"]),
         ("stopping.window", 0, ["stopping.window", ">= 1"]),
         ("stopping.min_epochs", 61, ["stopping.min_epochs", "max_epochs"]),
+        # a rule that can never fire: every point would end unconverged and be excluded
+        ("stopping.window", 31, ["stopping.window", "31 * 2 = 62 epochs", "training.max_epochs = 60"]),
+        ("stopping.every", 16, ["stopping.window", "4 * 16 = 64 epochs", "training.max_epochs = 60"]),
         ("evaluation.log_likelihood", "guess", ["evaluation.log_likelihood", "'ais'"]),
         ("evaluation.ais_resample", 1.0, ["evaluation.ais_resample", "[0, 1)"]),
         ("evaluation.ais_resample", -0.5, ["evaluation.ais_resample", ">= 0"]),
@@ -165,6 +168,15 @@ def test_malformed_specs_name_the_key(path, value, names):
         spec_from_dict(_edit(path, value))
     for name in names:
         assert name in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["k", "n_chains"])
+def test_an_estimator_setting_is_named_by_its_own_key(field):
+    # "training.estimator: k must be an integer >= 1, got 0" named the wrong key
+    raw = _raw()
+    raw["training"].update(estimator="pcd", **{field: 0})
+    with pytest.raises(SpecError, match=f"^training.{field}: must be an integer >= 1, got 0$"):
+        spec_from_dict(raw)
 
 
 def test_resampling_populations_must_divide_the_chains():
