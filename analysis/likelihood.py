@@ -9,6 +9,8 @@ on the true one; its uncertainty is the AIS standard error of ``log Z``, common 
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from dilution import ais, exact
 from dilution.conditionals import free_energy
 from dilution.model import RBM
 from dilution.rng import derive_seed
+from dilution.schedules import check_schedule, classic
 from dilution.validation import check_binary
 
 __all__ = ["exact_log_likelihood", "ais_log_likelihood", "log_likelihood", "doubled_seed", "doubled_checkpoint",
@@ -29,26 +32,62 @@ __all__ = ["exact_log_likelihood", "ais_log_likelihood", "log_likelihood", "doub
 CONVERGED_SIGMAS = 3.0
 
 
+def _check_rbm(rbm) -> None:
+    if not isinstance(rbm, RBM):
+        raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
+
+
+def _check_log_z(log_z) -> float:
+    """``log_z`` as a float: a finite real number (a 0-d array or DataArray too), or the ``log_z`` of a
+    :func:`dilution.ais.log_partition` result."""
+    if isinstance(log_z, xr.Dataset):
+        if "log_z" not in log_z:
+            raise ValueError("log_z Dataset lacks 'log_z': expected a result of dilution.ais.log_partition (or a number)")
+        log_z = log_z["log_z"]
+    expected = "log_z must be a finite number"
+    if isinstance(log_z, (np.ndarray, xr.DataArray)):
+        if log_z.ndim != 0:
+            raise ValueError(f"{expected}, got an array of shape {log_z.shape}")
+        if not (np.issubdtype(log_z.dtype, np.integer) or np.issubdtype(log_z.dtype, np.floating)):
+            raise TypeError(f"{expected}, got an array of dtype {log_z.dtype}")
+        value = float(log_z)
+    elif isinstance(log_z, numbers.Real) and not isinstance(log_z, (bool, np.bool_)):
+        value = float(log_z)
+    else:
+        raise TypeError(f"{expected}, got {log_z!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{expected}, got {value!r}")
+    return value
+
+
 def _free_energy(rbm: RBM, data) -> np.ndarray:
     v = check_binary("data", data, rbm.n_visible, np.float64)
     a = rbm.visible_bias.astype(np.float64)
     return free_energy(v, rbm.weights.astype(np.float64), a, rbm.hidden_bias.astype(np.float64), 1.0, np.zeros_like(a))
 
 
-def log_likelihood(rbm: RBM, data, log_z: float) -> np.ndarray:
+def log_likelihood(rbm: RBM, data, log_z: float | xr.Dataset) -> np.ndarray:
     """``log p(v) = -F(v) - log_z`` of each row of ``data``, with a ``log_z`` computed elsewhere.
 
     With one ``log_z`` for two data sets (training and test images), the difference of their means
     carries none of ``log_z``'s error: the generalisation gap is exact even when ``log_z`` is an
     AIS estimate.
 
+    Parameters
+    ----------
+    rbm : RBM
+    data : array_like, shape (n, n_visible)
+        Binary samples.
+    log_z : float or xarray.Dataset
+        A finite number, or a :func:`dilution.ais.log_partition` result (its ``log_z`` is used).
+
     Returns
     -------
     ndarray of float64, shape (n,)
     """
-    if not np.isfinite(log_z):
-        raise ValueError(f"log_z must be a finite number, got {log_z!r}")
-    return -_free_energy(rbm, data) - float(log_z)
+    _check_rbm(rbm)
+    log_z = _check_log_z(log_z)
+    return -_free_energy(rbm, data) - log_z
 
 
 def _dataset(log_lik: np.ndarray, log_z: float, method: str, extra: dict, attrs: dict) -> xr.Dataset:
@@ -84,6 +123,7 @@ def exact_log_likelihood(rbm: RBM, data, *, max_units: int = exact.MAX_UNITS) ->
     xarray.Dataset
         ``log_likelihood`` (sample), ``mean_log_likelihood``, ``std_error``, ``log_z``.
     """
+    _check_rbm(rbm)
     log_z = exact.log_partition(rbm, max_units=max_units)
     return _dataset(exact.log_likelihood(rbm, data, log_z=log_z, max_units=max_units), log_z, "exact", {}, {})
 
@@ -143,8 +183,9 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
         plain AIS) and with the check ``ais_n_betas_doubled``, ``ais_seed_doubled`` (of the largest
         budget).
     """
+    _check_rbm(rbm)
     f = _free_energy(rbm, data)
-    doublings = None if doubled_betas is None else _schedules(doubled_betas)  # checked before any run
+    doublings = None if doubled_betas is None else _schedules(doubled_betas, betas)  # checked before any run
     est = ais.log_partition(rbm, n_chains=n_chains, betas=betas, data=base_data, seed=seed, **ais_options)
     log_z = float(est["log_z"])
     log_z_std = float(est["log_z_std"])
@@ -218,11 +259,33 @@ def budgets_agree(log_z, log_z_se, sigmas: float = CONVERGED_SIGMAS) -> bool:
     return bool(np.all(gap <= sigmas * np.hypot(se[:, None], se[None, :])))
 
 
-def _schedules(doubled_betas) -> list:
-    """``doubled_betas`` as a list of schedules: one schedule (numbers), or a sequence of them."""
-    if len(doubled_betas) == 0:
-        raise ValueError("doubled_betas must be a schedule or a non-empty sequence of schedules, got an empty one")
-    return [doubled_betas] if np.ndim(doubled_betas[0]) == 0 else list(doubled_betas)
+def _schedules(doubled_betas, betas) -> list[np.ndarray]:
+    """``doubled_betas`` as a list of checked schedules: one schedule (numbers), or a sequence of them,
+    each with more betas than the budget before it (``betas``, default :func:`dilution.schedules.classic`)."""
+    expected = "doubled_betas must be a schedule or a non-empty sequence of schedules"
+    try:
+        n = len(doubled_betas)  # a 0-d array has __len__ but raises TypeError
+    except TypeError:
+        n = None
+    if n is None or isinstance(doubled_betas, (str, bytes)):
+        raise TypeError(f"{expected}, got {doubled_betas!r}")
+    if n == 0:
+        raise ValueError(f"{expected}, got an empty one")
+    single = np.ndim(doubled_betas[0]) == 0
+    raw = [doubled_betas] if single else list(doubled_betas)
+    previous, size = "betas", (classic() if betas is None else check_schedule(betas)).size
+    checked = []
+    for i, schedule in enumerate(raw):
+        name = "doubled_betas" if single else f"doubled_betas[{i}]"
+        try:
+            schedule = check_schedule(schedule)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} is not a valid AIS schedule: {err}") from None
+        if schedule.size <= size:
+            raise ValueError(f"{name} must have more betas than {previous} ({size}), got {schedule.size}")
+        checked.append(schedule)
+        previous, size = name, schedule.size
+    return checked
 
 
 def doubled_checkpoint(path: str | os.PathLike, k: int = 1) -> Path:

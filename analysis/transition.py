@@ -73,12 +73,14 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Literal, NamedTuple
 
 import numpy as np
 import xarray as xr
 
 from dilution.rng import derive_seed
+from dilution.validation import check_finite
 
 __all__ = [
     "StepFit",
@@ -96,6 +98,45 @@ __all__ = [
     "step_curve",
     "transition_table",
 ]
+
+
+def _check_confidence(confidence) -> float:
+    if isinstance(confidence, (bool, np.bool_)) or not isinstance(confidence, numbers.Real):
+        raise TypeError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return float(confidence)
+
+
+def _check_min_drop(min_drop) -> float:
+    # check_finite alone would take the string "0.5" as 0.5
+    if not isinstance(min_drop, numbers.Real):
+        raise TypeError(f"min_drop must be a number, got {min_drop!r}")
+    return check_finite("min_drop", min_drop, low=0.0)
+
+
+def _check_bool(name: str, value) -> bool:
+    # bool("no") is True: a truthy string must not switch an option on
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_fractions(quality: xr.DataArray, fraction_dim: str) -> None:
+    """Refuse a ``fraction_dim`` of ``quality`` that is not a coordinate of finite pruning fractions:
+    without a coordinate the fit would run along the indices 0, 1, ..., and a NaN passes the
+    ordering checks."""
+    if fraction_dim not in quality.coords:
+        raise ValueError(f"{fraction_dim} needs a coordinate of pruning fractions in [0, 1], got a dimension "
+                         "without coordinate")
+    values = np.asarray(quality[fraction_dim].values)
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"{fraction_dim} must be a numeric coordinate of pruning fractions in [0, 1], "
+                         f"got dtype {values.dtype}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{fraction_dim} must be finite, got {values.tolist()}")
+    if np.any(values < 0) or np.any(values > 1):
+        raise ValueError(f"{fraction_dim} must hold pruning fractions in [0, 1], got {values.tolist()}")
 
 
 def crossing(curves: np.ndarray, fractions: np.ndarray, high: np.ndarray, low: np.ndarray) -> np.ndarray:
@@ -231,6 +272,7 @@ def locate_transition(
         Dims ``fraction_dim`` and ``seed_dim`` and any others (e.g. ``protocol``,
         ``n_hidden``), over which the analysis is repeated. Higher is better. NaN entries
         (unfinished points) are left out of the seed means; a seed without data is dropped.
+        ``fraction_dim`` needs a numeric coordinate of finite fractions in [0, 1].
     fraction_dim, seed_dim : str
     method : "crossing" or "logistic"
     levels : (high, low), optional
@@ -239,7 +281,7 @@ def locate_transition(
         Bootstrap resamples of the seeds.
     confidence : float in (0, 1)
         Two-sided level of the intervals; the drop's bound is one-sided at this level.
-    min_drop : float
+    min_drop : float >= 0
         Smallest drop (in the units of ``quality``) that counts as a transition.
     seed : int
         Seeds the bootstrap (each block of the other dims gets its own stream).
@@ -258,12 +300,13 @@ def locate_transition(
             raise ValueError(f"quality has no dimension {dim!r}; its dims are {quality.dims}")
     if method not in ("crossing", "logistic"):
         raise ValueError(f"method must be 'crossing' or 'logistic', got {method!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    confidence = _check_confidence(confidence)
+    min_drop = _check_min_drop(min_drop)
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
         raise ValueError(f"n_bootstrap must be an integer >= 10, got {n_bootstrap!r}")
     if levels is not None and not (len(levels) == 2 and all(math.isfinite(float(x)) for x in levels)):
         raise ValueError(f"levels must be two finite numbers (high, low), got {levels!r}")
+    _check_fractions(quality, fraction_dim)
     ordered = quality.sortby(fraction_dim)
     fractions = np.asarray(ordered[fraction_dim].values, dtype=np.float64)
     if fractions.size < 2:
@@ -625,7 +668,23 @@ def _flags(flag, quality: xr.DataArray, name: str) -> np.ndarray:
         xr.align(aligned, quality, join="exact")
     except ValueError as err:
         raise ValueError(f"{name} must have the same coordinates as quality: {err}") from None
-    return np.asarray(aligned.values).astype(bool)
+    values = np.asarray(aligned.values)
+    if values.dtype == bool:
+        return values
+    # astype(bool) would read NaN (an unknown flag, or a flag assigned to a Dataset with other
+    # coordinates) and the string "False" as True
+    expected = f"{name} must be bool (or 0/1 without missing values)"
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"{expected}, got {values.dtype}")
+    missing = int(np.count_nonzero(np.isnan(values))) if np.issubdtype(values.dtype, np.floating) else 0
+    if missing:
+        hint = ", all of them (was it assigned to a Dataset with other coordinates?)" if missing == values.size else ""
+        raise ValueError(f"{expected}, got {values.dtype} with {missing} NaN{hint}")
+    other = (values != 0) & (values != 1)
+    if other.any():
+        raise ValueError(f"{expected}, got {values.dtype} with {int(other.sum())} other values, "
+                         f"e.g. {values[other].ravel()[0].item()!r}")
+    return values == 1
 
 
 def _usable(quality: xr.DataArray, converged, finished, exclude: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -688,8 +747,10 @@ def fit_transition(
     quality : xarray.DataArray
         Dims ``fraction_dim``, ``seed_dim`` and any others (``protocol``, ``pruning_time``,
         ``n_hidden``, ...), over which the analysis is repeated. Higher is better; NaN is no data.
+        ``fraction_dim`` needs a numeric coordinate of distinct, finite fractions in [0, 1].
     converged, finished : xarray.DataArray of bool, optional
-        Flags with (a subset of) ``quality``'s dims and the same coordinates.
+        Flags with (a subset of) ``quality``'s dims and the same coordinates; integer or float
+        0/1 is read as bool, NaN (an unknown flag) is refused.
     exclude : "unconverged", "unfinished" or "none"
         Which points are left out: not converged or not finished (default), only the
         unfinished, or none (an unfinished point with a finite quality is then used).
@@ -699,7 +760,7 @@ def fit_transition(
         Resamples of the seeds (the same number again for the flat-curve null).
     confidence : float in (0, 1)
         Two-sided level of the intervals; the step test is one-sided at ``1 - confidence``.
-    min_drop : float
+    min_drop : float >= 0
         Smallest drop (in the units of ``quality``) that counts as a step.
     keep_bootstrap : bool
         Also return ``location_bootstrap`` and ``width_bootstrap`` over a ``bootstrap`` dim
@@ -732,10 +793,12 @@ def fit_transition(
             raise ValueError(f"quality has no dimension {dim!r}; its dims are {quality.dims}")
     _check_form(form)
     axis_position(0.0, axis)  # a clear error for an unknown axis
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    confidence = _check_confidence(confidence)
+    min_drop = _check_min_drop(min_drop)
+    keep_bootstrap = _check_bool("keep_bootstrap", keep_bootstrap)
     if not isinstance(n_bootstrap, (int, np.integer)) or isinstance(n_bootstrap, bool) or n_bootstrap < 50:
         raise ValueError(f"n_bootstrap must be an integer >= 50, got {n_bootstrap!r}")
+    _check_fractions(quality, fraction_dim)  # the positions along the axis are read as fractions
     ordered = quality.sortby(fraction_dim)
     fractions = np.asarray(ordered[fraction_dim].values, dtype=np.float64)
     if np.any(np.diff(fractions) <= 0):
@@ -904,8 +967,7 @@ def quality_gap(
             raise ValueError(f"{name} must be a non-empty dict of {{dim: value}} over the dims {quality.dims}, got {sel!r}")
     if set(a) != set(b):
         raise ValueError(f"a and b must select the same dims, got {sorted(a)} and {sorted(b)}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    confidence = _check_confidence(confidence)
     if not isinstance(n_bootstrap, (int, np.integer)) or isinstance(n_bootstrap, bool) or n_bootstrap < 50:
         raise ValueError(f"n_bootstrap must be an integer >= 50, got {n_bootstrap!r}")
     values, _, _ = _usable(quality, converged, finished, exclude)
@@ -1016,8 +1078,8 @@ def finite_size_scaling(
         raise ValueError(f"transitions lacks {missing}; pass the output of fit_transition(..., keep_bootstrap=True)")
     if size_dim not in transitions.dims:
         raise ValueError(f"transitions has no dimension {size_dim!r}; its dims are {tuple(transitions.dims)}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    confidence = _check_confidence(confidence)
+    require_transition = _check_bool("require_transition", require_transition)
     sizes = np.asarray(transitions[size_dim].values, dtype=np.float64)
     if np.any(~np.isfinite(sizes)) or np.any(sizes <= 0):
         raise ValueError(f"{size_dim} must hold positive sizes, got {sizes}")
@@ -1132,6 +1194,7 @@ def collapse_quality(
         raise ValueError(f"transitions lacks {missing}; pass the output of fit_transition")
     if not isinstance(n_points, (int, np.integer)) or n_points < 2:
         raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
+    require_transition = _check_bool("require_transition", require_transition)
     values, _, _ = _usable(quality, converged, finished, exclude)
     ordered = quality.copy(data=values).sortby(fraction_dim)
     others = [d for d in ordered.dims if d not in (size_dim, fraction_dim, seed_dim)]

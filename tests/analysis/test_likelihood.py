@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 from scipy.stats import norm
 
 from analysis.likelihood import ais_log_likelihood, exact_log_likelihood, log_likelihood
@@ -133,3 +134,69 @@ def test_each_doubling_is_an_independent_run_of_its_own_seed(tmp_path):
     direct = ais.log_partition(rbm, n_chains=10, betas=schedules.linear(100), data=data, seed=doubled_seed(4, 1),
                                reverse=False, n_bootstrap=0, progress=False)
     assert float(ds["log_z_doubled"]) == float(direct["log_z"]) and "log_z_upper" in ds
+
+
+def test_rbm_and_log_z_are_checked():
+    rbm = tiny_rbm(2)
+    data = exact.all_states(8)[:10]
+    log_z = exact.log_partition(rbm)
+    for call in (lambda: log_likelihood(None, data, 8.7), lambda: exact_log_likelihood(None, data),
+                 lambda: ais_log_likelihood(None, data, n_chains=10, seed=0)):
+        with pytest.raises(TypeError) as err:
+            call()
+        assert str(err.value) == "rbm must be a dilution.RBM, got NoneType"
+    for bad, error, got in (("8.7", TypeError, "'8.7'"), (None, TypeError, "None"), (True, TypeError, "True"),
+                            (np.array([8.7, 8.8]), ValueError, "an array of shape (2,)"),
+                            (xr.Dataset({"log_z": ("n", [8.7, 8.8])}), ValueError, "an array of shape (2,)")):
+        with pytest.raises(error) as err:
+            log_likelihood(rbm, data, bad)
+        assert str(err.value) == f"log_z must be a finite number, got {got}"
+    with pytest.raises(ValueError, match="^log_z Dataset lacks 'log_z'"):
+        log_likelihood(rbm, data, xr.Dataset())
+    # a log_partition result, a 0-d DataArray and a 0-d array give the same values as the number
+    expected = log_likelihood(rbm, data, log_z)
+    for given in (xr.Dataset({"log_z": log_z, "log_z_std": 0.1}), xr.DataArray(log_z), np.array(log_z)):
+        np.testing.assert_array_equal(log_likelihood(rbm, data, given), expected)
+
+
+def _recording_log_partition(calls: list):
+    """A stand-in for dilution.ais.log_partition that records the size of each schedule it runs."""
+    fake = _fake_log_partition({n: (600.0, 0.1) for n in range(2, 200)})
+
+    def record(rbm, *, betas, **options):
+        calls.append(len(betas))
+        return fake(rbm, betas=betas, **options)
+    return record
+
+
+def _linear(n):
+    return np.linspace(0.0, 1.0, n)  # dilution.schedules.linear(n)
+
+
+@pytest.mark.parametrize("doubled_betas, error, message", [
+    ([0.0, 0.5], ValueError, "doubled_betas is not a valid AIS schedule: an AIS schedule must start at beta = 0 and "
+                             "end at beta = 1"),
+    ([_linear(40), [0.0, 2.0, 1.0]], ValueError, "doubled_betas[1] is not a valid AIS schedule: betas must be "
+                                                 "non-decreasing"),
+    ([_linear(40), [0.0, 0.5]], ValueError, "doubled_betas[1] is not a valid AIS schedule: an AIS schedule must start"),
+    (40, TypeError, "doubled_betas must be a schedule or a non-empty sequence of schedules, got 40"),
+    # a "doubling" with fewer betas reported a converged log Z
+    (_linear(10), ValueError, "doubled_betas must have more betas than betas (20), got 10"),
+    ([_linear(40), _linear(40)], ValueError, "doubled_betas[1] must have more betas than doubled_betas[0] (40), got 40"),
+    ([_linear(10), _linear(40)], ValueError, "doubled_betas[0] must have more betas than betas (20), got 10"),
+])
+def test_every_doubled_schedule_is_checked_before_any_run(doubled_betas, error, message, monkeypatch):
+    import analysis.likelihood as likelihood
+
+    calls = []
+    monkeypatch.setattr(likelihood.ais, "log_partition", _recording_log_partition(calls))
+    rbm = tiny_rbm()
+    data = np.zeros((3, rbm.n_visible))
+    with pytest.raises(error) as err:
+        ais_log_likelihood(rbm, data, n_chains=10, seed=0, betas=_linear(20), doubled_betas=doubled_betas)
+    assert str(err.value).startswith(message)
+    assert calls == []
+    # the default betas are the classic 14,500: a doubling must have more
+    with pytest.raises(ValueError, match=r"^doubled_betas must have more betas than betas \(14500\), got 40$"):
+        ais_log_likelihood(rbm, data, n_chains=10, seed=0, doubled_betas=_linear(40))
+    assert calls == []

@@ -109,3 +109,19 @@ def test_bad_input_is_named():
         locate_transition(_sweep(4, 0).rename(pruning_fraction="p"))
     with pytest.raises(ValueError, match="method must be"):
         locate_transition(_sweep(4, 0), method="spline")
+
+
+def test_fractions_min_drop_and_confidence_are_checked():
+    q = _sweep(4, 0)
+    with pytest.raises(ValueError, match=r"^pruning_fraction must be finite, got \[0\.0, .*, nan\]$"):
+        locate_transition(q.assign_coords(pruning_fraction=np.r_[FRACTIONS[:-1], np.nan]))
+    with pytest.raises(ValueError, match=r"^pruning_fraction needs a coordinate of pruning fractions in \[0, 1\]"):
+        locate_transition(q.drop_vars("pruning_fraction"))
+    with pytest.raises(ValueError, match=r"^pruning_fraction must hold pruning fractions in \[0, 1\]"):
+        locate_transition(q.assign_coords(pruning_fraction=100 * FRACTIONS))
+    with pytest.raises(ValueError, match=r"^min_drop must be finite, got nan$"):
+        locate_transition(q, min_drop=float("nan"))
+    with pytest.raises(ValueError, match=r"^min_drop must be a finite number >= 0, got -1$"):
+        locate_transition(q, min_drop=-1)
+    with pytest.raises(TypeError, match=r"^confidence must be a number in \(0, 1\), got '0\.9'$"):
+        locate_transition(q, confidence="0.9")

@@ -276,6 +276,92 @@ def test_bad_input_is_named():
     assert str(short["verdict"].values) == "insufficient data" and np.isnan(float(short["location"]))
 
 
+def test_a_fraction_axis_that_is_not_finite_fractions_is_refused():
+    # a NaN passes the ordering check (np.diff is NaN, not <= 0); without a coordinate the fit ran
+    # along the indices 0..19, and in percent it reported f* = 62
+    q = _sweep(5, 0)
+    with pytest.raises(ValueError, match=r"^pruning_fraction must be finite, got \[0\.0, 0\.05, .*, 0\.9, nan\]$"):
+        fit_transition(q.assign_coords(pruning_fraction=np.r_[FRACTIONS[:-1], np.nan]), n_bootstrap=50)
+    with pytest.raises(ValueError, match="^pruning_fraction needs a coordinate of pruning fractions in \\[0, 1\\]"):
+        fit_transition(q.drop_vars("pruning_fraction"), n_bootstrap=50)
+    percent = r"^pruning_fraction must hold pruning fractions in \[0, 1\], got \[0\.0, 5\.0, 10\.0, "
+    with pytest.raises(ValueError, match=percent):
+        fit_transition(q.assign_coords(pruning_fraction=100 * FRACTIONS), n_bootstrap=50)
+    with pytest.raises(ValueError, match="^pruning_fraction must be a numeric coordinate"):
+        fit_transition(q.assign_coords(pruning_fraction=[str(f) for f in FRACTIONS]), n_bootstrap=50)
+    # the log axis takes the same fractions (its own check refuses f = 1)
+    assert fit_transition(_log_sweep(5, 0), n_bootstrap=50, axis="log-remaining").attrs["axis"] == "log-remaining"
+
+
+@pytest.mark.parametrize("min_drop, error, message", [
+    (float("nan"), ValueError, "min_drop must be finite, got nan"),
+    (-0.5, ValueError, "min_drop must be a finite number >= 0, got -0.5"),
+    ("x", TypeError, "min_drop must be a number, got 'x'"),
+    ("0.5", TypeError, "min_drop must be a number, got '0.5'"),
+])
+def test_a_min_drop_that_is_not_a_finite_number_at_least_zero_is_refused(min_drop, error, message):
+    # a NaN min_drop made the clear step of the sweep "no step" (drop > nan is False)
+    with pytest.raises(error) as err:
+        transition_table(_merged(), n_bootstrap=50, min_drop=min_drop)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("confidence, error, message", [
+    ("0.9", TypeError, "confidence must be a number in (0, 1), got '0.9'"),
+    (None, TypeError, "confidence must be a number in (0, 1), got None"),
+    (float("nan"), ValueError, "confidence must be in (0, 1), got nan"),
+    (1, ValueError, "confidence must be in (0, 1), got 1"),
+])
+def test_a_confidence_that_is_not_a_number_in_0_1_is_refused(confidence, error, message):
+    with pytest.raises(error) as err:
+        transition_table(_merged(), n_bootstrap=50, confidence=confidence)
+    assert str(err.value) == message
+
+
+def test_keep_bootstrap_must_be_a_bool():
+    # bool("no") is True: the draws were kept
+    with pytest.raises(TypeError) as err:
+        transition_table(_merged(), n_bootstrap=50, keep_bootstrap="no")
+    assert str(err.value) == "keep_bootstrap must be True or False, got 'no'"
+    table = transition_table(_merged(), n_bootstrap=50, keep_bootstrap=np.bool_(False))
+    assert "location_bootstrap" not in table
+    with pytest.raises(TypeError, match="^require_transition must be True or False, got 1$"):
+        finite_size_scaling(transition_table(_merged(), n_bootstrap=50), require_transition=1)
+
+
+def test_converged_flags_must_be_bool_or_0_1_without_missing_values():
+    # astype(bool) read NaN and the string "False" as True: the unconverged points were used
+    merged = _merged()
+    n = merged["converged"].size
+    unknown = merged["converged"].astype(float).where(merged["pruning_fraction"] < 0.6)  # NaN past f = 0.6
+    expected = "converged must be bool (or 0/1 without missing values), got "
+    for flag, message in (
+        (unknown, f"float64 with {int(unknown.isnull().sum())} NaN"),
+        (merged["converged"].copy(data=np.full(merged["converged"].shape, "False")), "<U5"),
+        (merged["converged"].astype(np.int64) * 2, f"int64 with {n} other values, e.g. 2"),
+    ):
+        with pytest.raises(ValueError) as err:
+            transition_table(merged.assign(converged=flag), n_bootstrap=50)
+        assert str(err.value) == expected + message
+    # a flag with other seed labels, assigned to the Dataset, is all NaN there: not "all converged"
+    shifted = merged.assign(converged=xr.zeros_like(merged["converged"]).assign_coords(seed=merged["seed"] + 10))
+    assert bool(shifted["converged"].isnull().all())
+    with pytest.raises(ValueError) as err:
+        transition_table(shifted, n_bootstrap=50)
+    assert str(err.value) == (expected + f"float64 with {n} NaN, all of them "
+                              "(was it assigned to a Dataset with other coordinates?)")
+    with pytest.raises(ValueError, match="^finished must be bool"):
+        transition_table(merged.assign(finished=merged["finished"].astype(float).where(merged["seed"] > 0)),
+                         n_bootstrap=50)
+    # 0/1 as integers or floats is read as bool: the same table as with bool flags
+    by_bool = transition_table(merged.assign(converged=merged["converged"] & (merged["seed"] > 0)), n_bootstrap=50)
+    for dtype in (np.int8, np.float64):
+        by_number = transition_table(merged.assign(converged=(merged["converged"] & (merged["seed"] > 0)).astype(dtype)),
+                                     n_bootstrap=50)
+        assert int(by_number["n_excluded"].sum()) == int(by_bool["n_excluded"].sum()) > 0
+        np.testing.assert_array_equal(by_number["location"], by_bool["location"])
+
+
 # --------------------------------------------------------------------------- protocol gap
 
 def test_paired_gap_is_the_mean_of_per_seed_differences_and_covers_the_truth():
