@@ -231,8 +231,13 @@ class PTPCD:
         if self.n_chains is not None:
             check_int("n_chains", self.n_chains, 1)
         check_int("n_temps", self.n_temps, 2)
-        if not (isinstance(self.beta_min, (int, float)) and 0.0 < self.beta_min < 1.0):
+        # a numpy float (np.float32(0.5)) is a number in range too; strings and bools are not
+        number = isinstance(self.beta_min, (int, float, np.integer, np.floating))
+        if not number or isinstance(self.beta_min, (bool, np.bool_)):
+            raise TypeError(f"beta_min must be a number in (0, 1), got {self.beta_min!r}")
+        if not 0.0 < self.beta_min < 1.0:
             raise ValueError(f"beta_min must be in (0, 1), got {self.beta_min!r}")
+        object.__setattr__(self, "beta_min", float(self.beta_min))
         if self.chain_init not in ("data", "uniform"):
             raise ValueError(f"chain_init must be 'data' or 'uniform', got {self.chain_init!r}")
 

@@ -19,7 +19,9 @@ Schedules are frozen dataclasses called as ``schedule(step, total_steps)`` with 
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -52,6 +54,14 @@ class Schedule(Protocol):
         ...
 
 
+def _number(name: str, value) -> float:
+    """``check_finite`` without its ``float(value)`` parse of strings: ``"0.05"`` would be recorded as a
+    string in the run's config."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return check_finite(name, value)
+
+
 def _optional_steps(name: str, value) -> None:
     """A step count that may be None (= the whole run); the message says so."""
     if value is None:
@@ -69,7 +79,7 @@ class Constant:
     value: float
 
     def __post_init__(self):
-        check_finite("Constant.value", self.value)
+        _number("Constant.value", self.value)
 
     def __call__(self, step: int, total_steps: int) -> float:
         return float(self.value)
@@ -88,12 +98,16 @@ class ExponentialDecay:
     staircase: bool = False
 
     def __post_init__(self):
-        check_finite("ExponentialDecay.initial", self.initial)
-        if not 0.0 < check_finite("ExponentialDecay.rate", self.rate) <= 1.0:
+        _number("ExponentialDecay.initial", self.initial)
+        if not 0.0 < _number("ExponentialDecay.rate", self.rate) <= 1.0:
             raise ValueError(f"ExponentialDecay.rate must be in (0, 1], got {self.rate!r}")
         _optional_steps("ExponentialDecay.decay_steps", self.decay_steps)
         if self.decay_steps is None:
             raise ValueError("ExponentialDecay.decay_steps must be a positive integer, got None")
+        # any truthy value would floor the exponent: staircase="false" did
+        if not isinstance(self.staircase, (bool, np.bool_)):
+            raise TypeError(f"ExponentialDecay.staircase must be True or False, got {self.staircase!r}")
+        object.__setattr__(self, "staircase", bool(self.staircase))
 
     def __call__(self, step: int, total_steps: int) -> float:
         e = step / self.decay_steps
@@ -114,8 +128,8 @@ class LinearDecay:
     n_steps: int | None = None
 
     def __post_init__(self):
-        check_finite("LinearDecay.initial", self.initial)
-        check_finite("LinearDecay.final", self.final)
+        _number("LinearDecay.initial", self.initial)
+        _number("LinearDecay.final", self.final)
         _optional_steps("LinearDecay.n_steps", self.n_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
@@ -136,8 +150,8 @@ class CosineDecay:
     n_steps: int | None = None
 
     def __post_init__(self):
-        check_finite("CosineDecay.initial", self.initial)
-        check_finite("CosineDecay.final", self.final)
+        _number("CosineDecay.initial", self.initial)
+        _number("CosineDecay.final", self.final)
         _optional_steps("CosineDecay.n_steps", self.n_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
@@ -157,8 +171,13 @@ class PiecewiseConstant:
     values: tuple[float, ...]
 
     def __post_init__(self):
-        object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
-        values = tuple(check_finite("PiecewiseConstant.values", v) for v in self.values)
+        for name in ("boundaries", "values"):
+            if isinstance(getattr(self, name), (str, bytes)) or not isinstance(getattr(self, name), Iterable):
+                raise TypeError(f"PiecewiseConstant.{name} must be a sequence, got {getattr(self, name)!r}")
+        # int(2.5) would move the switch silently to step 2
+        boundaries = tuple(check_int("PiecewiseConstant.boundaries entry", b, low=0) for b in self.boundaries)
+        object.__setattr__(self, "boundaries", boundaries)
+        values = tuple(_number("PiecewiseConstant.values", v) for v in self.values)
         object.__setattr__(self, "values", values)
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
@@ -178,10 +197,49 @@ class PiecewiseConstant:
 
 
 def as_schedule(name: str, value) -> Schedule:
-    """A number becomes :class:`Constant`; a schedule is returned as is."""
+    """A number becomes :class:`Constant`; a schedule is returned as is.
+
+    Raises
+    ------
+    TypeError
+        For a string, a schedule class instead of an instance, or a callable that cannot be
+        called as ``schedule(step, total_steps)``.
+    """
+    if isinstance(value, type):
+        # a class is callable, so it passes the runtime Protocol check
+        raise TypeError(f"{name} must be a number or a schedule instance such as LinearDecay(0.1), "
+                        f"got the class {value.__name__}")
     if isinstance(value, Schedule) and not isinstance(value, (int, float, np.number)):
+        try:
+            inspect.signature(value).bind(0, 1)
+        except TypeError:
+            raise TypeError(f"{name} schedule {value!r} must be callable as schedule(step, total_steps) -> float "
+                            f"(0-based update and the run's number of updates); its signature is "
+                            f"{inspect.signature(value)}") from None
+        except ValueError:
+            pass  # no signature to inspect (a builtin): the check before the run calls it
         return value
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number or a schedule, got {value!r}")
     return Constant(check_finite(name, value))
+
+
+# Updates at which SGD.check_run calls a schedule it knows nothing about: every one up to this many.
+_EVERY_STEP_LIMIT = 10_000
+
+
+def _steps_to_check(schedule: Schedule, total_steps: int) -> list[int]:
+    """The updates of a ``total_steps`` run at which ``schedule`` takes its extreme values (see SGD.check_run)."""
+    last = total_steps - 1
+    if type(schedule) is Constant:
+        return [0]
+    if type(schedule) in (ExponentialDecay, LinearDecay, CosineDecay):
+        return [0, last]
+    if type(schedule) is PiecewiseConstant:
+        return [0] + [b for b in schedule.boundaries if 0 < b <= last]
+    if total_steps <= _EVERY_STEP_LIMIT:
+        return list(range(total_steps))
+    return sorted({int(s) for s in np.linspace(0, last, _EVERY_STEP_LIMIT).round()})
 
 
 class SGDState(NamedTuple):
@@ -249,7 +307,7 @@ class SGD:
         object.__setattr__(self, "learning_rate", as_schedule("learning_rate", self.learning_rate))
         object.__setattr__(self, "momentum", as_schedule("momentum", self.momentum))
         for name in ("l2", "l1"):
-            if check_finite(name, getattr(self, name)) < 0:
+            if _number(name, getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if isinstance(self.learning_rate, Constant) and not self.learning_rate.value > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate.value!r}")
@@ -265,6 +323,44 @@ class SGD:
         if not 0 <= mu < 1:
             raise ValueError(f"momentum schedule gave {mu!r} at step {step}; expected a value in [0, 1)")
         return lr, mu
+
+    def check_run(self, total_steps: int) -> None:
+        """Refuse, before the first update, schedules that :meth:`hyperparameters` would refuse
+        at some update of a run of ``total_steps`` updates (a failure mid-run loses the run).
+
+        The built-in decays are monotone in the step, so their first and last updates bound them;
+        :class:`PiecewiseConstant` takes each of its values from its first update. Any other
+        callable is called at every update of runs up to ``_EVERY_STEP_LIMIT`` updates (a few ms),
+        and at that many evenly spaced ones, first and last included, beyond. A rule that restarts
+        the schedules evaluates them over a shorter run: those values are checked as the updates run.
+
+        Raises
+        ------
+        ValueError
+            Naming the schedule, its value, the update and the expected range.
+        TypeError
+            If a schedule cannot be called as ``schedule(step, total_steps)`` or gives no number.
+        """
+        for name, schedule, expected in (("learning_rate", self.learning_rate, "a finite value >= 0"),
+                                         ("momentum", self.momentum, "a value in [0, 1)")):
+            for step in _steps_to_check(schedule, total_steps):
+                try:
+                    value = schedule(step, total_steps)
+                except TypeError as err:
+                    raise TypeError(f"{name} schedule {schedule!r} failed at update {step} (0-based) of "
+                                    f"{total_steps}: {err}; a schedule is called as schedule(step, total_steps) "
+                                    "-> float") from None
+                try:
+                    if name == "learning_rate":
+                        ok = math.isfinite(value) and value >= 0
+                    else:
+                        ok = 0 <= value < 1
+                except TypeError:
+                    raise TypeError(f"{name} schedule {schedule!r} gives {value!r} at update {step} (0-based) of "
+                                    f"{total_steps}; expected a number") from None
+                if not ok:
+                    raise ValueError(f"{name} schedule {schedule!r} gives {value!r} at update {step} (0-based) "
+                                     f"of {total_steps}; expected {expected}")
 
     def init(self, params: Parameters) -> SGDState:
         """Zero velocities."""

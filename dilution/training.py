@@ -35,6 +35,7 @@ import hashlib
 import inspect
 import json
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -222,6 +223,11 @@ class TrainConfig:
     shuffle: bool = True
 
     def __post_init__(self):
+        # a class passes the runtime Protocol checks below and fails only inside train
+        for name, example in (("estimator", "PCD(k=1)"), ("rule", "StaticMask()")):
+            if isinstance(getattr(self, name), type):
+                raise TypeError(f"{name} must be an instance such as {example}, got the class "
+                                f"{getattr(self, name).__name__}")
         if not isinstance(self.estimator, GradientEstimator):
             raise TypeError(
                 "estimator must be a gradient estimator such as dilution.estimators.PCD(k=10) "
@@ -244,9 +250,12 @@ class TrainConfig:
             if stepped:
                 raise ValueError(f"{type(self.rule).__name__} needs momentum=0, l1=0 and l2=0, got "
                                  f"{', '.join(stepped)}: {reason}")
+        _check_real("connectivity", self.connectivity, "a number in [0, 1]")
         check_connectivity(self.connectivity)
+        _check_real("weight_scale", self.weight_scale, "a finite number >= 0")
         if not (math.isfinite(self.weight_scale) and self.weight_scale >= 0):
             raise ValueError(f"weight_scale must be a finite number >= 0, got {self.weight_scale!r}")
+        _check_real("marginal_clip", self.marginal_clip, "a number in (0, 0.5)")
         if not 0 < self.marginal_clip < 0.5:
             raise ValueError(f"marginal_clip must be in (0, 0.5), got {self.marginal_clip!r}")
         if isinstance(self.checkpoints, (list, tuple, np.ndarray)):
@@ -267,7 +276,11 @@ class TrainConfig:
         if not isinstance(self.shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {self.shuffle!r}")
         if self.dtype is not None:
-            dt = np.dtype(self.dtype)
+            try:
+                dt = np.dtype(self.dtype)
+            except (TypeError, ValueError):
+                # numpy's "data type 'foo' not understood" does not say which argument
+                raise ValueError(f"dtype must be 'float32', 'float64' or None, got {self.dtype!r}") from None
             if dt not in SUPPORTED_DTYPES:
                 raise ValueError(f"dtype must be 'float32', 'float64' or None, got {self.dtype!r}")
             object.__setattr__(self, "dtype", dt.name)
@@ -283,6 +296,12 @@ class TrainConfig:
     def to_json(self) -> str:
         """The configuration as JSON (estimator, schedules and rules as ``{"type": ..., fields}``)."""
         return json.dumps(_jsonable(self))
+
+
+def _check_real(name: str, value: Any, expected: str) -> None:
+    """Refuse a bool, a string or a non-number for a numeric field (a string would go into ``to_json``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
 
 
 class TrainPlan(NamedTuple):
@@ -665,6 +684,7 @@ def init_state(rbm_or_shape: RBM | tuple[int, int], data, config: TrainConfig, *
         raise ValueError(f"batch_size={config.batch_size} exceeds the {n_samples} training samples")
     updates_per_epoch = -(-n_samples // config.batch_size)
     total_steps = updates_per_epoch * config.epochs
+    config.optimizer().check_run(total_steps)
     if isinstance(config.checkpoints, tuple):
         steps = tuple(sorted(set((0,) + config.checkpoints)))
         if steps[-1] > total_steps:

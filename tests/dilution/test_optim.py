@@ -129,3 +129,105 @@ def test_bad_schedules():
     opt = SGD(momentum=LinearDecay(0.5, 1.2))
     with pytest.raises(ValueError, match=r"momentum schedule gave .* at step 100"):
         opt.hyperparameters(100, 100)
+
+
+@pytest.mark.parametrize("staircase", ["false", 0, None])
+def test_staircase_must_be_a_bool(staircase):
+    # "false" is truthy: the exponent was floored
+    with pytest.raises(TypeError, match=f"^ExponentialDecay.staircase must be True or False, got {staircase!r}$"):
+        ExponentialDecay(1.0, 0.5, decay_steps=4, staircase=staircase)
+    assert ExponentialDecay(1.0, 0.5, decay_steps=4, staircase=np.bool_(True))(3, 10) == 1.0
+
+
+@pytest.mark.parametrize(("boundaries", "error", "match"), [
+    ((2.5,), ValueError, "PiecewiseConstant.boundaries entry must be an integer >= 0, got 2.5"),
+    (("a",), ValueError, "PiecewiseConstant.boundaries entry must be an integer >= 0, got 'a'"),
+    ((-1,), ValueError, "PiecewiseConstant.boundaries entry must be an integer >= 0, got -1"),
+    (5, TypeError, "PiecewiseConstant.boundaries must be a sequence, got 5"),
+])
+def test_piecewise_boundaries_must_be_integers(boundaries, error, match):
+    # int(2.5) moved the switch to step 2 without a word
+    with pytest.raises(error, match=f"^{match}$"):
+        PiecewiseConstant(boundaries=boundaries, values=(0.1, 0.01))
+    assert PiecewiseConstant(boundaries=(np.int64(3),), values=(0.1, 0.01)).boundaries == (3,)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Constant("0.3"), lambda: LinearDecay("0.1"), lambda: CosineDecay(0.1, final="0"),
+    lambda: ExponentialDecay(0.1, "0.5"), lambda: PiecewiseConstant((5,), (0.5, "0.9")),
+])
+def test_schedules_refuse_numeric_strings(make):
+    with pytest.raises(TypeError, match=r"^\w+\.\w+ must be a number, got '0"):
+        make()
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"learning_rate": "0.05"}, "^learning_rate must be a number or a schedule, got '0.05'$"),
+    ({"momentum": "0"}, "^momentum must be a number or a schedule, got '0'$"),
+    ({"l2": "0.1"}, "^l2 must be a number, got '0.1'$"),
+    ({"learning_rate": LinearDecay}, "^learning_rate must be a number or a schedule instance such as "
+                                     r"LinearDecay\(0.1\), got the class LinearDecay$"),
+    ({"learning_rate": lambda s: 0.1}, r"^learning_rate schedule .* must be callable as schedule\(step, total_steps\) "
+                                       r".* its signature is \(s\)$"),
+])
+def test_hyperparameters_of_the_wrong_kind(kwargs, match):
+    # "0.05" was accepted and recorded as a string; a one-argument callable failed at the first update
+    with pytest.raises(TypeError, match=match):
+        SGD(**kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"learning_rate": LinearDecay(0.1, final=-0.1)},
+     r"^learning_rate schedule LinearDecay\(initial=0.1, final=-0.1, n_steps=None\) gives -0.05\d* at update 3 "
+     r"\(0-based\) of 4; expected a finite value >= 0$"),
+    ({"learning_rate": ExponentialDecay(-0.1, 0.5)}, r"^learning_rate schedule ExponentialDecay\(.*\) gives -0.1 at "
+                                                     r"update 0 \(0-based\) of 4"),
+    ({"momentum": PiecewiseConstant((3,), (0.5, 1.0))},
+     r"^momentum schedule PiecewiseConstant\(.*\) gives 1.0 at update 3 \(0-based\) of 4; expected a value in \[0, 1\)$"),
+    ({"momentum": CosineDecay(1.0, 0.5)}, r"^momentum schedule CosineDecay\(.*\) gives 1.0 at update 0 "),
+    ({"learning_rate": lambda step, total: 0.1 - 0.04 * step}, r"^learning_rate schedule .* gives -0.0\d* at update 3 "),
+    ({"learning_rate": lambda step, total: "fast"}, r"^learning_rate schedule .* gives 'fast' at update 0 \(0-based\) "
+                                                    r"of 4; expected a number$"),
+])
+def test_check_run_refuses_schedules_that_leave_their_range(kwargs, match):
+    # hyperparameters() found these only at the update concerned, losing the run so far
+    with pytest.raises((ValueError, TypeError), match=match):
+        SGD(**kwargs).check_run(4)
+
+
+def test_check_run_agrees_with_every_update():
+    """The breakpoints check_run evaluates refuse exactly the runs that hyperparameters() would refuse
+    at some update (checked against every update)."""
+    schedules = [
+        ExponentialDecay(0.1, 0.8, decay_steps=3, staircase=True), LinearDecay(0.1, 0.0), LinearDecay(0.1, -0.1),
+        LinearDecay(0.1, -0.1, n_steps=40), CosineDecay(0.2, -0.01, n_steps=5), PiecewiseConstant((3, 7), (0.1, 0.2, -1.0)),
+        PiecewiseConstant((3, 50), (0.1, 0.2, -1.0)), PiecewiseConstant((0, 7), (-1.0, 0.2, 0.3)),
+    ]
+    for total in (1, 7, 8, 30):
+        for lr in schedules:
+            for opt in (SGD(learning_rate=lr), SGD(momentum=lr)):
+                try:
+                    for step in range(total):
+                        opt.hyperparameters(step, total)
+                    fails = False
+                except ValueError:
+                    fails = True
+                if fails:
+                    with pytest.raises(ValueError, match="gives"):
+                        opt.check_run(total)
+                else:
+                    opt.check_run(total)
+
+
+def test_check_run_samples_a_plain_callable_on_long_runs():
+    calls = []
+
+    def rate(step, total):
+        calls.append(step)
+        return 0.1
+
+    SGD(learning_rate=rate).check_run(2_000_000)
+    assert len(calls) == 10_000 and calls[0] == 0 and calls[-1] == 1_999_999
+    calls.clear()
+    SGD(learning_rate=rate).check_run(500)
+    assert calls == list(range(500))

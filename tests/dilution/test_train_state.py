@@ -243,6 +243,16 @@ def test_estimators_by_name_and_bad_names():
         train((30, 30), _data(10, 30), TrainConfig(estimator=Exact(max_units=20), epochs=1, batch_size=5), seed=0)
 
 
+def test_ptpcd_takes_a_numpy_beta_min():
+    # np.float32(0.5) was refused with "beta_min must be in (0, 1)" though it is in range
+    assert PTPCD(beta_min=np.float32(0.5)) == PTPCD(beta_min=0.5)
+    assert type(PTPCD(beta_min=np.float64(0.25)).beta_min) is float
+    with pytest.raises(TypeError, match=r"^beta_min must be a number in \(0, 1\), got '0.5'$"):
+        PTPCD(beta_min="0.5")
+    with pytest.raises(ValueError, match=r"^beta_min must be in \(0, 1\), got np.float32\(1.5\)$"):
+        PTPCD(beta_min=np.float32(1.5))
+
+
 # --------------------------------------------------------------------------- bad resume input
 
 

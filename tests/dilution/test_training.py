@@ -17,11 +17,13 @@ from dilution.conditionals import hidden_probabilities
 from dilution.model import RBM
 from dilution.statistics import gradient_statistics, reconstruction_errors
 from dilution.estimators import CD, PCD, estimator_from_name
-from dilution.optim import Parameters
+from dilution.connectivity import StaticMask
+from dilution.optim import ExponentialDecay, LinearDecay, Parameters, PiecewiseConstant
 from dilution.training import (
     CheckpointRecord,
     TrainConfig,
     checkpoint_steps,
+    init_state,
     initialize,
     train,
 )
@@ -354,6 +356,20 @@ def test_given_rbm_keeps_mask_and_dtype():
         ({"checkpoints": (5, 3)}, "strictly increasing"),
         ({"dtype": "float16"}, "dtype must be"),
         ({"marginal_clip": 0.7}, "marginal_clip"),
+        # a class passed the Protocol checks and failed inside train ("PCD.init() missing ... 'seed'")
+        ({"estimator": PCD}, r"^estimator must be an instance such as PCD\(k=1\), got the class PCD$"),
+        ({"rule": StaticMask}, r"^rule must be an instance such as StaticMask\(\), got the class StaticMask$"),
+        # numeric strings were accepted and recorded as strings by to_json
+        ({"learning_rate": "0.05"}, "^learning_rate must be a number or a schedule, got '0.05'$"),
+        ({"connectivity": "0.5"}, r"^connectivity must be a number in \[0, 1\], got '0.5'$"),
+        # these reached Python's comparison and math errors
+        ({"weight_scale": "x"}, "^weight_scale must be a finite number >= 0, got 'x'$"),
+        ({"weight_scale": None}, "^weight_scale must be a finite number >= 0, got None$"),
+        ({"marginal_clip": "x"}, r"^marginal_clip must be a number in \(0, 0.5\), got 'x'$"),
+        ({"marginal_clip": None}, r"^marginal_clip must be a number in \(0, 0.5\), got None$"),
+        # numpy's "data type 'foo' not understood" did not name dtype
+        ({"dtype": "foo"}, "^dtype must be 'float32', 'float64' or None, got 'foo'$"),
+        ({"dtype": 5}, "^dtype must be 'float32', 'float64' or None, got 5$"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -388,6 +404,25 @@ def test_bad_data_and_arguments():
         train((9, 4), good, TrainConfig(epochs=1, batch_size=5, checkpoints=(1, 3)), seed=0)
     with pytest.raises(TypeError, match="2-D float32 or float64"):
         gradient_statistics(good.astype(int), good, good, good)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"learning_rate": LinearDecay(0.1, final=-0.1)},
+     r"^learning_rate schedule LinearDecay\(.*\) gives -0.05\d* at update 3 \(0-based\) of 4; expected a finite "
+     "value >= 0$"),
+    ({"momentum": PiecewiseConstant((3,), (0.5, 1.0))},
+     r"^momentum schedule PiecewiseConstant\(.*\) gives 1.0 at update 3 \(0-based\) of 4; expected a value in "
+     r"\[0, 1\)$"),
+    ({"learning_rate": ExponentialDecay(-0.1, 0.5)}, r"^learning_rate schedule ExponentialDecay\(.*\) gives -0.1 at "
+                                                     r"update 0 \(0-based\) of 4"),
+])
+def test_schedules_are_checked_over_the_whole_run_before_it_starts(kwargs, match):
+    # these failed at update 3 (or were accepted by TrainConfig), and train() returned nothing of the run
+    cfg = TrainConfig(epochs=2, batch_size=5, checkpoints=1, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        init_state((9, 4), _data9(10), cfg, seed=0)
+    with pytest.raises(ValueError, match=match):
+        train((9, 4), _data9(10), cfg, seed=0)
 
 
 def test_divergence_is_reported():
