@@ -374,6 +374,9 @@ def _validate_options(opts: dict[str, Any]) -> None:
         opts[name] = _check_float(name, opts[name], *bounds)
 
 
+CONFIG_ALIASES = {"lr": "learning_rate"}
+"""A config file's other spellings of an option: each second long flag of ``dilution train``."""
+
 # Config-file options that are not numbers (those are range-checked with the command line's): the
 # TOML type each needs, and how the message says it.
 _CONFIG_KINDS = {name: (str, "a string") for name in ("dataset", "data", "binarize", "method", "dtype", "output",
@@ -399,9 +402,15 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"config file {args.config} is not valid TOML: {e}") from None
         except UnicodeDecodeError:
             raise ValueError(f"config file {args.config} is not valid TOML: not UTF-8 text") from None
+        spelled: dict[str, str] = {}
         for key, value in raw.items():
             name = key.replace("-", "_")
             name = "rule_options" if name == "rule_option" else name  # the flag is --rule-option
+            name = CONFIG_ALIASES.get(name, name)  # e.g. lr = 0.05, as the --lr flag
+            if name in spelled:
+                raise ValueError(f"config file {args.config}: {spelled[name]!r} and {key!r} set the same option; "
+                                 "keep one")
+            spelled[name] = key
             if name not in DEFAULTS:
                 raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
             expected = _CONFIG_KINDS.get(name)

@@ -344,3 +344,20 @@ def test_final_ais_of_a_large_model_resamples_on_the_classic_shape(monkeypatch):
     se = summary["log_partition_se"]
     bound = student_t.isf(1e-3 / 2, cli.FINAL_AIS_GROUPS - 1) * se + se**2 / 2
     assert abs(summary["log_partition"] - exact.log_partition(rbm)) < bound
+
+
+def test_a_config_file_takes_every_spelling_of_a_flag(tmp_path, capsys):
+    # --lr is a second long flag of --learning-rate; a config file refused `lr` as an unknown option
+    from dilution.cli import CONFIG_ALIASES, _resolve_train_options
+
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    long_flags = {action.dest: [f for f in action.option_strings if f.startswith("--")] for action in train._actions}
+    aliases = {flag.lstrip("-").replace("-", "_"): dest for dest, flags in long_flags.items() for flag in flags[1:]}
+    assert CONFIG_ALIASES == aliases
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("lr = 0.0625\n")
+    assert _resolve_train_options(build_parser().parse_args(["train", "--config", str(cfg)]))["learning_rate"] == 0.0625
+    cfg.write_text("lr = 0.0625\nlearning-rate = 0.125\n")
+    assert main(["train", "--config", str(cfg), "--output", str(tmp_path / "x")]) == 2
+    assert "'lr' and 'learning-rate' set the same option" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
