@@ -531,8 +531,9 @@ def run_replicas(
     ------
     ValueError
         For a bad count, rate or seed, data that is not binary with ``n_visible`` columns, a
-        smaller layer above :data:`MAX_ENUMERATED` units, an unsupported estimator, or a
-        ``resume`` Dataset made with other settings or without its final state.
+        smaller layer above :data:`MAX_ENUMERATED` units (or above an ``Exact`` estimator's
+        ``max_units``), an unsupported estimator, or a ``resume`` Dataset made with other
+        settings or without its final state.
     """
     kind = _check_rule(rule)
     n_replicas = check_int("n_replicas", n_replicas, low=1)
@@ -567,10 +568,10 @@ def run_replicas(
     config = _config(rule, est, lr)
     if resume is None:
         start = _initial_model(init, v_data)
-        _check_size(rule, start.n_visible, start.n_hidden)
+        _check_size(rule, est, start.n_visible, start.n_hidden)
         state, first_step = _fresh_state(rule, kind, est, estimator_kind, start, v_data, seeds, n_chains), 0
     else:
-        _check_size(rule, n_visible, int(resume.sizes["hidden"]))
+        _check_size(rule, est, n_visible, int(resume.sizes["hidden"]))
         state, first_step = _resumed_state(resume, config, kind, est, estimator_kind, v_data, seed, seeds, n_chains)
     theta, sign, rule_keys, strengths, stored, mask, a, b, chains, keys = state
     a0, b0 = a.copy(), b.copy()
@@ -607,11 +608,17 @@ def run_replicas(
     return _dataset(rule, kind, config, seed, seeds, first_step, steps, record_every, v_data, records, final)
 
 
-def _check_size(rule, n_v: int, n_h: int) -> None:
+def _check_size(rule, est, n_v: int, n_h: int) -> None:
     if min(n_v, n_h) > MAX_ENUMERATED:
         raise ValueError(
             f"run_replicas enumerates the smaller layer at every update and record: {n_v} x {n_h} has "
             f"{min(n_v, n_h)} units there, above MAX_ENUMERATED={MAX_ENUMERATED}"
+        )
+    # The bound the trainer's Exact.init enforces: the replicas are that run, so they refuse alike.
+    if isinstance(est, Exact) and min(n_v, n_h) > est.max_units:
+        raise ValueError(
+            f"estimator Exact(max_units={est.max_units}) enumerates the smaller layer for the gradient: {n_v} x "
+            f"{n_h} has {min(n_v, n_h)} units there, above its max_units; raise max_units or use CD or PCD"
         )
     if isinstance(rule, DeepR):
         rule.check_shape(n_v, n_h)

@@ -113,6 +113,7 @@ __all__ = [
     "DIMS",
     "CONVERGED",
     "TIMED_KINDS",
+    "ESTIMATOR_OPTIONS",
     "time_label",
     "time_order",
 ]
@@ -132,6 +133,8 @@ TIMED_KINDS = ("after", "rewind", "reinit", "scratch")
 # The pruning time of a protocol that prunes once the dense run has converged.
 CONVERGED = "converged"
 _MNIST_TRAIN, _MNIST_TEST = 60_000, 10_000
+# The [training] options of the estimators (dilution.estimators): option -> estimators that take it.
+ESTIMATOR_OPTIONS = {"k": ("cd", "pcd", "ptpcd"), "n_chains": ("pcd", "ptpcd"), "n_temps": ("ptpcd",)}
 
 
 class SpecError(ValueError):
@@ -283,7 +286,8 @@ class TrainingSpec:
     """Hyper-parameters of every run (-> :class:`dilution.training.TrainConfig`).
 
     ``max_epochs`` is the planned length of each run; the stopping rule usually ends it sooner.
-    ``k``, ``n_chains`` and ``n_temps`` are passed to the estimator when it takes them.
+    ``k``, ``n_chains`` and ``n_temps`` are options of the estimators that take them
+    (:data:`ESTIMATOR_OPTIONS`); one set for an estimator that does not take it is an error.
     """
 
     estimator: Literal["cd", "pcd", "ptpcd", "exact"] = "pcd"
@@ -311,11 +315,19 @@ class TrainingSpec:
         _float(f"{key}.weight_scale", self.weight_scale, 0.0)
         _int(f"{key}.max_epochs", self.max_epochs, 1)
         _choice(f"{key}.dtype", self.dtype, ("float32", "float64"))
+        # An option the estimator does not take would be dropped, yet still change the points'
+        # keys. A field at its default counts as not set: to_dict() writes every field.
+        for name, takers in ESTIMATOR_OPTIONS.items():
+            value, default = getattr(self, name), _TRAINING_DEFAULTS[name]
+            unset = value is None if default is None else (type(value) is type(default) and value == default)
+            if self.estimator not in takers and not unset:
+                raise _fail(f"{key}.{name}", f"no {name} with estimator {self.estimator!r} ({name} is an option of "
+                            f"{', '.join(repr(t) for t in takers)}; remove it or change {key}.estimator)", value)
         try:
             self.estimator_value()
         except (TypeError, ValueError) as e:
             name, _, rest = str(e).partition(" ")  # "k must be an integer >= 1, got 0": the key is training.k
-            if name in ("k", "n_chains", "n_temps"):
+            if name in ESTIMATOR_OPTIONS:
                 raise SpecError(f"{key}.{name}: {rest}") from None
             raise SpecError(f"{key}.estimator: {e}") from None
 
@@ -347,6 +359,9 @@ class TrainingSpec:
             rule=rule if rule is not None else StaticMask(), weight_scale=self.weight_scale, checkpoints=1,
             exact_log_likelihood=False, dtype=self.dtype,
         )
+
+
+_TRAINING_DEFAULTS = {f.name: f.default for f in fields(TrainingSpec)}
 
 
 @dataclass(frozen=True)
@@ -542,7 +557,8 @@ class ProtocolSpec:
         stopping rule fired (or ``max_epochs`` if it never did). The network trains dense up
         to that time, is pruned, and trains up to ``training.max_epochs`` more epochs.
     rewind_epoch : int
-        ``rewind`` only: the epoch whose parameters the survivors return to.
+        ``rewind`` only (an error for the other kinds): the epoch whose parameters the
+        survivors return to.
     criterion : str
         A :mod:`dilution.pruning` criterion name.
     criterion_options : dict
@@ -595,6 +611,9 @@ class ProtocolSpec:
                                 "max_epochs long)", t)
             if len(set(times)) != len(times):
                 raise _fail(f"{key}.epochs", "distinct pruning times", list(times))
+        if self.kind != "rewind" and not (type(self.rewind_epoch) is int and self.rewind_epoch == 0):
+            raise _fail(f"{key}.rewind_epoch", f"no rewind_epoch for kind {self.kind!r} (only kind 'rewind' returns the "
+                        "survivors to an earlier epoch)", self.rewind_epoch)
         _int(f"{key}.rewind_epoch", self.rewind_epoch, 0)
         fixed = [t for t in self.pruning_epochs if t != CONVERGED]
         if self.kind == "rewind" and fixed and self.rewind_epoch > min(fixed):

@@ -19,7 +19,7 @@ import dilution
 from dilution import exact
 from dilution.data import bars_stripes
 from dilution.deep_r import DeepR, SoftDeepR
-from dilution.estimators import CD, PCD, PTPCD
+from dilution.estimators import CD, PCD, PTPCD, Exact
 from dilution.model import RBM
 from dilution.ncg import NCG, train_ncg_fused
 from dilution.replicas import _model_moments, replica_seeds, run_replicas, trainer_config
@@ -218,6 +218,16 @@ def test_bad_input_names_what_was_wrong(change, message):
     rule, n, data, steps, every = (args.pop(k) for k in ("rule", "n_replicas", "data", "steps", "record_every"))
     with pytest.raises((ValueError, TypeError), match=message):
         run_replicas(rule, n, data, steps, every, **args)
+
+
+def test_an_exact_estimator_is_held_to_its_max_units():
+    # The trainer refuses a model above Exact's max_units (Exact.init); the replicas enumerated it anyway.
+    args = dict(learning_rate=0.1, seed=0, init=(4, 2))
+    rule = DeepR(k=2, alpha=0.1, temperature=0.1)
+    with pytest.raises(ValueError, match=r"Exact\(max_units=1\) .* 4 x 2 has 2 units there, above its max_units"):
+        run_replicas(rule, 2, DATA, 3, 1, estimator=Exact(max_units=1), **args)
+    at_bound = run_replicas(rule, 2, DATA, 3, 1, estimator=Exact(max_units=2), **args)
+    np.testing.assert_array_equal(at_bound["weights"].values, run_replicas(rule, 2, DATA, 3, 1, **args)["weights"].values)
 
 
 @pytest.mark.parametrize("name, estimator", [("soft-deep-r", PCD(k=1, n_chains=3)), ("ncg", "exact"),

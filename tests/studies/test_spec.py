@@ -8,7 +8,15 @@ import tomllib
 import pytest
 
 from studies.builtin import BUILTIN, builtin_spec
-from studies.spec import EvaluationSpec, SpecError, StoppingRule, load_spec, spec_from_dict, spec_from_toml
+from studies.spec import (
+    TIMED_KINDS,
+    EvaluationSpec,
+    SpecError,
+    StoppingRule,
+    load_spec,
+    spec_from_dict,
+    spec_from_toml,
+)
 
 
 def _raw() -> dict:
@@ -176,6 +184,38 @@ def test_an_estimator_setting_is_named_by_its_own_key(field):
     raw = _raw()
     raw["training"].update(estimator="pcd", **{field: 0})
     with pytest.raises(SpecError, match=f"^training.{field}: must be an integer >= 1, got 0$"):
+        spec_from_dict(raw)
+
+
+@pytest.mark.parametrize("estimator, option, value, takers", [
+    ("exact", "k", -5, "'cd', 'pcd', 'ptpcd'"),
+    ("exact", "k", 10, "'cd', 'pcd', 'ptpcd'"),
+    ("exact", "n_chains", 100, "'pcd', 'ptpcd'"),
+    ("cd", "n_chains", 0, "'pcd', 'ptpcd'"),
+    ("cd", "n_temps", 5, "'ptpcd'"),
+    ("pcd", "n_temps", 1, "'ptpcd'"),
+])
+def test_an_option_the_estimator_does_not_take_is_refused(estimator, option, value, takers):
+    # it was dropped silently, yet entered the points' keys
+    raw = _raw()
+    raw["training"]["estimator"] = estimator
+    spec = spec_from_dict(raw)  # the option's default is no option: to_dict() writes it, and round trips
+    assert spec_from_dict(spec.to_dict()) == spec
+    raw["training"][option] = value
+    with pytest.raises(SpecError, match=rf"^training\.{option}: expected no {option} with estimator '{estimator}' "
+                       rf"\({option} is an option of {takers};"):
+        spec_from_dict(raw)
+
+
+@pytest.mark.parametrize("kind", ["init", "after", "reinit", "scratch", "static"])
+def test_rewind_epoch_is_refused_for_kinds_that_do_not_rewind(kind):
+    raw = _raw()
+    table = {"kind": kind, **({"epochs": [20]} if kind in TIMED_KINDS else {})}
+    raw["protocols"] = {"p": dict(table, rewind_epoch=0)}  # the default, as to_dict() writes it
+    spec_from_dict(raw)
+    raw["protocols"] = {"p": dict(table, rewind_epoch=7)}
+    with pytest.raises(SpecError, match=rf"^protocols\.p\.rewind_epoch: expected no rewind_epoch for kind '{kind}' "
+                       r"\(only kind 'rewind'"):
         spec_from_dict(raw)
 
 
