@@ -162,6 +162,13 @@ def check_new_file(flag: str, path: Path, suffix: str | None = None, *, inputs: 
     if suffix is not None and path.suffix.lower() != suffix:
         raise ValueError(f"{flag} must name a {suffix} file, got {path}")
 
+
+def _path(name: str, value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type(value).__name__}")
+    return Path(value)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success fsync it and rename it to ``path``.
@@ -244,16 +251,34 @@ def save(obj: RBM | xr.Dataset, path: str | os.PathLike, *, attrs: Mapping[str, 
         a state by :func:`state_dataset`.
     path : path-like
         Target file (conventionally ``.nc``); replaced if it exists.
-    attrs : mapping, optional
-        Extra attributes (seed, config, ...) added to the file's global attributes. Values that
-        netCDF cannot hold (dicts, None, bools, lists, dataclasses) are JSON-encoded reversibly.
+    attrs : mapping of str to values, optional
+        Extra attributes (seed, config, ...) added to the file's global attributes; the keys
+        must be valid netCDF names. Values that netCDF cannot hold (dicts, None, bools, lists,
+        dataclasses) are JSON-encoded reversibly; values without a JSON form (complex numbers,
+        objects, ...) are refused before anything is written.
 
     Returns
     -------
     Path
         The written path.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or os.PathLike, ``attrs`` not a mapping with str keys, or an
+        attribute value cannot be stored.
+    ValueError
+        If an attribute name is not a valid netCDF name.
     """
-    extra = dict(attrs or {})
+    target = _path("path", path)
+    if attrs is None:
+        attrs = {}
+    if not isinstance(attrs, Mapping):
+        raise TypeError(f"attrs must be a mapping of attribute names (str) to values, got {type(attrs).__name__}")
+    names = [k for k in attrs if not isinstance(k, str)]
+    if names:
+        raise TypeError(f"attrs must be a mapping with str keys (netCDF attribute names), got key {names[0]!r}")
+    extra = dict(attrs)
     if isinstance(obj, RBM):
         ds = to_dataset(obj, **extra)
     elif isinstance(obj, xr.Dataset):
@@ -262,7 +287,6 @@ def save(obj: RBM | xr.Dataset, path: str | os.PathLike, *, attrs: Mapping[str, 
     else:
         ds = state_dataset(obj, **extra)
     encoded = _encode_dataset(ds)
-    target = Path(path)
     with atomic_write(target) as tmp:
         _write_netcdf(encoded, tmp)
     return target
@@ -291,12 +315,14 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a str or os.PathLike.
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
         If the file is not a netCDF4/HDF5 file.
     """
-    p = Path(path)
+    p = _path("path", path)
     if p.is_dir():
         raise ValueError(f"{p} is a folder; expected a file written by dilution.io.save")
     if not p.is_file():
@@ -324,6 +350,8 @@ def load(path: str | os.PathLike):
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a str or os.PathLike.
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
@@ -354,7 +382,7 @@ def load_state(path: str | os.PathLike) -> Any:
     dilution.statefile.StateFileError
         If the file is not a readable training state.
     """
-    path = Path(path)
+    path = _path("path", path)
     if path.is_dir():
         path = path / "state.nc"
     if not path.exists():
@@ -382,7 +410,7 @@ def load_matlab_rbm(path: str | os.PathLike) -> RBM:
     """
     from scipy.io import loadmat
 
-    p = Path(path)
+    p = _path("path", path)
     if p.is_dir():
         raise ValueError(f"{p} is a folder; expected a MATLAB (.mat) file")
     if not p.is_file():

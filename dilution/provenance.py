@@ -15,7 +15,6 @@ import json
 import platform
 import subprocess
 from collections.abc import Mapping
-from numbers import Number
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +113,14 @@ def _jsonable(value: Any, where: str) -> Any:
         return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist(), where)
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    # A numpy scalar as its Python value; one without a JSON form (complex, datetime64, bytes_)
+    # is named by its numpy type.
+    plain = value.item() if isinstance(value, np.generic) else value
+    if plain is None or isinstance(plain, (bool, int, float, str)):
+        return plain
     raise TypeError(
         f"attribute {where}: cannot store a {type(value).__name__}; "
-        "expected str, number, bool, None, numeric array, or a list/dict/dataclass of those"
+        "expected str, real number, bool, None, numeric array, or a list/dict/dataclass of those"
     )
 
 
@@ -129,13 +129,50 @@ def _encode_value(key: str, value: Any) -> Any:
         return JSON_PREFIX + json.dumps(value) if value.startswith(JSON_PREFIX) else value
     if isinstance(value, (bool, np.bool_)) or value is None:
         return JSON_PREFIX + json.dumps(_jsonable(value, key))
-    if isinstance(value, (Number, np.number)):
+    if _netcdf_number(value):
         return value
-    if isinstance(value, np.ndarray) and value.ndim == 1 and value.size > 0 and (
-        np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
-    ):
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.size > 0 and _netcdf_dtype(value.dtype):
         return value
+    # The rest as JSON: a float16 or an int beyond 64 bits round-trips as a Python number,
+    # a complex or Fraction is refused by _jsonable.
     return JSON_PREFIX + json.dumps(_jsonable(value, key), allow_nan=True)
+
+
+def _netcdf_dtype(dtype: np.dtype) -> bool:
+    """Whether netCDF stores numbers of ``dtype`` as they are (8 to 64-bit integers, float32, float64)."""
+    return dtype.kind in "iu" or (dtype.kind == "f" and dtype.itemsize in (4, 8))
+
+
+def _netcdf_number(value: Any) -> bool:
+    if isinstance(value, np.number):
+        return _netcdf_dtype(value.dtype)
+    if isinstance(value, int):  # bools are caught before
+        return -(2**63) <= value < 2**64  # int64, or uint64 above it
+    return isinstance(value, float)
+
+
+# Names of netCDF-4's hidden attributes (netCDF-C refuses to write them).
+_NETCDF_RESERVED = frozenset({"_NCProperties", "_IsNetcdf4", "_SuperblockVersion", "_Netcdf4Dimid",
+                              "_Netcdf4Coordinates", "_nc3_strict", "_Format", "_Codecs"})
+
+
+def _check_name(name: str) -> None:
+    """The netCDF rules for a name (netCDF-C's NC_check_name), so that a bad one is refused before writing."""
+    problem = None
+    if not name:
+        problem = "it is empty"
+    elif len(name.encode("utf-8")) > 256:
+        problem = "it is longer than 256 bytes (UTF-8)"
+    elif name[0].isascii() and not (name[0].isalnum() or name[0] == "_"):
+        problem = "it must start with a letter, a digit, '_' or a non-ASCII character"
+    elif "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        problem = "'/' and control characters are not allowed"
+    elif name[-1] == " ":
+        problem = "it ends in a space"
+    elif name in _NETCDF_RESERVED:
+        problem = "netCDF-4 reserves it"
+    if problem is not None:
+        raise ValueError(f"attribute name {name!r} cannot be stored in netCDF: {problem}")
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,11 +185,14 @@ def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     ------
     TypeError
         If a key is not a string or a value (or a nested value) has no JSON form.
+    ValueError
+        If a key is not a valid netCDF name.
     """
     out = {}
     for key, value in attrs.items():
         if not isinstance(key, str):
             raise TypeError(f"attribute names must be strings, got {key!r}")
+        _check_name(key)
         out[key] = _encode_value(key, value)
     return out
 

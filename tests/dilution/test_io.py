@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,56 @@ def test_save_errors(tmp_path):
     (tmp_path / "adir.nc").mkdir()
     with pytest.raises(IsADirectoryError, match=r"^cannot write .*adir\.nc: it is a folder$"):
         save(_rbm(np.float64), tmp_path / "adir.nc")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: save(_rbm(np.float64), None), lambda: load(None), lambda: load_dataset(5), lambda: dio.load_state(None),
+    lambda: load_matlab_rbm(None),
+], ids=["save", "load", "load_dataset", "load_state", "load_matlab_rbm"])
+def test_a_path_of_another_type_is_named(call):
+    # pathlib's "expected str, bytes or os.PathLike object, not NoneType" did not say which argument
+    with pytest.raises(TypeError, match=r"^path must be a file path \(str or os\.PathLike\), got (NoneType|int)$"):
+        call()
+
+
+@pytest.mark.parametrize("attrs, error, message", [
+    ([1, 2], TypeError, r"^attrs must be a mapping of attribute names \(str\) to values, got list$"),
+    ({3: "x"}, TypeError, r"^attrs must be a mapping with str keys \(netCDF attribute names\), got key 3$"),
+    ({"": 1}, ValueError, r"^attribute name '' cannot be stored in netCDF: it is empty$"),
+    ({"a/b": 1}, ValueError, r"^attribute name 'a/b' cannot be stored in netCDF: '/' and control characters"),
+    ({"-a": 1}, ValueError, r"^attribute name '-a' cannot be stored in netCDF: it must start with"),
+    ({"a ": 1}, ValueError, r"^attribute name 'a ' cannot be stored in netCDF: it ends in a space$"),
+    ({"_NCProperties": 1}, ValueError, r"^attribute name '_NCProperties' cannot be stored in netCDF: netCDF-4 reserves"),
+    ({"x" * 257: 1}, ValueError, r"cannot be stored in netCDF: it is longer than 256 bytes"),
+    ({"z": 1j}, TypeError, r"^attribute z: cannot store a complex; expected str, real number"),
+    ({"z": np.complex128(1j)}, TypeError, r"^attribute z: cannot store a complex128;"),
+    ({"z": Fraction(1, 3)}, TypeError, r"^attribute z: cannot store a Fraction;"),
+    ({"z": np.datetime64("2020-01-01")}, TypeError, r"^attribute z: cannot store a datetime64;"),
+    ({"z": np.bytes_(b"x")}, TypeError, r"^attribute z: cannot store a bytes_;"),
+])
+def test_attrs_netcdf_cannot_hold_are_refused_before_writing(tmp_path, attrs, error, message):
+    # these failed inside the netCDF library ("keywords must be strings", "illegal data type for
+    # attribute", "NetCDF: Name contains illegal characters") or in json
+    old = _rbm(np.float64, seed=1)
+    target = save(old, tmp_path / "m.nc")
+    with pytest.raises(error, match=message):
+        save(_rbm(np.float64, seed=2), target, attrs=attrs)
+    assert _listing(tmp_path) == ["m.nc"]
+    assert load(target) == old
+
+
+def test_numbers_netcdf_has_no_type_for_are_stored_as_json(tmp_path):
+    # a float16 or an integer beyond 64 bits failed inside netCDF ("illegal data type for attribute")
+    attrs = {"half": np.float16(1.5), "halves": np.array([0.5, 2.0], dtype=np.float16), "big": 2**70,
+             "negative": -(2**63) - 1}
+    back = load_dataset(save(_rbm(np.float64), tmp_path / "m.nc", attrs=attrs)).attrs
+    assert back["half"] == 1.5 and back["halves"] == [0.5, 2.0]
+    assert back["big"] == 2**70 and back["negative"] == -(2**63) - 1
+    # the numbers netCDF has a type for are kept as they were
+    kept = {"i8": np.int8(3), "f4": np.float32(0.1), "u8": 2**63, "ints": np.array([1, 2], dtype=np.int16)}
+    back = load_dataset(save(_rbm(np.float64), tmp_path / "k.nc", attrs=kept)).attrs
+    assert back["i8"] == 3 and back["i8"].dtype == np.int8 and back["f4"] == np.float32(0.1)
+    assert back["u8"] == 2**63 and back["ints"].dtype == np.int16
 
 
 def test_a_folder_that_refuses_the_file_is_named_with_the_file_asked_for(tmp_path, monkeypatch):
