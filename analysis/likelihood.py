@@ -9,8 +9,6 @@ on the true one; its uncertainty is the AIS standard error of ``log Z``, common 
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from pathlib import Path
 
@@ -35,29 +33,6 @@ CONVERGED_SIGMAS = 3.0
 def _check_rbm(rbm) -> None:
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a dilution.RBM, got {type(rbm).__name__}")
-
-
-def _check_log_z(log_z) -> float:
-    """``log_z`` as a float: a finite real number (a 0-d array or DataArray too), or the ``log_z`` of a
-    :func:`dilution.ais.log_partition` result."""
-    if isinstance(log_z, xr.Dataset):
-        if "log_z" not in log_z:
-            raise ValueError("log_z Dataset lacks 'log_z': expected a result of dilution.ais.log_partition (or a number)")
-        log_z = log_z["log_z"]
-    expected = "log_z must be a finite number"
-    if isinstance(log_z, (np.ndarray, xr.DataArray)):
-        if log_z.ndim != 0:
-            raise ValueError(f"{expected}, got an array of shape {log_z.shape}")
-        if not (np.issubdtype(log_z.dtype, np.integer) or np.issubdtype(log_z.dtype, np.floating)):
-            raise TypeError(f"{expected}, got an array of dtype {log_z.dtype}")
-        value = float(log_z)
-    elif isinstance(log_z, numbers.Real) and not isinstance(log_z, (bool, np.bool_)):
-        value = float(log_z)
-    else:
-        raise TypeError(f"{expected}, got {log_z!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{expected}, got {value!r}")
-    return value
 
 
 def _free_energy(rbm: RBM, data) -> np.ndarray:
@@ -86,7 +61,7 @@ def log_likelihood(rbm: RBM, data, log_z: float | xr.Dataset) -> np.ndarray:
     ndarray of float64, shape (n,)
     """
     _check_rbm(rbm)
-    log_z = _check_log_z(log_z)
+    log_z = ais.check_log_z(log_z, require_std=False)
     return -_free_energy(rbm, data) - log_z
 
 
@@ -186,7 +161,8 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
     _check_rbm(rbm)
     f = _free_energy(rbm, data)
     doublings = None if doubled_betas is None else _schedules(doubled_betas, betas)  # checked before any run
-    est = ais.log_partition(rbm, n_chains=n_chains, betas=betas, data=base_data, seed=seed, **ais_options)
+    est = ais.log_partition(rbm, n_chains=n_chains, betas=betas, data=base_data, seed=seed, data_name="base_data",
+                            **ais_options)
     log_z = float(est["log_z"])
     log_z_std = float(est["log_z_std"])
     nats = "nats"
@@ -209,7 +185,7 @@ def ais_log_likelihood(rbm: RBM, data, *, n_chains: int, seed: int, betas=None, 
             if options.get("checkpoint") is not None:
                 options["checkpoint"] = doubled_checkpoint(options["checkpoint"], k)
             doubled = ais.log_partition(rbm, n_chains=n_chains, betas=doubled_schedule, data=base_data,
-                                        seed=doubled_seed(seed, k), **options)
+                                        seed=doubled_seed(seed, k), data_name="base_data", **options)
             estimates.append((float(doubled["log_z"]), float(doubled["log_z_std"]), int(doubled.attrs["n_betas"])))
         values, errors, sizes = (np.array(column) for column in zip(*estimates))
         steady = budgets_agree(values, errors)

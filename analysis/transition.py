@@ -108,13 +108,6 @@ def _check_confidence(confidence) -> float:
     return float(confidence)
 
 
-def _check_min_drop(min_drop) -> float:
-    # check_finite alone would take the string "0.5" as 0.5
-    if not isinstance(min_drop, numbers.Real):
-        raise TypeError(f"min_drop must be a number, got {min_drop!r}")
-    return check_finite("min_drop", min_drop, low=0.0)
-
-
 def _check_bool(name: str, value) -> bool:
     # bool("no") is True: a truthy string must not switch an option on
     if not isinstance(value, (bool, np.bool_)):
@@ -301,7 +294,7 @@ def locate_transition(
     if method not in ("crossing", "logistic"):
         raise ValueError(f"method must be 'crossing' or 'logistic', got {method!r}")
     confidence = _check_confidence(confidence)
-    min_drop = _check_min_drop(min_drop)
+    min_drop = check_finite("min_drop", min_drop, low=0.0)
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
         raise ValueError(f"n_bootstrap must be an integer >= 10, got {n_bootstrap!r}")
     if levels is not None and not (len(levels) == 2 and all(math.isfinite(float(x)) for x in levels)):
@@ -794,7 +787,7 @@ def fit_transition(
     _check_form(form)
     axis_position(0.0, axis)  # a clear error for an unknown axis
     confidence = _check_confidence(confidence)
-    min_drop = _check_min_drop(min_drop)
+    min_drop = check_finite("min_drop", min_drop, low=0.0)
     keep_bootstrap = _check_bool("keep_bootstrap", keep_bootstrap)
     if not isinstance(n_bootstrap, (int, np.integer)) or isinstance(n_bootstrap, bool) or n_bootstrap < 50:
         raise ValueError(f"n_bootstrap must be an integer >= 50, got {n_bootstrap!r}")

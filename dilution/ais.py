@@ -68,6 +68,7 @@ __all__ = [
     "padded_weights",
     "ais_kernel",
     "weight_summary",
+    "check_log_z",
     "check_resampling",
     "CHECKPOINT_EVERY",
     "CheckpointMismatchError",
@@ -259,9 +260,10 @@ def base_rate_bias(data, n_visible: int, *, pseudo_count: float = 0.05, name: st
     -------
     ndarray of float64, shape (n_visible,)
     """
+    n_visible = check_int("n_visible", n_visible, low=1)
     if data is None:
         return np.zeros(n_visible)
-    if not pseudo_count > 0:
+    if not check_finite("pseudo_count", pseudo_count) > 0:
         raise ValueError(f"pseudo_count must be > 0, got {pseudo_count!r}")
     x = check_binary(name, data, n_visible, np.float64)
     n = x.shape[0]
@@ -291,6 +293,7 @@ def weight_summary(log_w, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str
         2.5 / 97.5 percentiles of the bootstrap distribution of ``log_mean``); ``ess``
         (``(sum w)^2 / sum w^2``).
     """
+    check_int("n_bootstrap", n_bootstrap, low=0)
     lw = np.asarray(log_w, dtype=np.float64)
     n = lw.size
     if n == 0 or not np.all(np.isfinite(lw)):
@@ -606,6 +609,7 @@ def log_partition(
     progress: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = CHECKPOINT_EVERY,
+    data_name: str = "data",
 ) -> xr.Dataset:
     """Estimate log Z of an RBM by forward AIS, with a reverse-AIS bound from the other side.
 
@@ -659,6 +663,8 @@ def log_partition(
         refused (:class:`CheckpointMismatchError`) rather than mixed with it. It is left in place.
     checkpoint_every : float >= 0
         Seconds between checkpoint writes (0: after every chunk of work, about a second).
+    data_name : str
+        The caller's name for ``data``, in the error messages (``base_data`` in :func:`log_likelihood`).
 
     Returns
     -------
@@ -687,7 +693,7 @@ def log_partition(
     schedule = classic() if betas is None else check_schedule(betas)
     checkpoint = _check_checkpoint(checkpoint, checkpoint_every)
     dt = rbm.dtype
-    a0 = base_rate_bias(data, rbm.n_visible)
+    a0 = base_rate_bias(data, rbm.n_visible, name=data_name)
     if not reverse and reverse_init is not None:
         raise ValueError("reverse_init gives the starts of the reverse run, which reverse=False turns off: give "
                          "reverse=True, or drop reverse_init")
@@ -836,6 +842,33 @@ def log_partition(
     return ds
 
 
+def check_log_z(log_z, *, require_std: bool = True) -> float:
+    """The ``log_z`` given to a log-likelihood, as a float.
+
+    Parameters
+    ----------
+    log_z : float, 0-d array or DataArray, or xarray.Dataset
+        A finite number, or a :func:`log_partition` result: a Dataset holding a finite ``log_z``
+        and, with ``require_std``, its ``log_z_std``.
+    require_std : bool
+        Whether a Dataset must carry ``log_z_std`` (the caller propagates the AIS error).
+
+    Raises
+    ------
+    TypeError
+        If ``log_z`` (or the Dataset's ``log_z``) is not a number.
+    ValueError
+        If it is not finite, or a Dataset lacks a variable.
+    """
+    if isinstance(log_z, xr.Dataset):
+        needed = ("log_z", "log_z_std") if require_std else ("log_z",)
+        missing = [name for name in needed if name not in log_z]
+        if missing:
+            raise ValueError(f"log_z Dataset lacks {missing}: expected a result of log_partition (or a number)")
+        log_z = log_z["log_z"]
+    return check_finite("log_z", log_z.values if isinstance(log_z, xr.DataArray) else log_z)
+
+
 def log_likelihood(
     rbm: RBM,
     data,
@@ -877,20 +910,18 @@ def log_likelihood(
     n = v.shape[0]
     if n < 2:
         raise ValueError(f"data must hold at least 2 rows for a standard error, got {n}")
-    if isinstance(log_z, xr.Dataset):
-        missing = [name for name in ("log_z", "log_z_std") if name not in log_z]
-        if missing:
-            raise ValueError(f"log_z Dataset lacks {missing}: expected a result of log_partition (or a number)")
-    elif log_z is not None:
-        log_z = check_finite("log_z", log_z)
-    if base_data is not None:
-        base_data = check_binary("base_data", base_data, rbm.n_visible, np.float64)
-    if log_z is None:
+    if log_z is not None:
+        value = check_log_z(log_z)
+        if not isinstance(log_z, xr.Dataset):
+            log_z = value
+        if base_data is not None:
+            check_binary("base_data", base_data, rbm.n_visible, np.float64)  # unused, but refused if wrong
+    else:
         if seed is None:
             raise ValueError("seed is required when log_z is not given (an AIS run is needed)")
-        log_z = log_partition(
-            rbm, n_chains=n_chains, betas=betas, data=v if base_data is None else base_data, seed=seed, **ais_options
-        )
+        # log_partition checks base_data (under its name) before the run
+        log_z = log_partition(rbm, n_chains=n_chains, betas=betas, data=v if base_data is None else base_data,
+                              data_name="data" if base_data is None else "base_data", seed=seed, **ais_options)
     zeros = np.zeros(rbm.n_visible, dtype=rbm.dtype)
     neg_f = -free_energy(v, rbm.weights, rbm.visible_bias, rbm.hidden_bias, 1.0, zeros)
     mean_f = float(neg_f.mean())

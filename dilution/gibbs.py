@@ -22,7 +22,6 @@ energy are in :mod:`dilution.conditionals`.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -38,7 +37,7 @@ from .progress import WORK_PER_SECOND, progress_bar
 from .rng import chain_keys, derive_seed
 from .statistics import csr_reconstruction_errors, reconstruction_errors
 from .threads import single_threaded_blas
-from .validation import check_binary, check_int
+from .validation import check_binary, check_finite, check_int
 
 __all__ = [
     "sample",
@@ -187,10 +186,7 @@ def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _check_beta(beta) -> float:
-    b = float(beta)
-    if not (math.isfinite(b) and b >= 0):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    return b
+    return check_finite("beta", beta, low=0.0)
 
 
 def sample(

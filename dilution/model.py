@@ -197,10 +197,13 @@ class RBM:
 def check_connectivity(connectivity: Any) -> float:
     """Validate a connectivity (fraction of connected pairs) and return it as float."""
     try:
-        c = float(connectivity)
-    except (TypeError, ValueError):
+        # float("0.5") would take a string, to be recorded as one in a run's config
+        c = check_finite("connectivity", connectivity)
+    except TypeError:
         raise TypeError(f"connectivity must be a number in [0, 1], got {connectivity!r}") from None
-    if not 0.0 <= c <= 1.0:
+    except ValueError:  # NaN or infinite
+        c = None
+    if c is None or not 0.0 <= c <= 1.0:
         raise ValueError(f"connectivity must be in [0, 1], got {connectivity!r}")
     return c
 

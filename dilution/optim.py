@@ -54,14 +54,6 @@ class Schedule(Protocol):
         ...
 
 
-def _number(name: str, value) -> float:
-    """``check_finite`` without its ``float(value)`` parse of strings: ``"0.05"`` would be recorded as a
-    string in the run's config."""
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return check_finite(name, value)
-
-
 def _optional_steps(name: str, value) -> None:
     """A step count that may be None (= the whole run); the message says so."""
     if value is None:
@@ -79,7 +71,7 @@ class Constant:
     value: float
 
     def __post_init__(self):
-        _number("Constant.value", self.value)
+        check_finite("Constant.value", self.value)
 
     def __call__(self, step: int, total_steps: int) -> float:
         return float(self.value)
@@ -98,8 +90,8 @@ class ExponentialDecay:
     staircase: bool = False
 
     def __post_init__(self):
-        _number("ExponentialDecay.initial", self.initial)
-        if not 0.0 < _number("ExponentialDecay.rate", self.rate) <= 1.0:
+        check_finite("ExponentialDecay.initial", self.initial)
+        if not 0.0 < check_finite("ExponentialDecay.rate", self.rate) <= 1.0:
             raise ValueError(f"ExponentialDecay.rate must be in (0, 1], got {self.rate!r}")
         _optional_steps("ExponentialDecay.decay_steps", self.decay_steps)
         if self.decay_steps is None:
@@ -128,8 +120,8 @@ class LinearDecay:
     n_steps: int | None = None
 
     def __post_init__(self):
-        _number("LinearDecay.initial", self.initial)
-        _number("LinearDecay.final", self.final)
+        check_finite("LinearDecay.initial", self.initial)
+        check_finite("LinearDecay.final", self.final)
         _optional_steps("LinearDecay.n_steps", self.n_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
@@ -150,8 +142,8 @@ class CosineDecay:
     n_steps: int | None = None
 
     def __post_init__(self):
-        _number("CosineDecay.initial", self.initial)
-        _number("CosineDecay.final", self.final)
+        check_finite("CosineDecay.initial", self.initial)
+        check_finite("CosineDecay.final", self.final)
         _optional_steps("CosineDecay.n_steps", self.n_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
@@ -177,7 +169,7 @@ class PiecewiseConstant:
         # int(2.5) would move the switch silently to step 2
         boundaries = tuple(check_int("PiecewiseConstant.boundaries entry", b, low=0) for b in self.boundaries)
         object.__setattr__(self, "boundaries", boundaries)
-        values = tuple(_number("PiecewiseConstant.values", v) for v in self.values)
+        values = tuple(check_finite("PiecewiseConstant.values", v) for v in self.values)
         object.__setattr__(self, "values", values)
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
@@ -202,8 +194,8 @@ def as_schedule(name: str, value) -> Schedule:
     Raises
     ------
     TypeError
-        For a string, a schedule class instead of an instance, or a callable that cannot be
-        called as ``schedule(step, total_steps)``.
+        For a value that is neither a number nor a schedule (a string too), a schedule class
+        instead of an instance, or a callable that cannot be called as ``schedule(step, total_steps)``.
     """
     if isinstance(value, type):
         # a class is callable, so it passes the runtime Protocol check
@@ -219,9 +211,10 @@ def as_schedule(name: str, value) -> Schedule:
         except ValueError:
             pass  # no signature to inspect (a builtin): the check before the run calls it
         return value
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a number or a schedule, got {value!r}")
-    return Constant(check_finite(name, value))
+    try:
+        return Constant(check_finite(name, value))
+    except TypeError:
+        raise TypeError(f"{name} must be a number or a schedule, got {value!r}") from None
 
 
 # Updates at which SGD.check_run calls a schedule it knows nothing about: every one up to this many.
@@ -307,7 +300,7 @@ class SGD:
         object.__setattr__(self, "learning_rate", as_schedule("learning_rate", self.learning_rate))
         object.__setattr__(self, "momentum", as_schedule("momentum", self.momentum))
         for name in ("l2", "l1"):
-            if _number(name, getattr(self, name)) < 0:
+            if check_finite(name, getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if isinstance(self.learning_rate, Constant) and not self.learning_rate.value > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate.value!r}")

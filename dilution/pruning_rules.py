@@ -32,7 +32,7 @@ from .connectivity import RuleInfo, StepContext
 from .parameters import Parameters
 from .pruning import Criterion, GlobalMagnitude, criterion_from_name, iterative_counts, prune_to_count
 from .statistics import GradientEstimate
-from .validation import check_int
+from .validation import check_finite, check_int
 
 __all__ = ["PruningProtocol", "PruningState", "from_scratch"]
 
@@ -115,8 +115,7 @@ class PruningProtocol:
                 f"rewind_epoch={self.rewind_epoch} comes after the first pruning epoch {epochs[0]}: the survivors can "
                 "only be rewound to values recorded before they were pruned"
             )
-        if not (np.isfinite(self.reinit_scale) and self.reinit_scale >= 0):
-            raise ValueError(f"reinit_scale must be a finite number >= 0, got {self.reinit_scale!r}")
+        check_finite("reinit_scale", self.reinit_scale, low=0.0)
 
     @property
     def rounds(self) -> int:

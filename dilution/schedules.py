@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .validation import check_int
+from .validation import check_finite, check_int, check_real_array
 
 __all__ = [
     "CLASSIC_EDGES",
@@ -124,7 +124,7 @@ def geometric_ladder(n_temps: int, beta_min: float = 0.1) -> np.ndarray:
     ndarray of float64, shape (n_temps,)
     """
     n = check_int("n_temps", n_temps, 1)
-    beta_min = float(beta_min)
+    beta_min = check_finite("beta_min", beta_min)
     if not 0.0 < beta_min <= 1.0:
         raise ValueError(f"beta_min must be in (0, 1], got {beta_min!r}")
     if n == 1:
@@ -141,10 +141,12 @@ def check_schedule(betas) -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        If ``betas`` does not hold real numbers.
     ValueError
         Unless ``betas`` is 1-D with at least 2 finite entries, non-decreasing, from 0 to 1.
     """
-    b = np.asarray(betas, dtype=np.float64)
+    b = check_real_array("betas", betas)
     if b.ndim != 1 or b.size < 2:
         raise ValueError(f"betas must be a 1-D array of at least 2 inverse temperatures, got shape {b.shape}")
     if not np.all(np.isfinite(b)):
@@ -163,10 +165,12 @@ def check_ladder(betas) -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        If ``betas`` does not hold real numbers.
     ValueError
         Unless ``betas`` is 1-D, non-empty, strictly increasing, in [0, 1] and ends at 1.
     """
-    b = np.asarray(betas, dtype=np.float64)
+    b = check_real_array("betas", betas)
     if b.ndim != 1 or b.size < 1:
         raise ValueError(f"betas must be a 1-D, non-empty array of inverse temperatures, got shape {b.shape}")
     if not np.all(np.isfinite(b)) or b[0] < 0.0:

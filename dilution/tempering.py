@@ -36,7 +36,7 @@ from .model import RBM
 from .progress import WORK_PER_SECOND, progress_bar
 from .rng import chain_keys, derive_seed, uniform32, uniform64
 from .schedules import check_ladder, geometric_ladder
-from .validation import check_binary, check_int
+from .validation import check_binary, check_int, check_real_array
 
 __all__ = [
     "sample",
@@ -564,7 +564,7 @@ def init_state(
     if base_bias is None:
         a0 = np.zeros(n_v, dtype=dt)
     else:
-        a0 = np.asarray(base_bias, dtype=np.float64)
+        a0 = check_real_array("base_bias", base_bias)
         if a0.shape != (n_v,) or not np.all(np.isfinite(a0)):
             raise ValueError(f"base_bias must be a finite array of shape ({n_v},), got shape {a0.shape}")
         a0 = a0.astype(dt)

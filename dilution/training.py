@@ -35,9 +35,10 @@ import hashlib
 import inspect
 import json
 import math
-import numbers
+import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 
@@ -60,7 +61,7 @@ from .provenance import provenance
 from .rng import chain_keys, derive_seed
 from .statefile import to_dataset as state_to_dataset
 from .statistics import reconstruction_errors
-from .validation import check_binary, check_int
+from .validation import check_binary, check_finite, check_int
 
 __all__ = [
     "TrainConfig",
@@ -250,13 +251,9 @@ class TrainConfig:
             if stepped:
                 raise ValueError(f"{type(self.rule).__name__} needs momentum=0, l1=0 and l2=0, got "
                                  f"{', '.join(stepped)}: {reason}")
-        _check_real("connectivity", self.connectivity, "a number in [0, 1]")
         check_connectivity(self.connectivity)
-        _check_real("weight_scale", self.weight_scale, "a finite number >= 0")
-        if not (math.isfinite(self.weight_scale) and self.weight_scale >= 0):
-            raise ValueError(f"weight_scale must be a finite number >= 0, got {self.weight_scale!r}")
-        _check_real("marginal_clip", self.marginal_clip, "a number in (0, 0.5)")
-        if not 0 < self.marginal_clip < 0.5:
+        check_finite("weight_scale", self.weight_scale, low=0.0)
+        if not 0 < check_finite("marginal_clip", self.marginal_clip) < 0.5:
             raise ValueError(f"marginal_clip must be in (0, 0.5), got {self.marginal_clip!r}")
         if isinstance(self.checkpoints, (list, tuple, np.ndarray)):
             steps = tuple(check_int("checkpoints entry", c, low=0) for c in self.checkpoints)
@@ -296,12 +293,6 @@ class TrainConfig:
     def to_json(self) -> str:
         """The configuration as JSON (estimator, schedules and rules as ``{"type": ..., fields}``)."""
         return json.dumps(_jsonable(self))
-
-
-def _check_real(name: str, value: Any, expected: str) -> None:
-    """Refuse a bool, a string or a non-number for a numeric field (a string would go into ``to_json``)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
 
 
 class TrainPlan(NamedTuple):
@@ -1133,7 +1124,12 @@ def train(
         ``model``: the trained RBM; ``history``: :func:`history` of the final state;
         ``state``: the final :class:`TrainState`.
     """
-    callbacks = tuple(callbacks) if callbacks is not None else ()
+    if callbacks is None:
+        callbacks = ()
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"callbacks must be a sequence of callables taking a CheckpointRecord (one as callbacks=[f]), "
+                        f"got {callbacks!r}")
+    callbacks = tuple(callbacks)
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables taking a CheckpointRecord, got {cb!r}")
@@ -1159,10 +1155,20 @@ def train(
 
 
 def _resume_state(resume, rbm_or_shape, config, seed) -> TrainState:
-    if isinstance(resume, TrainState):
-        state = resume
-    else:
-        state = load_state(resume)
+    # the arguments' types first: a state file can take a while to read
+    if not isinstance(resume, (TrainState, str, os.PathLike)):
+        raise TypeError(f"resume must be a TrainState or the path of a state file written by dilution.save, "
+                        f"got {type(resume).__name__}")
+    shape = None
+    if isinstance(rbm_or_shape, RBM):
+        shape = (rbm_or_shape.n_visible, rbm_or_shape.n_hidden)
+    elif rbm_or_shape is not None:
+        try:
+            shape = tuple(rbm_or_shape)
+        except TypeError:
+            raise TypeError(f"rbm_or_shape must be None, an RBM or a tuple (n_visible, n_hidden) when resuming, "
+                            f"got {rbm_or_shape!r}") from None
+    state = resume if isinstance(resume, TrainState) else load_state(resume)
     if config is not None and config.to_json() != state.config.to_json():
         raise ValueError(
             "resume: the given config differs from the one the state was made with; pass config=None to continue "
@@ -1170,14 +1176,8 @@ def _resume_state(resume, rbm_or_shape, config, seed) -> TrainState:
         )
     if seed is not None and seed != state.seed:
         raise ValueError(f"resume: seed={seed} differs from the state's seed {state.seed}")
-    if rbm_or_shape is not None:
-        shape = (
-            (rbm_or_shape.n_visible, rbm_or_shape.n_hidden) if isinstance(rbm_or_shape, RBM) else tuple(rbm_or_shape)
-        )
-        if shape != (state.plan.n_visible, state.plan.n_hidden):
-            raise ValueError(
-                f"resume: the state is a {state.plan.n_visible} x {state.plan.n_hidden} model, got {shape}"
-            )
+    if shape is not None and shape != (state.plan.n_visible, state.plan.n_hidden):
+        raise ValueError(f"resume: the state is a {state.plan.n_visible} x {state.plan.n_hidden} model, got {shape}")
     return state
 
 

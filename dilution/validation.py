@@ -1,4 +1,4 @@
-"""Checks of arguments at the public boundary: integers, seeds, finite numbers, binary states.
+"""Checks of arguments at the public boundary: integers, seeds, finite numbers, real arrays, binary states.
 
 One validator per kind of value, so that every function rejects a bad value with the same
 message: what was wrong and what was expected. Kernels never validate; their drivers call these.
@@ -7,11 +7,12 @@ message: what was wrong and what was expected. Kernels never validate; their dri
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_seed", "check_finite", "check_binary"]
+__all__ = ["check_int", "check_seed", "check_finite", "check_real_array", "check_binary"]
 
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -51,26 +52,48 @@ def check_seed(seed: Any) -> int:
 
 
 def check_finite(name: str, value: Any, low: float | None = None) -> float:
-    """``value`` as a float, if it is a finite real number (not a bool), ``>= low`` when given.
+    """``value`` as a float, if it is a finite real number, ``>= low`` when given.
+
+    A real number is a Python int or float, a numpy integer or floating scalar, or a 0-d array of
+    one; a bool, a string (``"0.05"`` would be recorded as a string in a run's config), an array
+    with dimensions, a complex number or None is not.
 
     Raises
     ------
     TypeError
-        If ``value`` is a bool or not convertible to float.
+        ``"{name} must be a number, got {value!r}"``, for any other type.
     ValueError
         If it is NaN, infinite or below ``low``.
     """
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a number, got an array of shape {value.shape} and dtype {value.dtype}")
+        value = value.item()  # the number, also in the messages below
+    elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    x = float(value)
     if not math.isfinite(x):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if low is not None and x < low:
         raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
     return x
+
+
+def check_real_array(name: str, x: Any) -> np.ndarray:
+    """``x`` as a float64 array, if it holds real numbers (integers or floats; not bools, strings or objects).
+
+    Raises
+    ------
+    TypeError
+        ``"{name} must be an array of real numbers, got ..."``.
+    """
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # a ragged nested sequence
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be an array of real numbers, got {reprlib.repr(x)}")
+    return arr.astype(np.float64, copy=False)
 
 
 def check_binary(name: str, x: Any, n_units: int, dtype: np.dtype) -> np.ndarray:

@@ -36,7 +36,7 @@ def test_log_likelihood_with_a_given_log_z():
     np.testing.assert_allclose(log_likelihood(rbm, data, log_z + 2.5), exact.log_likelihood(rbm, data) - 2.5,
                                rtol=0, atol=1e-12)
     for bad in (np.nan, np.inf):
-        with pytest.raises(ValueError, match="log_z must be a finite number"):
+        with pytest.raises(ValueError, match="^log_z must be finite, got"):
             log_likelihood(rbm, data, bad)
     with pytest.raises(ValueError, match="data"):
         log_likelihood(rbm, data[:, :5], log_z)
@@ -145,13 +145,13 @@ def test_rbm_and_log_z_are_checked():
         with pytest.raises(TypeError) as err:
             call()
         assert str(err.value) == "rbm must be a dilution.RBM, got NoneType"
-    for bad, error, got in (("8.7", TypeError, "'8.7'"), (None, TypeError, "None"), (True, TypeError, "True"),
-                            (np.array([8.7, 8.8]), ValueError, "an array of shape (2,)"),
-                            (xr.Dataset({"log_z": ("n", [8.7, 8.8])}), ValueError, "an array of shape (2,)")):
-        with pytest.raises(error) as err:
+    for bad, got in (("8.7", "'8.7'"), (None, "None"), (True, "True"),
+                     (np.array([8.7, 8.8]), "an array of shape (2,) and dtype float64"),
+                     (xr.Dataset({"log_z": ("n", [8.7, 8.8])}), "an array of shape (2,) and dtype float64")):
+        with pytest.raises(TypeError) as err:
             log_likelihood(rbm, data, bad)
-        assert str(err.value) == f"log_z must be a finite number, got {got}"
-    with pytest.raises(ValueError, match="^log_z Dataset lacks 'log_z'"):
+        assert str(err.value) == f"log_z must be a number, got {got}"
+    with pytest.raises(ValueError, match=r"^log_z Dataset lacks \['log_z'\]"):
         log_likelihood(rbm, data, xr.Dataset())
     # a log_partition result, a 0-d DataArray and a 0-d array give the same values as the number
     expected = log_likelihood(rbm, data, log_z)

@@ -106,3 +106,108 @@ def test_run_replicas_checks_what_it_resumes(data, tmp_path):
     continued = replicas.run_replicas(rule, 2, data, 4, 2, learning_rate=0.01, seed=0,
                                       resume=str(tmp_path / "replicas.nc"))
     assert int(continued["step"].values[-1]) == 8
+
+
+@pytest.mark.parametrize("value", ["0.05", b"1", None, [0.5], 1j, True, np.bool_(False), np.array([0.5, 1.0]),
+                                   np.array("0.5"), np.array(True)])
+def test_check_finite_takes_real_numbers_only(value):
+    from dilution.validation import check_finite
+
+    # float("0.05") passed: a numeric string trained, was recorded as a string, and extend() refused it
+    with pytest.raises(TypeError, match="^rate must be a number, got "):
+        check_finite("rate", value)
+
+
+def test_check_finite_keeps_the_value_of_a_real_number():
+    from dilution.validation import check_finite
+
+    for value in (3, 0.05, np.float32(0.05), np.int64(-2), np.array(0.05), np.array(7, dtype=np.int8)):
+        assert check_finite("rate", value) == float(value)
+
+
+def test_numeric_strings_reach_no_engine_function(rbm, data):
+    from dilution import sample
+    from dilution.ncg import NCG
+
+    # each took float("...") and went on with the number
+    with pytest.raises(TypeError, match=r"^connectivity must be a number in \[0, 1\], got '0.5'$"):
+        RBM.random(8, 4, connectivity="0.5", seed=0)
+    with pytest.raises(TypeError, match=r"^connectivity must be a number in \[0, 1\], got True$"):
+        RBM.random(8, 4, connectivity=True, seed=0)
+    with pytest.raises(TypeError, match="^log_z must be a number, got '5'$"):
+        exact.log_likelihood(rbm, data, log_z="5")
+    with pytest.raises(TypeError, match="^NCG initial density p must be a number, got '0.5'$"):
+        NCG(p="0.5")
+    # "hot" gave "could not convert string to float", a list float()'s message; True ran at beta = 1
+    for beta in ("hot", [0.5, 1.0], True):
+        with pytest.raises(TypeError, match=f"^beta must be a number, got {beta!r}".replace("[", r"\[")):
+            sample(rbm, 10, 5, seed=0, beta=beta)
+
+
+@pytest.mark.parametrize("value", ["x", None])
+def test_pruning_protocol_names_a_bad_reinit_scale(value):
+    from dilution.pruning_rules import PruningProtocol
+
+    # numpy's "ufunc 'isfinite' not supported for the input types"
+    with pytest.raises(TypeError, match=f"^reinit_scale must be a number, got {value!r}$"):
+        PruningProtocol(0.5, reinit_scale=value)
+
+
+def test_train_names_bad_callbacks_resume_and_shape(data):
+    from dilution.training import TrainConfig, train
+
+    cfg = TrainConfig(epochs=1, batch_size=10, checkpoints=1)
+    # "'builtin_function_or_method' object is not iterable"
+    with pytest.raises(TypeError, match=r"^callbacks must be a sequence of callables .*one as callbacks=\[f\]"):
+        train((8, 4), data, cfg, seed=0, callbacks=print)
+    # pathlib's "expected str, bytes or os.PathLike object, not int"
+    with pytest.raises(TypeError, match="^resume must be a TrainState or the path of a state file written by "
+                                        "dilution.save, got int$"):
+        train(None, data, resume=5)
+    state = train((8, 4), data, cfg, seed=0).state
+    # "'int' object is not iterable"
+    with pytest.raises(TypeError, match=r"^rbm_or_shape must be None, an RBM or a tuple \(n_visible, n_hidden\) "
+                                        "when resuming, got 5$"):
+        train(5, data, resume=state)
+
+
+def test_ais_helpers_name_their_arguments(data):
+    # numpy's "negative dimensions are not allowed" / "expected a sequence of integers"
+    for n_bootstrap in (-1, 2.5):
+        with pytest.raises(ValueError, match=f"^n_bootstrap must be an integer >= 0, got {n_bootstrap}$"):
+            ais.weight_summary(np.zeros(5), n_bootstrap=n_bootstrap)
+    with pytest.raises(ValueError, match="^n_visible must be an integer >= 1, got -1$"):
+        ais.base_rate_bias(None, -1)
+    # "'>' not supported between 'str' and 'int'"; inf gave NaN biases
+    with pytest.raises(TypeError, match="^pseudo_count must be a number, got 'x'$"):
+        ais.base_rate_bias(data, 8, pseudo_count="x")
+    with pytest.raises(ValueError, match="^pseudo_count must be finite, got inf$"):
+        ais.base_rate_bias(data, 8, pseudo_count=np.inf)
+
+
+def test_ladders_schedules_and_base_biases_name_their_arguments(rbm):
+    # each gave numpy's "could not convert string to float"
+    with pytest.raises(TypeError, match=r"^betas must be an array of real numbers, got \['a', 1\]$"):
+        tempering.sample(rbm, 4, 5, seed=0, betas=["a", 1])
+    with pytest.raises(TypeError, match="^beta_min must be a number, got 'x'$"):
+        tempering.sample(rbm, 4, 5, seed=0, beta_min="x")
+    with pytest.raises(TypeError, match="^base_bias must be an array of real numbers, got 'x'$"):
+        tempering.sample(rbm, 4, 5, seed=0, base_bias="x")
+    with pytest.raises(TypeError, match="^betas must be an array of real numbers, got 'abc'$"):
+        ais.log_partition(rbm, n_chains=10, seed=0, betas="abc")
+
+
+def test_ais_log_likelihood_names_base_data_and_checks_a_log_z_dataset(rbm, data):
+    from dilution.schedules import linear
+
+    # the empty base_data passed the first check and was refused as `data` by the second
+    with pytest.raises(ValueError, match=r"^base_data must hold at least one row to fit base rates \(or pass "
+                                         r"base_data=None for a uniform base\)$"):
+        ais.log_likelihood(rbm, data, n_chains=10, seed=0, betas=linear(20), base_data=np.ones((0, 8)))
+    # a NaN log_z in a Dataset gave a NaN log-likelihood
+    with pytest.raises(ValueError, match="^log_z must be finite, got nan$"):
+        ais.log_likelihood(rbm, data, log_z=xr.Dataset({"log_z": np.nan, "log_z_std": 0.1}))
+    # a 0-d DataArray is a number; the result is that of the number
+    exact_log_z = exact.log_partition(rbm)
+    expected = ais.log_likelihood(rbm, data, log_z=exact_log_z)
+    xr.testing.assert_identical(ais.log_likelihood(rbm, data, log_z=xr.DataArray(exact_log_z)), expected)

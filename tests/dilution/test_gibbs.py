@@ -141,7 +141,7 @@ def test_conditionals_and_free_energy_match_brute_force():
     [
         (dict(n_chains=0), "n_chains must be an integer >= 1"),
         (dict(n_sweeps=-1), "n_sweeps must be an integer >= 0"),
-        (dict(beta=float("nan")), "beta must be a finite number"),
+        (dict(beta=float("nan")), "beta must be finite, got nan"),
         (dict(init=np.full((3, 5), 0.5)), "binary"),
         (dict(init=np.zeros((2, 5))), "3 rows"),
         (dict(init=np.zeros((3, 4))), r"shape \(n_samples, 5\)"),
