@@ -377,11 +377,14 @@ def _validate_options(opts: dict[str, Any]) -> None:
 CONFIG_ALIASES = {"lr": "learning_rate"}
 """A config file's other spellings of an option: each second long flag of ``dilution train``."""
 
-# Config-file options that are not numbers (those are range-checked with the command line's): the
-# TOML type each needs, and how the message says it.
+# The TOML type each config-file option needs, and how the message says it (numbers are then
+# range-checked with the command line's).
 _CONFIG_KINDS = {name: (str, "a string") for name in ("dataset", "data", "binarize", "method", "dtype", "output",
                                                       "checkpoint_log_likelihood", "rule")}
 _CONFIG_KINDS["rule_options"] = (dict, "a table such as {k = 7840, alpha = 1e-4}")
+# A number in quotes ("0.05") is TOML's string: named by its key, not parsed.
+_CONFIG_KINDS.update({name: (int, "an integer") for name in INT_RANGES})
+_CONFIG_KINDS.update({name: ((int, float), "a number") for name in FLOAT_RANGES})
 
 
 def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -414,7 +417,7 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
             if name not in DEFAULTS:
                 raise ValueError(f"config file {args.config}: unknown option {key!r}; known: {', '.join(sorted(DEFAULTS))}")
             expected = _CONFIG_KINDS.get(name)
-            if expected is not None and not isinstance(value, expected[0]):
+            if expected is not None and (not isinstance(value, expected[0]) or isinstance(value, bool)):
                 raise ValueError(f"config file {args.config}: {key} must be {expected[1]}, got {value!r}")
             from_file[name] = value
     chosen = {**from_file, **given}

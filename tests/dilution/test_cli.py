@@ -115,6 +115,10 @@ def test_unknown_config_key(tmp_path, capsys):
     ('dataset = ["teacher"]', "dataset must be a string, got ['teacher']"),
     ("rule_options = 5", "rule_options must be a table such as {k = 7840, alpha = 1e-4}, got 5"),
     ('rule_options = "x"', "rule_options must be a table"),
+    ('learning_rate = "0.05"', "learning_rate must be a number, got '0.05'"),
+    ("lr = true", "lr must be a number, got True"),
+    ("n_hidden = 5.0", "n_hidden must be an integer, got 5.0"),
+    ('seed = "3"', "seed must be an integer, got '3'"),
 ])
 def test_a_config_value_of_the_wrong_type_is_named_with_its_key(tmp_path, capsys, line, message):
     # these ended in Python's "expected str, bytes or os.PathLike object, not int", "'int' object is not
