@@ -95,7 +95,10 @@ def test_config_file_values_are_checked_like_flags(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text('n_hidden = "many"\n')
     assert main(["train", "--config", str(cfg), "-o", str(tmp_path / "run")]) == 2
-    assert "--n-hidden must be an integer >= 1, got 'many'" in capsys.readouterr().err
+    assert f"config file {cfg}: n_hidden must be an integer, got 'many'" in capsys.readouterr().err
+    cfg.write_text("n_hidden = 0\n")  # the right type: range-checked as the flag
+    assert main(["train", "--config", str(cfg), "-o", str(tmp_path / "run")]) == 2
+    assert "--n-hidden must be an integer >= 1, got 0" in capsys.readouterr().err
     cfg.write_text('method = "magic"\n')
     assert main(["train", "--config", str(cfg), "-o", str(tmp_path / "run")]) == 2
     assert "--method must be one of pcd, cd, ptpcd, exact, got 'magic'" in capsys.readouterr().err
