@@ -61,7 +61,8 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true", help="no per-task lines")
     run.add_argument("--report", action="store_true",
                      help="then report: analysis files, the transition table and the figures (as `study report`)")
-    run.add_argument("--figures", help="with --report: figures folder (default OUTPUT/figures)")
+    run.add_argument("--figures", help="with --report: figures folder (default OUTPUT/figures); each figure is "
+                     "named <figure>-<study name>.pdf / .png (index.html shows the last study drawn there)")
     run.add_argument("--axis", choices=AXES, default="fraction", help="with --report: " + AXIS_HELP)
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="done / failed / pending tasks of a study and an ETA")
@@ -82,7 +83,8 @@ def register(subparsers) -> None:
     report.add_argument("spec", help="study TOML file or built-in study name")
     report.add_argument("--output", help="output folder of the study (default: the spec's)")
     report.add_argument("--data", help=DATA_HELP + "; the one the study ran on")
-    report.add_argument("--figures", help="figures folder (default OUTPUT/figures)")
+    report.add_argument("--figures", help="figures folder (default OUTPUT/figures); each figure is named "
+                        "<figure>-<study name>.pdf / .png (index.html shows the last study drawn there)")
     report.add_argument("--axis", choices=AXES, default="fraction", help=AXIS_HELP)
     report.set_defaults(func=_report)
     listing = sub.add_parser("list", help="the built-in studies: name, cost, description")

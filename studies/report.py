@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -382,8 +384,52 @@ def draw_figures(data: str | Path, figures: str | Path) -> subprocess.CompletedP
 
 def draw_study_figures(spec: StudySpec, figures: str | Path) -> subprocess.CompletedProcess:
     """Draw the figures of one study's folder: it is linked as ``study-<figure_study_name>`` into
-    a temporary data folder, so only its figures are drawn (the others are listed as missing)."""
+    a temporary data folder, so only its figures are drawn (the others are listed as missing).
+
+    A study drawn under another study's name (a custom spec, drawn as ``quick``, ``teacher`` or
+    ``mnist``) has its files renamed to its own name, ``<figure>-<spec.name>.pdf``, so that two
+    such studies reported into one ``figures`` folder do not replace each other's figures; the
+    gallery and the printed paths say the new names."""
+    kind = figure_study_name(spec)
     with tempfile.TemporaryDirectory(prefix="dilution-report-") as tmp:
-        (Path(tmp) / f"study-{figure_study_name(spec)}").symlink_to(Path(spec.output).resolve(),
-                                                                    target_is_directory=True)
-        return draw_figures(tmp, figures)
+        data = Path(tmp) / "data"
+        data.mkdir()
+        (data / f"study-{kind}").symlink_to(Path(spec.output).resolve(), target_is_directory=True)
+        if kind == spec.name:
+            return draw_figures(data, figures)
+        drawn_in = Path(tmp) / "figures"
+        done = draw_figures(data, drawn_in)
+        return _renamed(done, drawn_in, Path(figures), f"-{kind}", f"-{_file_stem(spec.name)}")
+
+
+def _file_stem(name: str) -> str:
+    """``name`` as part of a file name: characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _renamed(done: subprocess.CompletedProcess, drawn_in: Path, figures: Path, old: str,
+             new: str) -> subprocess.CompletedProcess:
+    """The figures drawn in ``drawn_in``, moved to ``figures`` with ``old`` (before the suffix) replaced by
+    ``new`` in their names, and the gallery and the output lines rewritten to match."""
+    figures.mkdir(parents=True, exist_ok=True)
+    stems = {}
+    if drawn_in.is_dir():
+        for path in sorted(drawn_in.iterdir()):
+            if path.suffix in (".pdf", ".png") and path.stem.endswith(old):
+                stems[path.stem] = path.stem[: -len(old)] + new
+    gallery = drawn_in / "index.html"
+    text = gallery.read_text(encoding="utf-8") if gallery.is_file() else None
+    stdout = done.stdout.replace(str(drawn_in), str(figures))
+    # Longest first: no stem is a prefix of another's replacement.
+    for stem in sorted(stems, key=len, reverse=True):
+        stdout = stdout.replace(stem, stems[stem])
+        if text is not None:
+            text = text.replace(f'"{stem}', f'"{stems[stem]}').replace(f"<b>{stem}</b>", f"<b>{stems[stem]}</b>")
+    for path in sorted(drawn_in.iterdir()) if drawn_in.is_dir() else ():
+        if path.stem in stems:
+            with io.atomic_write(figures / f"{stems[path.stem]}{path.suffix}") as tmp:
+                shutil.copyfile(path, tmp)
+    if text is not None:
+        with io.atomic_write(figures / "index.html") as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return subprocess.CompletedProcess(done.args, done.returncode, stdout, done.stderr)

@@ -132,8 +132,10 @@ def test_cli_report_prints_the_table_and_draws_the_study_figures(smoke, tmp_path
                            "--figures", str(tmp_path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "location [95% CI]" in done.stdout and "init" in done.stdout
-    for name in ("quality-vs-fraction-quick", "degree-maps-quick", "ising-couplings-quick", "sample-grids-quick"):
+    # the smoke spec is drawn as the quick study, under its own name
+    for name in ("quality-vs-fraction-smoke", "degree-maps-smoke", "ising-couplings-smoke", "sample-grids-smoke"):
         assert (tmp_path / f"{name}.pdf").exists() and (tmp_path / f"{name}.png").exists()
+    assert not list(tmp_path.glob("*-quick.*"))
 
 
 def test_the_log_axis_report_is_the_log_axis_analysis_and_says_so(smoke):
@@ -169,3 +171,56 @@ def test_a_row_that_left_unconverged_points_out_is_followed_by_the_fit_with_them
     kept = transition_table(study, exclude="none", seed=seed).sel(at).isel(n_hidden=0)
     assert lines[row + 1].split()[0] == f"{float(kept['location']):.3f}"
     assert lines[row + 1].endswith(f"with the {n_out} unconverged kept: depends on max_epochs")
+
+
+def _fake_paper_figures(data, figures):
+    """What ``python -m paper_figures`` writes for the one study linked into ``data``: two figures
+    (each file holding its own stem), the gallery, and the output lines."""
+    figures = Path(figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    (study,) = [p.name for p in Path(data).iterdir()]
+    kind = study.removeprefix("study-")
+    lines, html = [], []
+    for stem in (f"quality-vs-fraction-{kind}", f"degree-maps-{kind}"):
+        for ext in (".pdf", ".png"):
+            (figures / f"{stem}{ext}").write_text(stem)
+        lines.append(f"drew {stem}: {figures / stem}.pdf, {figures / stem}.png")
+        html.append(f'<figure id="{stem}"><a href="{stem}.pdf"><img src="{stem}.png" alt="{stem}"></a>'
+                    f"<b>{stem}</b></figure>")
+    (figures / "index.html").write_text("\n".join(html))
+    lines.append(f"gallery: {figures / 'index.html'}")
+    return subprocess.CompletedProcess(["paper_figures"], 0, "\n".join(lines) + "\n", "")
+
+
+def test_custom_studies_reported_into_one_folder_keep_their_own_figures(tmp_path, monkeypatch):
+    # two custom specs of one kind were both drawn as *-quick: the second replaced the first's figures
+    from studies import report
+
+    monkeypatch.setattr(report, "draw_figures", _fake_paper_figures)
+    shared = tmp_path / "figures"
+    raw = tomllib.loads(BUILTIN["smoke"].toml)
+    for name in ("mine", "yours v2"):
+        spec = spec_from_dict({**raw, "name": name, "output": str(tmp_path / name)})
+        assert figure_study_name(spec) == "quick"
+        done = report.draw_study_figures(spec, shared)
+    assert sorted(p.name for p in shared.iterdir()) == sorted([
+        f"{figure}-{name}{ext}" for figure in ("quality-vs-fraction", "degree-maps") for name in ("mine", "yours_v2")
+        for ext in (".pdf", ".png")] + ["index.html"])
+    assert (shared / "degree-maps-mine.png").read_text() == "degree-maps-quick"  # the drawn file, renamed
+    assert done.stdout.splitlines() == [
+        f"drew quality-vs-fraction-yours_v2: {shared}/quality-vs-fraction-yours_v2.pdf, "
+        f"{shared}/quality-vs-fraction-yours_v2.png",
+        f"drew degree-maps-yours_v2: {shared}/degree-maps-yours_v2.pdf, {shared}/degree-maps-yours_v2.png",
+        f"gallery: {shared}/index.html"]
+    gallery = (shared / "index.html").read_text()
+    assert "quick" not in gallery and '<a href="degree-maps-yours_v2.pdf"><img src="degree-maps-yours_v2.png"' in gallery
+
+
+def test_a_built_in_study_keeps_its_figure_names(tmp_path, monkeypatch):
+    from studies import report
+
+    monkeypatch.setattr(report, "draw_figures", _fake_paper_figures)
+    spec = spec_from_dict({**tomllib.loads(BUILTIN["quick"].toml), "output": str(tmp_path / "quick")})
+    done = report.draw_study_figures(spec, tmp_path / "figures")
+    assert (tmp_path / "figures" / "degree-maps-quick.pdf").exists()
+    assert f"gallery: {tmp_path / 'figures'}/index.html" in done.stdout
