@@ -108,6 +108,17 @@ def _check_confidence(confidence) -> float:
     return float(confidence)
 
 
+def _check_levels(levels) -> tuple[float, float]:
+    # float("0") and a bool would pass one at a time, then fail in numpy's arithmetic
+    numbers_given = isinstance(levels, (tuple, list, np.ndarray)) and len(levels) == 2
+    try:
+        if numbers_given:
+            return check_finite("levels", levels[0]), check_finite("levels", levels[1])
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"levels must be two finite numbers (high, low), got {levels!r}")
+
+
 def _check_bool(name: str, value) -> bool:
     # bool("no") is True: a truthy string must not switch an option on
     if not isinstance(value, (bool, np.bool_)):
@@ -297,8 +308,8 @@ def locate_transition(
     min_drop = check_finite("min_drop", min_drop, low=0.0)
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
         raise ValueError(f"n_bootstrap must be an integer >= 10, got {n_bootstrap!r}")
-    if levels is not None and not (len(levels) == 2 and all(math.isfinite(float(x)) for x in levels)):
-        raise ValueError(f"levels must be two finite numbers (high, low), got {levels!r}")
+    if levels is not None:
+        levels = _check_levels(levels)
     _check_fractions(quality, fraction_dim)
     ordered = quality.sortby(fraction_dim)
     fractions = np.asarray(ordered[fraction_dim].values, dtype=np.float64)

@@ -125,3 +125,20 @@ def test_fractions_min_drop_and_confidence_are_checked():
         locate_transition(q, min_drop=-1)
     with pytest.raises(TypeError, match=r"^confidence must be a number in \(0, 1\), got '0\.9'$"):
         locate_transition(q, confidence="0.9")
+
+
+@pytest.mark.parametrize("levels", [("0", "-1"), (True, False), 5, "ab", (0.0,), (0.0, float("nan")),
+                                    [[0.0, 1.0], [2.0, 3.0]]])
+def test_fixed_levels_are_two_numbers(levels):
+    # strings and bools passed the old check one at a time (float("0")) and failed in numpy's
+    # arithmetic; a bare number failed on len()
+    with pytest.raises(ValueError, match=r"^levels must be two finite numbers \(high, low\), got "):
+        locate_transition(_sweep(4, 0), levels=levels, n_bootstrap=20)
+
+
+def test_fixed_levels_in_any_sequence_give_the_same_transition():
+    q = _sweep(4, 0)
+    found = [locate_transition(q, levels=levels, n_bootstrap=20, seed=1)
+             for levels in ((0.0, -1.0), [0, -1], np.array([0.0, -1.0]))]
+    for ds in found[1:]:
+        xr.testing.assert_identical(ds, found[0])
