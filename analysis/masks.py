@@ -10,6 +10,13 @@ independent uniformly random masks with the same numbers of connections would ha
 intersection ``X`` is hypergeometric (``M = n_visible n_hidden`` connections, ``k_A`` marked,
 ``k_B`` drawn), so ``E[J] = sum_x P(X = x) x / (k_A + k_B - x)`` exactly (:func:`random_jaccard`).
 
+Overlap in time (:func:`two_time_overlap`): for one run's masks saved at times t_w < t, the
+normalised overlap ``C(t_w, t) = |A(t_w) & A(t)| / sqrt(|A(t_w)| |A(t)|)``, the fraction of the
+connections kept at both times when the count is fixed (DEEP R). It tells a connectivity sampler at
+equilibrium, whose C depends on the lag ``t - t_w`` alone, from one that ages, whose C depends on the
+ratio ``t / t_w`` (the turnover per epoch falling with the run's age). Its chance level is exact:
+``E|A & B| = k_A k_B / M`` for independent uniformly random masks, so ``sqrt(k_A k_B) / M``.
+
 Overlap with a planted teacher (:func:`teacher_overlap`). A student's hidden units are only
 defined up to a permutation, so each teacher hidden unit is matched to a distinct student hidden
 unit so that the total number of shared connections is largest (the assignment problem, solved
@@ -24,6 +31,7 @@ random masks with the student's number of connections, each optimally matched.
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +52,7 @@ __all__ = [
     "pairwise_jaccard",
     "random_jaccard",
     "teacher_overlap",
+    "two_time_overlap",
 ]
 
 
@@ -200,6 +209,75 @@ def random_jaccard(n_connections: int, kept_a: int, kept_b: int) -> tuple[float,
     j = x / (ka + kb - x)
     mean = float(np.sum(p * j))
     return mean, math.sqrt(max(float(np.sum(p * j * j)) - mean * mean, 0.0))
+
+
+def two_time_overlap(masks, times) -> xr.Dataset:
+    """The overlap of one run's masks at every pair of saved times t_w < t (module docstring).
+
+    Parameters
+    ----------
+    masks : array_like or DataArray of bool, shape (n_times, n_visible, n_hidden)
+        The masks of one run at increasing times, e.g. a training history's ``mask``.
+    times : array_like of shape (n_times,), or str
+        Their times (epochs or updates), strictly increasing and >= 0; with a DataArray, the name
+        of its coordinate along the first dimension may be given instead (a history's ``"step"``
+        or ``"epochs_trained"``).
+
+    Returns
+    -------
+    Dataset over ``pair`` (``n_times (n_times - 1) / 2``, ordered by t_w, then t)
+        ``overlap``: ``|A(t_w) & A(t)| / sqrt(|A(t_w)| |A(t)|)`` (NaN when a mask is empty);
+        ``chance``: ``sqrt(|A(t_w)| |A(t)|) / M``, its mean for independent uniformly random masks
+        with those counts; ``kept_w``, ``kept``: the counts. Coordinates ``t_w``, ``t``, ``lag``
+        (``t - t_w``) and ``ratio`` (``t / t_w``, inf at t_w = 0), to group by:
+        ``ds.overlap.groupby("ratio").mean()``.
+
+    Raises
+    ------
+    ValueError
+        If the masks are not a binary stack with one time each, or the times do not increase.
+    """
+    if isinstance(times, str):
+        if not isinstance(masks, xr.DataArray):
+            raise ValueError(f"times={times!r} names a coordinate, which needs masks as a DataArray; got "
+                             f"{type(masks).__name__}: pass the times as an array")
+        first = masks.dims[0] if masks.ndim else None
+        if times not in masks.coords or masks[times].dims != (first,):
+            raise ValueError(f"times={times!r} must name a coordinate of masks along its first dimension {first!r}; "
+                             f"its coordinates are {sorted(map(str, masks.coords))}")
+        times = masks[times].values
+    m = _as_mask(masks, "masks", (3,))
+    t = np.asarray(times)
+    if t.ndim != 1 or t.size != m.shape[0] or t.dtype.kind not in "iuf":
+        raise ValueError(f"times must be {m.shape[0]} numbers, one per mask, got {reprlib.repr(times)}")
+    t = t.astype(np.float64)
+    if not (np.all(np.isfinite(t)) and t[0] >= 0 and np.all(np.diff(t) > 0)):
+        raise ValueError(f"times must be finite, >= 0 and strictly increasing, got {t.tolist()}")
+    flat = m.reshape(m.shape[0], -1).astype(np.int64)
+    shared = flat @ flat.T
+    kept = np.diag(shared).astype(np.float64)
+    w, later = np.triu_indices(m.shape[0], k=1)
+    norm = np.sqrt(kept[w] * kept[later])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overlap = np.where(norm > 0, shared[w, later] / np.where(norm > 0, norm, 1.0), np.nan)
+        ratio = np.where(t[w] > 0, t[later] / np.where(t[w] > 0, t[w], 1.0), np.inf)
+    return xr.Dataset(
+        {
+            "overlap": ("pair", overlap, {"long_name": "two-time overlap |A(t_w) & A(t)| / sqrt(|A(t_w)| |A(t)|)",
+                                          "units": "1"}),
+            "chance": ("pair", norm / flat.shape[1], {"long_name": "mean overlap of independent uniformly random "
+                                                      "masks with the same counts", "units": "1"}),
+            "kept_w": ("pair", kept[w].astype(np.int64), {"long_name": "connections kept at t_w", "units": "1"}),
+            "kept": ("pair", kept[later].astype(np.int64), {"long_name": "connections kept at t", "units": "1"}),
+        },
+        coords={
+            "t_w": ("pair", t[w], {"long_name": "earlier time (waiting time)"}),
+            "t": ("pair", t[later], {"long_name": "later time"}),
+            "lag": ("pair", t[later] - t[w], {"long_name": "t - t_w"}),
+            "ratio": ("pair", ratio, {"long_name": "t / t_w", "units": "1"}),
+        },
+        attrs={"comment": "at equilibrium the overlap depends on the lag alone; in an aging run on the ratio"},
+    )
 
 
 def consensus(masks, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from analysis.masks import (
     pairwise_jaccard,
     random_jaccard,
     teacher_overlap,
+    two_time_overlap,
 )
 
 
@@ -167,3 +168,70 @@ def test_mask_summary_is_labelled_and_agrees_with_the_functions():
     assert float(ds["teacher_recall"].sel(pruning_fraction=0.8, seed=2)) == teacher_overlap(
         block[2], teacher, n_null=0).recall
     assert int(ds["isolated_visible"].sel(pruning_fraction=0.5, seed=1)) == isolated_units(values[0, 1]).visible
+
+
+def test_two_time_overlap_by_hand():
+    a0 = [[1, 1, 0], [0, 0, 0]]  # 2 kept
+    a1 = [[1, 0, 1], [0, 0, 0]]  # 2 kept, 1 shared with a0
+    a2 = [[1, 1, 1], [1, 0, 0]]  # 4 kept, 2 shared with a0 and with a1
+    ds = two_time_overlap(np.array([a0, a1, a2]), [0, 1, 3])
+    np.testing.assert_allclose(ds["overlap"], [1 / 2, 2 / np.sqrt(8), 2 / np.sqrt(8)])
+    np.testing.assert_allclose(ds["chance"], [2 / 6, np.sqrt(8) / 6, np.sqrt(8) / 6])
+    np.testing.assert_array_equal(ds["t_w"], [0, 0, 1])
+    np.testing.assert_array_equal(ds["t"], [1, 3, 3])
+    np.testing.assert_array_equal(ds["lag"], [1, 3, 2])
+    np.testing.assert_array_equal(ds["ratio"], [np.inf, np.inf, 3])
+    np.testing.assert_array_equal(ds["kept_w"], [2, 2, 2])
+    np.testing.assert_array_equal(ds["kept"], [2, 4, 4])
+    empty = two_time_overlap(np.array([a0, np.zeros((2, 3))]), [1, 2])
+    assert np.isnan(empty["overlap"]).all() and float(empty["chance"][0]) == 0.0
+
+
+def test_two_time_overlap_chance_is_the_mean_of_random_masks():
+    # 5 x 6 = 30 connections, 10 and 6 kept: |A & B| is hypergeometric with variance
+    # 10 * 6 * 20 * 24 / (30^2 * 29) = 1.103, so the overlap (|A & B| / sqrt(60)) has sd 0.136 and
+    # its mean over 2000 independent pairs an SE of 0.0030; 4 SE is the tolerance.
+    rng = np.random.default_rng(5)
+    draws = [float(two_time_overlap(np.array([_random_mask(rng, (5, 6), 10), _random_mask(rng, (5, 6), 6)]),
+                                    [1, 2])["overlap"][0]) for _ in range(2000)]
+    chance = np.sqrt(60) / 30
+    assert abs(np.mean(draws) - chance) < 4 * 0.136 / np.sqrt(2000)
+    # the sd of a sample sd of n draws is about sd / sqrt(2 n) (near-normal tails): 5 of those
+    assert abs(np.std(draws) - np.sqrt(hypergeom(30, 10, 6).var() / 60)) < 5 * 0.136 / np.sqrt(2 * 2000)
+
+
+def test_two_time_overlap_of_a_training_history():
+    from dilution.deep_r import DeepR, deep_r_config
+    from dilution.estimators import PCD
+    from dilution.training import train
+
+    data = (np.random.default_rng(0).random((40, 6)) < 0.4).astype(np.float64)
+    cfg = deep_r_config(DeepR(k=7, alpha=0.05, temperature=0.05), estimator=PCD(2, n_chains=5), epochs=6,
+                        batch_size=8, learning_rate=0.1, checkpoints=(5, 10, 20, 30))
+    history = train((6, 4), data, cfg, seed=3).history
+    ds = two_time_overlap(history["mask"], "step")
+    masks = history["mask"].values.astype(bool).reshape(len(history["step"]), -1)
+    steps = history["step"].values
+    assert ds.sizes["pair"] == len(steps) * (len(steps) - 1) // 2
+    for p, (i, j) in enumerate(itertools.combinations(range(len(steps)), 2)):
+        assert (ds["t_w"][p], ds["t"][p]) == (steps[i], steps[j])
+        assert float(ds["overlap"][p]) == np.count_nonzero(masks[i] & masks[j]) / 7  # K = 7 at every checkpoint
+    assert float(ds["overlap"].min()) < 1  # the connectivity moved
+    xr.testing.assert_identical(ds, two_time_overlap(history["mask"].values, steps))
+
+
+@pytest.mark.parametrize("masks, times, message", [
+    (np.ones((3, 2, 2)), [1, 2], r"times must be 3 numbers, one per mask"),
+    (np.ones((3, 2, 2)), ["1", "2", "3"], r"times must be 3 numbers, one per mask"),
+    (np.ones((3, 2, 2)), [1, 3, 2], r"times must be finite, >= 0 and strictly increasing, got \[1\.0, 3\.0, 2\.0\]"),
+    (np.ones((3, 2, 2)), [-1, 0, 1], r"strictly increasing"),
+    (np.ones((2, 2)), [1, 2], r"masks must have 3 dims"),
+    (np.full((2, 2, 2), 2), [1, 2], r"masks must be bool or 0/1"),
+    (np.ones((2, 2, 2)), "step", r"times='step' names a coordinate, which needs masks as a DataArray"),
+    (xr.DataArray(np.ones((2, 2, 2)), dims=("checkpoint", "visible", "hidden"),
+                  coords={"visible": [0, 1]}), "visible",
+     r"times='visible' must name a coordinate of masks along its first dimension 'checkpoint'"),
+])
+def test_two_time_overlap_bad_input(masks, times, message):
+    with pytest.raises(ValueError, match=message):
+        two_time_overlap(masks, times)
