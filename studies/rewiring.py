@@ -424,6 +424,33 @@ _GAIN_VARIABLES = {
 }
 
 
+_OVERLAP_VARIABLES = {
+    "mask_overlap": ("mask overlap C(t_w, t): |A & B| / sqrt(|A| |B|) of the connections present after this "
+                     "budget t (A) and after the previous, smaller one t_w (B), "
+                     "analysis.masks.two_time_overlap (NaN at the first budget; 1 for dense, whose mask is full, and "
+                     "static, whose mask is fixed; magnitude: the masks of its two runs, one per budget); a run at "
+                     "equilibrium has it depend on the lag between the budgets, an aging one on their ratio", "1"),
+    "mask_overlap_chance": ("chance level of mask_overlap: sqrt(|A| |B|) / M, its mean for independent uniformly "
+                            "random masks with those counts among the M = n_visible n_hidden pairs (1 for dense)",
+                            "1"),
+}
+
+
+def _mask_overlaps(masks: list, budgets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`_OVERLAP_VARIABLES` of one model along its budgets: ``masks[i]`` its mask after
+    budget ``i`` (None: not at hand), each compared with the one before by
+    :func:`analysis.masks.two_time_overlap`; shape (budgets,), NaN where either mask is missing."""
+    from analysis.masks import two_time_overlap
+
+    overlap, chance = np.full(len(masks), np.nan), np.full(len(masks), np.nan)
+    for i in range(1, len(masks)):
+        if masks[i - 1] is None or masks[i] is None:
+            continue
+        pair = two_time_overlap(np.stack([masks[i - 1], masks[i]]), [budgets[i - 1], budgets[i]])
+        overlap[i], chance[i] = pair["overlap"].item(), pair["chance"].item()
+    return overlap, chance
+
+
 def _epoch_gains(unnormalised: list, test_log_likelihood: np.ndarray,
                  log_partition_se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:data:`_GAIN_VARIABLES` of one model along its budgets: ``unnormalised[i]`` the test
@@ -604,7 +631,12 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
         ``epoch_gain_se`` (the budget-doubling check: the test log-likelihood gained from the
         previous budget and its standard error, paired over the test images, which is what tells
         a real gain from noise: ``test_log_likelihood_se`` is mostly the images' spread, common to
-        both budgets), and with ``n_validation`` too, ``validation_log_likelihood`` and
+        both budgets), ``mask_overlap`` and ``mask_overlap_chance`` (no ``ais_betas`` dim: the
+        overlap of the connections present after this budget and after the previous one,
+        :func:`analysis.masks.two_time_overlap`, NaN at the first budget, and its chance level;
+        1 and 1 for dense, 1 for static; magnitude pruning's two masks are of two runs; DEEP R's
+        tells a rewiring at equilibrium, whose overlap falls with the lag, from one that ages,
+        whose overlap depends on the budgets' ratio), and with ``n_validation`` too, ``validation_log_likelihood`` and
         :func:`early_stopping`'s ``early_stopped_epochs`` and
         ``early_stopped_test_log_likelihood`` (no ``epochs`` dim). Coordinates on
         ``method``: ``initial_density`` (NCG's ``p``, NaN otherwise) and ``uses_connectivity``
@@ -761,6 +793,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     paired = len(budgets) > 1  # the budget-doubling check, paired over the test images
     if paired:
         extra.update(_GAIN_VARIABLES)
+        extra.update(_OVERLAP_VARIABLES)
     if likelihood == "ais":
         below = (f"the populations' estimates of Z with an effective sample size below half of the {ais_groups}"
                  if ais_resample else f"effective sample size below {LOW_ESS_FRACTION:.0%} of the chains")
@@ -781,6 +814,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                 # for the largest budget, scored after each budget's epochs
                 runs = [(b, (b,)) for b in budgets] if method == "magnitude" else [(budgets[-1], budgets)]
                 unnormalised = {}  # budget -> the test images' log p(v) + log Z under that budget's model
+                masks = {}  # budget -> that budget's model's mask
                 for plan, stops in runs:
                     prior = f"-a{deep_r_alpha!r}" if method == "deep-r" and deep_r_alpha else ""
                     name = f"{method}{prior}-c{connectivity!r}-s{s}" + (f"-b{plan}" if method == "magnitude" else "")
@@ -798,6 +832,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     for b, (model, seconds) in zip(todo, models):
                         if paired:
                             unnormalised[b] = log_likelihood(model, test_x, 0.0)
+                            masks[b] = np.array(model.mask, dtype=bool)  # a copy: the run goes on
                         for e, (evaluation, key) in enumerate(zip(evaluations, keys)):
                             if rows[b, e] is not None:
                                 continue
@@ -835,6 +870,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                             kept = kept or store.model(name, b, run_key)
                             if kept is not None:
                                 unnormalised[b] = log_likelihood(kept[0], test_x, 0.0)
+                                masks[b] = np.array(kept[0].mask, dtype=bool)
                         for var, value in row.items():
                             if var in values:
                                 values[var][m, c, i, budgets.index(b), e] = value
@@ -842,6 +878,10 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                     gain, se = _epoch_gains([unnormalised.get(b) for b in budgets],
                                             values["test_log_likelihood"][m, c, i], values["log_partition_se"][m, c, i])
                     values["epoch_gain"][m, c, i], values["epoch_gain_se"][m, c, i] = gain, se
+                    overlap, chance = _mask_overlaps([masks.get(b) for b in budgets], budgets)
+                    # of the model, not of its score: the same along the AIS budgets
+                    values["mask_overlap"][m, c, i] = overlap[:, None]
+                    values["mask_overlap_chance"][m, c, i] = chance[:, None]
             if method in repeated:
                 for array in values.values():
                     array[m, :, i] = array[m, 0, i]
@@ -858,7 +898,7 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
                                             "repeated along it (0)", "units": "1"}),
     }
     # the model's own numbers do not depend on the AIS budget; one AIS budget: no ais_betas dimension
-    of_model = ("final_density", "train_seconds", "weight_rms", "weight_max_abs")
+    of_model = ("final_density", "train_seconds", "weight_rms", "weight_max_abs", *_OVERLAP_VARIABLES)
     if likelihood == "ais" and not single_betas:
         of_model += ("log_partition_converged",)
         extra["log_partition_converged"] = (

@@ -443,6 +443,8 @@ def test_epoch_gain_is_the_paired_difference_of_the_budgets_with_its_standard_er
     ds = mnist_comparison(mnist, **options)
     gain, se = ds["epoch_gain"], ds["epoch_gain_se"]
     assert gain.dims == se.dims == ("method", "connectivity", "seed", "epochs", "ais_betas")
+    # of the model, not of its score: no ais_betas dim
+    assert ds["mask_overlap"].dims == ("method", "connectivity", "seed", "epochs")
     assert np.all(np.isnan(gain.sel({"epochs": 2}).values)) and np.all(np.isnan(se.sel({"epochs": 2}).values))
     test_x = _test_images(mnist, TINY["n_test"])
     for method in ("deep-r", "magnitude"):  # one run scored at each budget; a run per budget
@@ -480,7 +482,49 @@ def test_epoch_gain_is_the_paired_difference_of_the_budgets_with_its_standard_er
     np.testing.assert_array_equal(partial["epoch_gain"].sel({"method": "magnitude"}).values,
                                   ds["epoch_gain"].sel({"method": "magnitude"}).values)
     # one budget: nothing to compare, no such variable
-    assert "epoch_gain" not in mnist_comparison(mnist, **{**options, "epochs": 2, "work_dir": None}).data_vars
+    single = mnist_comparison(mnist, **{**options, "epochs": 2, "work_dir": None}).data_vars
+    assert "epoch_gain" not in single and "mask_overlap" not in single
+
+
+def test_mask_overlap_is_the_two_time_overlap_of_the_kept_models_masks(mnist, tmp_path):
+    import dilution
+    from analysis.masks import two_time_overlap
+
+    work = tmp_path / "work"
+    options = dict(**TINY, epochs=(1, 2, 4), work_dir=work)
+    ds = mnist_comparison(mnist, **options)
+    overlap, chance = ds["mask_overlap"], ds["mask_overlap_chance"]
+    assert overlap.dims == chance.dims == ds["epoch_gain"].dims == ("method", "connectivity", "seed", "epochs")
+    assert overlap.attrs["units"] == chance.attrs["units"] == "1" and "two_time_overlap" in overlap.attrs["long_name"]
+    assert np.all(np.isnan(overlap.sel({"epochs": 1}).values)) and np.all(np.isnan(chance.sel({"epochs": 1}).values))
+    for method in ds["method"].values:  # every method's run is named at the first connectivity
+        run = f"{method}-c0.2-s0"
+        for before, after in ((1, 2), (2, 4)):
+            names = [f"{run}-b{b}-e{b}.nc" if method == "magnitude" else f"{run}-e{b}.nc" for b in (before, after)]
+            a, b = (np.asarray(dilution.load(work / n).mask) for n in names)
+            pair = two_time_overlap(np.stack([a, b]), [before, after])
+            at = {"method": method, "epochs": after}
+            assert overlap.sel(at).item() == pair["overlap"].item()
+            assert chance.sel(at).item() == pair["chance"].item()
+            # and the definition, counted here
+            assert overlap.sel(at).item() == pytest.approx(np.sum(a & b) / np.sqrt(a.sum() * b.sum()), rel=1e-12)
+            assert chance.sel(at).item() == pytest.approx(np.sqrt(a.sum() * b.sum()) / a.size, rel=1e-12)
+    later = {"epochs": [2, 4]}
+    np.testing.assert_array_equal(overlap.sel({"method": "dense", **later}).values, 1.0)
+    np.testing.assert_array_equal(chance.sel({"method": "dense", **later}).values, 1.0)
+    np.testing.assert_array_equal(overlap.sel({"method": "static", **later}).values, 1.0)  # a fixed mask
+    assert np.all(overlap.sel({"method": "deep-r", **later}).values < 1.0)  # the rewiring moved it
+    # read back from the work_dir's kept models without training: the same
+    kept = mnist_comparison(mnist, **options, kept_only=True)
+    for name in ("mask_overlap", "mask_overlap_chance"):
+        np.testing.assert_array_equal(kept[name].values, ds[name].values, err_msg=name)
+    # a kept model removed by hand: the overlaps that need it NaN, the others as before
+    (work / "deep-r-c0.2-s0-e2.nc").unlink()
+    partial = mnist_comparison(mnist, **options, kept_only=True)
+    assert np.all(np.isnan(partial["mask_overlap"].sel({"method": "deep-r", **later}).values))
+    others = [m for m in ds["method"].values if m != "deep-r"]
+    np.testing.assert_array_equal(partial["mask_overlap"].sel({"method": others}).values,
+                                  ds["mask_overlap"].sel({"method": others}).values)
 
 
 @pytest.mark.filterwarnings("ignore::dilution.ais.DegenerateWeightsWarning")  # 20 chains: only the wiring is checked
