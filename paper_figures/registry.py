@@ -25,6 +25,7 @@ import xarray as xr
 from dilution.io import atomic_write
 
 from . import (
+    connectivity_aging,
     deep_r_comparison,
     degree_maps,
     discretisation_bias,
@@ -167,6 +168,16 @@ FIGURES = tuple(
     FigureSpec("deep-r-vs-static-500",
                "As deep-r-vs-static with 500 hidden units (784 x 500 at paper scale): test log-likelihood by AIS "
                "with resampling, seed means with 95 % intervals.", ("rewiring-mnist-500.nc",), deep_r_comparison),
+    FigureSpec("connectivity-aging",
+               "Aging of the connectivity: overlap C(t_w, t) = |A & B| / sqrt(|A| |B|) of the connections present "
+               "after t epochs (A) with those after the previous training budget t_w (B), against t (log2 axis), per "
+               "rewiring method and connectivity (the 784 x 500 models of deep-r-vs-static-500): seed means (lines) "
+               "and seeds (points); dashed, the chance level of independent random masks with those counts. A "
+               "rewiring at equilibrium forgets its mask at a fixed rate: the overlap depends on the lag t - t_w, "
+               "which doubles with every doubling of the budget, so it falls towards the chance level. An aging "
+               "(glassy) one slows down as it ages: the overlap depends on the ratio t / t_w alone, a flat line at "
+               "doubling budgets, far above chance. Static masks and the dense model (overlap 1) and magnitude "
+               "pruning (a run per budget) are not drawn.", ("rewiring-mnist-500.nc",), connectivity_aging),
     FigureSpec("inclusion-maps",
                "Marginal inclusion probabilities of every connection: the reference posterior beside DEEP R, "
                "soft-DEEP R and NCG.", ("stationary-inclusion.nc",), inclusion_maps),

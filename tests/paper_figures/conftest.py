@@ -146,6 +146,35 @@ def make_deep_r() -> xr.Dataset:
                 "seed": ("seed", np.arange(4), _attrs("seed", "1"))})
 
 
+def make_aging() -> xr.Dataset:
+    """make_deep_r's methods at doubling budgets (with NCG) and the mask overlap with the previous budget:
+    deep-r flat (aging), ncg-p0.5 falling, static and dense 1, magnitude below 1 (a run per budget)."""
+    rng = np.random.default_rng(5)
+    dims = ("method", "connectivity", "seed", "epochs")
+    methods, conn, epochs = ["deep-r", "static", "magnitude", "dense", "ncg-p0.5"], [0.01, 0.02, 0.05], [1, 2, 4, 8]
+    shape = (len(methods), len(conn), 4, len(epochs))
+    overlap = np.ones(shape)
+    overlap[0] = 0.79 + rng.normal(0, 0.01, shape[1:])
+    overlap[2] = 0.9
+    overlap[4] = np.array([1.0, 0.8, 0.6, 0.5])  # NCG: one run per seed, repeated along connectivity
+    overlap[..., 0] = np.nan  # no previous budget
+    chance = np.broadcast_to(np.array([0.01, 0.02, 0.05])[:, None, None], shape).copy()
+    chance[3] = 1.0
+    chance[4] = 0.4
+    chance[..., 0] = np.nan
+    return xr.Dataset(
+        {"test_log_likelihood": (dims, rng.normal(-100, 3, shape), _attrs("test log-likelihood (AIS)",
+                                                                         "nats per sample")),
+         "mask_overlap": (dims, overlap, _attrs("mask overlap C(t_w, t): |A & B| / sqrt(|A| |B|)", "1")),
+         "mask_overlap_chance": (dims, chance, _attrs("chance level of mask_overlap", "1"))},
+        coords={"method": ("method", methods, _attrs("method", "1")),
+                "connectivity": ("connectivity", conn, _attrs("fraction of connected pairs", "1")),
+                "seed": ("seed", np.arange(4), _attrs("seed", "1")),
+                "epochs": ("epochs", epochs, _attrs("training budget in epochs", "1")),
+                "uses_connectivity": ("method", np.array([1, 1, 1, 0, 0], dtype=np.int8),
+                                      _attrs("trained at the connectivity (1) or repeated along it (0)", "1"))})
+
+
 def make_inclusion() -> xr.Dataset:
     rng = np.random.default_rng(4)
     return xr.Dataset(
@@ -280,7 +309,7 @@ def write_all(data: Path) -> Path:
                                 ("masks.nc", lambda s: make_masks()), ("ising.nc", lambda s: make_ising()),
                                 ("samples.nc", lambda s: make_samples()), ("gap.nc", lambda s: make_gap()))}
     files.update({
-        "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(), "rewiring-mnist-500.nc": make_deep_r(),
+        "rewiring-ncg.nc": make_ncg(), "rewiring-mnist.nc": make_deep_r(), "rewiring-mnist-500.nc": make_aging(),
         "stationary-inclusion.nc": make_inclusion(), "stationary-divergence.nc": make_divergence(),
         "stationary-divergence-soft-deep-r.nc": make_divergence(),
         "stationary-discretisation.nc": make_discretisation(),
@@ -307,7 +336,7 @@ def synthetic():
     import types
 
     return types.SimpleNamespace(merged=make_merged, transition=make_transition, masks=make_masks, ncg=make_ncg,
-                                 deep_r=make_deep_r, inclusion=make_inclusion, divergence=make_divergence,
-                                 ising=make_ising, samples=make_samples, gap=make_gap,
+                                 deep_r=make_deep_r, aging=make_aging, inclusion=make_inclusion,
+                                 divergence=make_divergence, ising=make_ising, samples=make_samples, gap=make_gap,
                                  history=make_history, write_all=write_all,
                                  discretisation=make_discretisation, estimator_bias=make_estimator_bias)
