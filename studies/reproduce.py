@@ -26,7 +26,9 @@ then ``python -m paper_figures --data OUTPUT/data --out OUTPUT/figures`` in a su
 
 Resumable: finished study tasks are skipped by the runner, a report whose study did not change
 is not recomputed (``report.json``), and a rewiring or stationary file that exists with the same
-experiment settings is kept; so a second run recomputes nothing and only redraws the figures.
+experiment settings is kept (a comparison file written before a variable of
+:data:`studies.rewiring.BUDGET_VARIABLES` existed is remade from its work folder, without
+training); so a second run recomputes nothing and only redraws the figures.
 Without MNIST (no ``--data`` and no ``$DILUTION_DATA``) the MNIST studies and experiment are
 skipped with the reason and their figures are listed as missing.
 """
@@ -185,15 +187,19 @@ def _mnist_path(data: str | None) -> tuple[str | None, str]:
     return str(path), ""
 
 
-def _experiment_file(path: Path, experiment: dict, make: Callable[[], Any], computed: list[str]) -> None:
-    """Write ``make()`` to ``path`` unless it exists with the same ``experiment`` attr."""
+def _experiment_file(path: Path, experiment: dict, make: Callable[[], Any], computed: list[str],
+                     needs: tuple[str, ...] = ()) -> None:
+    """Write ``make()`` to ``path`` unless it exists with the same ``experiment`` attr and the
+    variables ``needs`` (a file written before one of them was recorded is remade; the work folder
+    beside it keeps the models and scores, so only the missing variables are computed)."""
     from dilution import io
 
     settings = json.dumps(experiment, sort_keys=True)
     if path.exists():
         try:
-            saved = json.loads(io.load_dataset(path).attrs.get("experiment", "null"))
-            if json.dumps(saved, sort_keys=True) == settings:
+            ds = io.load_dataset(path)
+            saved = json.loads(ds.attrs.get("experiment", "null"))
+            if json.dumps(saved, sort_keys=True) == settings and all(name in ds.variables for name in needs):
                 return
         except (OSError, ValueError):
             pass  # an unreadable file is remade
@@ -256,7 +262,7 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
     """
     from .report import draw_figures, study_report
     from .runner import run_study
-    from .rewiring import mnist_comparison, ncg_trajectories
+    from .rewiring import BUDGET_VARIABLES, mnist_comparison, ncg_trajectories
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
@@ -297,9 +303,11 @@ def reproduce(scale: Scale, output: str | Path, *, client: Any = None, data: str
         for name, kwargs in (("rewiring-mnist.nc", settings.mnist), ("rewiring-mnist-500.nc", settings.mnist_500)):
             t0 = time.perf_counter()
             experiment, kwargs = _comparison_settings(kwargs, seed, classifier)
+            several = not isinstance(kwargs["epochs"], int) and len(kwargs["epochs"]) > 1
             _experiment_file(folder / name, experiment,
                              lambda kwargs=kwargs, work=folder / name.replace(".nc", ".work"):
-                             mnist_comparison(mnist, **kwargs, work_dir=work), computed)
+                             mnist_comparison(mnist, **kwargs, work_dir=work), computed,
+                             needs=BUDGET_VARIABLES if several else ())
             log(f"{name} ({time.perf_counter() - t0:.1f} s)")
     history = folder / "train-teacher" / "history.nc"
     if not history.exists():

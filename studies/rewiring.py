@@ -34,8 +34,8 @@ import xarray as xr
 from dilution.provenance import provenance
 from dilution.rng import derive_seed
 
-__all__ = ["IMPLEMENTATIONS", "METHODS", "ncg_epochs", "ncg_trajectories", "ncg_label", "mnist_comparison",
-           "early_stopping"]
+__all__ = ["IMPLEMENTATIONS", "METHODS", "BUDGET_VARIABLES", "ncg_epochs", "ncg_trajectories", "ncg_label",
+           "mnist_comparison", "early_stopping"]
 
 IMPLEMENTATIONS = ("dilution", "reference-quirks")
 METHODS = ("deep-r", "static", "magnitude", "dense")
@@ -434,6 +434,11 @@ _OVERLAP_VARIABLES = {
                             "random masks with those counts among the M = n_visible n_hidden pairs (1 for dense)",
                             "1"),
 }
+
+
+# What mnist_comparison adds with several training budgets: a file of it without one of these was
+# written by an older version (studies.reproduce remakes it).
+BUDGET_VARIABLES = (*_GAIN_VARIABLES, *_OVERLAP_VARIABLES)
 
 
 def _mask_overlaps(masks: list, budgets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from paper_figures.registry import FIGURES
@@ -47,6 +48,26 @@ def test_a_second_run_recomputes_nothing(smoke):
     # the studies' merged study.nc is rewritten by the runner on every run (same content)
     assert [c for c in changed if not c.endswith("study.nc")] == []
     assert set(after) == set(before)
+
+
+def test_a_comparison_file_without_a_newer_variable_is_remade_from_its_work_folder(smoke):
+    # a rewiring-mnist-500.nc written before mask_overlap was recorded counted as up to date, so
+    # the connectivity-aging figure stayed missing after every rerun
+    from dilution import io
+
+    out, _ = smoke
+    path = out / "data" / "rewiring-mnist-500.nc"
+    full = io.load_dataset(path)
+    io.save(full.drop_vars(["mask_overlap", "mask_overlap_chance"]), path)
+    work = out / "data" / "rewiring-mnist-500.work"
+    kept = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    run = reproduce("smoke", out, figures=False, log=lambda line: None)
+    assert run.computed == ("rewiring-mnist-500.nc",)
+    remade = io.load_dataset(path)
+    for name in ("mask_overlap", "mask_overlap_chance", "test_log_likelihood"):
+        np.testing.assert_array_equal(remade[name].values, full[name].values, err_msg=name)
+    # nothing retrained or rescored: the work folder's models and scores are as they were
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == kept
 
 
 def test_unknown_scale_is_refused(tmp_path):
