@@ -55,8 +55,9 @@ def check_finite(name: str, value: Any, low: float | None = None) -> float:
     """``value`` as a float, if it is a finite real number, ``>= low`` when given.
 
     A real number is a Python int or float, a numpy integer or floating scalar, or a 0-d array of
-    one; a bool, a string (``"0.05"`` would be recorded as a string in a run's config), an array
-    with dimensions, a complex number or None is not.
+    one (an xarray DataArray too, such as ``ds["log_z"]``); a bool, a string (``"0.05"`` would be
+    recorded as a string in a run's config), an array with dimensions, a complex number or None
+    is not.
 
     Raises
     ------
@@ -65,11 +66,14 @@ def check_finite(name: str, value: Any, low: float | None = None) -> float:
     ValueError
         If it is NaN, infinite or below ``low``.
     """
+    real = (int, float, np.integer, np.floating)
+    if not isinstance(value, (np.ndarray, bool, np.bool_, *real)) and hasattr(value, "__array__"):
+        value = np.asarray(value)  # a 0-d DataArray: its number
     if isinstance(value, np.ndarray):
         if value.ndim != 0 or value.dtype.kind not in "iuf":
             raise TypeError(f"{name} must be a number, got an array of shape {value.shape} and dtype {value.dtype}")
         value = value.item()  # the number, also in the messages below
-    elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    elif isinstance(value, bool) or not isinstance(value, real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     x = float(value)
     if not math.isfinite(x):

@@ -121,8 +121,23 @@ def test_check_finite_takes_real_numbers_only(value):
 def test_check_finite_keeps_the_value_of_a_real_number():
     from dilution.validation import check_finite
 
-    for value in (3, 0.05, np.float32(0.05), np.int64(-2), np.array(0.05), np.array(7, dtype=np.int8)):
+    for value in (3, 0.05, np.float32(0.05), np.int64(-2), np.array(0.05), np.array(7, dtype=np.int8),
+                  xr.DataArray(0.05), xr.DataArray(np.int64(3))):
         assert check_finite("rate", value) == float(value)
+
+
+def test_a_number_read_from_a_dataset_is_a_number(rbm, data):
+    # float(ds["log_z"]) worked before check_finite took real numbers only; a 0-d DataArray still does
+    from dilution.validation import check_finite
+
+    log_z = exact.log_partition(rbm)
+    stored = xr.Dataset({"log_z": log_z})["log_z"]
+    np.testing.assert_array_equal(exact.log_likelihood(rbm, data, log_z=stored),
+                                  exact.log_likelihood(rbm, data, log_z=log_z))
+    with pytest.raises(TypeError, match=r"^rate must be a number, got an array of shape \(2,\) and dtype float64$"):
+        check_finite("rate", xr.DataArray([0.05, 0.1]))
+    with pytest.raises(TypeError, match=r"^rate must be a number, got an array of shape \(\) and dtype bool$"):
+        check_finite("rate", xr.DataArray(True))
 
 
 def test_numeric_strings_reach_no_engine_function(rbm, data):
