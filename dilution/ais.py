@@ -866,7 +866,7 @@ def check_log_z(log_z, *, require_std: bool = True) -> float:
         if missing:
             raise ValueError(f"log_z Dataset lacks {missing}: expected a result of log_partition (or a number)")
         log_z = log_z["log_z"]
-    return check_finite("log_z", log_z.values if isinstance(log_z, xr.DataArray) else log_z)
+    return check_finite("log_z", log_z)  # a 0-d DataArray too
 
 
 def log_likelihood(
