@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
@@ -323,6 +324,14 @@ def write_all(data: Path) -> Path:
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         dilution.io.save(ds, data / rel)
     return data
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every figure a test left open is closed after it (the Agg backend is chosen above, before any
+    test module imports pyplot)."""
+    yield
+    plt.close("all")
 
 
 @pytest.fixture

@@ -5,21 +5,11 @@ and a missing input makes the registry name the command that makes it."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import dilution.io  # noqa: E402
-from paper_figures import discretisation_bias, estimator_bias, registry  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+import dilution.io
+from paper_figures import discretisation_bias, estimator_bias, registry
 
 
 def _by_gid(ax, gid):

@@ -4,23 +4,13 @@ missing data, not a failure."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytest
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import xarray as xr  # noqa: E402
-
-import dilution.io  # noqa: E402
-from paper_figures import connectivity_aging, registry  # noqa: E402
-from paper_figures.schema import MissingData  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+import dilution.io
+from paper_figures import connectivity_aging, registry
+from paper_figures.schema import MissingData
 
 
 def _line(ax, label):

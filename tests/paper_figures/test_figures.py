@@ -4,17 +4,14 @@ the Student-t bounds, transition markers against the table, labels against the a
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.colors
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import xarray as xr  # noqa: E402
-from scipy import stats  # noqa: E402
-
-import dilution.io  # noqa: E402
-from paper_figures import (  # noqa: E402
+import dilution.io
+from paper_figures import (
     deep_r_comparison,
     degree_maps,
     divergence,
@@ -27,13 +24,7 @@ from paper_figures import (  # noqa: E402
     retrain_scratch,
     sample_grids,
 )
-from paper_figures.schema import MissingData, SchemaError  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from paper_figures.schema import MissingData, SchemaError
 
 
 def _mean_ci(x: np.ndarray, axis: int = -1, level: float = 0.95):

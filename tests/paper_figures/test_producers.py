@@ -4,24 +4,13 @@ sit at the producers' numbers (the figure modules themselves import neither)."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from analysis.masks import mask_summary  # noqa: E402
-from analysis.transition import finite_size_scaling, transition_table  # noqa: E402
-from paper_figures import degree_maps, finite_size, quality_fraction  # noqa: E402
-from paper_figures.schema import check  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from analysis.masks import mask_summary
+from analysis.transition import finite_size_scaling, transition_table
+from paper_figures import degree_maps, finite_size, quality_fraction
+from paper_figures.schema import check
 
 
 def test_transition_table_of_the_study_draws_its_markers_at_the_located_fractions(synthetic):

@@ -8,14 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-import pytest  # noqa: E402
-
-import dilution.io  # noqa: E402
-from paper_figures import registry  # noqa: E402
-from paper_figures.__main__ import main  # noqa: E402
+import dilution.io
+from paper_figures import registry
+from paper_figures.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 NEEDS_MERGED = {"quality-vs-fraction-quick", "phase-diagram-quick", "retrain-vs-scratch-quick"}

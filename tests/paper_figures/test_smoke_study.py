@@ -5,17 +5,14 @@ check is tests/paper_figures/test_producers.py on a synthetic study."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import dilution.io  # noqa: E402
-from analysis.transition import transition_table  # noqa: E402
-from paper_figures import registry  # noqa: E402
-from studies.builtin import builtin_spec  # noqa: E402
-from studies.runner import run_study  # noqa: E402
+import dilution.io
+from analysis.transition import transition_table
+from paper_figures import registry
+from studies.builtin import builtin_spec
+from studies.runner import run_study
 
 
 @pytest.mark.slow

@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
+from PIL import Image
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import xarray as xr  # noqa: E402
-from PIL import Image  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from paper_figures import intervals, schema, style  # noqa: E402
+from paper_figures import intervals, schema, style
 
 
 def test_axis_label_reads_long_name_and_units_and_refuses_a_variable_without_them():

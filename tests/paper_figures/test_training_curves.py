@@ -2,18 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.image import imread
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.image import imread  # noqa: E402
-
-import dilution  # noqa: E402
-from dilution.training import TrainConfig  # noqa: E402
-from paper_figures import training_curves  # noqa: E402
+import dilution
+from dilution.training import TrainConfig
+from paper_figures import training_curves
 
 
 def _plot(paths, ax) -> str:
