@@ -412,11 +412,9 @@ def _renamed(done: subprocess.CompletedProcess, drawn_in: Path, figures: Path, o
     """The figures drawn in ``drawn_in``, moved to ``figures`` with ``old`` (before the suffix) replaced by
     ``new`` in their names, and the gallery and the output lines rewritten to match."""
     figures.mkdir(parents=True, exist_ok=True)
-    stems = {}
-    if drawn_in.is_dir():
-        for path in sorted(drawn_in.iterdir()):
-            if path.suffix in (".pdf", ".png") and path.stem.endswith(old):
-                stems[path.stem] = path.stem[: -len(old)] + new
+    drawn = [path for path in (sorted(drawn_in.iterdir()) if drawn_in.is_dir() else ())
+             if path.suffix in (".pdf", ".png") and path.stem.endswith(old)]
+    stems = {path.stem: path.stem[: -len(old)] + new for path in drawn}
     gallery = drawn_in / "index.html"
     text = gallery.read_text(encoding="utf-8") if gallery.is_file() else None
     stdout = done.stdout.replace(str(drawn_in), str(figures))
@@ -425,10 +423,9 @@ def _renamed(done: subprocess.CompletedProcess, drawn_in: Path, figures: Path, o
         stdout = stdout.replace(stem, stems[stem])
         if text is not None:
             text = text.replace(f'"{stem}', f'"{stems[stem]}').replace(f"<b>{stem}</b>", f"<b>{stems[stem]}</b>")
-    for path in sorted(drawn_in.iterdir()) if drawn_in.is_dir() else ():
-        if path.stem in stems:
-            with io.atomic_write(figures / f"{stems[path.stem]}{path.suffix}") as tmp:
-                shutil.copyfile(path, tmp)
+    for path in drawn:
+        with io.atomic_write(figures / f"{stems[path.stem]}{path.suffix}") as tmp:
+            shutil.copyfile(path, tmp)
     if text is not None:
         with io.atomic_write(figures / "index.html") as tmp:
             tmp.write_text(text, encoding="utf-8")
