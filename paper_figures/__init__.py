@@ -1,7 +1,8 @@
-"""Every figure of the paper from saved datasets: ``python -m paper_figures [--data DIR] [--out DIR]``.
+"""Every figure and table of the paper from saved datasets: ``python -m paper_figures [--data DIR] [--out DIR]``.
 
 One module per figure (``draw(datasets) -> Figure`` and a thin ``load`` that checks the file
-against the figure's :class:`~paper_figures.schema.Schema`), the table of figures in
+against the figure's :class:`~paper_figures.schema.Schema`), the rewiring comparison's table in
+:mod:`paper_figures.comparison_table` (Markdown, LaTeX and CSV), the list of figures and tables in
 :mod:`paper_figures.registry`, the house style in :mod:`paper_figures.style`. This package
 only reads netCDF files and draws: it never trains, samples or estimates, and imports nothing
 first-party but :mod:`dilution.io`.

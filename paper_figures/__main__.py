@@ -1,4 +1,5 @@
-"""``python -m paper_figures [--data DIR] [--out DIR]``: draw every figure whose data exist.
+"""``python -m paper_figures [--data DIR] [--out DIR]``: draw every figure (and write every table:
+Markdown, LaTeX and CSV) whose data exist.
 
 Figures whose data are missing (no file, or a study without the grid points the figure needs,
 such as a scratch protocol) are listed with the command that makes their data; the exit status
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from dilution.io import check_output_folder
 
-from .registry import FIGURES, render_all
+from .registry import FIGURES, TABLES, render_all
 
 __all__ = ["main"]
 
@@ -24,8 +25,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m paper_figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="figures and the files they read under --data:\n" + "\n".join(
-            f"  {f.name}: {', '.join(f.inputs)}" for f in FIGURES))
+        epilog="figures and tables, and the files they read under --data:\n" + "\n".join(
+            f"  {f.name}: {', '.join(f.inputs)}" for f in FIGURES + TABLES))
     parser.add_argument("--data", type=Path, default=Path("reproduce/data"),
                         help="folder holding the datasets (default: reproduce/data, where `dilution reproduce` "
                              "writes them)")
@@ -41,14 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for o in report.by_status("drawn"):
         print(f"drew {o.figure.name}: {', '.join(str(p) for p in o.files)}")
-    for o in report.by_status("missing"):
+    for o in report.tables_by_status("drawn"):
+        print(f"wrote {o.figure.name}: {', '.join(str(p) for p in o.files)}")
+    for o in report.by_status("missing") + report.tables_by_status("missing"):
         why = o.error or f"no {', '.join(str(p) for p in o.files)} under {args.data}"
         commands = o.figure.commands(args.data, [str(p) for p in o.files] if o.files else None)
         print(f"missing {o.figure.name}: {why}; make it with: {' && '.join(commands)}")
-    for o in report.by_status("failed"):
+    failed = report.by_status("failed") + report.tables_by_status("failed")
+    for o in failed:
         print(f"failed {o.figure.name}: {o.error}", file=sys.stderr)
     print(f"gallery: {report.gallery}")
-    return 1 if report.by_status("failed") else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -59,9 +59,10 @@ def generalisation_gap(ds: xr.Dataset) -> xr.DataArray:
 
 def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
     """The file at the budgets the figure draws (module docstring): the largest ``ais_betas``; along
-    ``epochs`` the early-stopped budget of each model when the file has it, else the largest. The
-    test (and training) log-likelihood of the early-stopped case are those at ``early_stopped_epochs``
-    (the figure's caption says so); a model with no scored budget is NaN."""
+    ``epochs`` the early-stopped budget of each model when the file has it, else the largest. Every
+    variable with an ``epochs`` dim (the test and training log-likelihood, the final density, ...) is
+    taken at ``early_stopped_epochs`` in the early-stopped case (the figure's caption says so), as a
+    float; a model with no scored budget is NaN."""
     if "ais_betas" in ds.dims:
         ds = ds.isel(ais_betas=-1)
     if "epochs" not in ds.dims:
@@ -69,11 +70,11 @@ def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
     out = ds.isel(epochs=-1)
     if STOPPED_AT in ds:
         chosen = ds["epochs"] == ds[STOPPED_AT]  # one budget per model, none where nothing was scored
-        for name in (QUALITY, TRAIN):
-            if name in ds:
+        for name, values in ds.data_vars.items():
+            if "epochs" in values.dims and (values.dtype.kind in "biuf"):
                 # exactly one budget matches, so the sum is its value; min_count=1 keeps NaN where none does
-                out[name] = ds[name].where(chosen).sum("epochs", min_count=1)
-                out[name].attrs = ds[name].attrs  # the caption names the budget: a longer label would not fit
+                out[name] = values.astype(float).where(chosen).sum("epochs", min_count=1)
+                out[name].attrs = values.attrs  # the caption names the budget: a longer label would not fit
     return out
 
 

@@ -8,6 +8,10 @@ command) beside the figures.
 A figure's inputs are glob patterns relative to the data folder; each must match at least one
 file, else the figure is missing. Single-file patterns pass their file to the figure module's
 ``load``; a pattern with a wildcard passes every match, sorted.
+
+:data:`TABLES` are the tables of the paper, made the same way from the same files: their module's
+``load``, then ``tabulate`` (a Dataset along ``row``) and ``write`` (``.md``, ``.tex`` and ``.csv``);
+:func:`render_all` writes them beside the figures and the gallery shows them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import xarray as xr
 from dilution.io import atomic_write
 
 from . import (
+    comparison_table,
     connectivity_aging,
     deep_r_comparison,
     degree_maps,
@@ -45,8 +50,8 @@ from .schema import MissingData
 from .style import save
 
 __all__ = ["STUDY_FILE", "TRANSITION_FILE", "MASKS_FILE", "ISING_FILE", "SAMPLES_FILE", "GAP_FILE", "study_input",
-           "DATA_COMMANDS", "FigureSpec", "FIGURES",
-           "Status", "Outcome", "Report", "find_inputs", "render", "render_all", "write_gallery"]
+           "DATA_COMMANDS", "FigureSpec", "FIGURES", "TABLES",
+           "Status", "Outcome", "Report", "find_inputs", "render", "render_table", "render_all", "write_gallery"]
 
 # The files of a study folder ``study-<name>/``: ``dilution study run`` writes study.nc (the merged
 # study, studies.merge); its --report (studies.report) the transition table, the mask summary, the
@@ -206,6 +211,19 @@ FIGURES = tuple(
 )
 
 
+# The tables: FigureSpecs whose module has ``load``, ``tabulate`` and ``write`` (render_table).
+TABLES = (
+    FigureSpec("deep-r-vs-static-table",
+               "DEEP R against static random masks, magnitude pruning, the dense model and NCG on MNIST (the models of "
+               "deep-r-vs-static, at the budgets it draws): test log-likelihood, seed mean with the half-width of its "
+               "95 % Student-t interval.", ("rewiring-mnist.nc",), comparison_table),
+    FigureSpec("deep-r-vs-static-500-table",
+               "As deep-r-vs-static-table with 500 hidden units (the models of deep-r-vs-static-500): test "
+               "log-likelihood by AIS with resampling at the largest AIS budget of the file.",
+               ("rewiring-mnist-500.nc",), comparison_table),
+)
+
+
 Status = Literal["drawn", "missing", "failed"]
 
 
@@ -219,13 +237,19 @@ class Outcome(NamedTuple):
 
 
 class Report(NamedTuple):
-    """The outcome of every figure, in :data:`FIGURES` order, and the gallery written."""
+    """The outcome of every figure, in :data:`FIGURES` order, the gallery written, and the outcome of
+    every table ("drawn": its files written)."""
 
     outcomes: tuple[Outcome, ...]
     gallery: Path
+    tables: tuple[Outcome, ...] = ()
 
     def by_status(self, status: Status) -> list[Outcome]:
+        """The figures with ``status`` (the tables: :meth:`tables_by_status`)."""
         return [o for o in self.outcomes if o.status == status]
+
+    def tables_by_status(self, status: Status) -> list[Outcome]:
+        return [o for o in self.tables if o.status == status]
 
 
 def find_inputs(figure: FigureSpec, data: Path) -> tuple[list[Path], list[str]]:
@@ -272,9 +296,26 @@ def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome
     return Outcome(figure, "drawn", written)
 
 
-def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
+def render_table(table: FigureSpec, data: Path, out: Path) -> Outcome:
+    """Write one table (``.md``, ``.tex``, ``.csv``) if its data exist; never raises, as :func:`render`."""
+    paths, missing = find_inputs(table, data)
+    if missing:
+        return Outcome(table, "missing", tuple(Path(m) for m in missing))
+    try:
+        loaded = table.module.load(*paths)
+        written = table.module.write(table.module.tabulate(*loaded), out / table.name, caption=table.caption,
+                                     datasets=_datasets(loaded), sources=paths)
+    except MissingData as err:
+        return Outcome(table, "missing", (), str(err))
+    except Exception as err:  # noqa: BLE001 - one table's failure must not stop the others; it is reported
+        return Outcome(table, "failed", tuple(paths), f"{type(err).__name__}: {err}")
+    return Outcome(table, "drawn", tuple(written))
+
+
+def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path, tables: Sequence[Outcome] = ()) -> Path:
     """``out/index.html``: each drawn figure's thumbnail (linking to its PDF), caption and data command;
-    then the missing and failed ones with their commands."""
+    each written table (its Markdown, linking to the three files); then the missing and failed ones
+    with their commands."""
     parts = ["<!doctype html>", '<html><head><meta charset="utf-8"><title>paper figures</title>',
              "<style>body{font-family:sans-serif;max-width:60em;margin:auto}figure{margin:2em 0}"
              "img{max-width:28em;border:1px solid #ccc}code{background:#f4f4f4}</style></head><body>",
@@ -287,7 +328,17 @@ def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
             parts.append(f'<figure id="{name}"><a href="{html.escape(pdf)}"><img src="{html.escape(png)}" '
                          f'alt="{name}"></a><figcaption><b>{name}</b>: {html.escape(o.figure.caption)}<br>'
                          f"Data made by: {commands}</figcaption></figure>")
-    not_drawn = [o for o in outcomes if o.status != "drawn"]
+    written = [o for o in tables if o.status == "drawn"]
+    if written:
+        parts.append("<h2>Tables</h2>")
+    for o in written:
+        name = html.escape(o.figure.name)
+        links = ", ".join(f'<a href="{html.escape(p.name)}">{html.escape(p.suffix[1:])}</a>' for p in o.files)
+        commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in o.figure.commands(data))
+        text = o.files[0].read_text(encoding="utf-8")
+        parts.append(f'<section id="{name}"><p><b>{name}</b> ({links})</p><pre>{html.escape(text)}</pre>'
+                     f"<p>Data made by: {commands}</p></section>")
+    not_drawn = [o for o in (*outcomes, *tables) if o.status != "drawn"]
     if not_drawn:
         parts.append("<h2>Not drawn</h2><ul>")
         for o in not_drawn:
@@ -305,8 +356,10 @@ def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path) -> Path:
     return path
 
 
-def render_all(data: str | Path, out: str | Path, figures: Sequence[FigureSpec] = FIGURES, dpi: int = 200) -> Report:
-    """Draw every figure of ``figures`` whose data exist under ``data`` into ``out`` (created), and the gallery."""
+def render_all(data: str | Path, out: str | Path, figures: Sequence[FigureSpec] = FIGURES, dpi: int = 200,
+               tables: Sequence[FigureSpec] = TABLES) -> Report:
+    """Draw every figure of ``figures`` and write every table of ``tables`` whose data exist under
+    ``data`` into ``out`` (created), and the gallery."""
     if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi < 10:
         raise ValueError(f"dpi must be an integer >= 10 (the PNG resolution), got {dpi!r}")
     data, out = Path(data), Path(out)
@@ -316,4 +369,5 @@ def render_all(data: str | Path, out: str | Path, figures: Sequence[FigureSpec] 
                                 "study-<name>/, rewiring-*.nc, stationary-*.nc, train-*/)")
     out.mkdir(parents=True, exist_ok=True)
     outcomes = tuple(render(f, data, out, dpi) for f in figures)
-    return Report(outcomes, write_gallery(outcomes, out, data))
+    written = tuple(render_table(t, data, out) for t in tables)
+    return Report(outcomes, write_gallery(outcomes, out, data, written), written)

@@ -44,8 +44,11 @@ def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draw
         assert line.endswith(f"make it with: {command}") and MERGED in line
     drawn = {f.name for f in registry.FIGURES} - NEEDS_MERGED
     assert {line.split()[1].rstrip(":") for line in res.stdout.splitlines() if line.startswith("drew ")} == drawn
+    tables = [t.name for t in registry.TABLES]  # their inputs (the rewiring files) are all there
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}.{ext}" for n in drawn for ext in ("pdf", "png")] + ["index.html"])
+        [f"{n}.{ext}" for n in drawn for ext in ("pdf", "png")] + [f"{n}.{ext}" for n in tables
+                                                                   for ext in ("md", "tex", "csv")] + ["index.html"])
+    assert {line.split()[1].rstrip(":") for line in res.stdout.splitlines() if line.startswith("wrote ")} == set(tables)
     for name in drawn:
         assert (out / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     # provenance of the drawn data in the PDF metadata
@@ -55,6 +58,8 @@ def test_deleting_one_study_file_lists_exactly_the_figures_that_need_it_and_draw
         assert f'<img src="{name}.png"' in gallery
     for name in NEEDS_MERGED:
         assert f'<img src="{name}.png"' not in gallery and f"<b>{name}</b> (missing" in gallery
+    for name in tables:
+        assert f'<a href="{name}.md">md</a>' in gallery and f'<section id="{name}">' in gallery
     assert command in gallery
 
 
