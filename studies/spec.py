@@ -145,6 +145,17 @@ def _fail(key: str, expected: str, got: Any) -> SpecError:
     return SpecError(f"{key}: expected {expected}, got {got!r}")
 
 
+def _unused_estimator_option(key: str, name: str, estimator: str, got: Any) -> SpecError:
+    takers = ", ".join(repr(t) for t in ESTIMATOR_OPTIONS[name])
+    return _fail(f"{key}.{name}", f"no {name} with estimator {estimator!r} ({name} is an option of {takers}; remove "
+                 f"it or change {key}.estimator)", got)
+
+
+def _no_rewind(key: str, kind: str, got: Any) -> SpecError:
+    return _fail(f"{key}.rewind_epoch", f"no rewind_epoch for kind {kind!r} (only kind 'rewind' returns the survivors "
+                 "to an earlier epoch)", got)
+
+
 def _int(key: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise _fail(key, "an integer", value)
@@ -316,13 +327,13 @@ class TrainingSpec:
         _int(f"{key}.max_epochs", self.max_epochs, 1)
         _choice(f"{key}.dtype", self.dtype, ("float32", "float64"))
         # An option the estimator does not take would be dropped, yet still change the points'
-        # keys. A field at its default counts as not set: to_dict() writes every field.
+        # keys. A field at its default counts as not set here (a dataclass cannot tell it from
+        # unset); spec_from_dict refuses the key in a file whatever its value.
         for name, takers in ESTIMATOR_OPTIONS.items():
             value, default = getattr(self, name), _TRAINING_DEFAULTS[name]
             unset = value is None if default is None else (type(value) is type(default) and value == default)
             if self.estimator not in takers and not unset:
-                raise _fail(f"{key}.{name}", f"no {name} with estimator {self.estimator!r} ({name} is an option of "
-                            f"{', '.join(repr(t) for t in takers)}; remove it or change {key}.estimator)", value)
+                raise _unused_estimator_option(key, name, self.estimator, value)
         try:
             self.estimator_value()
         except (TypeError, ValueError) as e:
@@ -612,8 +623,7 @@ class ProtocolSpec:
             if len(set(times)) != len(times):
                 raise _fail(f"{key}.epochs", "distinct pruning times", list(times))
         if self.kind != "rewind" and not (type(self.rewind_epoch) is int and self.rewind_epoch == 0):
-            raise _fail(f"{key}.rewind_epoch", f"no rewind_epoch for kind {self.kind!r} (only kind 'rewind' returns the "
-                        "survivors to an earlier epoch)", self.rewind_epoch)
+            raise _no_rewind(key, self.kind, self.rewind_epoch)
         _int(f"{key}.rewind_epoch", self.rewind_epoch, 0)
         fixed = [t for t in self.pruning_epochs if t != CONVERGED]
         if self.kind == "rewind" and fixed and self.rewind_epoch > min(fixed):
@@ -918,7 +928,21 @@ class StudySpec:
         }
 
     def to_dict(self) -> dict:
-        """The resolved spec as TOML-shaped values (:func:`spec_from_dict` inverts it)."""
+        """The resolved spec as TOML-shaped values (:func:`spec_from_dict` inverts it): every field
+        but the options the choices ignore (an estimator's option for another estimator,
+        ``rewind_epoch`` for a kind that does not rewind), which a spec may not set."""
+        raw = self._fields()
+        for name, takers in ESTIMATOR_OPTIONS.items():
+            if self.training.estimator not in takers:
+                del raw["training"][name]
+        for p in self.protocols:
+            if p.kind != "rewind":
+                del raw["protocols"][p.name]["rewind_epoch"]
+        return raw
+
+    def _fields(self) -> dict:
+        """Every field as TOML-shaped values, the ignored options included: what :meth:`to_json`
+        stamps, and so what stored studies are keyed by."""
         protocols = {}
         for p in self.protocols:
             d = asdict(p)
@@ -932,7 +956,7 @@ class StudySpec:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self._fields(), sort_keys=True)
 
 
 _TOP = ("name", "output", "n_hidden", "pruning_fractions", "seeds", "data", "training", "stopping", "evaluation",
@@ -983,7 +1007,13 @@ def spec_from_dict(raw: dict, *, base: str | os.PathLike | None = None) -> Study
     if kind == "mnist" and isinstance(data.get("path"), str):
         data["path"] = _resolve(data["path"], base_dir)
     data_value = _build("data", cls, data)
-    training = _build("training", TrainingSpec, _take("training", _table("training", raw["training"]), TrainingSpec))
+    training_table = _take("training", _table("training", raw["training"]), TrainingSpec)
+    training = _build("training", TrainingSpec, training_table)
+    # A field at its default passes TrainingSpec.validate (the Python API cannot tell it from unset);
+    # a key in the file is set, whatever its value.
+    for name, takers in ESTIMATOR_OPTIONS.items():
+        if name in training_table and training.estimator not in takers:
+            raise _unused_estimator_option("training", name, training.estimator, training_table[name])
     stopping = _build("stopping", StoppingRule, _take("stopping", _table("stopping", raw.get("stopping", {})),
                                                       StoppingRule))
     evaluation = _build("evaluation", EvaluationSpec,
@@ -997,7 +1027,10 @@ def spec_from_dict(raw: dict, *, base: str | os.PathLike | None = None) -> Study
         if "name" in table:
             raise SpecError(f"protocols.{label}.name: the table name is the protocol's name; remove this key")
         _required(f"protocols.{label}", table, "kind")
-        protocols.append(ProtocolSpec(name=label, **table))
+        protocol = ProtocolSpec(name=label, **table)
+        if "rewind_epoch" in table and protocol.kind in PROTOCOL_KINDS and protocol.kind != "rewind":
+            raise _no_rewind(f"protocols.{label}", protocol.kind, table["rewind_epoch"])
+        protocols.append(protocol)
     output = raw["output"]
     if isinstance(output, str):
         output = _resolve(output, base_dir)

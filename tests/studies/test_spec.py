@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 
@@ -199,24 +200,54 @@ def test_an_option_the_estimator_does_not_take_is_refused(estimator, option, val
     # it was dropped silently, yet entered the points' keys
     raw = _raw()
     raw["training"]["estimator"] = estimator
-    spec = spec_from_dict(raw)  # the option's default is no option: to_dict() writes it, and round trips
-    assert spec_from_dict(spec.to_dict()) == spec
+    spec = spec_from_dict(raw)
+    assert option not in spec.to_dict()["training"] and spec_from_dict(spec.to_dict()) == spec
     raw["training"][option] = value
     with pytest.raises(SpecError, match=rf"^training\.{option}: expected no {option} with estimator '{estimator}' "
                        rf"\({option} is an option of {takers};"):
         spec_from_dict(raw)
 
 
+def test_an_ignored_option_in_the_file_is_refused_at_its_default_value_too():
+    # k = 1 with the exact gradient passed, as the default it equals; a key in the file is set
+    # (n_chains and n_temps default to None, which TOML cannot write)
+    raw = _raw()
+    raw["training"] = {k: v for k, v in raw["training"].items() if k not in ("k", "n_chains", "n_temps")}
+    raw["training"].update(estimator="exact", k=1)
+    with pytest.raises(SpecError, match=r"^training\.k: expected no k with estimator 'exact'"):
+        spec_from_dict(raw)
+    # the Python API cannot tell a default from unset: the spec without the key has k = 1 and is valid
+    del raw["training"]["k"]
+    assert spec_from_dict(raw).training.k == 1
+
+
+def test_to_json_stamps_every_field_as_before():
+    # stored studies are keyed by to_json: leaving ignored options out of to_dict must not change it
+    raw = _raw()
+    raw["training"] = {k: v for k, v in raw["training"].items() if k not in ("k", "n_chains", "n_temps")}
+    raw["training"]["estimator"] = "exact"  # k, n_chains and n_temps ignored
+    spec = spec_from_dict(raw)
+    assert any(p.kind != "rewind" for p in spec.protocols)
+    stamped = json.loads(spec.to_json())
+    assert {"k", "n_chains", "n_temps"} <= set(stamped["training"])
+    assert all("rewind_epoch" in p for p in stamped["protocols"].values())
+    assert {"k", "n_chains", "n_temps"}.isdisjoint(spec.to_dict()["training"])
+    full = {**spec.to_dict(), "training": {**spec.to_dict()["training"], "k": 1, "n_chains": None, "n_temps": None},
+            "protocols": {n: {"rewind_epoch": 0, **p} for n, p in spec.to_dict()["protocols"].items()}}
+    assert stamped == json.loads(json.dumps(full))  # (tuples as JSON lists)
+
+
 @pytest.mark.parametrize("kind", ["init", "after", "reinit", "scratch", "static"])
 def test_rewind_epoch_is_refused_for_kinds_that_do_not_rewind(kind):
     raw = _raw()
     table = {"kind": kind, **({"epochs": [20]} if kind in TIMED_KINDS else {})}
-    raw["protocols"] = {"p": dict(table, rewind_epoch=0)}  # the default, as to_dict() writes it
-    spec_from_dict(raw)
-    raw["protocols"] = {"p": dict(table, rewind_epoch=7)}
-    with pytest.raises(SpecError, match=rf"^protocols\.p\.rewind_epoch: expected no rewind_epoch for kind '{kind}' "
-                       r"\(only kind 'rewind'"):
-        spec_from_dict(raw)
+    raw["protocols"] = {"p": table}
+    assert "rewind_epoch" not in spec_from_dict(raw).to_dict()["protocols"]["p"]
+    for value in (7, 0):  # 0, the default, too: a key in the file is set
+        raw["protocols"] = {"p": dict(table, rewind_epoch=value)}
+        with pytest.raises(SpecError, match=rf"^protocols\.p\.rewind_epoch: expected no rewind_epoch for kind "
+                           rf"'{kind}' \(only kind 'rewind'"):
+            spec_from_dict(raw)
 
 
 def test_resampling_populations_must_divide_the_chains():
