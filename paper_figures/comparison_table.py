@@ -38,7 +38,7 @@ from dilution.io import atomic_write
 
 from .deep_r_comparison import COMPARISON, DEEP_R, QUALITY, STOPPED_AT, TRAIN, at_drawn_budget
 from .intervals import seed_interval
-from .schema import MissingData
+from .schema import MissingData, check
 from .schema import load as load_checked
 from .style import provenance_text
 
@@ -100,8 +100,35 @@ def _per_model(ds: xr.Dataset) -> dict[str, xr.DataArray]:
 
 
 def tabulate(ds: xr.Dataset) -> xr.Dataset:
-    """The table as a Dataset along ``row`` (module docstring); ``connectivity`` is NaN on the rows of
-    methods repeated along it. Raises :class:`MissingData` when no model is scored."""
+    """The comparison as a table (module docstring).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        ``studies.rewiring.mnist_comparison``'s result: ``test_log_likelihood`` over (``method``,
+        ``connectivity``, ``seed``), possibly ``epochs`` and ``ais_betas``; every other variable the
+        table reads is optional.
+
+    Returns
+    -------
+    xarray.Dataset
+        Along ``row`` (methods in the file's order, connectivities ascending within one): ``method``,
+        ``connectivity`` (NaN on the rows of methods repeated along it), ``n_seeds``,
+        ``test_log_likelihood`` with ``_lower`` / ``_upper``, ``epochs_min`` / ``epochs_max``, and as the
+        file allows ``rising_seeds``, ``ais_unconverged_seeds``, ``ais_degenerate_seeds``,
+        ``final_density``, ``generalisation_gap``, ``classifier_inception_score``, ``train_seconds``;
+        each with ``long_name`` and ``units``; the file's ``deep_r_alpha`` and ``git_commit`` attrs.
+
+    Raises
+    ------
+    SchemaError
+        ``ds`` is not such a comparison (a variable or dimension missing, named).
+    MissingData
+        No model is scored.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds must be an xarray.Dataset (mnist_comparison's result), got {type(ds).__name__}")
+    check(ds, COMPARISON, "the comparison")
     if not ds[QUALITY].notnull().any():
         raise MissingData("the comparison has no scored model (every test log-likelihood is NaN)")
     per = _per_model(ds)
@@ -157,10 +184,9 @@ def tabulate(ds: xr.Dataset) -> xr.Dataset:
         _CLASSIFIER: _attrs("classifier inception score of the model's samples, mean over seeds", "1"),
         "train_seconds": _attrs("training time, median over seeds", "s"),
     }
-    table = xr.Dataset({name: ("row", values, meaning[name]) for name, values in columns.items()},
-                       coords={"row": ("row", np.arange(len(rows)), _attrs("table row", "1"))},
-                       attrs={k: v for k, v in ds.attrs.items() if k in ("deep_r_alpha", "git_commit", "study")})
-    return table
+    return xr.Dataset({name: ("row", values, meaning[name]) for name, values in columns.items()},
+                      coords={"row": ("row", np.arange(len(rows)), _attrs("table row", "1"))},
+                      attrs={k: v for k, v in ds.attrs.items() if k in ("deep_r_alpha", "git_commit", "study")})
 
 
 def _number(value: float, digits: int) -> str:
@@ -232,7 +258,21 @@ def _footnotes(table: xr.Dataset) -> list[str]:
 
 
 def markdown(table: xr.Dataset, caption: str = "") -> str:
-    """The table in Markdown: the caption, the table, then what its marks mean."""
+    """The table in Markdown: the caption, the table, then what its marks mean.
+
+    Parameters
+    ----------
+    table : xarray.Dataset
+        :func:`tabulate`'s result.
+    caption : str
+        A first paragraph (none when empty).
+
+    Returns
+    -------
+    str
+        Columns for the variables the table has; the score as ``mean ± half-width`` with ``†``, ``‡``,
+        ``*`` where a seed is flagged, and a line per mark used saying what it means.
+    """
     header, body = _cells(table, latex=False)
     lines = ([caption, ""] if caption else []) + ["| " + " | ".join(header) + " |",
                                                   "|" + "---|" * len(header)]
@@ -241,8 +281,9 @@ def markdown(table: xr.Dataset, caption: str = "") -> str:
 
 
 def latex(table: xr.Dataset, caption: str = "") -> str:
-    """The table as a LaTeX ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``);
-    the caption ends with what the marks mean."""
+    """The table as a LaTeX ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``):
+    :func:`markdown`'s columns and marks (``\\dag``, ``\\ddag``, ``*`` as superscripts); the caption is
+    ``caption`` followed by what the marks mean."""
     header, body = _cells(table, latex=True)
 
     def escape(text: str) -> str:
@@ -264,8 +305,13 @@ def latex(table: xr.Dataset, caption: str = "") -> str:
 
 def write(table: xr.Dataset, stem: str | Path, *, caption: str, datasets: Sequence[xr.Dataset] = (),
           sources: Sequence[str | Path] = ()) -> tuple[Path, Path, Path]:
-    """``stem.md``, ``stem.tex`` and ``stem.csv``, each atomically; the Markdown and LaTeX end with the
-    provenance of ``datasets`` and the ``sources`` read (as :func:`paper_figures.style.save` does)."""
+    """Save ``table`` (:func:`tabulate`'s result) as ``stem.md``, ``stem.tex`` and ``stem.csv``.
+
+    Each file is written atomically; the Markdown (an HTML comment) and the LaTeX (a ``%`` line) end with
+    the provenance of ``datasets`` and the ``sources`` read, as :func:`paper_figures.style.save` puts them
+    in a figure's metadata; the CSV holds every variable of ``table``, one line per row. Returns the
+    three paths, in that order; ``stem``'s folder must exist.
+    """
     stem = Path(stem)
     provenance = "; ".join(filter(None, [provenance_text(datasets),
                                          "sources=" + ",".join(str(s) for s in sources) if sources else ""]))

@@ -16,7 +16,7 @@ from scipy import stats
 
 import dilution.io
 from paper_figures import comparison_table, deep_r_comparison, registry
-from paper_figures.schema import MissingData
+from paper_figures.schema import MissingData, SchemaError
 
 METHODS = ["deep-r", "static", "dense", "ncg-p1"]
 USES = [1, 1, 0, 0]
@@ -242,3 +242,12 @@ def test_a_file_without_scores_is_missing_data_and_a_bad_file_fails_only_its_tab
     missing, = report.tables_by_status("missing")
     assert missing.files == (Path("rewiring-mnist-500.nc"),)
     assert "dilution reproduce --scale smoke" in report.gallery.read_text()
+
+
+def test_tabulate_names_what_is_wrong_with_its_input():
+    with pytest.raises(TypeError, match="^ds must be an xarray.Dataset .*got DataArray$"):
+        comparison_table.tabulate(make_comparison()["test_log_likelihood"])
+    with pytest.raises(SchemaError, match="the comparison .* lacks the variable 'test_log_likelihood'"):
+        comparison_table.tabulate(make_comparison().drop_vars("test_log_likelihood"))
+    with pytest.raises(SchemaError, match=r"variable 'test_log_likelihood' has dims .* \(missing \['seed'\]\)"):
+        comparison_table.tabulate(make_comparison().isel(seed=0))
