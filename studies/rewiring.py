@@ -657,11 +657,9 @@ def mnist_comparison(mnist: str, *, connectivities: Sequence[float] = (0.05, 0.1
     from dilution.estimators import PCD
     from dilution.training import data_fingerprint
 
-    from analysis.likelihood import log_likelihood
+    from analysis.likelihood import CONVERGED_SIGMAS, budgets_agree, log_likelihood
 
     from .data import StudyData
-    from analysis.likelihood import CONVERGED_SIGMAS, budgets_agree
-
     from .evaluate import log_likelihood_method, metric_variables, remove_checkpoints
     from .spec import EvaluationSpec
 
