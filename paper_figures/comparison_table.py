@@ -36,7 +36,8 @@ import xarray as xr
 
 from dilution.io import atomic_write
 
-from .deep_r_comparison import COMPARISON, DEEP_R, QUALITY, STOPPED_AT, TRAIN, at_drawn_budget
+from .deep_r_comparison import (COMPARISON, DEEP_R, QUALITY, RISING_SIGMAS, STOPPED_AT, TRAIN, at_drawn_budget,
+                                still_rising)
 from .intervals import seed_interval
 from .schema import MissingData, check
 from .schema import load as load_checked
@@ -44,9 +45,6 @@ from .style import provenance_text
 
 __all__ = ["RISING_SIGMAS", "load", "tabulate", "markdown", "latex", "write"]
 
-# A doubling of the training budget that gains more than this many paired standard errors has
-# not converged (the threshold analysis.likelihood.CONVERGED_SIGMAS uses for AIS budgets).
-RISING_SIGMAS = 3.0
 _CLASSIFIER = "classifier_inception_score"
 _MARKS = (("rising_seeds", "†"), ("ais_unconverged_seeds", "‡"), ("ais_degenerate_seeds", "*"))
 
@@ -74,16 +72,11 @@ def _per_model(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     scored = drawn[QUALITY].notnull()
     out = {"quality": drawn[QUALITY]}
     if "epochs" in ds.dims:
-        largest = ds["epochs"].where(ds[QUALITY].isel(ais_betas=-1, missing_dims="ignore").notnull()).max("epochs")
-        budget = drawn[STOPPED_AT] if STOPPED_AT in drawn else xr.full_like(largest, ds["epochs"].values[-1])
+        budget = drawn[STOPPED_AT] if STOPPED_AT in drawn else xr.full_like(drawn[QUALITY], ds["epochs"].values[-1])
         out["budget"] = budget.where(scored)
-        if "epoch_gain" in ds and "epoch_gain_se" in ds:
-            gain = ds["epoch_gain"].isel(ais_betas=-1, missing_dims="ignore")
-            at_largest = ds["epochs"] == largest
-            last_gain = gain.where(at_largest).sum("epochs", min_count=1)
-            last_se = ds["epoch_gain_se"].isel(ais_betas=-1, missing_dims="ignore").where(at_largest).sum(
-                "epochs", min_count=1)
-            out["rising"] = (budget == largest) & (last_gain > RISING_SIGMAS * last_se)
+        rising = still_rising(ds)
+        if rising is not None:
+            out["rising"] = rising
     else:
         out["budget"] = xr.full_like(drawn[QUALITY], _single_budget(ds)).where(scored)
     if "log_partition_converged" in drawn:

@@ -17,7 +17,9 @@ at the budget each model's validation log-likelihood picks when the file has
 for the dense model), else at the largest. A file with ``train_log_likelihood`` (the training
 images' mean log-likelihood under the same log Z) gets a second panel, the generalisation gap
 train - test, drawn the same way: it tells overfitting from underfitting, which the test log-likelihood
-alone does not."""
+alone does not. A file with ``epoch_gain`` marks with an open circle each point where a seed is still
+rising (:func:`still_rising`: its last doubling gained more than :data:`RISING_SIGMAS` paired standard
+errors at the budget drawn), a lower bound of what more training gives."""
 
 from __future__ import annotations
 
@@ -32,10 +34,13 @@ from .schema import Schema
 from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
-__all__ = ["COMPARISON", "QUALITY", "STOPPED_AT", "TRAIN", "DENSE", "DEEP_R", "load", "draw", "at_drawn_budget",
-           "generalisation_gap"]
+__all__ = ["COMPARISON", "QUALITY", "STOPPED_AT", "TRAIN", "DENSE", "DEEP_R", "RISING_SIGMAS", "load", "draw",
+           "at_drawn_budget", "still_rising", "generalisation_gap"]
 
 QUALITY = "test_log_likelihood"
+# A doubling of the training budget that gains more than this many paired standard errors has
+# not converged (the threshold analysis.likelihood.CONVERGED_SIGMAS uses for AIS budgets).
+RISING_SIGMAS = 3.0
 STOPPED_AT = "early_stopped_epochs"
 TRAIN = "train_log_likelihood"
 DENSE = "dense"
@@ -78,23 +83,43 @@ def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def still_rising(ds: xr.Dataset) -> xr.DataArray | None:
+    """Per model (``method``, ``connectivity``, ``seed``): True where the model is drawn at the largest
+    training budget it was scored at and the last doubling of that budget gained more than
+    :data:`RISING_SIGMAS` paired standard errors (``epoch_gain`` / ``epoch_gain_se`` at the largest AIS
+    budget): its score is a lower bound of what more training gives. None when the file has no
+    such gains (one training budget)."""
+    if "epochs" not in ds.dims or "epoch_gain" not in ds or "epoch_gain_se" not in ds:
+        return None
+    scored = ds[QUALITY].isel(ais_betas=-1, missing_dims="ignore").notnull()
+    largest = ds["epochs"].where(scored).max("epochs")
+    drawn = ds[STOPPED_AT] if STOPPED_AT in ds else xr.full_like(largest, ds["epochs"].values[-1])
+    at_largest = ds["epochs"] == largest
+    gain, se = (ds[name].isel(ais_betas=-1, missing_dims="ignore").where(at_largest).sum("epochs", min_count=1)
+                for name in ("epoch_gain", "epoch_gain_se"))
+    return (drawn == largest) & (gain > RISING_SIGMAS * se)
+
+
 def draw(ds: xr.Dataset) -> Figure:
     """The figure: one errorbar container per method at the connectivity, in the file's order; ``dense``
     and the methods with ``uses_connectivity`` = 0 lines. A file with ``train_log_likelihood`` gets a
     second panel, the generalisation gap drawn the same way. Budgets: :func:`at_drawn_budget`."""
+    rising = still_rising(ds)
     ds = at_drawn_budget(ds)
+    if rising is not None:
+        rising = rising & ds[QUALITY].notnull()
     panels = [ds[QUALITY]] + ([generalisation_gap(ds)] if TRAIN in ds else [])
     if len(panels) == 1:
         fig, axes = new_figure(1, aspect=1.25)
     else:
         fig, axes = new_figure(2, ncols=2, aspect=1.1)
     for ax, values in zip(axes.flat, panels):
-        _panel(ax, ds, values)
+        _panel(ax, ds, values, rising)
     axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     return fig
 
 
-def _panel(ax, ds: xr.Dataset, values: xr.DataArray) -> None:
+def _panel(ax, ds: xr.Dataset, values: xr.DataArray, rising: xr.DataArray | None) -> None:
     x = ds["connectivity"].values
     alpha = float(ds.attrs.get("deep_r_alpha", 0.0))  # DEEP R's L1 prior; 0 (or absent): none
     for k, method in enumerate(ds["method"].values):
@@ -114,6 +139,10 @@ def _panel(ax, ds: xr.Dataset, values: xr.DataArray) -> None:
         label = f"{method} (alpha {alpha:g})" if method == DEEP_R and alpha > 0 else str(method)
         ax.errorbar(x, mean, yerr=[mean - s["lower"].values, s["upper"].values - mean], marker="o", capsize=2,
                     color=colour(k), label=label)
+        flags = None if rising is None else rising.isel(method=k).any("seed").values
+        if flags is not None and flags.any():
+            ax.plot(x[flags], mean[flags], linestyle="none", marker="o", ms=6, markerfacecolor="white",
+                    markeredgecolor=colour(k), label=f"{method}: a seed still rising")
     ax.set_xscale("log")
     ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.xaxis.set_minor_locator(NullLocator())

@@ -168,8 +168,10 @@ FIGURES = tuple(
     FigureSpec("deep-r-vs-static",
                "DEEP R against static random masks and magnitude pruning at equal connectivity: test "
                "log-likelihood (each model at the training budget its validation log-likelihood picks, when the file "
-               "has several), seed means with 95 % intervals; beside it, when the file has the training images' "
-               "log-likelihood, the generalisation gap (train - test).", ("rewiring-mnist.nc",), deep_r_comparison),
+               "has several), seed means with 95 % intervals; open circles: a seed still rising at the budget drawn "
+               "(its last doubling gained more than 3 paired standard errors: a lower bound); beside it, when the "
+               "file has the training images' log-likelihood, the generalisation gap (train - test).",
+               ("rewiring-mnist.nc",), deep_r_comparison),
     FigureSpec("deep-r-vs-static-500",
                "As deep-r-vs-static with 500 hidden units (784 x 500 at paper scale): test log-likelihood by AIS "
                "with resampling, seed means with 95 % intervals.", ("rewiring-mnist-500.nc",), deep_r_comparison),

@@ -251,3 +251,18 @@ def test_tabulate_names_what_is_wrong_with_its_input():
         comparison_table.tabulate(make_comparison().drop_vars("test_log_likelihood"))
     with pytest.raises(SchemaError, match=r"variable 'test_log_likelihood' has dims .* \(missing \['seed'\]\)"):
         comparison_table.tabulate(make_comparison().isel(seed=0))
+
+
+def test_the_figure_marks_the_points_where_a_seed_is_still_rising_as_the_table_counts_them():
+    ds = make_comparison()
+    table = comparison_table.tabulate(ds)
+    ax = deep_r_comparison.draw(ds).axes[0]
+    marked = {line.get_label(): line for line in ax.lines if line.get_label().endswith("still rising")}
+    assert set(marked) == {"deep-r: a seed still rising"}  # static's rise at the smaller AIS budget is a decoy
+    line = marked["deep-r: a seed still rising"]
+    assert line.get_markerfacecolor() == "white" and line.get_linestyle() == "None"
+    np.testing.assert_allclose(line.get_xdata(), CONN)
+    np.testing.assert_allclose(line.get_ydata(), table["test_log_likelihood"].values[:2], rtol=1e-12)
+    calm = ds.assign(epoch_gain=ds["epoch_gain"] * 0)
+    assert not [line for line in deep_r_comparison.draw(calm).axes[0].lines
+                if line.get_label().endswith("still rising")]
