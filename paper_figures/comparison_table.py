@@ -21,13 +21,16 @@ and three counts of seeds that make the number less than a result:
 :func:`markdown` and :func:`latex` format it for a note or a paper (the flags as marks after the
 score, explained under the table), and :func:`write` saves ``.md``, ``.tex`` and ``.csv`` (the
 table's every number, one row per table row) atomically. A variable the file does not have is a
-column the table does not have.
+column the table does not have. ``python -m paper_figures.comparison_table FILE [--latex]`` prints
+the table of one file (:func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,7 +46,7 @@ from .schema import MissingData, check
 from .schema import load as load_checked
 from .style import provenance_text
 
-__all__ = ["RISING_SIGMAS", "load", "tabulate", "markdown", "latex", "write"]
+__all__ = ["RISING_SIGMAS", "load", "tabulate", "markdown", "latex", "write", "main"]
 
 _CLASSIFIER = "classifier_inception_score"
 _MARKS = (("rising_seeds", "†"), ("ais_unconverged_seeds", "‡"), ("ais_degenerate_seeds", "*"))
@@ -318,3 +321,25 @@ def write(table: xr.Dataset, stem: str | Path, *, caption: str, datasets: Sequen
             tmp.write_text(text, encoding="utf-8")
         out.append(path)
     return out[0], out[1], out[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m paper_figures.comparison_table FILE [--latex]``: print the table of one comparison file.
+    Exit status 0, or 2 with a one-line error when the file cannot be read or is not a comparison."""
+    parser = argparse.ArgumentParser(prog="python -m paper_figures.comparison_table",
+                                     description="Print the rewiring comparison table of a file written by "
+                                                 "studies.rewiring.mnist_comparison (Markdown, or LaTeX).")
+    parser.add_argument("file", type=Path, help="the comparison's netCDF file (e.g. rewiring-mnist-500.nc)")
+    parser.add_argument("--latex", action="store_true", help="print a LaTeX table instead of Markdown")
+    args = parser.parse_args(argv)
+    try:
+        table = tabulate(*load(args.file))
+    except (OSError, ValueError) as err:  # SchemaError and MissingData are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print((latex if args.latex else markdown)(table), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

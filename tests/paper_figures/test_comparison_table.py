@@ -266,3 +266,20 @@ def test_the_figure_marks_the_points_where_a_seed_is_still_rising_as_the_table_c
     calm = ds.assign(epoch_gain=ds["epoch_gain"] * 0)
     assert not [line for line in deep_r_comparison.draw(calm).axes[0].lines
                 if line.get_label().endswith("still rising")]
+
+
+def test_the_command_prints_the_table_of_a_file_or_one_line_saying_what_is_wrong(tmp_path, capsys):
+    ds = make_comparison()
+    dilution.io.save(ds, tmp_path / "c.nc")
+    table = comparison_table.tabulate(ds)
+    assert comparison_table.main([str(tmp_path / "c.nc")]) == 0
+    assert capsys.readouterr().out == comparison_table.markdown(table)
+    assert comparison_table.main([str(tmp_path / "c.nc"), "--latex"]) == 0
+    assert capsys.readouterr().out == comparison_table.latex(table)
+    (tmp_path / "notes.txt").write_text("not netCDF")
+    dilution.io.save(ds.drop_vars("test_log_likelihood"), tmp_path / "other.nc")
+    for name, words in (("missing.nc", "missing.nc"), ("notes.txt", "notes.txt"),
+                        ("other.nc", "lacks the variable 'test_log_likelihood'")):
+        assert comparison_table.main([str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1 and "Traceback" not in err
