@@ -13,7 +13,8 @@ and three counts of seeds that make the number less than a result:
 
 * ``rising_seeds``: the model was drawn at the largest budget scored and the last doubling of the
   training budget still gained more than :data:`RISING_SIGMAS` paired standard errors
-  (``epoch_gain`` / ``epoch_gain_se``): the score is a lower bound of what more training gives;
+  (``epoch_gain`` / ``epoch_gain_se``): the number still moves with the budget, and more training may
+  raise it (a trend, or a PCD-trained model's wandering: the seeds' agreement tells which);
 * ``ais_unconverged_seeds``: the AIS budgets of the file disagree (``log_partition_converged`` is
   0): the forward score is an upper bound of unknown slack;
 * ``ais_degenerate_seeds``: the AIS populations collapsed at the largest AIS budget.
@@ -244,7 +245,8 @@ def _cells(table: xr.Dataset, latex: bool) -> tuple[list[str], list[list[str]]]:
 def _footnotes(table: xr.Dataset) -> list[str]:
     notes = ["± is the half-width of the 95 % Student-t interval of the seed mean (none with one seed)."]
     meaning = {"rising_seeds": f"still rising: the last doubling of the training budget gained more than "
-                               f"{RISING_SIGMAS:g} paired standard errors (a lower bound of what more training gives)",
+                               f"{RISING_SIGMAS:g} paired standard errors (the number still moves; more training may "
+                               "raise it)",
                "ais_unconverged_seeds": "the AIS budgets disagree (the score is an upper bound of unknown slack)",
                "ais_degenerate_seeds": "the AIS populations collapsed at the largest AIS budget"}
     for name, mark in _MARKS:

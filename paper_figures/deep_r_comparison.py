@@ -19,7 +19,7 @@ images' mean log-likelihood under the same log Z) gets a second panel, the gener
 train - test, drawn the same way: it tells overfitting from underfitting, which the test log-likelihood
 alone does not. A file with ``epoch_gain`` marks with an open circle each point where a seed is still
 rising (:func:`still_rising`: its last doubling gained more than :data:`RISING_SIGMAS` paired standard
-errors at the budget drawn), a lower bound of what more training gives."""
+errors at the budget drawn): the number still moves with the budget."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def still_rising(ds: xr.Dataset) -> xr.DataArray | None:
     """Per model (``method``, ``connectivity``, ``seed``): True where the model is drawn at the largest
     training budget it was scored at and the last doubling of that budget gained more than
     :data:`RISING_SIGMAS` paired standard errors (``epoch_gain`` / ``epoch_gain_se`` at the largest AIS
-    budget): its score is a lower bound of what more training gives. None when the file has no
+    budget): its number still moves with the budget. None when the file has no
     such gains (one training budget)."""
     if "epochs" not in ds.dims or "epoch_gain" not in ds or "epoch_gain_se" not in ds:
         return None

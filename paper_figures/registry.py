@@ -169,8 +169,8 @@ FIGURES = tuple(
                "DEEP R against static random masks and magnitude pruning at equal connectivity: test "
                "log-likelihood (each model at the training budget its validation log-likelihood picks, when the file "
                "has several), seed means with 95 % intervals; open circles: a seed still rising at the budget drawn "
-               "(its last doubling gained more than 3 paired standard errors: a lower bound); beside it, when the "
-               "file has the training images' log-likelihood, the generalisation gap (train - test).",
+               "(its last doubling gained more than 3 paired standard errors: the number still moves); beside it, "
+               "when the file has the training images' log-likelihood, the generalisation gap (train - test).",
                ("rewiring-mnist.nc",), deep_r_comparison),
     FigureSpec("deep-r-vs-static-500",
                "As deep-r-vs-static with 500 hidden units (784 x 500 at paper scale): test log-likelihood by AIS "
