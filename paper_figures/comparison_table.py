@@ -40,7 +40,7 @@ import xarray as xr
 
 from dilution.io import atomic_write
 
-from .deep_r_comparison import (COMPARISON, DEEP_R, QUALITY, RISING_SIGMAS, STOPPED_AT, TRAIN, at_drawn_budget,
+from .deep_r_comparison import (COMPARISON, DEEP_R, QUALITY, RISING_SIGMAS, TRAIN, at_drawn_budget, drawn_epochs,
                                 still_rising)
 from .intervals import seed_interval
 from .schema import MissingData, check
@@ -76,8 +76,7 @@ def _per_model(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     scored = drawn[QUALITY].notnull()
     out = {"quality": drawn[QUALITY]}
     if "epochs" in ds.dims:
-        budget = drawn[STOPPED_AT] if STOPPED_AT in drawn else xr.full_like(drawn[QUALITY], ds["epochs"].values[-1])
-        out["budget"] = budget.where(scored)
+        out["budget"] = drawn_epochs(ds).where(scored)
         rising = still_rising(ds)
         if rising is not None:
             out["rising"] = rising

@@ -35,7 +35,7 @@ from .schema import load as load_checked
 from .style import axis_label, band, colour, new_figure
 
 __all__ = ["COMPARISON", "QUALITY", "STOPPED_AT", "TRAIN", "DENSE", "DEEP_R", "RISING_SIGMAS", "load", "draw",
-           "at_drawn_budget", "still_rising", "generalisation_gap"]
+           "at_drawn_budget", "drawn_epochs", "still_rising", "generalisation_gap"]
 
 QUALITY = "test_log_likelihood"
 # A doubling of the training budget that gains more than this many paired standard errors has
@@ -83,6 +83,14 @@ def at_drawn_budget(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def drawn_epochs(ds: xr.Dataset) -> xr.DataArray:
+    """The training budget each model (``method``, ``connectivity``, ``seed``) is drawn at, for a file with an
+    ``epochs`` dim: ``early_stopped_epochs`` when the file has it (NaN: nothing scored), else the largest."""
+    if STOPPED_AT in ds:
+        return ds[STOPPED_AT]
+    return xr.full_like(ds[QUALITY].isel(epochs=-1, ais_betas=-1, missing_dims="ignore"), ds["epochs"].values[-1])
+
+
 def still_rising(ds: xr.Dataset) -> xr.DataArray | None:
     """Per model (``method``, ``connectivity``, ``seed``): True where the model is drawn at the largest
     training budget it was scored at and the last doubling of that budget gained more than
@@ -93,7 +101,7 @@ def still_rising(ds: xr.Dataset) -> xr.DataArray | None:
         return None
     scored = ds[QUALITY].isel(ais_betas=-1, missing_dims="ignore").notnull()
     largest = ds["epochs"].where(scored).max("epochs")
-    drawn = ds[STOPPED_AT] if STOPPED_AT in ds else xr.full_like(largest, ds["epochs"].values[-1])
+    drawn = drawn_epochs(ds)
     at_largest = ds["epochs"] == largest
     gain, se = (ds[name].isel(ais_betas=-1, missing_dims="ignore").where(at_largest).sum("epochs", min_count=1)
                 for name in ("epoch_gain", "epoch_gain_se"))

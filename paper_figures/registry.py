@@ -277,41 +277,40 @@ def _datasets(loaded) -> list[xr.Dataset]:
     return out
 
 
-def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome:
-    """Draw one figure if its data exist (PNG at ``dpi``); never raises (the outcome says what failed,
-    so one bad file or figure does not stop the others)."""
-    paths, missing = find_inputs(figure, data)
+def _attempt(spec: FigureSpec, data: Path, make) -> Outcome:
+    """``make(paths, loaded)`` -> the files written, for ``spec`` if its data exist; never raises (the
+    outcome says what failed, so one bad file, figure or table does not stop the others)."""
+    paths, missing = find_inputs(spec, data)
     if missing:
-        return Outcome(figure, "missing", tuple(Path(m) for m in missing))
+        return Outcome(spec, "missing", tuple(Path(m) for m in missing))
     try:
-        loaded = figure.module.load(*paths)
+        written = make(paths, spec.module.load(*paths))
+    except MissingData as err:
+        return Outcome(spec, "missing", (), str(err))
+    except Exception as err:  # noqa: BLE001 - one failure must not stop the others; it is reported
+        return Outcome(spec, "failed", tuple(paths), f"{type(err).__name__}: {err}")
+    return Outcome(spec, "drawn", tuple(written))
+
+
+def render(figure: FigureSpec, data: Path, out: Path, dpi: int = 200) -> Outcome:
+    """Draw one figure if its data exist (PNG at ``dpi``); never raises (:func:`_attempt`)."""
+
+    def draw(paths, loaded):
         fig = figure.module.draw(*loaded)
         try:
-            written = save(fig, out / figure.name, caption=figure.caption, datasets=_datasets(loaded), sources=paths,
-                           dpi=dpi)
+            return save(fig, out / figure.name, caption=figure.caption, datasets=_datasets(loaded), sources=paths,
+                        dpi=dpi)
         finally:
             plt.close(fig)
-    except MissingData as err:
-        return Outcome(figure, "missing", (), str(err))
-    except Exception as err:  # noqa: BLE001 - one figure's failure must not stop the others; it is reported
-        return Outcome(figure, "failed", tuple(paths), f"{type(err).__name__}: {err}")
-    return Outcome(figure, "drawn", written)
+
+    return _attempt(figure, data, draw)
 
 
 def render_table(table: FigureSpec, data: Path, out: Path) -> Outcome:
     """Write one table (``.md``, ``.tex``, ``.csv``) if its data exist; never raises, as :func:`render`."""
-    paths, missing = find_inputs(table, data)
-    if missing:
-        return Outcome(table, "missing", tuple(Path(m) for m in missing))
-    try:
-        loaded = table.module.load(*paths)
-        written = table.module.write(table.module.tabulate(*loaded), out / table.name, caption=table.caption,
-                                     datasets=_datasets(loaded), sources=paths)
-    except MissingData as err:
-        return Outcome(table, "missing", (), str(err))
-    except Exception as err:  # noqa: BLE001 - one table's failure must not stop the others; it is reported
-        return Outcome(table, "failed", tuple(paths), f"{type(err).__name__}: {err}")
-    return Outcome(table, "drawn", tuple(written))
+    return _attempt(table, data, lambda paths, loaded: table.module.write(
+        table.module.tabulate(*loaded), out / table.name, caption=table.caption, datasets=_datasets(loaded),
+        sources=paths))
 
 
 def write_gallery(outcomes: Sequence[Outcome], out: Path, data: Path, tables: Sequence[Outcome] = ()) -> Path:
